@@ -1,0 +1,38 @@
+# Two set-up-and-go targets (see README.md): `make demo` and `make test`.
+# Both create .venv and install everything on a fresh machine first.
+#
+# torch is pinned to the 2.13.0 CPU build on purpose: a bare `torch` requirement pulls a
+# multi-GB CUDA build. On a GPU machine install a CUDA torch into .venv first; the
+# install step keeps a torch that is already there.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.symato-installed
+TORCH ?= torch==2.13.0
+CORES ?= all
+
+.PHONY: setup demo test lint bench clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[test,report]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakemake --lint
+
+clean-results:
+	rm -rf results .snakemake

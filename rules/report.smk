@@ -1,0 +1,1 @@
+# rules/report.smk: filled in by its stage (see docs/architecture.md).

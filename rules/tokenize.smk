@@ -1,0 +1,1 @@
+# rules/tokenize.smk: filled in by its stage (see docs/architecture.md).

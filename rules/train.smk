@@ -1,0 +1,1 @@
+# rules/train.smk: filled in by its stage (see docs/architecture.md).
