@@ -1,0 +1,117 @@
+"""Model weight files: one self-describing ``.pt`` per model, safe to load.
+
+Why this format: a checkpoint must rebuild its model with no other file at hand (the
+architecture and config travel with the weights) and decode its output (the vocabulary
+travels in ``meta``). It holds only tensors and JSON-like values, so it loads with
+``torch.load(weights_only=True)``: opening a downloaded checkpoint cannot run code.
+
+Layout (a dict): ``format`` = "symato-model", ``version`` = 1, ``arch`` ("rwkv"|"gpt"),
+``config`` (the model config as a dict), ``state_dict`` and ``meta`` (JSON-like: e.g.
+``tokenizer`` = ``Tokenizer.to_dict()``, ``run``, ``settings``, ``step``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from symato.errors import SymatoError
+from symato.io import atomic_path
+
+FORMAT = "symato-model"
+VERSION = 1
+MODEL_FILE = "model.pt"
+
+
+def model_payload(model: nn.Module, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` (weights on CPU), for callers that embed it
+    (the trainer's resumable state) as well as for ``save_model``."""
+    from symato.models import arch_of, config_dict
+
+    meta = dict(meta or {})
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise SymatoError(f"checkpoint meta must be JSON-like (weights_only load): {exc}") from None
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch_of(model),
+        "config": config_dict(model),
+        "state_dict": state,
+        "meta": meta,
+    }
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write ``model`` and ``meta`` to ``path`` atomically (temp file + rename)."""
+    payload = model_payload(model, meta)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def resolve_path(path_or_run_dir: str | os.PathLike[str]) -> Path:
+    """A run directory means its ``model.pt``; anything else is the file itself."""
+    p = Path(path_or_run_dir)
+    return p / MODEL_FILE if p.is_dir() else p
+
+
+def read_payload(path_or_run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check a checkpoint dict without building the model."""
+    path = resolve_path(path_or_run_dir)
+    if not path.exists():
+        raise SymatoError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SymatoError(f"cannot read checkpoint {path}: {reason}") from None
+    return check_payload(payload, str(path))
+
+
+def check_payload(payload: Any, where: str) -> dict[str, Any]:
+    """Validate the top-level keys of a checkpoint dict, naming ``where`` in errors."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise SymatoError(f"{where} is not a symato model checkpoint (no format={FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise SymatoError(
+            f"{where}: checkpoint version {payload.get('version')!r} is not supported "
+            f"(this symato reads version {VERSION})"
+        )
+    for key, kind in (("arch", str), ("config", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise SymatoError(f"{where}: checkpoint key {key!r} missing or not a {kind.__name__}")
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any], where: str, device: str = "cpu") -> nn.Module:
+    """Build the model a checked payload describes and load its weights."""
+    from symato.models import model_from_config
+
+    model = model_from_config(payload["arch"], payload["config"])
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise SymatoError(
+            f"{where}: weights do not match the config: {' '.join(first[:3])}"
+        ) from None
+    return model.to(device).eval()
+
+
+def load_model(
+    path_or_run_dir: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load ``(model, meta)`` from a checkpoint file or a run directory (``DIR/model.pt``).
+
+    The model is returned in eval mode on ``device``.
+    """
+    path = resolve_path(path_or_run_dir)
+    payload = read_payload(path)
+    return model_from_payload(payload, str(path), device), payload["meta"]

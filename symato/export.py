@@ -1,0 +1,71 @@
+"""``symato export``: write an RWKV checkpoint as a plain RWKV-4 ``.pth`` state dict.
+
+Why: the ``rwkv`` package (ChatRWKV's runtime) and the tools around it read exactly
+this file: a flat ``{name: tensor}`` dict with the RWKV-4 names, ``time_decay`` raw.
+Our parameter names already are those names, so the export is the state dict itself,
+on CPU, contiguous, in the chosen dtype, with nothing else in the file (the runtime
+treats every key as a weight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from symato.errors import SymatoError
+from symato.io import atomic_path
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def rwkv4_state_dict(model: nn.Module, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """The RWKV-4 ``.pth`` dict of an RWKV model (copies on CPU in ``dtype``).
+
+    ``time_decay`` and ``time_first`` stay float32 whatever ``dtype`` is: the runtime
+    computes ``-exp(time_decay)`` from them and half precision would shift every decay.
+    """
+    from symato.models import RWKV
+
+    if not isinstance(model, RWKV):
+        raise SymatoError(f"only RWKV models can be exported, got {type(model).__name__}")
+    out = {}
+    for name, tensor in model.state_dict().items():
+        keep_fp32 = name.endswith((".time_decay", ".time_first"))
+        out[name] = tensor.detach().to("cpu", torch.float32 if keep_fp32 else dtype).contiguous()
+    return out
+
+
+def export_rwkv(
+    ckpt: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "fp32"
+) -> int:
+    """Export checkpoint ``ckpt`` (file or run dir) to ``out``; return the tensor count."""
+    from symato.checkpoint import load_model
+
+    if dtype not in DTYPES:
+        raise SymatoError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if not str(out).endswith(".pth"):
+        raise SymatoError(f"--out {out}: the rwkv package expects a file name ending in .pth")
+    model, _ = load_model(ckpt)
+    state = rwkv4_state_dict(model, DTYPES[dtype])
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return len(state)
+
+
+def main(argv: list[str]) -> int:
+    """``symato export --ckpt PATH --out FILE.pth [--dtype fp32|bf16|fp16]``."""
+    parser = argparse.ArgumentParser(
+        prog="symato export",
+        description="Write an RWKV checkpoint as a plain RWKV-4 .pth for the rwkv package.",
+    )
+    parser.add_argument("--ckpt", required=True, help="checkpoint file or run directory")
+    parser.add_argument("--out", required=True, help="output .pth file")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weight dtype")
+    args = parser.parse_args(argv)
+    n = export_rwkv(args.ckpt, args.out, args.dtype)
+    print(f"wrote {n} tensors to {Path(args.out)}")
+    return 0

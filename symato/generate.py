@@ -1,0 +1,306 @@
+"""Sampling text and restoring diacritics with a trained model.
+
+Both walk a sequence left to right with ``model.forward_step``: RWKV carries its RNN
+state (constant memory per token), GPT a KV cache. GPT's learned positions end at
+``ctx_len``; when a cache would overflow, ``Feeder`` re-primes it with the most recent
+half window (documented approximation; RWKV never needs it).
+
+Restoration is zero-shot: with the symato tokenization each syllable is a sym token
+followed by a marktone token, so text typed without diacritics is a sequence whose
+marktones are unknown. ``restore_ids`` feeds the text up to each unknown marktone,
+picks the allowed marktone the model scores highest, feeds that choice and goes on.
+
+A checkpoint carries its vocabulary in ``meta["tokenizer"]`` (``Tokenizer.to_dict()``);
+``--vocab FILE`` (a vocabulary JSON file) overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from symato.errors import SymatoError
+
+FEED_CHUNK = 1024  # longest piece fed to the model at once: bounds activation memory
+
+
+class Feeder:
+    """Feeds token ids to a model incrementally and returns the next-token logits.
+
+    Why a class: generation and restoration both need "continue the sequence by these
+    tokens", including the GPT window bookkeeping; keeping it here keeps them short.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.state: Any = None
+        self.limit: int | None = model.max_context
+        self.history: list[int] = []  # only kept when re-priming may be needed
+        self.cached = 0  # tokens in the current state (GPT)
+
+    @torch.inference_mode()
+    def feed(self, ids: Sequence[int]) -> Tensor:
+        """Advance by ``ids`` (non-empty); return float32 logits (V,) for the next token."""
+        if not ids:
+            raise SymatoError("internal: Feeder.feed needs at least one token")
+        ids = list(ids)
+        if self.limit is not None:
+            self.history.extend(ids)
+            if self.cached + len(ids) > self.limit:
+                keep = min(len(self.history), self.limit, max(self.limit // 2, len(ids)))
+                self.state, self.cached, ids = None, 0, self.history[-keep:]
+                self.history = list(ids)
+        logits = None
+        for start in range(0, len(ids), FEED_CHUNK):
+            chunk = torch.tensor([ids[start : start + FEED_CHUNK]], device=self.device)
+            logits, self.state = self.model.forward_step(chunk, self.state)
+            self.cached += chunk.shape[1]
+        assert logits is not None
+        return logits[0, -1].float()
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def nucleus_probs(logits: Tensor, temperature: float = 1.0, top_p: float = 1.0) -> Tensor:
+    """The distribution nucleus sampling draws from, as float64 probabilities (V,).
+
+    Softmax of ``logits / temperature``; then keep the most likely tokens, in order,
+    until their total first reaches ``top_p`` (the token that crosses the threshold is
+    kept), zero the rest and renormalize. ``temperature == 0`` means greedy (one-hot).
+    """
+    if temperature < 0:
+        raise SymatoError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise SymatoError(f"top_p must be in (0, 1], got {top_p}")
+    logits = logits.detach().double().flatten()
+    if temperature == 0:
+        probs = torch.zeros_like(logits)
+        probs[int(torch.argmax(logits))] = 1.0
+        return probs
+    probs = torch.softmax(logits / temperature, dim=0)
+    if top_p < 1:
+        sorted_p, order = torch.sort(probs, descending=True)
+        mass_before = torch.cumsum(sorted_p, dim=0) - sorted_p
+        keep = mass_before < top_p  # the first token always has mass_before 0
+        mask = torch.zeros_like(probs, dtype=torch.bool)
+        mask[order[keep]] = True
+        probs = torch.where(mask, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum()
+    return probs
+
+
+def sample_token(
+    logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> int:
+    """Draw one token id from ``nucleus_probs(logits, temperature, top_p)``."""
+    probs = nucleus_probs(logits, temperature, top_p)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def generate_ids(
+    model: nn.Module,
+    prompt_ids: Sequence[int],
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_p: float = 0.9,
+    seed: int | None = None,
+    stop_id: int | None = None,
+) -> list[int]:
+    """Sample up to ``max_new_tokens`` ids after ``prompt_ids`` (non-empty).
+
+    Stops early when ``stop_id`` is drawn (it is not returned). Returns only the new ids.
+    """
+    if not prompt_ids:
+        raise SymatoError("generation needs at least one prompt token")
+    if max_new_tokens < 0:
+        raise SymatoError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    feeder = Feeder(model)
+    out: list[int] = []
+    if max_new_tokens == 0:
+        return out
+    logits = feeder.feed(prompt_ids)
+    while len(out) < max_new_tokens:
+        token = sample_token(logits.cpu(), temperature, top_p, generator)
+        if token == stop_id:
+            break
+        out.append(token)
+        if len(out) < max_new_tokens:
+            logits = feeder.feed([token])
+    return out
+
+
+def generate(
+    model: nn.Module,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_p: float = 0.9,
+    seed: int | None = None,
+) -> str:
+    """Continue ``prompt``; return the decoded prompt + continuation.
+
+    The model first sees the end-of-text token (the document boundary it saw in
+    training), so an empty prompt starts a fresh document. Sampling stops at the next
+    end-of-text token.
+    """
+    prompt_ids = list(tokenizer.encode(prompt))
+    new = generate_ids(
+        model,
+        [tokenizer.eot_id, *prompt_ids],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        stop_id=tokenizer.eot_id,
+    )
+    return tokenizer.decode(prompt_ids + new)
+
+
+# ----------------------------------------------------------------------------- restoration
+
+
+def _check_slots(
+    n_ids: int, slots: Iterable[tuple[int, Iterable[int]]]
+) -> list[tuple[int, list[int]]]:
+    """Validate slot positions (strictly increasing, in range) and candidate lists."""
+    checked: list[tuple[int, list[int]]] = []
+    previous = -1
+    for i, (pos, allowed) in enumerate(slots):
+        cands = sorted(int(a) for a in allowed)
+        if not 0 <= pos < n_ids:
+            raise SymatoError(f"restoration slot {i}: position {pos} outside 0..{n_ids - 1}")
+        if pos <= previous:
+            raise SymatoError(f"restoration slot {i}: position {pos} not after {previous}")
+        if not cands:
+            raise SymatoError(f"restoration slot {i} (position {pos}): no allowed marktones")
+        checked.append((int(pos), cands))
+        previous = pos
+    return checked
+
+
+def restore_ids(
+    model: nn.Module,
+    ids: Sequence[int],
+    slots: Iterable[tuple[int, Iterable[int]]],
+    bos_id: int | None = None,
+) -> list[int]:
+    """Fill each slot with the allowed id the model scores highest, left to right.
+
+    ``slots`` are ``(position, allowed ids)`` with increasing positions; the placeholder
+    at a slot position is ignored. Each choice is fed back, so later slots condition on
+    the model's own earlier choices (greedy). ``bos_id`` (e.g. the end-of-text id) is
+    fed first as context; without it a slot at position 0 is an error. One
+    ``forward_step`` per stretch between slots; nothing after the last slot is fed.
+    """
+    out = list(ids)
+    checked = _check_slots(len(out), slots)
+    if not checked:
+        return out
+    vocab = int(model.config.vocab_size)
+    for pos, cands in checked:
+        if cands[0] < 0 or cands[-1] >= vocab:
+            raise SymatoError(f"restoration slot at {pos}: ids {cands} outside vocabulary {vocab}")
+    feeder = Feeder(model)
+    fed = 0
+    prefix = [] if bos_id is None else [int(bos_id)]
+    for pos, cands in checked:
+        chunk = prefix + out[fed:pos]
+        prefix = []
+        if not chunk:
+            raise SymatoError("restoration slot at position 0 needs bos_id as context")
+        logits = feeder.feed(chunk)
+        choice = cands[int(torch.argmax(logits[cands]))]
+        out[pos] = choice
+        fed = pos
+    return out
+
+
+def restore_text(model: nn.Module, tokenizer: Any, text: str) -> str:
+    """Restore the diacritics of ``text`` (typed without them); return the new text."""
+    from symato.restoration import prepare
+
+    ids, slots = prepare(text, tokenizer)
+    return tokenizer.decode(restore_ids(model, ids, slots, bos_id=tokenizer.eot_id))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def load_for_inference(ckpt: str, vocab: str | None, device: str) -> tuple[nn.Module, Any]:
+    """Load a checkpoint and its tokenizer (from ``--vocab`` or the checkpoint meta)."""
+    from symato.checkpoint import load_model, resolve_path
+    from symato.tokenizer import Tokenizer
+
+    model, meta = load_model(ckpt, device=device)
+    if vocab is not None:
+        tokenizer, where = Tokenizer.from_file(vocab), vocab
+    else:
+        where = f"{resolve_path(ckpt)} meta key 'tokenizer'"
+        if not isinstance(meta.get("tokenizer"), dict):
+            raise SymatoError(f"{resolve_path(ckpt)}: no 'tokenizer' in meta; pass --vocab FILE")
+        try:
+            tokenizer = Tokenizer.from_dict(meta["tokenizer"])
+        except SymatoError as exc:
+            raise SymatoError(f"{where}: {exc}") from None
+    n_ids = getattr(tokenizer, "vocab_size", None)
+    if n_ids is not None and n_ids > model.config.vocab_size:
+        raise SymatoError(
+            f"{where}: vocabulary has {n_ids} ids but the model only {model.config.vocab_size}"
+        )
+    return model, tokenizer
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint file or run directory")
+    parser.add_argument("--vocab", help="vocabulary JSON (default: the one in the checkpoint)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def generate_main(argv: list[str]) -> int:
+    """``symato generate --ckpt PATH --prompt TEXT [...]``: print a sampled continuation."""
+    parser = argparse.ArgumentParser(
+        prog="symato generate", description="Sample a continuation of a prompt from a checkpoint."
+    )
+    _common_args(parser)
+    parser.add_argument("--prompt", default="", help="text to continue (default: empty)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus mass (1 = off)")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    model, tokenizer = load_for_inference(args.ckpt, args.vocab, args.device)
+    text = generate(
+        model,
+        tokenizer,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    print(text)
+    return 0
+
+
+def restore_main(argv: list[str]) -> int:
+    """``symato restore --ckpt PATH [TEXT ...]``: print TEXT (or stdin) with diacritics."""
+    parser = argparse.ArgumentParser(
+        prog="symato restore",
+        description="Restore Vietnamese diacritics in text typed without them.",
+    )
+    _common_args(parser)
+    parser.add_argument("text", nargs="*", help="text to restore (default: read stdin)")
+    args = parser.parse_args(argv)
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    model, tokenizer = load_for_inference(args.ckpt, args.vocab, args.device)
+    print(restore_text(model, tokenizer, text), end="" if not args.text else "\n")
+    return 0

@@ -1,0 +1,80 @@
+"""The two architectures the pipeline compares, behind one constructor.
+
+Both models share one interface so the trainer, evaluation, generation and restoration
+never branch on the architecture: ``model(idx) -> logits (B, T, V)``, ``.config`` (a
+dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)``,
+``forward_step(idx, state) -> (logits, new_state)`` and ``max_context`` (None when the
+model has no context limit at inference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from torch import nn
+
+from symato.errors import SymatoError
+from symato.models.common import make_config
+from symato.models.gpt import GPT, GPTConfig
+from symato.models.rwkv import RWKV, RWKVConfig
+
+__all__ = [
+    "ARCHS",
+    "GPT",
+    "RWKV",
+    "GPTConfig",
+    "RWKVConfig",
+    "arch_of",
+    "build_model",
+    "config_dict",
+    "model_from_config",
+]
+
+ARCHS = ("rwkv", "gpt")
+
+
+def build_model(
+    arch: str,
+    *,
+    vocab_size: int,
+    n_layer: int,
+    n_embd: int,
+    n_head: int | None = None,
+    ctx_len: int,
+    **extra: Any,
+) -> nn.Module:
+    """Build an untrained model. ``n_head`` is ignored by RWKV; ``extra`` are config keys
+    such as ``wkv_backend`` (RWKV) or ``tie_weights`` (GPT); unknown keys are errors."""
+    shape = {"vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd, "ctx_len": ctx_len}
+    if arch == "rwkv":
+        return RWKV(make_config(RWKVConfig, "rwkv model config", **shape, **extra))
+    if arch == "gpt":
+        if n_head is None:
+            raise SymatoError("gpt model config: n_head is required")
+        config = make_config(GPTConfig, "gpt model config", **shape, n_head=n_head, **extra)
+        return GPT(config)
+    raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
+
+
+def arch_of(model: nn.Module) -> str:
+    """The arch name of a model built here ("rwkv" or "gpt")."""
+    if isinstance(model, RWKV):
+        return "rwkv"
+    if isinstance(model, GPT):
+        return "gpt"
+    raise SymatoError(f"not a symato model: {type(model).__name__}")
+
+
+def config_dict(model: nn.Module) -> dict[str, Any]:
+    """The model's config as a plain dict (what checkpoints and settings store)."""
+    return asdict(model.config)
+
+
+def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild an (untrained) model from ``arch`` and a ``config_dict`` result."""
+    if arch == "rwkv":
+        return RWKV(make_config(RWKVConfig, "rwkv model config", **config))
+    if arch == "gpt":
+        return GPT(make_config(GPTConfig, "gpt model config", **config))
+    raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
