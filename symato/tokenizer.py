@@ -1,0 +1,619 @@
+"""``Tokenizer``: lossless encode/decode for every vocabulary kind.
+
+Kinds: ``symato`` (bytes + 18 marktones + case + specials + syms), ``symato+N`` (plus N
+whole lower-case syllables), and the peers ``bytes`` and ``sentencepiece`` used by the
+pipeline's tokenizer comparison. All share one interface and one invariant:
+``decode(encode(s)) == s`` for every str and ``decode_bytes(encode_bytes(b)) == b`` for
+every byte string.
+
+symato scheme: a letter run that is a legal syllable written canonically (NFC, the
+vocabulary's tone style, lower/Title/UPPER) becomes ``[case] sym marktone`` (or
+``[case] syllable`` for a whole-syllable token); anything else becomes UTF-8 byte tokens.
+One ASCII space between two syllables is implicit: not emitted, restored by ``decode``.
+
+Speed: text is split on spaces and each space-free chunk is looked up in a dict cache
+(chunk -> tokens); Vietnamese is mostly short repeated words, so after warm-up encoding is
+one dict lookup per word. Decoding a well-formed stream is a few numpy passes over lookup
+tables (token -> output slice of one flat byte array); anything else takes a plain loop.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import codecs
+import copy
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from symato import syllable as S
+from symato.errors import SymatoError
+
+FORMAT = "symato-vocab"
+VERSION = 1
+EOT = "<|endoftext|>"
+KINDS_RE = re.compile(r"^(symato|symato\+([1-9][0-9]*)|bytes|sentencepiece)\Z")
+N_BYTES = 256
+MT_BASE = N_BYTES  # 256..273: the 18 marktones
+TITLE_ID = MT_BASE + S.MARKTONES  # 274
+UPPER_ID = TITLE_ID + 1  # 275
+SPECIAL_BASE = UPPER_ID + 1  # 276: <|endoftext|>, then the other specials
+SYMATO_SIZE = 2816
+_FAST_MIN = 64  # ids; shorter sequences decode faster in the plain loop
+_C_BYTE, _C_MT, _C_CASE, _C_SYM, _C_WHOLE, _C_OTHER = range(6)
+_CACHE_LIMIT = 1 << 20  # chunks; the cache is cleared when it grows past this
+_CACHE_CHUNK = 64  # longest chunk (characters) worth caching
+_SPACE = 0x20
+_SP_SPACE = "\u2581"  # sentencepiece's whitespace symbol
+
+
+def _marktone_piece(mt: int) -> str:
+    """Readable marktone names: the vowel a/â/ă carrying that mark and tone, in <>."""
+    mark, tone = divmod(mt, 6)
+    base = ("a", "â", "ă")[mark]
+    return "<" + S._put_tone(base, 0, tone) + ">"
+
+
+BYTE_PIECES = tuple(f"<0x{b:02X}>" for b in range(N_BYTES))
+MARKTONE_PIECES = tuple(_marktone_piece(mt) for mt in range(S.MARKTONES))
+CASE_PIECES = ("<Title>", "<UPPER>")
+_BYTE_PIECE_RE = re.compile(r"^<0x([0-9A-F]{2})>$")
+_SURROGATES = re.compile("[\ud800-\udfff]+")
+
+
+def _recover_surrogates(exc: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: a surrogate encoded by 'surrogatepass' comes back as itself
+    (so ``decode(encode(s)) == s`` even for lone surrogates); other bad bytes become U+FFFD.
+    """
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    chunk = exc.object[exc.start : exc.start + 3]
+    if len(chunk) == 3 and chunk[0] == 0xED and 0xA0 <= chunk[1] <= 0xBF and chunk[2] >= 0x80:
+        return chunk.decode("utf-8", "surrogatepass"), exc.start + 3
+    return "\ufffd", exc.start + 1
+
+
+codecs.register_error("symato-surrogates", _recover_surrogates)
+
+
+def _to_text(data: bytes) -> str:
+    return data.decode("utf-8", "symato-surrogates")
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _as_id_array(ids: Iterable[int]) -> np.ndarray | None:
+    """ids as an int64 array, or None if they are not all integers (array.array checks
+    the type of every element in C, much faster than numpy's generic conversion)."""
+    if isinstance(ids, np.ndarray):
+        return ids.astype(np.int64, copy=False) if ids.dtype.kind in "iu" else None
+    try:
+        return np.frombuffer(array.array("q", ids), dtype=np.int64)
+    except (TypeError, OverflowError):
+        return None
+
+
+def _gather(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+    """Concatenate the byte slices flat[start:start+length] (all lengths >= 1) without a
+    Python object per slice: the source index of each output byte is a running sum that
+    steps by 1 inside a slice and jumps to the next slice's start at each boundary."""
+    if len(starts) == 0:
+        return b""
+    ends = np.cumsum(lengths)
+    step = np.ones(int(ends[-1]), dtype=np.int64)
+    step[0] = starts[0]
+    step[ends[:-1]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    return flat[np.cumsum(step)].tobytes()
+
+
+def _bad(where: str, msg: str) -> SymatoError:
+    return SymatoError(f"corrupt vocabulary {where}: {msg}")
+
+
+class Tokenizer:
+    """A vocabulary plus its encoder and decoder; build with ``default``, ``from_file``,
+    ``from_dict`` or ``symato.vocab.build_vocab``."""
+
+    def __init__(self, data: dict[str, Any], *, source: str = "<dict>") -> None:
+        self._data = copy.deepcopy(data)
+        self._source = source
+        self._validate_header()
+        self.kind: str = data["kind"]
+        self.tone_style: str = data.get("tone_style", "new")
+        self._cache: dict[str, tuple[tuple[int, ...], bool, bool]] = {}
+        self._sp = None
+        self._fast: tuple[np.ndarray, ...] | None = None
+        self._syms: tuple[str, ...] = ()
+        self._syllables: tuple[str, ...] = ()
+        if self.kind == "sentencepiece":
+            self._init_sentencepiece()
+        else:
+            self._init_table()
+
+    # ------------------------------------------------------------------ construction
+    def _validate_header(self) -> None:
+        d, where = self._data, self._source
+        if not isinstance(d, dict):
+            raise _bad(where, "top level is not a JSON object")
+        if d.get("format") != FORMAT:
+            raise _bad(where, f"key 'format' is {d.get('format')!r}, expected {FORMAT!r}")
+        if d.get("version") != VERSION:
+            raise _bad(where, f"key 'version' is {d.get('version')!r}, expected {VERSION}")
+        kind = d.get("kind")
+        if not isinstance(kind, str) or not KINDS_RE.match(kind):
+            raise _bad(where, f"key 'kind' is {kind!r}")
+        if d.get("tone_style", "new") not in S.STYLES:
+            raise _bad(where, f"key 'tone_style' is {d.get('tone_style')!r}")
+        specials = d.get("specials")
+        if not (isinstance(specials, list) and specials and specials[0] == EOT
+                and all(isinstance(s, str) and s for s in specials)
+                and len(set(specials)) == len(specials)):
+            raise _bad(where, f"key 'specials' must list unique non-empty strings, first {EOT!r}")
+
+    def _init_table(self) -> None:
+        """Lay out ids for the bytes and symato kinds and build the decode tables."""
+        d, where = self._data, self._source
+        pieces: list[str] = list(BYTE_PIECES)
+        self._mt_base = self._sym_base = self._syl_base = -1
+        if self.kind == "bytes":
+            self._special_base = N_BYTES
+            pieces += d["specials"]
+        else:
+            pieces += [*MARKTONE_PIECES, *CASE_PIECES, *d["specials"]]
+            self._mt_base = MT_BASE
+            self._special_base = SPECIAL_BASE
+            syms, syllables = d.get("syms"), d.get("syllables", [])
+            if not isinstance(syms, list) or not isinstance(syllables, list):
+                raise _bad(where, "keys 'syms' and 'syllables' must be lists")
+            self._check_syms(syms)
+            self._check_syllables(syllables)
+            self._syms, self._syllables = tuple(syms), tuple(syllables)
+            self._sym_base = len(pieces)
+            pieces += syms
+            size = d.get("size", len(pieces))
+            if not isinstance(size, int) or size < len(pieces):
+                raise _bad(where, f"key 'size' is {size!r}, below the {len(pieces)} ids it needs")
+            pieces += [f"<|reserved_{i}|>" for i in range(size - len(pieces))]
+            self._syl_base = len(pieces)
+            pieces += ["=" + s for s in syllables]
+        self._pieces = tuple(pieces)
+        self._piece_ids = {p: i for i, p in enumerate(pieces)}
+        if len(self._piece_ids) != len(pieces):
+            raise _bad(where, "duplicate pieces")
+        self._build_tables()
+
+    def _check_syms(self, syms: list[Any]) -> None:
+        legal = set(S.all_syms())
+        for i, sym in enumerate(syms):
+            if not isinstance(sym, str) or sym not in legal:
+                raise _bad(self._source, f"'syms'[{i}] = {sym!r} is not a sym of the grammar")
+        if len(set(syms)) != len(syms):
+            raise _bad(self._source, "'syms' has duplicates")
+        missing = len(legal) - len(syms)
+        if missing:
+            raise _bad(self._source, f"'syms' lacks {missing} legal syms (all must be present)")
+
+    def _check_syllables(self, syllables: list[Any]) -> None:
+        legal = set(S.all_syllables(self.tone_style))
+        for i, syl in enumerate(syllables):
+            if not isinstance(syl, str) or syl not in legal:
+                raise _bad(self._source, f"'syllables'[{i}] = {syl!r} is not a canonical syllable")
+        if len(set(syllables)) != len(syllables):
+            raise _bad(self._source, "'syllables' has duplicates")
+        expected = KINDS_RE.match(self.kind).group(2)
+        if expected is None and syllables:
+            raise _bad(self._source, "kind 'symato' must not list 'syllables'")
+        if expected is not None and int(expected) != len(syllables):
+            raise _bad(self._source,
+                       f"kind {self.kind!r} needs {expected} syllables, has {len(syllables)}")
+
+    def _build_tables(self) -> None:
+        """Decode tables: per id a byte string; per (sym id, marktone) the syllable bytes."""
+        self._id_bytes: list[bytes] = [bytes([b]) for b in range(N_BYTES)]
+        self._id_bytes += [_utf8(p) for p in self._pieces[N_BYTES:]]
+        self._sym_ids = {s: self._sym_base + i for i, s in enumerate(self._syms)}
+        self._syl_ids = {s: self._syl_base + i for i, s in enumerate(self._syllables)}
+        self._compose: dict[int, list[bytes]] = {}  # key sym_id * 18 + mt -> [lower, title, upper]
+        if self._syms:
+            for (sym, mt), form in S.composed_table(self.tone_style).items():
+                key = self._sym_ids[sym] * S.MARKTONES + mt
+                self._compose[key] = [_utf8(S._apply_case(form, c)) for c in S.CASES]
+            self._whole = [[_utf8(S._apply_case(s, c)) for c in S.CASES] for s in self._syllables]
+
+    def _init_sentencepiece(self) -> None:
+        import sentencepiece as spm
+
+        blob = self._data.get("sentencepiece_model")
+        if not isinstance(blob, str):
+            raise _bad(self._source, "key 'sentencepiece_model' (base64) is missing")
+        try:
+            proto = base64.b64decode(blob, validate=True)
+            self._sp = spm.SentencePieceProcessor(model_proto=proto)
+        except Exception as exc:  # binascii.Error, RuntimeError from the C++ loader
+            raise _bad(self._source, f"key 'sentencepiece_model' does not load: {exc}") from None
+        n = self._sp.get_piece_size()
+        self._pieces = tuple(self._sp.id_to_piece(i) for i in range(n))
+        self._piece_ids = {p: i for i, p in enumerate(self._pieces)}
+        self._byte_ids = [self._piece_ids.get(p, -1) for p in BYTE_PIECES]
+        if min(self._byte_ids) < 0:
+            raise _bad(self._source, "sentencepiece model lacks byte-fallback pieces")
+        for sp in self._data["specials"]:
+            if sp not in self._piece_ids:
+                raise _bad(self._source, f"sentencepiece model lacks special {sp!r}")
+        self._mt_base = -1
+        self._id_bytes = [_utf8(p.replace(_SP_SPACE, " ")) for p in self._pieces]
+        for b, i in enumerate(self._byte_ids):
+            self._id_bytes[i] = bytes([b])
+        for i in range(n):
+            if self._sp.is_control(i) or self._sp.is_unknown(i):
+                special = self._pieces[i] in self._data["specials"]
+                self._id_bytes[i] = _utf8(self._pieces[i]) if special else b""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tokenizer:
+        """The tokenizer for a vocabulary dict (as written by ``save`` / ``to_dict``)."""
+        return cls(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Load a vocabulary JSON file; a missing or corrupt file raises ``SymatoError``."""
+        from symato.io import read_json
+
+        if str(path) == "default":
+            return cls.default()
+        return cls(read_json(path, "vocabulary file"), source=str(path))
+
+    @classmethod
+    def default(cls) -> Tokenizer:
+        """The symato vocabulary built from the grammar alone (syms in sorted order)."""
+        global _DEFAULT
+        if _DEFAULT is None:
+            _DEFAULT = cls(symato_dict(S.all_syms()), source="<default>")
+        return _DEFAULT
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able vocabulary dict (what ``save`` writes)."""
+        return copy.deepcopy(self._data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the vocabulary atomically as versioned JSON."""
+        from symato.io import write_json_atomic
+
+        write_json_atomic(Path(path), self._data)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (embedding rows a model needs)."""
+        return len(self._pieces)
+
+    @property
+    def eot_id(self) -> int:
+        """Id of ``<|endoftext|>``, the document separator."""
+        return self._piece_ids[EOT]
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token piece -> id."""
+        return {s: self._piece_ids[s] for s in self._data["specials"]}
+
+    @property
+    def marktone_ids(self) -> tuple[int, ...]:
+        """The 18 marktone ids in marktone order (empty for non-symato kinds)."""
+        if self._mt_base < 0:
+            return ()
+        return tuple(range(self._mt_base, self._mt_base + S.MARKTONES))
+
+    def marktone_index(self, token_id: int) -> int | None:
+        """Marktone 0..17 of a marktone id, else None."""
+        if self._mt_base >= 0 and self._mt_base <= token_id < self._mt_base + S.MARKTONES:
+            return token_id - self._mt_base
+        return None
+
+    def sym_of(self, token_id: int) -> str | None:
+        """The sym of a sym id, else None."""
+        if self._syms and self._sym_base <= token_id < self._sym_base + len(self._syms):
+            return self._syms[token_id - self._sym_base]
+        return None
+
+    def sym_id(self, sym: str) -> int | None:
+        """The id of ``sym`` (None for non-symato kinds or unknown syms)."""
+        return self._sym_ids.get(sym) if self._syms else None
+
+    def id_to_piece(self, token_id: int) -> str:
+        """The piece name of an id (bytes are ``<0xNN>``; whole syllables ``=syllable``)."""
+        self._check_ids([token_id])
+        return self._pieces[token_id]
+
+    def piece_to_id(self, piece: str) -> int:
+        """The id of a piece name; KeyError-free: raises SymatoError for unknown pieces."""
+        try:
+            return self._piece_ids[piece]
+        except KeyError:
+            raise SymatoError(f"unknown piece {piece!r} in vocabulary {self._source}") from None
+
+    def _check_ids(self, ids: Iterable[int]) -> None:
+        n = len(self._pieces)
+        for pos, t in enumerate(ids):
+            if not isinstance(t, (int, np.integer)) or isinstance(t, bool):
+                raise SymatoError(f"token id {t!r} at position {pos} is not an integer")
+            if not 0 <= t < n:
+                raise SymatoError(f"token id {t} at position {pos} is out of range 0..{n - 1}")
+
+    def __repr__(self) -> str:
+        return (f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, "
+                f"source={self._source!r})")
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; ``decode`` gives ``text`` back exactly."""
+        if self._sp is not None:
+            return self._sp_encode(text)
+        if not self._syms:
+            return list(_utf8(text))
+        return self._encode_symato(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``encode`` for each text (one shared cache)."""
+        return [self.encode(t) for t in texts]
+
+    def encode_bytes(self, data: bytes) -> list[int]:
+        """Token ids of raw bytes that need not be valid UTF-8 (bad bytes become byte tokens)."""
+        text = bytes(data).decode("utf-8", "surrogateescape")
+        if self._sp is None and not self._syms:
+            return list(data)
+        out: list[int] = []
+        pos = 0
+        for m in _SURROGATES.finditer(text):
+            out += self.encode(text[pos : m.start()])
+            out += self._byte_tokens(m.group().encode("utf-8", "surrogateescape"))
+            pos = m.end()
+        out += self.encode(text[pos:])
+        return out
+
+    def _byte_tokens(self, data: bytes) -> list[int]:
+        if self._sp is not None:
+            return [self._byte_ids[b] for b in data]
+        return list(data)
+
+    def _encode_symato(self, text: str) -> list[int]:
+        cache = self._cache
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        chunk = self._encode_chunk
+        parts = text.split(" ")
+        first = parts[0]
+        e = cache.get(first) or chunk(first)
+        out = list(e[0])
+        ext, app = out.extend, out.append
+        prev = e[2]
+        for w in parts[1:]:
+            e = cache.get(w) or chunk(w)
+            if not (prev and e[1]):
+                app(_SPACE)
+            ext(e[0])
+            prev = e[2]
+        return out
+
+    def _encode_chunk(self, chunk: str) -> tuple[tuple[int, ...], bool, bool]:
+        """Tokens of a space-free chunk, whether it starts / ends with a syllable."""
+        toks: list[int] = []
+        pos, starts, ends = 0, False, False
+        for m in S.LETTER_RUN.finditer(chunk):
+            start, end = m.span()
+            if start > pos:
+                toks += _utf8(chunk[pos:start])
+            run = self._encode_run(m.group())
+            toks += run if run is not None else _utf8(m.group())
+            if start == 0:
+                starts = run is not None
+            ends = run is not None and end == len(chunk)
+            pos = end
+        if pos < len(chunk):
+            toks += _utf8(chunk[pos:])
+        entry = (tuple(toks), starts, ends)
+        if len(chunk) <= _CACHE_CHUNK:  # long chunks (URLs, base64, ...) rarely repeat
+            self._cache[chunk] = entry
+        return entry
+
+    def _encode_run(self, word: str) -> list[int] | None:
+        """``[case] sym marktone`` / ``[case] syllable`` for a canonical syllable, else None."""
+        syl = S.parse(word)
+        if syl is None or syl.text != word:
+            return None
+        lower = S.compose(syl.sym, syl.mark, syl.tone, "lower", self.tone_style)
+        if S._apply_case(lower, syl.case) != word:
+            return None
+        toks = [] if syl.case == "lower" else [TITLE_ID if syl.case == "title" else UPPER_ID]
+        whole = self._syl_ids.get(lower)
+        if whole is not None:
+            toks.append(whole)
+        else:
+            toks += (self._sym_ids[syl.sym], MT_BASE + syl.marktone)
+        return toks
+
+    def _sp_encode(self, text: str) -> list[int]:
+        """sentencepiece ids, with what it cannot keep (its own space symbol U+2581 and
+        lone surrogates) spliced in as byte tokens so the round trip stays exact."""
+        if _SP_SPACE not in text and not _SURROGATES.search(text):
+            return self._sp.encode(text)
+        out: list[int] = []
+        pos = 0
+        for m in re.finditer(f"[{_SP_SPACE}\ud800-\udfff]+", text):
+            if m.start() > pos:
+                out += self._sp.encode(text[pos : m.start()])
+            out += self._byte_tokens(_utf8(m.group()))
+            pos = m.end()
+        if pos < len(text):
+            out += self._sp.encode(text[pos:])
+        return out
+
+    # ------------------------------------------------------------------ decoding
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``; invalid UTF-8 from byte tokens becomes U+FFFD."""
+        return _to_text(self.decode_bytes(ids))
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The exact bytes of ``ids`` (inverse of ``encode_bytes``)."""
+        arr = _as_id_array(ids)
+        if arr is None:  # not plain integers: report the first bad one
+            ids = list(ids)
+            self._check_ids(ids)
+            arr = np.asarray([int(t) for t in ids], dtype=np.int64)
+        elif arr.size and (arr.min() < 0 or arr.max() >= len(self._pieces)):
+            self._check_ids(arr.tolist())
+        if not self._syms:
+            table = self._id_bytes
+            return b"".join([table[t] for t in arr.tolist()])
+        if arr.size >= _FAST_MIN:
+            fast = self._decode_fast(arr)
+            if fast is not None:
+                return fast
+        return self._decode_symato(arr.tolist())
+
+    def _fast_tables(self) -> tuple[np.ndarray, ...]:
+        """Lookup arrays for the vectorized decoder (built on first use, ~0.1 s).
+
+        Output codes: 0..V-1 are the ids' own bytes; V + case * U + u is syllable unit u
+        (sym index * 18 + marktone, then each whole syllable) in one of 3 cases. An
+        illegal sym + marktone pair holds the bare sym, as in the plain decoder. Every
+        code's bytes sit in one flat uint8 array, each preceded by a space byte: a code
+        starts at offset + 1, or at offset when the implicit space is wanted.
+        """
+        if self._fast is not None:
+            return self._fast
+        v, n_syms, mts = len(self._pieces), len(self._syms), S.MARKTONES
+        units = n_syms * mts + len(self._whole)
+        cat = np.full(v, _C_OTHER, dtype=np.int8)
+        cat[:N_BYTES] = _C_BYTE
+        cat[MT_BASE : MT_BASE + mts] = _C_MT
+        cat[[TITLE_ID, UPPER_ID]] = _C_CASE
+        cat[self._sym_base : self._sym_base + n_syms] = _C_SYM
+        cat[self._syl_base :] = _C_WHOLE
+        unit_code = np.arange(v, dtype=np.int64)  # bytes, specials: their own bytes
+        unit_code[self._sym_base : self._sym_base + n_syms] = v + np.arange(n_syms) * mts
+        unit_code[self._syl_base :] = v + n_syms * mts + np.arange(len(self._whole))
+        case_add = np.zeros(v, dtype=np.int64)
+        case_add[TITLE_ID], case_add[UPPER_ID] = units, 2 * units
+        forms: list[list[bytes]] = []
+        get = self._compose.get
+        for i in range(n_syms):
+            sym_id = self._sym_base + i
+            bare = [self._bare_sym(sym_id, c) for c in range(3)]
+            forms += [get(sym_id * mts + mt, bare) for mt in range(mts)]
+        forms += self._whole
+        table = [b" " + x for x in self._id_bytes]
+        for case in range(3):
+            table += [b" " + f[case] for f in forms]
+        lengths = np.array([len(x) for x in table], dtype=np.int64)
+        offsets = np.zeros(len(table), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        flat = np.frombuffer(b"".join(table), dtype=np.uint8)
+        syl = (cat == _C_SYM) | (cat == _C_WHOLE)
+        self._fast = (cat, unit_code, case_add, syl, flat, offsets + 1, lengths - 1)
+        return self._fast
+
+    def _decode_fast(self, arr: np.ndarray) -> bytes | None:
+        """Vectorized decode of a well-formed symato stream; None if it is not one."""
+        cat, unit_code, case_add, syl_tab, flat, offsets, lengths = self._fast_tables()
+        c = cat[arr]
+        is_mt, is_case, is_sym = c == _C_MT, c == _C_CASE, c == _C_SYM
+        if is_mt[0] or is_sym[-1] or is_case[-1] or not np.array_equal(is_mt[1:], is_sym[:-1]):
+            return None  # a marktone not after a sym, or a sym without its marktone
+        if (is_case[:-1] & ~(is_sym[1:] | (c[1:] == _C_WHOLE))).any():
+            return None  # a case token before something that is not a syllable
+        pos = np.flatnonzero(~(is_mt | is_case))
+        padded = np.zeros(len(arr) + 2, dtype=np.int64)  # a byte id before and after
+        padded[1:-1] = arr
+        t = arr[pos]
+        syl = syl_tab[t]
+        codes = unit_code[t] + case_add[padded[pos]]  # padded[pos] is the token before
+        codes += (padded[pos + 2] - MT_BASE) * is_sym[pos]  # the marktone after a sym
+        space = np.zeros(len(pos), dtype=np.int64)
+        space[1:] = syl[1:] & syl[:-1]  # implicit space between two syllables
+        return _gather(flat, offsets[codes] - space, lengths[codes] + space)
+
+    def _decode_symato(self, ids: list[int]) -> bytes:
+        """Walk the ids: bytes pass through; [case] sym marktone composes a syllable.
+
+        Ill-formed sequences (a model's output) still decode: a sym without a marktone or
+        with an illegal one is written bare, a stray case or marktone token is dropped.
+        """
+        out: list[bytes] = []
+        app = out.append
+        id_bytes, compose, whole = self._id_bytes, self._compose, self._whole
+        sym_lo, sym_hi = self._sym_base, self._sym_base + len(self._syms)
+        syl_lo = self._syl_base
+        mt_lo, mt_hi = MT_BASE, MT_BASE + S.MARKTONES
+        case, sym, prev = 0, -1, False  # pending case, pending sym id, last output a syllable
+        for t in ids:
+            if mt_lo <= t < mt_hi:
+                if sym >= 0:
+                    forms = compose.get(sym * S.MARKTONES + t - mt_lo)
+                    if prev:
+                        app(b" ")
+                    app(forms[case] if forms else self._bare_sym(sym, case))
+                    prev, case, sym = True, 0, -1
+                else:
+                    case = 0
+                continue
+            if sym >= 0:  # a sym not followed by a marktone
+                if prev:
+                    app(b" ")
+                app(self._bare_sym(sym, case))
+                prev, case, sym = True, 0, -1
+            if t < N_BYTES:
+                app(id_bytes[t])
+                prev, case = False, 0
+            elif sym_lo <= t < sym_hi:
+                sym = t
+            elif t >= syl_lo:
+                if prev:
+                    app(b" ")
+                app(whole[t - syl_lo][case])
+                prev, case = True, 0
+            elif t in (TITLE_ID, UPPER_ID):
+                case = 1 if t == TITLE_ID else 2
+            else:  # specials and reserved ids
+                app(id_bytes[t])
+                prev, case = False, 0
+        if sym >= 0:
+            if prev:
+                app(b" ")
+            app(self._bare_sym(sym, case))
+        return b"".join(out)
+
+    def _bare_sym(self, sym_id: int, case: int) -> bytes:
+        return _utf8(S._apply_case(self._syms[sym_id - self._sym_base], S.CASES[case]))
+
+
+_DEFAULT: Tokenizer | None = None
+
+
+def symato_dict(syms: Sequence[str], syllables: Sequence[str] = (), *, size: int = SYMATO_SIZE,
+                tone_style: str = "new", meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The vocabulary dict of a symato / symato+N tokenizer with syms in the given order."""
+    kind = f"symato+{len(syllables)}" if syllables else "symato"
+    return {"format": FORMAT, "version": VERSION, "kind": kind, "tone_style": tone_style,
+            "size": size, "specials": [EOT], "syms": list(syms), "syllables": list(syllables),
+            "meta": dict(meta or {})}
+
+
+def bytes_dict(meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The vocabulary dict of the byte-level peer (256 bytes + specials)."""
+    return {"format": FORMAT, "version": VERSION, "kind": "bytes", "specials": [EOT],
+            "meta": dict(meta or {})}
+
+
+def sentencepiece_dict(model_proto: bytes, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The vocabulary dict of a sentencepiece model (embedded base64, self-contained)."""
+    return {"format": FORMAT, "version": VERSION, "kind": "sentencepiece", "specials": [EOT],
+            "sentencepiece_model": base64.b64encode(model_proto).decode("ascii"),
+            "meta": dict(meta or {})}

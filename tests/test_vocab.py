@@ -1,0 +1,112 @@
+"""Vocabulary building from statistics tables and cleaned shards (real Parquet files)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from symato import SymatoError, Tokenizer
+from symato.syllable import all_syllables, all_syms, parse
+from symato.vocab import build_vocab, main
+
+
+@pytest.fixture
+def stats(tmp_path):
+    """A small statistics folder as the statistics stage writes it."""
+    d = tmp_path / "stats"
+    d.mkdir()
+    pd.DataFrame({"sym": ["nguoi", "viet", "nam", "hoa"], "count": [50, 90, 70, 5]}).to_parquet(
+        d / "syms.parquet")
+    rows = [("người", 40), ("việt", 90), ("nam", 70), ("ngươi", 10), ("hòa", 3), ("hoà", 2)]
+    pd.DataFrame({
+        "syllable": [s for s, _ in rows],
+        "sym": [parse(s).sym for s, _ in rows],
+        "marktone": [parse(s).marktone for s, _ in rows],
+        "count": [c for _, c in rows],
+    }).to_parquet(d / "syllables.parquet")
+    return d
+
+
+@pytest.fixture
+def clean(tmp_path):
+    d = tmp_path / "clean" / "shards"
+    d.mkdir(parents=True)
+    text = "Quyền được thông tin là một quyền cơ bản của con người.\nViệt Nam, năm 1992."
+    for k in range(2):
+        pd.DataFrame({"doc_id": [f"{k}-{i}" for i in range(20)], "source": ["t"] * 20,
+                      "text": [text] * 20}).to_parquet(d / f"{k}.parquet")
+    return d.parent
+
+
+def test_symato_orders_syms_by_corpus_frequency(stats):
+    tok = build_vocab("symato", stats_dir=stats)
+    assert [tok.sym_id(s) for s in ("viet", "nam", "nguoi", "hoa")] == [277, 278, 279, 280]
+    assert tok.vocab_size == 2816 and sorted(tok.to_dict()["syms"]) == all_syms()
+    assert tok.to_dict()["meta"]["syms_from_corpus"] == 4
+    assert Tokenizer.default().to_dict()["syms"] == all_syms()
+
+
+def test_symato_plus_n_takes_most_frequent_syllables(stats):
+    tok = build_vocab("symato+10", stats_dir=stats)
+    sylls = tok.to_dict()["syllables"]
+    # hòa (old style, 3) and hoà (2) merge into the new-style hoà (5)
+    assert sylls[:5] == ["việt", "nam", "người", "ngươi", "hoà"]
+    assert len(sylls) == 10 and sylls[5:] == [s for s in all_syllables() if s not in sylls[:5]][:5]
+    assert tok.to_dict()["meta"]["syllables_from_corpus"] == 5
+    assert tok.encode("Việt") == [274, tok.piece_to_id("=việt")]
+    old = build_vocab("symato+3", stats_dir=stats, tone_style="old")
+    assert old.to_dict()["syllables"] == ["việt", "nam", "người"]
+    assert build_vocab("symato+10", stats_dir=stats, tone_style="old").to_dict()[
+        "syllables"][4] == "hòa"
+
+
+def test_bad_statistics_are_named(tmp_path, stats):
+    with pytest.raises(SymatoError, match=r"not found: .*syms\.parquet"):
+        build_vocab("symato", stats_dir=tmp_path)
+    pd.DataFrame({"sym": ["nam", "xyz"], "count": [1, 2]}).to_parquet(stats / "syms.parquet")
+    with pytest.raises(SymatoError, match=r"syms.parquet row 1: 'xyz'"):
+        build_vocab("symato", stats_dir=stats)
+    pd.DataFrame({"sym": ["nam"], "count": [1]}).to_parquet(stats / "syms.parquet")
+    pd.DataFrame({"syllable": ["nam"], "n": [1]}).to_parquet(stats / "syllables.parquet")
+    with pytest.raises(SymatoError, match=r"lacks column\(s\) \['count'\]"):
+        build_vocab("symato+5", stats_dir=stats)
+    (stats / "syms.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(SymatoError, match="cannot read Parquet"):
+        build_vocab("symato", stats_dir=stats)
+
+
+def test_bad_names_and_sizes():
+    with pytest.raises(SymatoError, match="unknown vocabulary"):
+        build_vocab("wordpiece")
+    with pytest.raises(SymatoError, match="below the 2533 ids"):
+        build_vocab("symato", size=2000)
+    with pytest.raises(SymatoError, match="tone style"):
+        build_vocab("symato", tone_style="modern")
+    assert build_vocab("symato", size=2533).vocab_size == 2533
+
+
+def test_sentencepiece_from_cleaned_shards(clean):
+    tok = build_vocab("sentencepiece", clean_dir=clean, size=300)
+    meta = tok.to_dict()["meta"]
+    assert meta["lines"] == 80 and meta["requested_size"] == 300
+    assert tok.vocab_size <= 300
+    text = "Quyền được thông tin của con người"
+    assert tok.decode(tok.encode(text)) == text and len(tok.encode(text)) < len(text)
+    with pytest.raises(SymatoError, match="needs --clean"):
+        build_vocab("sentencepiece")
+    with pytest.raises(SymatoError, match="no cleaned shards"):
+        build_vocab("sentencepiece", clean_dir=clean / "shards")
+    with pytest.raises(SymatoError, match="unknown sentencepiece option"):
+        build_vocab("sentencepiece", clean_dir=clean, vocab_sizes=3)
+
+
+def test_cli_writes_loadable_files(tmp_path, stats, clean):
+    for name in ("symato", "symato+20", "bytes"):
+        out = tmp_path / f"{name}.json"
+        assert main(["--name", name, "--stats", str(stats), "--out", str(out)]) == 0
+        assert Tokenizer.from_file(out).kind == name
+    out = tmp_path / "sp.json"
+    assert main(["--name", "sentencepiece", "--clean", str(clean), "--out", str(out),
+                 "--size", "300", "--sp-character-coverage", "1.0"]) == 0
+    tok = Tokenizer.from_file(out)
+    assert tok.kind == "sentencepiece" and tok.to_dict()["meta"]["character_coverage"] == 1.0
