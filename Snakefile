@@ -8,6 +8,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from symato.configschema import fill_defaults
+
 min_version("9.0")
 
 
@@ -15,6 +17,8 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+# validate() does not follow $ref into the section schemas for defaults: fill them here.
+fill_defaults(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 
 
 include: "rules/common.smk"

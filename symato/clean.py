@@ -1,0 +1,457 @@
+"""Cleaning raw shards into the cleaned corpus (``symato clean``, ``symato clean-report``).
+
+Three steps, so the expensive part runs in parallel and deduplication stays global and
+deterministic whatever ``--cores`` is:
+
+1. ``symato clean filter`` (one job per shard): normalize every paragraph (NFC,
+   look-alike letters such as ð→đ, control characters removed, whitespace collapsed,
+   tone marks placed in the configured style) and drop it if it is too short, too long
+   or not Vietnamese enough. Writes a work file with one row per surviving paragraph
+   and a 64-bit hash of its text.
+2. ``symato clean dedup`` (one job): reads only the hashes of every work file in shard
+   order and lists every paragraph whose text already occurred earlier (shard order,
+   then row order). The first occurrence is the one kept, so the result does not
+   depend on which job finished first.
+3. ``symato clean write`` (one job per shard): drops the listed duplicates, rejoins each
+   document's paragraphs with blank lines and writes ``doc_id, source, text``.
+
+``symato clean-report`` merges the reading report of every source and the per-shard
+reports of steps 1 and 3 into ``report.json`` and checks that for every source
+kept + dropped = seen for documents, paragraphs and bytes (bytes are the UTF-8 bytes of
+the paragraphs as read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from symato.corpus import SourceTally, document_reason, zero_counts
+from symato.errors import SymatoError
+from symato.io import atomic_path, read_json, write_json_atomic
+from symato.syllable import LETTERS, normalize_tone_placement, parse
+
+WORK_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("source", pa.string()),
+        ("text", pa.string()),
+        ("hash", pa.uint64()),
+        ("bytes", pa.int64()),
+    ]
+)
+CLEAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("text", pa.string())])
+DUPS_SCHEMA = pa.schema([("shard", pa.string()), ("row", pa.int64())])
+
+# Letters that look like Vietnamese ones but are other code points (Icelandic eth,
+# African D): text typed or OCR'd with them would otherwise never parse as syllables.
+LOOKALIKES = str.maketrans({"ð": "đ", "Ð": "Đ", "Ɖ": "Đ", "ɖ": "đ"})
+# Control characters (C0/C1 except tab and newline) and invisible format characters
+# (zero-width space/joiners, word joiner, BOM, soft hyphen) carry no text.
+INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200d\u2060\ufeff]")
+SPACES = re.compile(r"[^\S\n]+")
+_RUN_SPLIT = re.compile(f"([{LETTERS}]+)")
+_ROWS_PER_GROUP = 4096
+
+
+# ---------------------------------------------------------------------------------------
+# Normalization and filters
+
+
+def normalize_paragraph(text: str, style: str, repaired: Counter) -> tuple[str, float]:
+    """The cleaned form of one paragraph and its Vietnamese share; counts repairs.
+
+    Steps: NFC, look-alike letters, control/invisible characters, whitespace (runs
+    collapsed, lines stripped, empty lines removed), then tone placement in ``style``.
+    """
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    fixed = text.translate(LOOKALIKES)
+    if fixed != text:
+        repaired["lookalike_paragraphs"] += 1
+    nul = fixed.count("\x00")
+    if nul:
+        repaired["nul_chars"] += nul
+    fixed, n_invisible = INVISIBLE.subn("", fixed)
+    if n_invisible - nul:
+        repaired["control_chars"] += n_invisible - nul
+    lines = (SPACES.sub(" ", line).strip() for line in fixed.split("\n"))
+    fixed = "\n".join(line for line in lines if line)
+    toned, share = _tone_and_share(fixed, style)
+    if toned != fixed:
+        repaired["tone_placement_paragraphs"] += 1
+    return toned, share
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _word(word: str, style: str) -> tuple[str, bool]:
+    """(word in tone ``style``, is it a syllable): cached, words repeat a lot."""
+    if parse(word) is None:
+        return word, False
+    return normalize_tone_placement(word, style), True
+
+
+def _tone_and_share(text: str, style: str) -> tuple[str, float]:
+    """Tone placement and Vietnamese share in one pass over the letter runs."""
+    parts = _RUN_SPLIT.split(text)
+    words = parts[1::2]
+    if not words:
+        return text, 0.0
+    mapped = [_word(w, style) for w in words]
+    parts[1::2] = [m[0] for m in mapped]
+    return "".join(parts), sum(m[1] for m in mapped) / len(words)
+
+
+def vietnamese_share(text: str) -> float:
+    """Share of the letter runs of ``text`` that are Vietnamese syllables (0 if none)."""
+    return _tone_and_share(text, "new")[1]
+
+
+def paragraph_verdict(
+    text: str, share: float, min_chars: int, max_chars: int, min_share: float
+) -> str:
+    """'' to keep a normalized paragraph, else the reason it is dropped."""
+    if not text:
+        return "empty"
+    if len(text) < min_chars:
+        return "too_short"
+    if len(text) > max_chars:
+        return "too_long"
+    if share < min_share:
+        return "not_vietnamese"
+    return ""
+
+
+def text_hash(text: str) -> int:
+    """64-bit hash of a paragraph for deduplication (collision odds ~n²/2⁶⁵: 3e-8 at 1e6)."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+# ---------------------------------------------------------------------------------------
+# Step 1: filter
+
+
+def _raw_docs(paths: list[Path]) -> Iterator[tuple[str, str, list[str]]]:
+    for path in paths:
+        try:
+            pf = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise SymatoError(f"cannot read raw shard {path}: {exc}") from None
+        for batch in pf.iter_batches(batch_size=512, columns=["doc_id", "source", "paragraphs"]):
+            cols = batch.to_pydict()
+            yield from zip(cols["doc_id"], cols["source"], cols["paragraphs"], strict=True)
+
+
+class _RowWriter:
+    """A Parquet writer that buffers rows and writes fixed-size row groups."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._ctx = atomic_path(path)
+        self._writer = pq.ParquetWriter(self._ctx.__enter__(), schema, compression="zstd")
+        self._schema = schema
+        self._rows: list[tuple] = []
+
+    def add(self, row: tuple) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= _ROWS_PER_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            columns = zip(*self._rows, strict=True)
+            cols = [pa.array(c, type=f.type) for c, f in zip(columns, self._schema, strict=True)]
+            self._writer.write_table(pa.Table.from_arrays(cols, schema=self._schema))
+        self._rows = []
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            self._flush()
+        self._writer.close()
+        if ok:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(SymatoError, SymatoError("aborted"), None)
+
+
+def filter_shard(
+    inputs: list[Path], out: Path, style: str, min_chars: int, max_chars: int, min_share: float
+) -> dict[str, SourceTally]:
+    """Step 1 for one shard: normalized, filtered paragraphs + hashes into ``out``."""
+    tallies: dict[str, SourceTally] = {}
+    writer = _RowWriter(out, WORK_SCHEMA)
+    ok = False
+    try:
+        for doc_id, source, paragraphs in _raw_docs(inputs):
+            tally = tallies.setdefault(source, SourceTally())
+            reasons: list[str] = []
+            for para in paragraphs:
+                nbytes = len(para.encode("utf-8", "surrogatepass"))
+                text, share = normalize_paragraph(para, style, tally.repaired)
+                reason = paragraph_verdict(text, share, min_chars, max_chars, min_share)
+                if reason:
+                    tally.drop(reason, paragraphs=1, nbytes=nbytes)
+                    reasons.append(reason)
+                else:
+                    writer.add((doc_id, source, text, text_hash(text), nbytes))
+            if len(reasons) == len(paragraphs):
+                tally.drop(document_reason(reasons), documents=1)
+        ok = True
+    finally:
+        writer.close(ok)
+    return tallies
+
+
+# ---------------------------------------------------------------------------------------
+# Step 2: global deduplication
+
+
+def find_duplicates(works: list[Path], out: Path) -> int:
+    """List (shard, row) of every paragraph whose text occurred earlier; returns the count.
+
+    Only the 8-byte hashes are loaded (about 8 bytes per paragraph of the whole corpus).
+    """
+    hashes, offsets = [], [0]
+    for path in works:
+        try:
+            col = pq.read_table(path, columns=["hash"]).column("hash").to_numpy()
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise SymatoError(f"cannot read work file {path}: {exc}") from None
+        hashes.append(col.astype(np.uint64, copy=False))
+        offsets.append(offsets[-1] + len(col))
+    allh = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    duplicate = np.ones(len(allh), dtype=bool)
+    if len(allh):
+        _, first = np.unique(allh, return_index=True)
+        duplicate[first] = False
+    where = np.flatnonzero(duplicate)
+    shard_idx = np.searchsorted(np.asarray(offsets[1:]), where, side="right")
+    names = [shard_name(p) for p in works]
+    table = pa.Table.from_arrays(
+        [
+            pa.array([names[i] for i in shard_idx], type=pa.string()),
+            pa.array(where - np.asarray(offsets)[shard_idx], type=pa.int64()),
+        ],
+        schema=DUPS_SCHEMA,
+    )
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return len(where)
+
+
+def shard_name(path: Path) -> str:
+    """The shard id of a work/clean file: its name up to the first dot ("0003")."""
+    return path.name.split(".")[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Step 3: write the cleaned shard
+
+
+def _duplicate_rows(dups: Path, shard: str) -> set[int]:
+    try:
+        table = pq.read_table(dups, filters=[("shard", "=", shard)], columns=["row"])
+    except (OSError, pa.ArrowException) as exc:
+        raise SymatoError(f"cannot read duplicate list {dups}: {exc}") from None
+    return set(table.column("row").to_pylist())
+
+
+def _work_docs(work: Path) -> Iterator[tuple[str, str, list[tuple[int, str, int]]]]:
+    """Documents of a work file as (doc_id, source, [(row, text, bytes), ...])."""
+    current: tuple[str, str] | None = None
+    paras: list[tuple[int, str, int]] = []
+    row = 0
+    for batch in pq.ParquetFile(work).iter_batches(
+        batch_size=4096, columns=["doc_id", "source", "text", "bytes"]
+    ):
+        cols = batch.to_pydict()
+        for doc_id, source, text, nbytes in zip(
+            cols["doc_id"], cols["source"], cols["text"], cols["bytes"], strict=True
+        ):
+            if current is not None and doc_id != current[0]:
+                yield current[0], current[1], paras
+                paras = []
+            current = (doc_id, source)
+            paras.append((row, text, nbytes))
+            row += 1
+    if current is not None:
+        yield current[0], current[1], paras
+
+
+def write_shard(work: Path, dups: Path, out: Path) -> dict[str, SourceTally]:
+    """Step 3 for one shard: drop duplicates, join paragraphs, write the cleaned shard."""
+    drop = _duplicate_rows(dups, shard_name(work))
+    tallies: dict[str, SourceTally] = {}
+    writer = _RowWriter(out, CLEAN_SCHEMA)
+    ok = False
+    try:
+        for doc_id, source, paras in _work_docs(work):
+            tally = tallies.setdefault(source, SourceTally())
+            kept = [(text, n) for row, text, n in paras if row not in drop]
+            dropped_bytes = sum(n for row, _, n in paras if row in drop)
+            if len(kept) < len(paras):
+                tally.drop("duplicate", paragraphs=len(paras) - len(kept), nbytes=dropped_bytes)
+            if not kept:
+                tally.drop("duplicate", documents=1)
+                continue
+            text = "\n\n".join(t for t, _ in kept)
+            writer.add((doc_id, source, text))
+            tally.kept["documents"] += 1
+            tally.kept["paragraphs"] += len(kept)
+            tally.kept["bytes"] += sum(n for _, n in kept)
+            tally.output["bytes"] += len(text.encode("utf-8"))
+        ok = True
+    finally:
+        writer.close(ok)
+    return tallies
+
+
+# ---------------------------------------------------------------------------------------
+# Report merging
+
+
+def _add_counts(into: dict[str, int], add: dict[str, int]) -> None:
+    for key, value in add.items():
+        into[key] = into.get(key, 0) + int(value)
+
+
+def _merge_source(into: dict, part: dict) -> None:
+    for key in ("seen", "kept"):
+        _add_counts(into.setdefault(key, zero_counts()), part.get(key, {}))
+    for reason, counts in part.get("dropped", {}).items():
+        _add_counts(into.setdefault("dropped", {}).setdefault(reason, zero_counts()), counts)
+    for key in ("repaired", "files", "output"):
+        _add_counts(into.setdefault(key, {}), part.get(key, {}))
+
+
+def _check_balance(name: str, entry: dict) -> None:
+    for unit in ("documents", "paragraphs", "bytes"):
+        dropped = sum(c[unit] for c in entry["dropped"].values())
+        if entry["kept"][unit] + dropped != entry["seen"][unit]:
+            raise SymatoError(
+                f"cleaning report for source {name!r} does not add up for {unit}: kept "
+                f"{entry['kept'][unit]} + dropped {dropped} != seen {entry['seen'][unit]}"
+            )
+
+
+def merge_reports(paths: list[Path], settings: dict) -> dict:
+    """Sum stage reports per source, add totals, check kept + dropped = seen."""
+    sources: dict[str, dict] = {}
+    for path in paths:
+        report = read_json(path, "cleaning stage report")
+        if not isinstance(report, dict) or not isinstance(report.get("sources"), dict):
+            raise SymatoError(f"{path}: not a cleaning stage report (no 'sources' object)")
+        for name, part in report["sources"].items():
+            _merge_source(sources.setdefault(name, {}), part)
+    total: dict = {}
+    for name, entry in sources.items():
+        for key in ("seen", "kept"):
+            entry.setdefault(key, zero_counts())
+        entry.setdefault("dropped", {})
+        _check_balance(name, entry)
+        _merge_source(total, entry)
+    total.setdefault("seen", zero_counts())
+    total.setdefault("kept", zero_counts())
+    total.setdefault("dropped", {})
+    return {"sources": sources, "total": total, "settings": settings, "balanced": True}
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def _tally_report(stage: str, tallies: dict[str, SourceTally]) -> dict:
+    return {"stage": stage, "sources": {k: v.to_json() for k, v in sorted(tallies.items())}}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symato clean", description="Clean raw shards.")
+    sub = p.add_subparsers(dest="step", required=True)
+    f = sub.add_parser("filter", help="normalize and filter one shard's paragraphs")
+    f.add_argument("--tone-style", choices=("new", "old"), default="new")
+    f.add_argument("--min-paragraph-chars", type=int, default=10)
+    f.add_argument("--max-paragraph-chars", type=int, default=100_000)
+    f.add_argument("--min-vietnamese-share", type=float, default=0.5)
+    f.add_argument("--out", required=True, type=Path, help="work file (Parquet)")
+    f.add_argument("--report", required=True, type=Path)
+    f.add_argument("inputs", nargs="+", type=Path, help="raw shards (one per source)")
+    d = sub.add_parser("dedup", help="list duplicate paragraphs across all work files")
+    d.add_argument("--disable", action="store_true", help="list nothing (dedup off)")
+    d.add_argument("--out", required=True, type=Path)
+    d.add_argument("works", nargs="+", type=Path, help="work files in shard order")
+    w = sub.add_parser("write", help="drop duplicates and write one cleaned shard")
+    w.add_argument("--work", required=True, type=Path)
+    w.add_argument("--duplicates", required=True, type=Path)
+    w.add_argument("--out", required=True, type=Path)
+    w.add_argument("--report", required=True, type=Path)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``symato clean filter|dedup|write``: the three cleaning steps (see module doc)."""
+    args = _parser().parse_args(argv)
+    if args.step == "filter":
+        if not 0.0 <= args.min_vietnamese_share <= 1.0:
+            raise SymatoError("--min-vietnamese-share must be between 0 and 1")
+        tallies = filter_shard(
+            args.inputs,
+            args.out,
+            args.tone_style,
+            args.min_paragraph_chars,
+            args.max_paragraph_chars,
+            args.min_vietnamese_share,
+        )
+        write_json_atomic(args.report, _tally_report("filter", tallies))
+    elif args.step == "dedup":
+        works = [] if args.disable else args.works
+        n = find_duplicates(works, args.out)
+        print(f"symato clean dedup: {n} duplicate paragraphs in {len(args.works)} shards")
+    else:
+        tallies = write_shard(args.work, args.duplicates, args.out)
+        write_json_atomic(args.report, _tally_report("write", tallies))
+    return 0
+
+
+def merge_main(argv: list[str]) -> int:
+    """``symato clean-report``: merge stage reports into the cleaning report."""
+    p = argparse.ArgumentParser(
+        prog="symato clean-report", description="Merge cleaning stage reports."
+    )
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting to record in the report (repeatable)",
+    )
+    p.add_argument("reports", nargs="+", type=Path)
+    args = p.parse_args(argv)
+    settings = {}
+    for item in args.setting:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SymatoError(f"--setting {item!r}: expected KEY=VALUE")
+        try:
+            settings[key] = json.loads(value)  # numbers and booleans keep their type
+        except json.JSONDecodeError:
+            settings[key] = value
+    report = merge_reports(args.reports, settings)
+    write_json_atomic(args.out, report)
+    kept, seen = report["total"]["kept"], report["total"]["seen"]
+    print(
+        f"symato clean-report: kept {kept['documents']}/{seen['documents']} documents, "
+        f"{kept['paragraphs']}/{seen['paragraphs']} paragraphs, "
+        f"{kept['bytes']}/{seen['bytes']} bytes"
+    )
+    return 0
