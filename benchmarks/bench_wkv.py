@@ -1,0 +1,97 @@
+"""Benchmark of the WKV operator on CPU: the C++ backend vs the pure-PyTorch reference.
+
+Times forward+backward (the training cost) through the public ``symato.wkv.wkv`` entry
+point, side by side in one run, and prints a Markdown table with the machine named
+(``lscpu`` model name, core count, torch threads). The GPU numbers come from
+``scripts/gpu_check.sh``, which needs a GPU machine.
+
+    .venv/bin/python benchmarks/bench_wkv.py              # (8, 256, 256), the issue's shape
+    .venv/bin/python benchmarks/bench_wkv.py --shape 4 1024 512 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from symato.io import write_json_atomic
+from symato.wkv import load_extension, wkv
+
+
+def machine() -> str:
+    """CPU model and core count as lscpu reports them (falls back to platform)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = info.get("Model name", platform.processor()).strip()
+        cpus = info.get("CPU(s)", "?").strip()
+    except (OSError, subprocess.CalledProcessError):
+        model, cpus = platform.processor(), "?"
+    return f"{model}, {cpus} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+def time_fwd_bwd(backend: str, B: int, T: int, C: int, dtype, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds for forward and for forward+backward."""
+    g = torch.Generator().manual_seed(0)
+    w = (-torch.exp(torch.randn(C, generator=g) - 1)).requires_grad_(True)
+    u = torch.randn(C, generator=g).requires_grad_(True)
+    k = torch.randn(B, T, C, generator=g).to(dtype).requires_grad_(True)
+    v = torch.randn(B, T, C, generator=g).to(dtype).requires_grad_(True)
+    fwd, fb = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            wkv(w, u, k, v, backend=backend)
+        fwd.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        y, s = wkv(w, u, k, v, backend=backend)
+        (y.float().sum() + s[:, :2].sum()).backward()
+        fb.append(time.perf_counter() - t0)
+    return min(fwd), min(fb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_wkv.py", description=__doc__.split("\n")[0])
+    p.add_argument("--shape", type=int, nargs=3, default=[8, 256, 256], metavar=("B", "T", "C"))
+    p.add_argument("--repeats", type=int, default=10, help="best of N (torch: of min(N, 3))")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--threads", type=int, default=0, help="torch/OpenMP threads (0: default)")
+    p.add_argument("--json", help="also write the numbers to this JSON file")
+    args = p.parse_args(argv)
+    B, T, C = args.shape
+    dtype = getattr(torch, args.dtype)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_extension("cpu")  # build outside the timed region
+    time_fwd_bwd("cpu", 1, 8, 16, dtype, 1)  # warm-up
+    # Interleaved rounds, best of each: on a shared machine the load changes from second
+    # to second, and interleaving gives both backends the same chances of a quiet moment.
+    best: dict[str, list[float]] = {"cpu": [1e9, 1e9], "torch": [1e9, 1e9]}
+    for r in range(args.repeats):
+        for name in ("cpu", "torch") if r < 3 else ("cpu",):
+            f, fb = time_fwd_bwd(name, B, T, C, dtype, 1)
+            best[name] = [min(best[name][0], f), min(best[name][1], fb)]
+    rows = {name: (f, fb) for name, (f, fb) in best.items()}
+    print(f"machine: {machine()}")
+    print(f"shape (B,T,C) = ({B},{T},{C}), {args.dtype}, best of {args.repeats} (torch: of 3)\n")
+    print("| backend | forward ms | forward+backward ms | fwd+bwd speedup vs torch |")
+    print("|---|---|---|---|")
+    for name, (f, fb) in rows.items():
+        print(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | {rows['torch'][1] / fb:.1f}x |")
+    if args.json:
+        write_json_atomic(args.json, {
+            "machine": machine(), "shape": [B, T, C], "dtype": args.dtype,
+            "seconds": {k: {"forward": f, "forward_backward": fb} for k, (f, fb) in rows.items()},
+        })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""The RWKV-4 WKV operator: one function, three interchangeable backends.
+
+``wkv(w, u, k, v, state=None, backend="auto") -> (y, new_state)`` computes, for each
+batch row and channel, the decayed weighted average of the values seen so far
+(docs/wkv.md has the math). Why three backends:
+
+- ``torch``: a readable pure-PyTorch loop over time. It is the reference the others are
+  tested against, and the fallback when a compiled backend cannot be built.
+- ``cpu``: C++ with OpenMP (``kernels/wkv_cpu.cpp``), so CPU training of small models
+  is practical.
+- ``cuda``: a chunked parallel scan over time (``kernels/wkv_cuda.cu``), so training is
+  limited by memory bandwidth rather than by one thread walking all of T.
+
+The state is ``(B, 3, C)``: numerator ``aa``, denominator ``bb`` and max exponent ``pp``,
+the RNN-state convention of the RWKV-4 runtime (ChatRWKV's ``att_aa/att_bb/att_pp``), so
+a state from this operator can be fed to the ``rwkv`` package and back. It is float32
+(float64 when k/v are float64, which gradcheck needs).
+
+Compiled backends are built on first use with ``torch.utils.cpp_extension.load``
+(ninja) into ``$SYMATO_BUILD_DIR/wkv/<hash>`` (default ``~/.cache/symato/wkv/<hash>``);
+the hash covers the kernel sources, compile flags, torch version and CPU, so an edit to
+a kernel rebuilds it and different machines sharing a home folder never share a binary.
+Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, then the repository's
+``kernels/`` (editable installs), then ``symato/kernels/`` (package data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from symato.errors import SymatoError
+
+__all__ = [
+    "BACKENDS",
+    "INIT_PP",
+    "available_backends",
+    "initial_state",
+    "last_backend_used",
+    "load_extension",
+    "resolve_backend",
+    "wkv",
+    "wkv_torch",
+]
+
+BACKENDS = ("auto", "cuda", "cpu", "torch")
+# The max exponent of an empty state. Finite (not -inf) so that "pp - max(pp, x)" stays
+# finite; exp(-1e38 - x) underflows to exactly 0 for any realistic x. The rwkv package
+# uses -1e30, which is equivalent.
+INIT_PP = -1e38
+
+_CPU_FLAGS = ["-O3", "-fopenmp", "-march=native"]  # C++ standard: torch picks it
+_CPU_LDFLAGS = ["-fopenmp"]
+_CUDA_FLAGS = ["-O3", "-lineinfo"]  # no fast-math: accurate expf and division
+
+_lock = threading.Lock()
+_extensions: dict[str, ModuleType | None] = {}
+_build_errors: dict[str, str] = {}
+_warned: set[str] = set()
+_last_used: list[str] = ["none"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def initial_state(batch: int, channels: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The empty RNN state: aa = bb = 0, pp = INIT_PP (no token seen yet)."""
+    s = torch.zeros(batch, 3, channels, device=device, dtype=dtype)
+    s[:, 2].fill_(INIT_PP)
+    return s
+
+
+def _state_dtype(k: torch.Tensor) -> torch.dtype:
+    return torch.float64 if k.dtype == torch.float64 else torch.float32
+
+
+def _check_inputs(w, u, k, v, state) -> None:
+    """Shape/dtype/device validation with messages that name the offending argument."""
+    if k.dim() != 3:
+        raise SymatoError(f"wkv: k must be (B, T, C), got shape {tuple(k.shape)}")
+    if v.shape != k.shape:
+        raise SymatoError(f"wkv: v shape {tuple(v.shape)} != k shape {tuple(k.shape)}")
+    if v.dtype != k.dtype:
+        raise SymatoError(f"wkv: v dtype {v.dtype} != k dtype {k.dtype}")
+    if k.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        raise SymatoError(f"wkv: unsupported k/v dtype {k.dtype}")
+    B, _, C = k.shape
+    for name, p in (("w", w), ("u", u)):
+        if p.shape != (C,):
+            raise SymatoError(f"wkv: {name} must have shape ({C},), got {tuple(p.shape)}")
+    if state is not None and state.shape != (B, 3, C):
+        raise SymatoError(f"wkv: state must have shape ({B}, 3, {C}), got {tuple(state.shape)}")
+    for name, t in (("w", w), ("u", u), ("v", v), ("state", state)):
+        if t is not None and t.device != k.device:
+            raise SymatoError(f"wkv: {name} is on {t.device} but k is on {k.device}")
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def wkv_torch(w, u, k, v, state=None):
+    """Pure-PyTorch reference: the exact max-tracking update of the RWKV-4 runtime.
+
+    Autograd differentiates through the loop, so this backend needs no hand-written
+    backward; it is slow (O(T) small kernel launches) and meant as the ground truth.
+    """
+    B, T, C = k.shape
+    cdt = _state_dtype(k)
+    if state is None:
+        state = initial_state(B, C, k.device, cdt)
+    w, u = w.to(cdt), u.to(cdt)
+    aa, bb, pp = state.to(cdt).unbind(1)
+    kf, vf = k.to(cdt), v.to(cdt)
+    ys = []
+    for t in range(T):
+        kk, vv = kf[:, t], vf[:, t]
+        ww = u + kk
+        q = torch.maximum(pp, ww)
+        e1, e2 = torch.exp(pp - q), torch.exp(ww - q)
+        ys.append((e1 * aa + e2 * vv) / (e1 * bb + e2))
+        ww = w + pp
+        q = torch.maximum(ww, kk)
+        e1, e2 = torch.exp(ww - q), torch.exp(kk - q)
+        aa, bb, pp = e1 * aa + e2 * vv, e1 * bb + e2, q
+    y = torch.stack(ys, 1) if ys else kf.new_zeros(B, 0, C)
+    return y.to(k.dtype), torch.stack([aa, bb, pp], 1)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _kernels_dir() -> Path:
+    """Where the kernel sources live (env override, repo checkout, package data)."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent / "kernels", here / "kernels"]
+    env = os.environ.get("SYMATO_KERNELS_DIR")
+    if env:
+        candidates.insert(0, Path(env))
+    for cand in candidates:
+        if (cand / "wkv_cpu.cpp").is_file():
+            return cand
+    raise SymatoError(
+        "wkv: kernel sources not found; looked in " + ", ".join(str(c) for c in candidates)
+    )
+
+
+def _cpu_fingerprint() -> str:
+    """CPU model + flags: -march=native binaries must not travel between machines."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(keep)
+    except OSError:
+        return platform.processor()
+
+
+def _sources(kind: str) -> list[Path]:
+    d = _kernels_dir()
+    if kind == "cpu":
+        return [d / "wkv_cpu.cpp"]
+    if kind == "cuda-emulated":  # the CUDA kernels compiled for the CPU (tests)
+        return [d / "wkv_cuda_emulate.cpp"]
+    return [d / "wkv_cuda_bind.cpp", d / "wkv_cuda.cu"]
+
+
+def _hashed_files(kind: str) -> list[Path]:
+    """Every file the build reads (sources and included kernel files)."""
+    if kind == "cuda-emulated":
+        d = _kernels_dir()
+        return [*_sources(kind), d / "wkv_cuda.cu", d / "wkv_host_emulation.h"]
+    return _sources(kind)
+
+
+def _build_dir(kind: str, flags: list[str]) -> tuple[Path, str]:
+    srcs = _hashed_files(kind)
+    h = hashlib.sha256()
+    for s in srcs:
+        h.update(s.name.encode())
+        h.update(s.read_bytes())
+    h.update(" ".join(flags).encode())
+    h.update(torch.__version__.encode())
+    h.update(str(torch.version.cuda).encode())
+    h.update(_cpu_fingerprint().encode())
+    digest = h.hexdigest()[:16]
+    root = os.environ.get("SYMATO_BUILD_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "symato"
+    return base / "wkv" / f"{kind}-{digest}", digest
+
+
+def load_extension(kind: str, verbose: bool = False) -> ModuleType:
+    """Build (or load from the cache) the ``cpu`` or ``cuda`` extension; raise on failure.
+
+    ``cuda-emulated`` builds the CUDA kernels' source for the CPU (one OS thread per CUDA
+    thread; kernels/wkv_host_emulation.h) so tests can run them where there is no GPU.
+
+    One build per process: later calls return the cached module (or re-raise the
+    cached failure) so a test suite pays for the compile once.
+    """
+    if kind not in ("cpu", "cuda", "cuda-emulated"):
+        raise SymatoError(f"wkv: no compiled backend named {kind!r}")
+    with _lock:
+        if kind in _extensions:
+            mod = _extensions[kind]
+            if mod is None:
+                raise RuntimeError(_build_errors[kind])
+            return mod
+        try:
+            mod = _build(kind, verbose)
+        except Exception as exc:  # compiler missing, nvcc error, ...
+            _extensions[kind] = None
+            _build_errors[kind] = f"wkv: building the {kind} extension failed: {exc}"
+            raise RuntimeError(_build_errors[kind]) from exc
+        _extensions[kind] = mod
+        return mod
+
+
+def _build(kind: str, verbose: bool) -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    if kind in ("cpu", "cuda-emulated"):
+        flags = list(_CPU_FLAGS) if kind == "cpu" else ["-O1"]
+        build_dir, digest = _build_dir(kind, flags)
+        build_dir.mkdir(parents=True, exist_ok=True)
+        return load(
+            name=f"symato_wkv_{kind.replace('-', '_')}_{digest}",
+            sources=[str(s) for s in _sources(kind)],
+            extra_cflags=flags,
+            extra_ldflags=_CPU_LDFLAGS,
+            build_directory=str(build_dir),
+            verbose=verbose,
+        )
+    arch = os.environ.get("SYMATO_CUDA_ARCH")  # e.g. "9.0"; default: the visible GPU
+    if arch:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+    flags = list(_CUDA_FLAGS)
+    target = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
+    if not target and torch.cuda.is_available():  # torch builds for the visible GPU then
+        target = "gpu{}.{}".format(*torch.cuda.get_device_capability())
+    build_dir, digest = _build_dir(kind, [*flags, target])
+    build_dir.mkdir(parents=True, exist_ok=True)
+    return load(
+        name=f"symato_wkv_cuda_{digest}",
+        sources=[str(s) for s in _sources(kind)],
+        extra_cflags=["-O3"],
+        extra_cuda_cflags=flags,
+        build_directory=str(build_dir),
+        verbose=verbose,
+    )
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The backend that will actually run for ``backend`` on tensors of this device/dtype.
+
+    ``auto`` picks ``cuda`` for CUDA tensors and ``cpu`` for CPU tensors, and falls back
+    to ``torch`` with ONE warning per process when the extension cannot be built.
+    An explicit ``cpu``/``cuda`` that cannot run is an error, not a silent fallback.
+    """
+    if backend not in BACKENDS:
+        raise SymatoError(f"wkv: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    want = backend
+    if backend == "auto":
+        want = "cuda" if device.type == "cuda" else "cpu"
+        if device.type not in ("cuda", "cpu"):
+            return "torch"
+        if dtype == torch.float16 or (want == "cuda" and dtype == torch.float64):
+            return "torch"  # kernels: float32/bfloat16 (+ float64 on CPU) only
+    if want == "cuda" and device.type != "cuda":
+        raise SymatoError(f"wkv: backend 'cuda' needs CUDA tensors, got {device}")
+    if want == "cpu" and device.type != "cpu":
+        raise SymatoError(f"wkv: backend 'cpu' needs CPU tensors, got {device}")
+    try:
+        load_extension(want)
+    except RuntimeError as exc:
+        if backend != "auto":
+            raise
+        _warn_once(want, f"{exc}\nwkv: falling back to the slow pure-PyTorch backend.")
+        return "torch"
+    return want
+
+
+def available_backends() -> list[str]:
+    """Backends usable in this process (builds the extensions if needed)."""
+    out = ["torch"]
+    for kind in ("cpu", "cuda"):
+        if kind == "cuda" and not torch.cuda.is_available():
+            continue
+        try:
+            load_extension(kind)
+            out.append(kind)
+        except RuntimeError:
+            pass
+    return out
+
+
+def last_backend_used() -> str:
+    """Name of the backend the most recent ``wkv`` call ran ("none" before any call)."""
+    return _last_used[0]
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+class _WKVFunction(torch.autograd.Function):
+    """Forward/backward through a compiled extension (``cpu`` or ``cuda``).
+
+    Saves only the inputs (plus, on CUDA, the state every 8 steps): the backward kernel
+    recomputes the per-step states, which costs a little compute but no B*T*C*3
+    activation memory.
+    """
+
+    @staticmethod
+    def forward(ctx, w, u, k, v, state, kind):
+        ext = load_extension(kind)
+        cdt = _state_dtype(k)
+        w_, u_ = w.detach().to(cdt).contiguous(), u.detach().to(cdt).contiguous()
+        k_, v_ = k.detach().contiguous(), v.detach().contiguous()
+        s_ = state.detach().to(cdt).contiguous()
+        if kind == "cuda":  # also keeps the state every few steps for the backward
+            y, s_out, ckpt = ext.forward(w_, u_, k_, v_, s_, any(ctx.needs_input_grad))
+        else:
+            y, s_out = ext.forward(w_, u_, k_, v_, s_)
+            ckpt = None
+        ctx.save_for_backward(w_, u_, k_, v_, s_, s_out, ckpt)
+        ctx.kind = kind
+        ctx.w_dtype, ctx.u_dtype, ctx.s_dtype = w.dtype, u.dtype, state.dtype
+        return y, s_out
+
+    @staticmethod
+    def backward(ctx, gy, gs):
+        w_, u_, k_, v_, s_, s_out, ckpt = ctx.saved_tensors
+        ext = load_extension(ctx.kind)
+        gy = torch.zeros_like(k_) if gy is None else gy.to(k_.dtype).contiguous()
+        gs = torch.zeros_like(s_out) if gs is None else gs.to(s_out.dtype).contiguous()
+        if ctx.kind == "cuda":
+            gw_b, gu_b, gk, gv, gstate = ext.backward(w_, u_, k_, v_, s_, s_out, ckpt, gy, gs)
+        else:
+            gw_b, gu_b, gk, gv, gstate = ext.backward(w_, u_, k_, v_, s_, s_out, gy, gs)
+        # Per-batch partial sums reduced here in a fixed order: deterministic.
+        gw = gw_b.sum(0).to(ctx.w_dtype)
+        gu = gu_b.sum(0).to(ctx.u_dtype)
+        return gw, gu, gk, gv, gstate.to(ctx.s_dtype), None
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def wkv(w, u, k, v, state=None, backend: str = "auto"):
+    """RWKV-4 WKV: ``y[b,t,c]`` = decayed weighted average of ``v`` by ``exp(k)``.
+
+    Args:
+        w: (C,) decay, ``-exp(time_decay)`` (must be < 0 for a decaying average).
+        u: (C,) bonus of the current token, ``time_first``.
+        k, v: (B, T, C), float32, bfloat16 or float64 (float16 runs on ``torch``).
+        state: optional (B, 3, C) (aa, bb, pp) from a previous call; None = empty.
+        backend: ``auto`` | ``cuda`` | ``cpu`` | ``torch``.
+
+    Returns:
+        ``(y, new_state)``: y (B, T, C) in k's dtype, new_state (B, 3, C) float32
+        (float64 for float64 inputs). Differentiable in w, u, k, v and state.
+    """
+    _check_inputs(w, u, k, v, state)
+    B, T, C = k.shape
+    chosen = resolve_backend(backend, k.device, k.dtype)
+    if state is None:
+        state = initial_state(B, C, k.device, _state_dtype(k))
+    _last_used[0] = chosen
+    if chosen == "torch" or T == 0:
+        return wkv_torch(w, u, k, v, state)
+    if chosen == "cpu" and k.dtype == torch.float16:
+        raise SymatoError("wkv: backend 'cpu' supports float32/bfloat16/float64, not float16")
+    if chosen == "cuda" and k.dtype not in (torch.float32, torch.bfloat16):
+        raise SymatoError(f"wkv: backend 'cuda' supports float32/bfloat16, not {k.dtype}")
+    return _WKVFunction.apply(w, u, k, v, state, chosen)
