@@ -1,0 +1,137 @@
+"""``TokenDataset``: training and validation windows over memory-mapped token shards.
+
+Why memory maps: the token stream of a multi-GB corpus must not be copied into RAM.
+Each Arrow IPC file is opened with ``pa.memory_map`` and its ``tokens`` list column is
+used through the flat values buffer as a zero-copy numpy view; only the windows a batch
+asks for are copied. Resident memory is then the handful of pages a batch touches
+(which the kernel may drop again at will), not the corpus size.
+
+The stream of a split is its shards' rows concatenated in manifest order: "EOT doc EOT
+doc ...". Windows have ``ctx_len + 1`` tokens: inputs are ``w[:-1]``, targets ``w[1:]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from symato.errors import SymatoError
+from symato.io import read_json
+
+
+def _segments(path: Path) -> tuple[list[np.ndarray], Any]:
+    """Zero-copy numpy views of every record batch's token values in one Arrow file."""
+    try:
+        source = pa.memory_map(str(path), "r")
+        reader = pa.ipc.open_file(source)
+        views = []
+        for i in range(reader.num_record_batches):
+            col = reader.get_batch(i).column("tokens")
+            values = col.flatten()  # respects list offsets; a slice of the mapped buffer
+            if len(values):
+                views.append(values.to_numpy(zero_copy_only=True))
+    except FileNotFoundError:
+        raise SymatoError(f"token shard not found: {path}") from None
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        raise SymatoError(f"cannot read token shard {path}: {exc}") from None
+    return views, source
+
+
+class TokenDataset:
+    """Windows of ``ctx_len + 1`` tokens over one split of ``shards_dir``.
+
+    ``shards_dir`` is ``results/shards/{tokenizer}`` (with ``manifest.json``).
+    ``len(ds)`` is the number of windows in one sequential pass
+    (``ceil((num_tokens - 1) / ctx_len)``), i.e. what ``sequential_batches`` yields
+    before batching.
+    """
+
+    def __init__(self, shards_dir: str | Path, split: str, ctx_len: int) -> None:
+        self.shards_dir = Path(shards_dir)
+        self.split = split
+        if ctx_len < 1:
+            raise SymatoError(f"ctx_len must be >= 1, got {ctx_len}")
+        self.ctx_len = int(ctx_len)
+        manifest_path = self.shards_dir / "manifest.json"
+        full = read_json(manifest_path, "shard manifest")
+        splits = full.get("splits", {}) if isinstance(full, dict) else {}
+        if split not in splits:
+            raise SymatoError(f"{manifest_path}: no split {split!r} (has {sorted(splits)})")
+        self.manifest: dict[str, Any] = splits[split]
+        self.vocab_size: int = int(full["vocab_size"])
+        self.tokenizer: str = str(full.get("tokenizer", ""))
+        self._sources: list[Any] = []
+        self._segs: list[np.ndarray] = []
+        for rel in self.manifest.get("shards", []):
+            views, source = _segments(self.shards_dir / rel)
+            self._sources.append(source)
+            self._segs.extend(views)
+        lengths = np.array([len(s) for s in self._segs], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.num_tokens = int(self._starts[-1])
+        if self.num_tokens != int(self.manifest.get("tokens", self.num_tokens)):
+            raise SymatoError(f"{manifest_path}: split {split!r} lists "
+                              f"{self.manifest['tokens']} tokens but its shards hold "
+                              f"{self.num_tokens}; rebuild the shards")
+        if self.num_tokens < self.ctx_len + 1:
+            raise SymatoError(f"split {split!r} of {self.shards_dir} has {self.num_tokens} "
+                              f"tokens, fewer than ctx_len + 1 = {self.ctx_len + 1}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle by path (e.g. for DataLoader workers); memory maps are reopened, not copied."""
+        return {"shards_dir": self.shards_dir, "split": self.split, "ctx_len": self.ctx_len}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["shards_dir"], state["split"], state["ctx_len"])  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return -(-(self.num_tokens - 1) // self.ctx_len)
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        """Tokens ``[start, start + length)`` of the stream as int64 (copies only these)."""
+        if start < 0 or start + length > self.num_tokens:
+            raise IndexError(f"window [{start}, {start + length}) outside {self.num_tokens}")
+        out = np.empty(length, dtype=np.int64)
+        seg = int(np.searchsorted(self._starts, start, side="right") - 1)
+        pos, filled = start - int(self._starts[seg]), 0
+        while filled < length:
+            take = min(length - filled, len(self._segs[seg]) - pos)
+            out[filled:filled + take] = self._segs[seg][pos:pos + take]
+            filled += take
+            seg, pos = seg + 1, 0
+        return out
+
+    def random_batch(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """(batch_size, ctx_len + 1) int64 windows at uniform random stream positions."""
+        span = self.ctx_len + 1
+        starts = rng.integers(0, self.num_tokens - span + 1, size=batch_size)
+        return np.stack([self.window(int(s), span) for s in starts])
+
+    def sequential_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One fixed pass: (tokens (b, ctx_len+1) int64, target mask (b, ctx_len) bool).
+
+        Window ``i`` starts at ``i * ctx_len``, so consecutive windows share one token and
+        every token but the very first is a target exactly once; the last window is
+        padded with 0 and its padded targets are masked out.
+        """
+        if batch_size < 1:
+            raise SymatoError(f"batch_size must be >= 1, got {batch_size}")
+        n, span = len(self), self.ctx_len + 1
+        for first in range(0, n, batch_size):
+            rows = range(first, min(first + batch_size, n))
+            tokens = np.zeros((len(rows), span), dtype=np.int64)
+            mask = np.zeros((len(rows), self.ctx_len), dtype=bool)
+            for r, i in enumerate(rows):
+                start = i * self.ctx_len
+                length = min(span, self.num_tokens - start)
+                tokens[r, :length] = self.window(start, length)
+                mask[r, :length - 1] = True
+            yield tokens, mask
+
+    def __repr__(self) -> str:
+        return (f"TokenDataset({str(self.shards_dir)!r}, tokens={self.num_tokens}, "
+                f"ctx_len={self.ctx_len}, vocab_size={self.vocab_size})")

@@ -1,0 +1,125 @@
+"""`symato tokenize` and `symato shards-manifest` with the real default tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from symato import Tokenizer
+from symato.cli import main as cli
+from symato.data import TokenDataset
+from symato.shards import letter_spans, split_of
+from symato.syllable import letter_runs
+
+TEXTS = [
+    "Hà Nội là thủ đô của Việt Nam.",
+    "Sông Hồng chảy qua nhiều tỉnh phía bắc, dài hơn 500 km.",
+    "Tiếng Việt có sáu thanh điệu.",
+    "Phở bò là món ăn quen thuộc vào buổi sáng.",
+] * 10
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vocab") / "symato.json"
+    Tokenizer.default().save(path)
+    return path
+
+
+def _clean(path: Path, texts: list[str], first: int = 0) -> Path:
+    ids = [f"src:{i:05d}" for i in range(first, first + len(texts))]
+    pq.write_table(pa.table({"doc_id": ids, "source": ["src"] * len(texts), "text": texts}), path)
+    return path
+
+
+def _read(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aáàbc1²½Ⅻ_ -\u0301\u0323ĐđỆ🙂٣x'ǅ\u2160"), max_size=20)
+       | st.text(max_size=20))
+def test_letter_spans_equal_letter_runs(text: str) -> None:
+    assert list(letter_spans(text)) == list(letter_runs(text))
+
+
+def test_split_is_stable_hash() -> None:
+    ids = [f"doc-{i}" for i in range(4000)]
+    vals = [d for d in ids if split_of(d, 0.1) == "val"]
+    assert 300 < len(vals) < 500
+    assert vals == [d for d in ids if split_of(d, 0.1) == "val"]
+    assert all(split_of(d, 0.0) == "train" for d in ids[:100])
+    # a larger fraction keeps every earlier val document in val
+    assert set(vals) <= {d for d in ids if split_of(d, 0.2) == "val"}
+
+
+def test_tokenize_and_manifest(tmp_path: Path, vocab: Path) -> None:
+    tok = Tokenizer.from_file(vocab)
+    out = tmp_path / "shards" / "symato"
+    for k, texts in enumerate((TEXTS[:25], TEXTS[25:])):
+        clean = _clean(tmp_path / f"{k}.parquet", texts, first=25 * k)
+        assert cli(["tokenize", "--vocab", str(vocab), "--clean", str(clean), "--val-fraction",
+                    "0.2", "--train", str(out / "train" / f"{k}.arrow"),
+                    "--val", str(out / "val" / f"{k}.arrow")]) == 0
+    files = sorted(out.glob("*/*.arrow"))
+    assert cli(["shards-manifest", *map(str, files), "--dir", str(out),
+                "--tokenizer", "symato"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["vocab_size"] == tok.vocab_size and manifest["dtype"] == "uint16"
+    train, val = manifest["splits"]["train"], manifest["splits"]["val"]
+    assert train["documents"] + val["documents"] == len(TEXTS) and val["documents"] > 0
+    assert train["bytes"] + val["bytes"] == sum(len(t.encode()) for t in TEXTS)
+    # syllables: "km" is no syllable, "500" no letter run; the rest are syllables
+    words = sum(len(t.split()) for t in TEXTS)
+    assert train["syllables"] + val["syllables"] == words - 20
+    decoded = {}
+    for path in files:
+        table = _read(path)
+        assert table.schema.field("tokens").type == pa.list_(pa.uint16())
+        for doc_id, ids in zip(table["doc_id"].to_pylist(), table["tokens"].to_pylist(),
+                               strict=True):
+            assert ids[0] == tok.eot_id and tok.eot_id not in ids[1:]
+            assert split_of(doc_id, 0.2) == path.parent.name
+            decoded[doc_id] = tok.decode(ids[1:])
+    assert decoded == {f"src:{i:05d}": t for i, t in enumerate(TEXTS)}
+    ds = TokenDataset(out, "train", ctx_len=8)
+    assert ds.num_tokens == train["tokens"] == sum(
+        len(r) for p in files if p.parent.name == "train" for r in _read(p)["tokens"].to_pylist())
+    assert ds.random_batch(2, np.random.default_rng(0)).max() < tok.vocab_size
+
+
+def test_tokenize_errors(tmp_path: Path, vocab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pq.write_table(pa.table({"text": ["x"]}), tmp_path / "noid.parquet")
+    args = ["--vocab", str(vocab), "--train", str(tmp_path / "t.arrow"),
+            "--val", str(tmp_path / "v.arrow")]
+    assert cli(["tokenize", "--clean", str(tmp_path / "noid.parquet"), *args]) == 1
+    assert "noid.parquet lacks column(s) ['doc_id']" in capsys.readouterr().err
+    assert cli(["tokenize", "--clean", str(tmp_path / "none.parquet"), *args]) == 1
+    assert "cleaned shard not found" in capsys.readouterr().err
+    assert not (tmp_path / "t.arrow").exists()
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "junk.arrow").write_bytes(b"not arrow")
+    assert cli(["shards-manifest", str(tmp_path / "train" / "junk.arrow"),
+                "--dir", str(tmp_path), "--tokenizer", "x"]) == 1
+    assert "cannot read token shard" in capsys.readouterr().err
+
+
+def test_empty_shard(tmp_path: Path, vocab: Path) -> None:
+    clean = _clean(tmp_path / "e.parquet", [])
+    out = tmp_path / "t"
+    assert cli(["tokenize", "--vocab", str(vocab), "--clean", str(clean), "--train",
+                str(out / "train" / "0.arrow"), "--val", str(out / "val" / "0.arrow")]) == 0
+    assert _read(out / "train" / "0.arrow").num_rows == 0
+    assert cli(["shards-manifest", str(out / "train" / "0.arrow"), str(out / "val" / "0.arrow"),
+                "--dir", str(out), "--tokenizer", "symato"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"]["train"] == {"bytes": 0, "documents": 0, "shards": ["train/0.arrow"],
+                                           "syllables": 0, "tokens": 0}
