@@ -1,0 +1,128 @@
+"""Training throughput (tokens/s) per architecture and size, through the real trainer.
+
+Why through ``symato.train.Trainer``: the number that matters for planning a grid is
+what a run actually achieves (data loading, AdamW, clipping included), not a bare
+forward/backward. Synthetic shards with a given vocabulary size stand in for the
+corpus, since throughput does not depend on the text.
+
+    .venv/bin/python benchmarks/bench_train.py                 # the demo grid's sizes, CPU
+    .venv/bin/python benchmarks/bench_train.py --device cuda --sizes L6-D512 L12-D768 \
+        --ctx-len 1024 --batch-size 16 --vocab 2816
+
+Prints a Markdown table (paste into docs/benchmarks.md) with the machine named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from symato.grid import SETTINGS_SPEC, parse_size
+from symato.io import write_json_atomic
+from symato.shards import write_manifest, write_token_shard
+from symato.train import Trainer
+
+
+def synthetic_shards(root: Path, vocab: int, tokens: int) -> None:
+    """Random-token train/val shards (throughput does not depend on the content)."""
+    rng = np.random.default_rng(0)
+    files = []
+    for split, n in (("train", tokens), ("val", max(tokens // 10, 4096))):
+        docs = [np.concatenate([[0], rng.integers(1, vocab, size=999)]) for _ in range(n // 1000)]
+        path = root / split / "000.arrow"
+        write_token_shard(path, [f"{split}{i}" for i in range(len(docs))], docs, vocab,
+                          text_bytes=3 * n, syllables=n // 2)
+        files.append(path)
+    write_manifest(root, files, "bench")
+
+
+def settings_for(args: argparse.Namespace, arch: str, size: str, root: Path) -> dict:
+    n_layer, n_embd = parse_size(size)
+    s = {
+        "tokenizer": "bench", "run": f"{arch}-{size}", "arch": arch, "n_layer": n_layer,
+        "n_embd": n_embd, "n_head": max(1, n_embd // args.head_size), "ctx_len": args.ctx_len,
+        "batch_size": args.batch_size, "grad_accum": 1, "tokens": 1, "steps": 10**9,
+        "lr": 1e-3, "lr_min": 1e-4, "warmup_steps": 0, "schedule": "cosine",
+        "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "grad_clip": 1.0,
+        "seed": 0, "precision": "auto", "compile": args.compile, "eval_interval": 0,
+        "eval_windows": 1, "log_interval": 1, "checkpoint_steps": 0, "checkpoint_minutes": 0,
+        "device": args.device, "threads": args.threads, "shards_dir": str(root / "shards"),
+        "vocab_file": str(root / "vocab.json"),
+    }  # fmt: skip
+    assert set(s) == set(SETTINGS_SPEC)
+    return s
+
+
+def measure(settings: dict, out: Path, warmup: int, steps: int) -> tuple[float, dict, float]:
+    """(tokens/s, parameter counts, MFU or nan) over ``steps`` steps after ``warmup``."""
+    trainer = Trainer(settings, out, resume=False)
+    for _ in range(warmup):
+        trainer.train_step()
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    sync()
+    tok_s = steps * settings["batch_size"] * settings["ctx_len"] / (time.perf_counter() - t0)
+    mfu = trainer.model.flops_per_token() * tok_s / trainer.peak if trainer.peak else float("nan")
+    return tok_s, trainer.model.param_counts(), mfu
+
+
+def machine(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"CPU {cpu}, {os.cpu_count()} cores visible, load {load:.1f} at start "
+            f"(torch {torch.__version__})")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--archs", nargs="+", default=["rwkv", "gpt"])
+    p.add_argument("--sizes", nargs="+", default=["L1-D32", "L2-D48", "L2-D64", "L3-D96"])
+    p.add_argument("--vocab", type=int, default=2816, help="vocabulary size (symato: 2816)")
+    p.add_argument("--ctx-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--head-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tokens = max(200_000, 4 * args.batch_size * (args.ctx_len + 1))
+        synthetic_shards(root / "shards", args.vocab, tokens)
+        write_json_atomic(root / "vocab.json", {"kind": "bench"})
+        print(f"machine: {machine(args.device)}; vocab {args.vocab}, ctx {args.ctx_len}, "
+              f"batch {args.batch_size}, threads {args.threads}, compile {args.compile}")
+        print("\n| arch | size | params (total / non-emb) | tokens/s | MFU |")
+        print("| --- | --- | --- | ---: | ---: |")
+        for arch in args.archs:
+            for size in args.sizes:
+                s = settings_for(args, arch, size, root)
+                tok_s, params, mfu = measure(s, root / "run", args.warmup, args.steps)
+                mfu_text = "-" if mfu != mfu else f"{100 * mfu:.1f}%"
+                print(f"| {arch} | {size} | {params['total']:,} / {params['non_embedding']:,} "
+                      f"| {tok_s:,.0f} | {mfu_text} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

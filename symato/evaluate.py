@@ -1,0 +1,264 @@
+"""Held-out evaluation of one trained run: ``symato evaluate --run DIR``.
+
+Why these numbers: runs with different tokenizers cannot be compared by loss per
+token (their tokens differ), so the headline is **bits per UTF-8 byte** of the
+validation text: the summed next-token NLL over the *whole* val split divided by
+``ln 2 x`` the split's UTF-8 bytes (from the shard manifest). Every token of the split
+but the very first is predicted once (``TokenDataset.sequential_batches``), including the
+end-of-text token that starts each following document. Bits per syllable uses the
+manifest's syllable count the same way.
+
+Diacritic restoration (symato tokenizers only): validation documents are decoded, their
+Vietnamese syllables stripped of vowel marks and tones (``syllable.strip_marks``),
+re-encoded with restoration slots (``restoration.prepare``) and filled greedily by the
+model (``generate.restore_ids``). A syllable counts as restored when its sym, marktone
+and case equal the original's. The baseline picks, for every sym, the marktone that is
+most frequent in the training statistics (``results/stats/syllables.parquet``).
+
+Output: ``DIR/metrics.json`` (keys in ``METRIC_KEYS`` and a few more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from symato.errors import SymatoError
+from symato.io import read_json, write_json_atomic
+
+METRIC_KEYS = (
+    "bits_per_byte", "bits_per_syllable", "loss_nats_per_token", "params_total",
+    "params_non_embedding", "train_tokens", "train_flops", "tokens_per_second", "samples",
+    "restoration_accuracy", "restoration_baseline_accuracy", "restoration_syllables",
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- bits per byte
+@torch.no_grad()
+def split_nll(model: torch.nn.Module, dataset: Any, batch_size: int) -> tuple[float, int]:
+    """(summed NLL in nats, number of predicted tokens) over one whole split."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for tokens, mask in dataset.sequential_batches(batch_size):
+        t = torch.from_numpy(tokens).to(device)
+        m = torch.from_numpy(mask).to(device)
+        logits = model(t[:, :-1]).float()
+        nll = F.cross_entropy(logits.transpose(1, 2), t[:, 1:], reduction="none")
+        total += float(nll[m].double().sum())
+        count += int(m.sum())
+    return total, count
+
+
+def compression_metrics(nll: float, count: int, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Loss per token, bits per byte and per syllable from a split's summed NLL."""
+    n_bytes, n_syl = int(manifest.get("bytes", 0)), int(manifest.get("syllables", 0))
+    if count < 1:
+        raise SymatoError("evaluation: the validation split has no tokens to predict")
+    if n_bytes < 1:
+        raise SymatoError("evaluation: the shard manifest's val split has no 'bytes' count")
+    return {
+        "loss_nats_per_token": nll / count,
+        "bits_per_byte": nll / (math.log(2) * n_bytes),
+        "bits_per_syllable": nll / (math.log(2) * n_syl) if n_syl else None,
+        "val_tokens_predicted": count,
+        "val_bytes": n_bytes,
+        "val_syllables": n_syl,
+    }
+
+
+# ----------------------------------------------------------------------------- restoration
+# Byte tokens "\n" and " " (ids 10 and 32 in symato vocabularies): a stream cut right
+# after one of them still decodes.
+SAFE_CUT_IDS = np.array([10, 32])
+def val_documents(dataset: Any, eot_id: int, max_syllables: int, tokenizer: Any) -> list[str]:
+    """Decoded texts of the first validation documents, about ``max_syllables`` syllables.
+
+    A document cut by the token budget is decoded only up to its last newline or space
+    byte token (a cut inside a syllable's tokens would not decode); the text is then cut
+    at the word where the syllable budget is reached.
+    """
+    from symato.syllable import LETTER_RUN, parse
+
+    budget = min(dataset.num_tokens, 8 * max_syllables + 4096)
+    stream = dataset.window(0, budget)
+    bounds = [int(i) for i in np.flatnonzero(stream == eot_id)] + [budget]
+    docs, seen = [], 0
+    for start, end in itertools.pairwise(bounds):
+        if end == budget and end < dataset.num_tokens:  # cut off: end at a safe byte
+            safe = np.flatnonzero(np.isin(stream[start + 1 : end], SAFE_CUT_IDS))
+            if not len(safe):
+                break
+            end = start + 1 + int(safe[-1]) + 1
+        text = tokenizer.decode(stream[start + 1 : end].tolist())
+        for m in LETTER_RUN.finditer(text):
+            if parse(m.group()) is not None:
+                seen += 1
+                if seen >= max_syllables:
+                    docs.append(text[: m.end()])
+                    return docs
+        docs.append(text)
+    return docs
+
+
+def _syllables(text: str) -> list[Any]:
+    """The parsed Vietnamese syllables of ``text`` in order; other words as None."""
+    from symato.syllable import LETTER_RUN, parse
+
+    return [parse(m.group()) for m in LETTER_RUN.finditer(text)]
+
+
+def baseline_table(stats_path: Path) -> dict[str, int]:
+    """sym -> its most frequent marktone in the training statistics."""
+    import pandas as pd
+
+    try:
+        df = pd.read_parquet(stats_path, columns=["sym", "marktone", "count"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SymatoError(f"cannot read syllable statistics {stats_path}: {exc}") from None
+    if df.empty:
+        return {}
+    grouped = df.groupby(["sym", "marktone"], as_index=False)["count"].sum()
+    grouped = grouped.sort_values(["sym", "count", "marktone"], ascending=[True, False, True])
+    best = grouped.drop_duplicates("sym")
+    return {str(s): int(mt) for s, mt in zip(best["sym"], best["marktone"], strict=True)}
+
+
+def restoration(model: Any, tokenizer: Any, docs: list[str],
+                baseline: dict[str, int] | None) -> dict[str, Any]:
+    """Restoration accuracy of ``model`` and of the baseline on ``docs``."""
+    from symato.generate import restore_ids
+    from symato.restoration import prepare
+    from symato.syllable import strip_marks
+
+    total = model_ok = base_ok = 0
+    for text in docs:
+        original = _syllables(text)
+        ids, slots = prepare(strip_marks(text), tokenizer)
+        restored_text = tokenizer.decode(restore_ids(model, ids, slots, bos_id=tokenizer.eot_id))
+        restored = _syllables(restored_text)
+        if len(restored) != len(original):
+            raise SymatoError(
+                f"restoration changed the word count of a validation document "
+                f"({len(original)} -> {len(restored)}): {text[:60]!r}"
+            )
+        for orig, new in zip(original, restored, strict=True):
+            if orig is None:
+                continue
+            total += 1
+            model_ok += new is not None and (new.sym, new.marktone, new.case) == (
+                orig.sym, orig.marktone, orig.case)  # fmt: skip
+            if baseline is not None:
+                base_ok += baseline.get(orig.sym, 0) == orig.marktone
+    return {
+        "restoration_syllables": total,
+        "restoration_accuracy": model_ok / total if total else None,
+        "restoration_baseline_accuracy": (base_ok / total if total else None)
+        if baseline is not None else None,
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- run
+def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every metric of one run folder (model.pt, settings.json)."""
+    from symato.checkpoint import load_model
+    from symato.data import TokenDataset
+
+    torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SymatoError("evaluate: --device cuda requested but CUDA is not available")
+    model, meta = load_model(run_dir, device=device)
+    settings = meta.get("settings") or read_json(run_dir / "settings.json", "settings file")
+    val = TokenDataset(settings["shards_dir"], "val", int(settings["ctx_len"]))
+    if val.vocab_size != model.config.vocab_size:
+        raise SymatoError(f"{run_dir}/model.pt has vocab size {model.config.vocab_size} but "
+                          f"{settings['shards_dir']} has {val.vocab_size}")
+    nll, count = split_nll(model, val, args.batch_size)
+    params = model.param_counts()
+    metrics: dict[str, Any] = {
+        "tokenizer": settings["tokenizer"],
+        "run": settings["run"],
+        "arch": settings["arch"],
+        "n_layer": settings["n_layer"],
+        "n_embd": settings["n_embd"],
+        **compression_metrics(nll, count, val.manifest),
+        "params_total": params["total"],
+        "params_non_embedding": params["non_embedding"],
+        "train_tokens": meta.get("train_tokens"),
+        "train_flops": meta.get("train_flops"),
+        "tokens_per_second": meta.get("tokens_per_second"),
+        "train_steps": meta.get("step"),
+    }
+    metrics.update(text_metrics(model, meta, val, args))
+    return metrics
+
+
+def text_metrics(model: Any, meta: dict[str, Any], val: Any,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Samples and restoration: the parts that need the tokenizer."""
+    from symato.generate import generate
+    from symato.tokenizer import Tokenizer
+
+    if not isinstance(meta.get("tokenizer"), dict):
+        raise SymatoError("model.pt meta has no 'tokenizer' vocabulary dict")
+    tokenizer = Tokenizer.from_dict(meta["tokenizer"])
+    samples = [
+        {"prompt": p, "text": generate(model, tokenizer, p, max_new_tokens=args.sample_tokens,
+                                       temperature=args.temperature, top_p=args.top_p,
+                                       seed=args.seed + i)}
+        for i, p in enumerate(args.prompt or [])
+    ]
+    out: dict[str, Any] = {"samples": samples}
+    if not tokenizer.marktone_ids:
+        return out | {
+            "restoration_accuracy": None, "restoration_baseline_accuracy": None,
+            "restoration_syllables": 0,
+            "restoration_note": f"tokenizer {meta['settings']['tokenizer']!r} has no marktone "
+                                "tokens: restoration needs a symato vocabulary",
+        }  # fmt: skip
+    if args.restoration_syllables == 0:
+        return out | {"restoration_accuracy": None, "restoration_baseline_accuracy": None,
+                      "restoration_syllables": 0, "restoration_note": "disabled by config"}
+    baseline = baseline_table(Path(args.stats)) if args.stats else None
+    docs = val_documents(val, tokenizer.eot_id, args.restoration_syllables, tokenizer)
+    out.update(restoration(model, tokenizer, docs, baseline))
+    if baseline is None:
+        out["restoration_note"] = "no --stats file given: no baseline"
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symato evaluate",
+                                description="Evaluate a trained run into DIR/metrics.json.")
+    p.add_argument("--run", required=True, help="run folder with model.pt")
+    p.add_argument("--stats", help="syllables.parquet for the restoration baseline")
+    p.add_argument("--batch-size", type=int, default=16, help="validation windows per batch")
+    p.add_argument("--restoration-syllables", type=int, default=1500,
+                   help="validation syllables to restore (0 = skip)")
+    p.add_argument("--prompt", action="append", help="sample prompt (repeatable)")
+    p.add_argument("--sample-tokens", type=int, default=48)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--out", help="output file (default DIR/metrics.json)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``symato evaluate --run DIR``: write DIR/metrics.json."""
+    args = _parser().parse_args(argv)
+    run_dir = Path(args.run)
+    metrics = evaluate_run(run_dir, args)
+    write_json_atomic(Path(args.out) if args.out else run_dir / "metrics.json", metrics)
+    return 0

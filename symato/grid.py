@@ -1,0 +1,272 @@
+"""The run grid: which training runs the config asks for, their names and settings.
+
+Why a module (and not Python inside the rules): the Snakemake rules, the tests and the
+report all need the same answer to "which runs exist and with which settings". The
+grid is the union of the sub-grids in ``config["train"]["grids"]``; each sub-grid is a
+product tokenizers x archs x sizes x token budgets. A run is named
+``{arch}-L{n_layer}-D{n_embd}-T{tokens}`` (e.g. ``rwkv-L4-D128-T200k``) and lives in
+``results/runs/{tokenizer}/{run}/``.
+
+A run's settings are the shared ``train.settings`` with the arch's
+``train.arch_overrides`` on top, plus the size, budget and data paths. Every setting
+is passed to ``symato run-settings`` on the command line (rule ``params:``), so
+changing one setting reruns exactly the runs whose settings changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from symato.errors import SymatoError
+from symato.io import write_json_atomic
+
+ARCHS = ("rwkv", "gpt")
+SCHEDULES = ("cosine", "exponential")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _bool(text: str) -> bool:
+    """Parse a boolean written by ``settings_args`` (or by hand)."""
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+# Every key of settings.json: (type, help). The trainer requires exactly these keys.
+SETTINGS_SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
+    "tokenizer": (str, "tokenizer name (results/vocab/{tokenizer}.json)"),
+    "run": (str, "run name, e.g. rwkv-L4-D128-T200k"),
+    "arch": (str, "architecture: rwkv or gpt"),
+    "n_layer": (int, "number of blocks"),
+    "n_embd": (int, "model width"),
+    "n_head": (int, "attention heads (GPT; recorded for RWKV)"),
+    "ctx_len": (int, "training window length in tokens"),
+    "batch_size": (int, "global batch per optimizer step, in windows"),
+    "grad_accum": (int, "micro-batches per optimizer step (per process)"),
+    "tokens": (int, "training token budget"),
+    "steps": (int, "optimizer steps = ceil(tokens / (batch_size * ctx_len))"),
+    "lr": (float, "peak learning rate"),
+    "lr_min": (float, "final learning rate of the decay"),
+    "warmup_steps": (int, "linear warmup steps"),
+    "schedule": (str, "learning-rate decay after warmup: cosine or exponential"),
+    "weight_decay": (float, "AdamW weight decay (matrices only)"),
+    "beta1": (float, "AdamW beta1"),
+    "beta2": (float, "AdamW beta2"),
+    "eps": (float, "AdamW epsilon"),
+    "grad_clip": (float, "max gradient norm (0 = no clipping)"),
+    "seed": (int, "random seed (init and data order)"),
+    "precision": (str, "auto (fp32 on CPU, bf16 autocast on CUDA), fp32 or bf16"),
+    "compile": (_bool, "wrap the model in torch.compile"),
+    "eval_interval": (int, "steps between validation evaluations (0 = only at the end)"),
+    "eval_windows": (int, "validation windows per evaluation during training"),
+    "log_interval": (int, "steps between metrics.jsonl lines"),
+    "checkpoint_steps": (int, "checkpoint every N steps (0 = off)"),
+    "checkpoint_minutes": (float, "checkpoint every M minutes (0 = off)"),
+    "device": (str, "auto, cpu or cuda"),
+    "threads": (int, "torch CPU threads (fixed for reproducibility)"),
+    "shards_dir": (str, "token shards folder (manifest.json, {split}/*.arrow)"),
+    "vocab_file": (str, "vocabulary file, embedded into the final model"),
+}
+
+# Settings that come from train.settings / train.arch_overrides in config.yaml.
+SHARED_KEYS = (
+    "ctx_len", "batch_size", "grad_accum", "lr", "lr_min", "warmup_steps", "schedule",
+    "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed", "precision", "compile",
+    "eval_interval", "eval_windows", "log_interval", "checkpoint_steps", "checkpoint_minutes",
+    "device", "threads", "head_size",
+)  # fmt: skip
+
+_SIZE_RE = re.compile(r"^L([1-9][0-9]*)-D([1-9][0-9]*)$")
+
+
+def parse_size(name: str) -> tuple[int, int]:
+    """``"L4-D128"`` -> ``(4, 128)``; anything else is a config error naming the size."""
+    match = _SIZE_RE.match(name)
+    if not match:
+        raise SymatoError(
+            f"config train.grids: size {name!r} is not of the form L<layers>-D<width>"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def format_tokens(tokens: int) -> str:
+    """A short, exact token count for run names: 200000 -> 200k, 3000000 -> 3M."""
+    for suffix, unit in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if tokens % unit == 0:
+            return f"{tokens // unit}{suffix}"
+    return str(tokens)
+
+
+def run_name(arch: str, n_layer: int, n_embd: int, tokens: int) -> str:
+    """The folder name of one run, e.g. ``rwkv-L4-D128-T200k``."""
+    return f"{arch}-L{n_layer}-D{n_embd}-T{format_tokens(tokens)}"
+
+
+def _key(section: dict, key: str, where: str) -> Any:
+    if key not in section:
+        raise SymatoError(f"config {where}: missing key {key!r}")
+    return section[key]
+
+
+def run_settings(
+    config: dict, tokenizer: str, arch: str, size: str, tokens: int, results: str = "results"
+) -> dict[str, Any]:
+    """The complete settings of one run (every key of ``SETTINGS_SPEC``)."""
+    train = _key(config, "train", "")
+    shared = dict(_key(train, "settings", "train"))
+    shared.update(train.get("arch_overrides", {}).get(arch, {}))
+    for key in SHARED_KEYS:
+        _key(shared, key, "train.settings")
+    n_layer, n_embd = parse_size(size)
+    head_size = int(shared.pop("head_size"))
+    if arch not in ARCHS:
+        raise SymatoError(f"config train.grids: unknown arch {arch!r}; known: {list(ARCHS)}")
+    if arch == "gpt" and n_embd % head_size:
+        raise SymatoError(
+            f"config train: size {size} width {n_embd} is not divisible by head_size {head_size}"
+        )
+    n_head = max(1, n_embd // head_size)
+    if shared["device"] == "auto":  # a job that declared no GPU must not take one
+        shared["device"] = "cuda" if int(train.get("gpus_per_run", 0)) > 0 else "cpu"
+    steps = math.ceil(tokens / (shared["batch_size"] * shared["ctx_len"]))
+    settings = {
+        **shared,
+        "tokenizer": tokenizer,
+        "run": run_name(arch, n_layer, n_embd, tokens),
+        "arch": arch,
+        "n_layer": n_layer,
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "tokens": int(tokens),
+        "steps": max(1, steps),
+        "shards_dir": f"{results}/shards/{tokenizer}",
+        "vocab_file": f"{results}/vocab/{tokenizer}.json",
+    }
+    check_settings(settings, "config train")
+    return settings
+
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+
+
+def with_defaults(section: dict | None, schema_name: str) -> dict:
+    """A copy of a config section with the schema's defaults filled in (two levels deep).
+
+    Why here: Snakemake's ``validate`` does not apply defaults inside a ``$ref``'d
+    section file, so the grid would see a bare section. Defaults still live only in the
+    schema; this reads them from there.
+    """
+    import yaml
+
+    schema = yaml.safe_load((SCHEMA_DIR / schema_name).read_text(encoding="utf-8"))
+    out = dict(section or {})
+    for key, sub in schema.get("properties", {}).items():
+        if "default" in sub and key not in out:
+            out[key] = sub["default"]
+        ref = sub.get("$ref", "")
+        if ref.startswith("#/$defs/") and isinstance(out.get(key), dict):
+            props = schema["$defs"][ref.rsplit("/", 1)[1]].get("properties", {})
+            out[key] = {k: v["default"] for k, v in props.items() if "default" in v} | out[key]
+    return out
+
+
+def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
+    """All runs of the config, in a stable order, each once.
+
+    Each entry has ``tokenizer``, ``run``, ``arch``, ``n_layer``, ``n_embd``, ``tokens``,
+    ``grids`` (names of the sub-grids asking for it) and ``settings`` (the full dict).
+    """
+    config = {**config, "train": with_defaults(config.get("train"), "train.schema.yaml")}
+    train = config["train"]
+    all_tokenizers = list(config.get("tokenizers", []))
+    runs: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, grid in enumerate(_key(train, "grids", "train")):
+        where = f"train.grids[{i}]"
+        tokenizers = _key(grid, "tokenizers", where)
+        if tokenizers == "all":
+            tokenizers = all_tokenizers
+        for tok in tokenizers:
+            if tok not in all_tokenizers:
+                raise SymatoError(
+                    f"config {where}: tokenizer {tok!r} is not in tokenizers {all_tokenizers}"
+                )
+            for arch in _key(grid, "archs", where):
+                for size in _key(grid, "sizes", where):
+                    for tokens in _key(grid, "tokens", where):
+                        s = run_settings(config, tok, arch, size, int(tokens), results)
+                        entry = runs.setdefault((tok, s["run"]), _entry(s))
+                        entry["grids"].append(grid.get("name", f"grid{i}"))
+    return list(runs.values())
+
+
+def _entry(settings: dict[str, Any]) -> dict[str, Any]:
+    keys = ("tokenizer", "run", "arch", "n_layer", "n_embd", "tokens")
+    return {**{k: settings[k] for k in keys}, "grids": [], "settings": settings}
+
+
+def check_settings(settings: dict[str, Any], where: str) -> None:
+    """Reject missing, unknown or out-of-range settings, naming the key and ``where``."""
+    missing = sorted(set(SETTINGS_SPEC) - set(settings))
+    unknown = sorted(set(settings) - set(SETTINGS_SPEC))
+    if missing or unknown:
+        raise SymatoError(f"{where}: missing settings {missing}, unknown settings {unknown}")
+    choices = {"arch": ARCHS, "schedule": SCHEDULES, "precision": PRECISIONS, "device": DEVICES}
+    for key, allowed in choices.items():
+        if settings[key] not in allowed:
+            raise SymatoError(f"{where}: {key}={settings[key]!r}, expected one of {list(allowed)}")
+    positive = ("n_layer", "n_embd", "n_head", "ctx_len", "batch_size", "grad_accum", "steps")
+    for key in (*positive, "tokens", "threads", "eval_windows", "log_interval"):
+        if int(settings[key]) < 1:
+            raise SymatoError(f"{where}: {key} must be >= 1, got {settings[key]!r}")
+    if settings["batch_size"] % settings["grad_accum"]:
+        raise SymatoError(
+            f"{where}: batch_size {settings['batch_size']} is not divisible by "
+            f"grad_accum {settings['grad_accum']}"
+        )
+    if not 0 < settings["lr_min"] <= settings["lr"]:
+        raise SymatoError(
+            f"{where}: need 0 < lr_min <= lr, got lr_min={settings['lr_min']}, lr={settings['lr']}"
+        )
+
+
+def settings_args(settings: dict[str, Any]) -> str:
+    """The ``symato run-settings`` arguments for ``settings`` (shell-quoted, stable order)."""
+    parts = []
+    for key in SETTINGS_SPEC:
+        value = settings[key]
+        text = str(value).lower() if isinstance(value, bool) else repr(value)
+        if isinstance(value, str):
+            text = value
+        parts.append(f"--{key.replace('_', '-')} {shlex.quote(text)}")
+    return " ".join(parts)
+
+
+def _settings_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symato run-settings",
+        description="Write one run's settings.json; every setting is a required option.",
+    )
+    parser.add_argument("--out", required=True, help="settings.json to write")
+    for key, (kind, help_text) in SETTINGS_SPEC.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, required=True,
+                            help=help_text)  # fmt: skip
+    return parser
+
+
+def settings_main(argv: list[str]) -> int:
+    """``symato run-settings --out FILE --KEY VALUE ...``: validate and write settings.json."""
+    args = vars(_settings_parser().parse_args(argv))
+    out = Path(args.pop("out"))
+    check_settings(args, f"symato run-settings (for {out})")
+    write_json_atomic(out, args)
+    return 0

@@ -1,0 +1,522 @@
+"""The trainer: ``symato train --settings FILE --out DIR [--resume auto]``.
+
+Why it looks like this:
+
+* A run is fully described by its settings.json (``symato.grid.SETTINGS_SPEC``), so
+  the workflow can rerun exactly the runs whose settings changed.
+* The batch of every step is drawn from one numpy ``Generator`` seeded by the run
+  seed; the generator state *is* the data position. A checkpoint (``DIR/checkpoint.pt``)
+  holds model, optimizer, schedule, torch and numpy RNG states and the metrics so far,
+  so a resumed run continues bit for bit (on CPU) where an uninterrupted one would.
+* Under ``torchrun`` every process draws the same global batch and trains on its slice;
+  DDP averages the gradients, so N processes compute what one process computes with
+  the same global batch (up to float summation order).
+* Failures are loud and recoverable: a corrupt checkpoint is a clear error, SIGTERM
+  (Slurm preemption) saves a checkpoint and exits with ``EXIT_PREEMPTED`` (143) so the
+  workflow retries and resumes, and a NaN/inf loss stops the run naming the step while
+  the last good checkpoint stays untouched.
+
+Outputs in DIR: ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.pt``
+(resumable state) and, at the end, ``model.pt`` (``symato.checkpoint.save_model``, with
+the vocabulary and settings in its meta so it is self-contained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from symato.errors import SymatoError
+from symato.grid import check_settings
+from symato.io import atomic_path, read_json, write_text_atomic
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FORMAT = "symato-train-state"
+CHECKPOINT_VERSION = 1
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: the conventional "terminated" status
+
+# Dense bf16 tensor-core peak FLOP/s by device-name fragment, for MFU (first match wins).
+PEAK_BF16_FLOPS = (
+    ("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("A10G", 125e12),
+    ("L40S", 362e12), ("L4", 121e12), ("4090", 165e12), ("3090", 71e12), ("V100", 125e12),
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- settings
+def load_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a settings.json (every key of ``SETTINGS_SPEC``, nothing else)."""
+    settings = read_json(path, "settings file")
+    if not isinstance(settings, dict):
+        raise SymatoError(f"settings file {path} must hold a JSON object")
+    check_settings(settings, f"settings file {path}")
+    return settings
+
+
+def learning_rate(step: int, s: dict[str, Any]) -> float:
+    """LR for optimizer step ``step`` (0-based): linear warmup, then decay to lr_min.
+
+    Cosine: ``lr_min + (lr - lr_min) * (1 + cos(pi p)) / 2``; exponential:
+    ``lr * (lr_min / lr) ** p``; ``p`` runs from 0 after warmup to 1 at the last step.
+    """
+    lr, lr_min, warmup, steps = s["lr"], s["lr_min"], s["warmup_steps"], s["steps"]
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, steps - 1 - warmup))
+    if s["schedule"] == "cosine":
+        return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return lr * (lr_min / lr) ** p
+
+
+# ----------------------------------------------------------------------------- processes
+class Dist:
+    """This process's place in a ``torchrun`` job (or a single process)."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def init(self, device: torch.device) -> None:
+        if self.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """Average a scalar tensor over processes (identity for one process)."""
+        if self.enabled:
+            value = value.clone()
+            torch.distributed.all_reduce(value)
+            value /= self.world
+        return value
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every process if ``flag`` is true on any (so all stop together)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        torch.distributed.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def close(self) -> None:
+        """Leave the group together: a rank tearing down while its peer still works (rank 0
+        writing model.pt) can leave the peer blocked in gloo forever."""
+        if self.enabled and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def pick_device(s: dict[str, Any], dist: Dist) -> torch.device:
+    """The device of this process; ``auto`` means CUDA when present."""
+    want = s["device"]
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise SymatoError(f"run {s['run']}: device 'cuda' requested but CUDA is not available")
+        torch.cuda.set_device(dist.local_rank)
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+def make_deterministic(s: dict[str, Any], device: torch.device) -> None:
+    """Fixed thread count and deterministic kernels: same seed, same bits on CPU."""
+    torch.set_num_threads(int(s["threads"]))
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(int(s["seed"]))
+
+
+# ----------------------------------------------------------------------------- state
+class Preemption:
+    """Remembers a SIGTERM so the loop can save a checkpoint at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Preemption:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write the resumable state atomically (a kill mid-write leaves the old file)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only``); corrupt or foreign files are errors."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, ...: torch raises many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SymatoError(
+            f"checkpoint {path} is corrupt or unreadable ({first}); delete it to start the "
+            f"run from scratch"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SymatoError(f"checkpoint {path} is not a symato training checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise SymatoError(f"checkpoint {path}: unsupported version {state.get('version')!r}")
+    return state
+
+
+# ----------------------------------------------------------------------------- trainer
+class Trainer:
+    """One training run; ``run()`` returns the process exit code."""
+
+    def __init__(self, settings: dict[str, Any], out: Path, resume: bool) -> None:
+        from symato.data import TokenDataset
+
+        self.s = settings
+        self.out = out
+        self.resume = resume
+        self.dist = Dist()
+        self.device = pick_device(settings, self.dist)
+        make_deterministic(settings, self.device)
+        self.dist.init(self.device)
+        self.train_ds = TokenDataset(settings["shards_dir"], "train", settings["ctx_len"])
+        self.val_ds = TokenDataset(settings["shards_dir"], "val", settings["ctx_len"])
+        self.vocab = read_json(settings["vocab_file"], "vocabulary file")
+        self.micro = self._micro_batch_size()
+        self.model = self._build_model()
+        self.net: nn.Module = self._wrap(self.model)
+        self.optimizer = self._optimizer()
+        self.rng = np.random.default_rng(int(settings["seed"]))
+        self.step = 0
+        self.records: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self.bf16 = self.device.type == "cuda" and settings["precision"] in ("auto", "bf16")
+        self.peak = self._peak_flops()
+
+    def _micro_batch_size(self) -> int:
+        per_step = self.dist.world * self.s["grad_accum"]
+        if self.s["batch_size"] % per_step:
+            raise SymatoError(
+                f"run {self.s['run']}: batch_size {self.s['batch_size']} is not divisible by "
+                f"processes x grad_accum = {per_step}"
+            )
+        return self.s["batch_size"] // per_step
+
+    def _build_model(self) -> nn.Module:
+        from symato.models import build_model
+
+        s = self.s
+        if self.train_ds.vocab_size != self.val_ds.vocab_size:
+            raise SymatoError(f"{s['shards_dir']}: train and val vocab sizes differ")
+        model = build_model(s["arch"], vocab_size=self.train_ds.vocab_size, n_layer=s["n_layer"],
+                            n_embd=s["n_embd"], n_head=s["n_head"], ctx_len=s["ctx_len"])
+        return model.to(self.device)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        net = model
+        if self.s["compile"]:
+            net = torch.compile(net)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        return net
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; weight decay on matrices only (not on norms, biases, RWKV time_* vectors)."""
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        rest = [p for p in self.model.parameters() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": self.s["weight_decay"]},
+                  {"params": rest, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
+                                 eps=self.s["eps"], foreach=False)
+
+    def _peak_flops(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        name = torch.cuda.get_device_name(self.device)
+        return next((peak for key, peak in PEAK_BF16_FLOPS if key in name), None)
+
+    # -- checkpoints -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue: weights, optimizer, schedule, RNGs, log."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "settings_json": json.dumps(self.s, sort_keys=True),
+            "step": self.step,
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"step": self.step, "lr": learning_rate(max(0, self.step - 1), self.s)},
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng_json": json.dumps(self.rng.bit_generator.state),
+            "records_json": json.dumps(self.records),
+            "train_seconds": self.train_seconds,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            if "cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            self.rng.bit_generator.state = json.loads(state["numpy_rng_json"])
+            self.records = json.loads(state["records_json"])
+            self.step = int(state["step"])
+            self.train_seconds = float(state["train_seconds"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SymatoError(f"checkpoint {path} does not fit this run: {first}") from None
+
+    def try_resume(self) -> None:
+        """Continue from DIR/checkpoint.pt when asked and it belongs to these settings."""
+        path = self.out / CHECKPOINT_FILE
+        if not self.resume or not path.exists():
+            return
+        state = load_checkpoint(path)
+        if json.loads(state.get("settings_json", "null")) != self.s:
+            self.log(f"{path} was written with other settings; starting from scratch")
+            return
+        self.load_state_dict(state, path)
+        if self.dist.main:  # the log on disk may be ahead of the checkpoint: rewrite it
+            write_text_atomic(self.out / METRICS_FILE,
+                              "".join(json.dumps(r) + "\n" for r in self.records))
+        self.log(f"resumed from {path} at step {self.step}")
+
+    def checkpoint(self) -> None:
+        if self.dist.main:
+            save_checkpoint(self.out / CHECKPOINT_FILE, self.state_dict())
+
+    # -- one step --------------------------------------------------------------------
+    def micro_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's micro-batches of the next global batch (same RNG everywhere)."""
+        batch = self.train_ds.random_batch(self.s["batch_size"], self.rng)
+        per_rank = self.micro * self.s["grad_accum"]
+        mine = batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
+        for i in range(self.s["grad_accum"]):
+            chunk = torch.from_numpy(mine[i * self.micro : (i + 1) * self.micro]).to(self.device)
+            yield chunk[:, :-1], chunk[:, 1:]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer step; returns (train loss, grad norm). Raises on NaN/inf loss."""
+        lr = learning_rate(self.step, self.s)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        total = torch.zeros((), device=self.device)
+        n = self.s["grad_accum"]
+        for i, (x, y) in enumerate(self.micro_batches()):
+            sync = not self.dist.enabled or i == n - 1
+            ctx = contextlib.nullcontext() if sync else self.net.no_sync()
+            with ctx:
+                with self.autocast():
+                    logits = self.net(x)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+                (loss / n).backward()
+            total += loss.detach()
+        train_loss = float(self.dist.mean(total / n))
+        if not math.isfinite(train_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise SymatoError(
+                f"run {self.s['run']}: training loss became {train_loss} at step {self.step + 1}; "
+                f"stopped (last good checkpoint kept: {self.out / CHECKPOINT_FILE})"
+            )
+        clip = self.s["grad_clip"] if self.s["grad_clip"] > 0 else float("inf")
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return train_loss, grad_norm
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float]:
+        """(mean loss, bits per byte) on the first ``eval_windows`` validation windows.
+
+        Bytes are estimated from the split's bytes-per-token ratio; ``symato evaluate``
+        computes the exact figure on the whole split.
+        """
+        self.net.eval()
+        nll, count, left = 0.0, 0, self.s["eval_windows"]
+        for tokens, mask in self.val_ds.sequential_batches(min(left, self.micro)):
+            tokens, mask = tokens[:left], mask[:left]
+            t = torch.from_numpy(tokens).to(self.device)
+            m = torch.from_numpy(mask).to(self.device)
+            with self.autocast():
+                logits = self.model(t[:, :-1])
+            losses = F.cross_entropy(logits.float().transpose(1, 2), t[:, 1:], reduction="none")
+            nll += float(losses[m].sum())
+            count += int(m.sum())
+            left -= len(tokens)
+            if left <= 0:
+                break
+        mean = nll / max(count, 1)
+        manifest = self.val_ds.manifest
+        bytes_per_token = manifest.get("bytes", 0) / max(manifest.get("tokens", 1) - 1, 1)
+        bpb = mean / math.log(2) / bytes_per_token if bytes_per_token > 0 else float("nan")
+        return mean, bpb
+
+    # -- the loop --------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.dist.main:
+            print(f"[train {self.s['tokenizer']}/{self.s['run']}] {message}", file=sys.stderr)
+
+    def record(self, rec: dict[str, Any]) -> None:
+        self.records.append(rec)
+        if self.dist.main:
+            with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    def run(self) -> int:
+        s = self.s
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        if self.dist.main and self.step == 0:
+            write_text_atomic(self.out / METRICS_FILE, "")
+        tokens_per_step = s["batch_size"] * s["ctx_len"]
+        flops_per_token = float(self.model.flops_per_token())
+        last_ckpt_time = time.monotonic()
+        bar = self._progress()
+        with Preemption() as preempt:
+            while self.step < s["steps"]:
+                t0 = time.perf_counter()
+                loss, gnorm = self.train_step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                dt = time.perf_counter() - t0
+                self.train_seconds += dt
+                rec = self._step_record(loss, gnorm, tokens_per_step / dt, flops_per_token)
+                if rec is not None:
+                    self.record(rec)
+                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                bar.update(1)
+                due = self._checkpoint_due(last_ckpt_time)
+                stop = self.dist.any(preempt.requested, self.device)
+                if due or stop:
+                    self.checkpoint()
+                    last_ckpt_time = time.monotonic()
+                if stop:
+                    bar.close()
+                    self.log(f"SIGTERM: saved checkpoint at step {self.step}; exiting "
+                             f"{EXIT_PREEMPTED} so the workflow retries and resumes")
+                    return EXIT_PREEMPTED
+        bar.close()
+        self.finish(tokens_per_step, flops_per_token)
+        return 0
+
+    def _progress(self) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(total=self.s["steps"], initial=self.step, desc=self.s["run"], unit="step",
+                    file=sys.stderr, disable=not self.dist.main, mininterval=2.0)
+
+    def _checkpoint_due(self, last_time: float) -> bool:
+        every, minutes = self.s["checkpoint_steps"], self.s["checkpoint_minutes"]
+        if self.step >= self.s["steps"]:
+            return True  # the final state, so a finished run resumes to "done"
+        if every and self.step % every == 0:
+            return True
+        return bool(minutes) and time.monotonic() - last_time >= 60.0 * minutes
+
+    def _step_record(
+        self, loss: float, gnorm: float, tok_s: float, flops_per_token: float
+    ) -> dict[str, Any] | None:
+        s, step = self.s, self.step
+        eval_now = step == s["steps"] or (s["eval_interval"] and step % s["eval_interval"] == 0)
+        if not eval_now and step % s["log_interval"] and step != 1:
+            return None
+        rec: dict[str, Any] = {
+            "step": step,
+            "tokens": step * s["batch_size"] * s["ctx_len"],
+            "train_loss": loss,
+            "lr": learning_rate(step - 1, s),
+            "grad_norm": gnorm,
+            "tokens_per_second": tok_s,
+        }
+        if self.peak:
+            rec["mfu"] = flops_per_token * tok_s / (self.peak * self.dist.world)
+        if eval_now:
+            rec["val_loss"], rec["val_bpb"] = self.validate()
+        return rec
+
+    def finish(self, tokens_per_step: int, flops_per_token: float) -> None:
+        """Write DIR/model.pt with everything evaluation and generation need."""
+        if not self.dist.main:
+            return
+        from symato.checkpoint import save_model
+
+        tokens = self.step * tokens_per_step
+        meta = {
+            "tokenizer": self.vocab,
+            "run": self.s["run"],
+            "settings": self.s,
+            "step": self.step,
+            "train_tokens": tokens,
+            "train_flops": flops_per_token * tokens,
+            "train_seconds": self.train_seconds,
+            "tokens_per_second": tokens / self.train_seconds if self.train_seconds else None,
+            "params": self.model.param_counts(),
+            "world_size": self.dist.world,
+            "device": str(self.device),
+        }
+        save_model(self.out / "model.pt", self.model, meta)
+        self.log(f"done: {self.step} steps, {tokens} tokens -> {self.out / 'model.pt'}")
+
+
+# ----------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symato train",
+        description="Train one run from its settings.json into DIR (metrics.jsonl, "
+        "checkpoint.pt, model.pt). Run under torchrun for multi-GPU data parallel.",
+    )
+    parser.add_argument("--settings", required=True, help="the run's settings.json")
+    parser.add_argument("--out", required=True, help="run folder to write into")
+    parser.add_argument("--resume", choices=["auto", "never"], default="never",
+                        help="auto: continue from DIR/checkpoint.pt when it exists")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``symato train``: 0 on success, 143 after a SIGTERM checkpoint, 1 on errors."""
+    args = _parser().parse_args(argv)
+    settings = load_settings(args.settings)
+    trainer = Trainer(settings, Path(args.out), resume=args.resume == "auto")
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()

@@ -1,0 +1,138 @@
+"""``symato evaluate`` on hand-checkable examples.
+
+A model whose logits are all zero predicts the uniform distribution, so every token
+costs ln V nats: bits per byte must be log2(V) x predicted tokens / bytes, and greedy
+restoration picks the lowest allowed marktone (0: no mark, no tone) for every slot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from _train_fixtures import (
+    make_settings,
+    restore_torch_globals,  # noqa: F401  (autouse fixture)
+)
+
+from symato.checkpoint import save_model
+from symato.evaluate import METRIC_KEYS, main
+from symato.models import build_model
+from symato.shards import write_manifest, write_token_shard
+from symato.tokenizer import Tokenizer, bytes_dict
+from symato.train import main as train_main
+
+TEXTS = ["ma ma mà", "Hà Nội là thủ đô.", "ma mà má"]
+
+
+def _shards(root: Path, tok: Tokenizer) -> int:
+    """Train and val shards of TEXTS; returns the val split's token count."""
+    files, n_val = [], 0
+    lists = [[tok.eot_id, *tok.encode(t)] for t in TEXTS]
+    n_bytes = sum(len(t.encode()) for t in TEXTS)
+    for split in ("train", "val"):
+        path = root / split / "000.arrow"
+        n = write_token_shard(path, [f"{split}{i}" for i in range(3)], lists, tok.vocab_size,
+                              text_bytes=n_bytes, syllables=13)
+        n_val = n
+        files.append(path)
+    write_manifest(root, files, "test")
+    return n_val
+
+
+def _uniform_run(tmp_path: Path, tok: Tokenizer) -> tuple[Path, int]:
+    n_val = _shards(tmp_path / "shards", tok)
+    model = build_model("gpt", vocab_size=tok.vocab_size, n_layer=1, n_embd=8, n_head=1,
+                        ctx_len=8)
+    with torch.no_grad():
+        model.head.weight.zero_()  # all logits 0: the uniform distribution
+    settings = {"tokenizer": "t", "run": "gpt-L1-D8-T1k", "arch": "gpt", "n_layer": 1,
+                "n_embd": 8, "ctx_len": 8, "shards_dir": str(tmp_path / "shards")}
+    meta = {"tokenizer": tok.to_dict(), "settings": settings, "train_tokens": 1000,
+            "train_flops": 1e6, "tokens_per_second": 50.0, "step": 3}
+    run = tmp_path / "run"
+    save_model(run / "model.pt", model, meta)
+    return run, n_val
+
+
+def _stats(path: Path) -> Path:
+    """Statistics where 'mà' is the most frequent 'ma' and 'là' the most frequent 'la'."""
+    rows = [("ma", "ma", 0, 1), ("mà", "ma", 2, 10), ("má", "ma", 1, 3), ("là", "la", 2, 5)]
+    pd.DataFrame(rows, columns=["syllable", "sym", "marktone", "count"]).to_parquet(path)
+    return path
+
+
+def test_uniform_model_bits_per_byte_and_restoration(tmp_path: Path) -> None:
+    tok = Tokenizer.default()
+    run, n_val = _uniform_run(tmp_path, tok)
+    stats = _stats(tmp_path / "syllables.parquet")
+    assert main(["--run", str(run), "--stats", str(stats), "--prompt", "Hà", "--sample-tokens",
+                 "4", "--batch-size", "2"]) == 0  # fmt: skip
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(METRIC_KEYS) <= set(m)
+    n_bytes = sum(len(t.encode()) for t in TEXTS)
+    V = tok.vocab_size
+    assert m["loss_nats_per_token"] == pytest.approx(math.log(V))
+    assert m["bits_per_byte"] == pytest.approx(math.log2(V) * (n_val - 1) / n_bytes)
+    assert m["bits_per_syllable"] == pytest.approx(math.log2(V) * (n_val - 1) / 13)
+    assert m["val_tokens_predicted"] == n_val - 1
+    assert m["params_total"] > m["params_non_embedding"] > 0
+    assert (m["train_tokens"], m["train_flops"], m["tokens_per_second"]) == (1000, 1e6, 50.0)
+    assert m["samples"][0]["text"].startswith("Hà")
+    # Syllables: ma ma mà | Hà Nội là thủ đô | ma mà má = 11. Uniform greedy restoration
+    # writes every syllable without marks: right for ma, ma, ma = 3 of 11.
+    assert m["restoration_syllables"] == 11
+    assert m["restoration_accuracy"] == pytest.approx(3 / 11)
+    # The baseline picks ma -> mà, la -> là and marktone 0 for syms without statistics:
+    # "mà mà mà" (1 right), "Ha Noi là thu đo" (1 right: là), "mà mà mà" (1 right).
+    assert m["restoration_baseline_accuracy"] == pytest.approx(3 / 11)
+
+
+def test_bytes_tokenizer_has_no_restoration(tmp_path: Path) -> None:
+    tok = Tokenizer.from_dict(bytes_dict())
+    run, _ = _uniform_run(tmp_path, tok)
+    assert main(["--run", str(run), "--stats", str(_stats(tmp_path / "s.parquet"))]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["restoration_accuracy"] is None and m["restoration_baseline_accuracy"] is None
+    assert "no marktone tokens" in m["restoration_note"]
+    assert m["bits_per_byte"] == pytest.approx(math.log2(tok.vocab_size) * m[
+        "val_tokens_predicted"] / m["val_bytes"])  # fmt: skip
+
+
+def test_evaluate_a_trained_run(tmp_path: Path) -> None:
+    """End to end: a run trained by `symato train` evaluates (vocab from the model file)."""
+    tok = Tokenizer.default()
+    _shards(tmp_path / "shards", tok)
+    vocab = tmp_path / "vocab.json"
+    tok.save(vocab)
+    settings = make_settings(tmp_path, shards_dir=str(tmp_path / "shards"),
+                             vocab_file=str(vocab), ctx_len=8, steps=5)  # fmt: skip
+    run = tmp_path / "run"
+    assert train_main(["--settings", str(settings), "--out", str(run)]) == 0
+    assert main(["--run", str(run), "--restoration-syllables", "5"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["train_tokens"] == 5 * 8 * 8 and m["restoration_syllables"] == 5
+    assert 0 <= m["restoration_accuracy"] <= 1 and m["restoration_baseline_accuracy"] is None
+    assert math.isfinite(m["bits_per_byte"]) and m["bits_per_byte"] > 0
+
+
+def test_restoration_text_from_a_document_longer_than_the_budget(tmp_path: Path) -> None:
+    from symato.data import TokenDataset
+    from symato.evaluate import val_documents
+
+    tok = Tokenizer.default()
+    doc = [tok.eot_id, *tok.encode("Hà Nội là thủ đô.\n" * 800)]
+    files = []
+    for split in ("train", "val"):
+        path = tmp_path / split / "000.arrow"
+        write_token_shard(path, ["d"], [doc], tok.vocab_size, text_bytes=1, syllables=1)
+        files.append(path)
+    write_manifest(tmp_path, files, "test")
+    ds = TokenDataset(tmp_path, "val", 8)
+    assert ds.num_tokens > 8 * 3 + 4096  # more than val_documents reads
+    assert val_documents(ds, tok.eot_id, 3, tok) == ["Hà Nội là"]
+    assert val_documents(ds, tok.eot_id, 5000, tok)[0].count("Hà Nội") > 300

@@ -1,0 +1,220 @@
+"""The run grid: names, settings, and the Snakemake rules' dry-run job counts.
+
+The dry-run tests run real Snakemake on rules/train.smk + rules/eval.smk in a temporary
+folder. Data-stage outputs are stand-in files, and `symato` is replaced by a stub that
+only creates the expected outputs, so the tests check what reruns, not the training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from symato.errors import SymatoError
+from symato.grid import expand_grid, format_tokens, settings_args, settings_main
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def demo_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+
+
+def test_demo_grid_has_the_required_runs() -> None:
+    config = demo_config()
+    runs = expand_grid(config)
+    sym = [r for r in runs if r["tokenizer"] == "symato"]
+    for arch in ("rwkv", "gpt"):
+        sizes = {(r["n_layer"], r["n_embd"]) for r in sym if r["arch"] == arch}
+        assert len(sizes) >= 4, arch
+    compared = {r["tokenizer"] for r in runs if "tokenizers" in r["grids"]}
+    assert compared == set(config["tokenizers"])
+    keys = [(r["tokenizer"], r["run"]) for r in runs]
+    assert len(keys) == len(set(keys))  # a run asked for by two sub-grids exists once
+    assert all(re.fullmatch(r"(rwkv|gpt)-L\d+-D\d+-T\d+[kMG]?", r["run"]) for r in runs)
+
+
+def test_settings_and_overrides() -> None:
+    config = demo_config()
+    by_name = {(r["tokenizer"], r["run"]): r["settings"] for r in expand_grid(config)}
+    gpt = by_name[("symato", "gpt-L2-D64-T300k")]
+    rwkv = by_name[("symato", "rwkv-L2-D64-T300k")]
+    assert gpt["lr"] == config["train"]["arch_overrides"]["gpt"]["lr"]
+    assert rwkv["lr"] == config["train"]["settings"]["lr"]
+    assert gpt["steps"] == -(-300000 // (gpt["batch_size"] * gpt["ctx_len"]))
+    assert gpt["n_embd"] % gpt["n_head"] == 0
+    assert rwkv["shards_dir"] == "results/shards/symato"
+    assert rwkv["vocab_file"] == "results/vocab/symato.json"
+    # schema defaults fill what config.yaml leaves out
+    assert rwkv["beta2"] == 0.99 and rwkv["grad_accum"] == 1
+    # device auto follows the GPUs the job declares
+    assert rwkv["device"] == "cpu"
+    config["train"]["gpus_per_run"] = 1
+    assert all(r["settings"]["device"] == "cuda" for r in expand_grid(config))
+
+
+def test_format_tokens() -> None:
+    assert [format_tokens(n) for n in (150000, 3_000_000, 2 * 10**9, 1234)] == [
+        "150k", "3M", "2G", "1234"]  # fmt: skip
+
+
+def test_bad_grid_configs_name_the_key() -> None:
+    config = demo_config()
+    bad = copy.deepcopy(config)
+    bad["train"]["grids"][0]["tokenizers"] = ["nope"]
+    with pytest.raises(SymatoError, match=r"train.grids\[0\].*'nope'"):
+        expand_grid(bad)
+    bad = copy.deepcopy(config)
+    bad["train"]["grids"][0]["sizes"] = ["L2-D63"]  # 63 not divisible by head_size 16
+    with pytest.raises(SymatoError, match="L2-D63"):
+        expand_grid(bad)
+
+
+def test_run_settings_cli_round_trip(tmp_path: Path) -> None:
+    settings = expand_grid(demo_config())[0]["settings"]
+    out = tmp_path / "settings.json"
+    import shlex
+
+    assert settings_main(["--out", str(out), *shlex.split(settings_args(settings))]) == 0
+    assert json.loads(out.read_text()) == settings
+    with pytest.raises(SymatoError, match="grad_accum"):
+        args = shlex.split(settings_args({**settings, "grad_accum": 3}))
+        settings_main(["--out", str(out), *args])
+
+
+# ----------------------------------------------------------------------------- dry runs
+STUB = """#!/bin/sh
+cmd=$1; shift
+while [ $# -gt 0 ]; do case $1 in --out) out=$2;; --run) run=$2;; esac; shift; done
+case $cmd in
+  run-settings) echo '{}' > "$out";;
+  train) touch "$out/model.pt" "$out/metrics.jsonl";;
+  evaluate) echo '{}' > "$run/metrics.json";;
+esac
+"""
+
+SNAKEFILE = f"""
+import os
+from snakemake.utils import validate
+configfile: "config.yaml"
+validate(config, "{REPO}/workflow/schemas/config.schema.yaml")
+include: "{REPO}/rules/common.smk"
+SYMATO = os.path.abspath("stub_symato")
+include: "{REPO}/rules/train.smk"
+include: "{REPO}/rules/eval.smk"
+"""
+
+
+def _workdir(tmp_path: Path, config: dict) -> Path:
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    stub = tmp_path / "stub_symato"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    for tok in config["tokenizers"]:
+        for path in (f"results/shards/{tok}/manifest.json", f"results/vocab/{tok}.json"):
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text("{}")
+    (tmp_path / "results/stats").mkdir(parents=True)
+    (tmp_path / "results/stats/syllables.parquet").write_text("")
+    _write_config(tmp_path, config)
+    return tmp_path
+
+
+def _write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+
+
+def _snakemake(workdir: Path, *args: str) -> str:
+    proc = subprocess.run([str(SNAKEMAKE), "-s", "Snakefile", "--cores", "2", *args, "--", "runs"],
+                          cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def _job_counts(workdir: Path) -> dict[str, int]:
+    """Jobs per rule of a dry run, parsed from Snakemake's 'Job stats' table."""
+    out = _snakemake(workdir, "--dry-run", "--quiet", "rules")
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M))
+    return {k: int(v) for k, v in counts.items() if k != "total"}
+
+
+@pytest.mark.slow
+def test_dry_run_job_counts(tmp_path: Path) -> None:
+    config = demo_config()
+    n = len(expand_grid(config))
+    work = _workdir(tmp_path, config)
+    assert _job_counts(work) == {"run_settings": n, "train": n, "evaluate": n, "runs": 1}
+    _snakemake(work, "--quiet", "all")  # stub jobs: outputs and their params recorded
+    assert _job_counts(work) == {}
+
+    # one shared setting of one arch -> exactly that arch's runs
+    n_gpt = sum(r["arch"] == "gpt" for r in expand_grid(config))
+    config["train"]["arch_overrides"]["gpt"]["lr"] = 0.0031
+    _write_config(work, config)
+    assert _job_counts(work) == {"run_settings": n_gpt, "train": n_gpt, "evaluate": n_gpt,
+                                 "runs": 1}  # fmt: skip
+    _snakemake(work, "--quiet", "all")
+
+    # a new size -> only its runs (one per arch of that sub-grid)
+    config["train"]["grids"][0]["sizes"].append("L4-D128")
+    _write_config(work, config)
+    assert _job_counts(work) == {"run_settings": 2, "train": 2, "evaluate": 2, "runs": 1}
+    _snakemake(work, "--quiet", "all")
+
+    # an evaluation setting -> every evaluation, no training
+    config["eval"]["restoration_syllables"] = 10
+    _write_config(work, config)
+    assert _job_counts(work) == {"evaluate": n + 2, "runs": 1}
+
+
+SNAKEFILE_REAL = SNAKEFILE.replace('SYMATO = os.path.abspath("stub_symato")\n', "")
+
+
+@pytest.mark.slow
+def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
+    """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
+    import pandas as pd
+
+    from symato.shards import write_manifest, write_token_shard
+    from symato.tokenizer import Tokenizer
+
+    tok = Tokenizer.default()
+    texts = ["Hà Nội là thủ đô của Việt Nam.", "Tôi đi học.", "Hôm nay trời đẹp lắm."] * 20
+    files = []
+    for split in ("train", "val"):
+        path = tmp_path / f"results/shards/symato/{split}/000.arrow"
+        write_token_shard(path, [f"{split}{i}" for i in range(len(texts))],
+                          [[tok.eot_id, *tok.encode(t)] for t in texts], tok.vocab_size,
+                          text_bytes=sum(len(t.encode()) for t in texts), syllables=300)
+        files.append(path)
+    write_manifest(tmp_path / "results/shards/symato", files, "symato")
+    tok.save(tmp_path / "results/vocab/symato.json")
+    (tmp_path / "results/stats").mkdir(parents=True)
+    pd.DataFrame([("là", "la", 2, 5)], columns=["syllable", "sym", "marktone", "count"]).to_parquet(
+        tmp_path / "results/stats/syllables.parquet")
+    config = {"tokenizers": ["symato"],
+              "train": {"grids": [{"tokenizers": "all", "archs": ["gpt"], "sizes": ["L1-D16"],
+                                   "tokens": [1280]}],
+                        "settings": {"ctx_len": 16, "batch_size": 8, "eval_interval": 5}},
+              "eval": {"restoration_syllables": 20, "sample_tokens": 4}}  # fmt: skip
+    _write_config(tmp_path, config)
+    (tmp_path / "Snakefile").write_text(SNAKEFILE_REAL)
+    _snakemake(tmp_path, "--quiet", "all")
+    run = tmp_path / "results/runs/symato/gpt-L1-D16-T1280"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_tokens"] == 10 * 8 * 16 and metrics["restoration_syllables"] == 20
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 10
+    assert (tmp_path / "results/benchmarks/train/symato/gpt-L1-D16-T1280.tsv").exists()
+    assert "done: 10 steps" in (tmp_path / "results/logs/train/symato/gpt-L1-D16-T1280.log"
+                                ).read_text()  # fmt: skip

@@ -1,0 +1,211 @@
+"""The trainer on tiny synthetic runs: learning, schedule, resume, preemption, guards."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _train_fixtures import (
+    make_settings,
+    read_metrics,
+    restore_torch_globals,  # noqa: F401  (autouse fixture)
+)
+
+from symato.checkpoint import load_model
+from symato.errors import SymatoError
+from symato.train import (
+    CHECKPOINT_FILE,
+    EXIT_PREEMPTED,
+    Trainer,
+    learning_rate,
+    load_settings,
+    main,
+)
+
+
+def _train(settings: Path, out: Path, resume: bool = False) -> int:
+    argv = ["--settings", str(settings), "--out", str(out)]
+    return main([*argv, "--resume", "auto"] if resume else argv)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_model(run)
+    return model.state_dict()
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Bitwise-equal final weights and identical per-step losses."""
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    la = [(r["step"], r["train_loss"], r.get("val_loss")) for r in read_metrics(a)]
+    lb = [(r["step"], r["train_loss"], r.get("val_loss")) for r in read_metrics(b)]
+    assert la == lb
+
+
+@pytest.mark.parametrize("arch", ["gpt", "rwkv"])
+def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
+    settings = make_settings(tmp_path, arch=arch, run=f"{arch}-L1-D16-T4k", steps=30)
+    assert _train(settings, tmp_path / "run") == 0
+    recs = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in recs] == list(range(1, 31))
+    first, last = recs[0], recs[-1]
+    assert last["train_loss"] < first["train_loss"] - 0.5
+    evals = [r for r in recs if "val_loss" in r]
+    assert [r["step"] for r in evals] == [10, 20, 30]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]
+    assert all(r["val_bpb"] > 0 and math.isfinite(r["val_bpb"]) for r in evals)
+    assert {"tokens", "lr", "grad_norm", "tokens_per_second"} <= set(last)
+    model, meta = load_model(tmp_path / "run")
+    assert meta["train_tokens"] == 30 * 8 * 16
+    assert meta["train_flops"] == pytest.approx(model.flops_per_token() * meta["train_tokens"])
+    assert meta["tokenizer"] == {"kind": "test", "size": 24}  # vocab embedded
+    assert meta["settings"] == load_settings(settings)
+
+
+def test_same_seed_same_bits_and_seed_matters(tmp_path: Path) -> None:
+    a = make_settings(tmp_path / "a", steps=8)
+    b = make_settings(tmp_path / "b", steps=8)
+    c = make_settings(tmp_path / "c", steps=8, seed=8)
+    for s in (a, b, c):
+        assert _train(s, s.parent / "run") == 0
+    _assert_same_run(tmp_path / "a/run", tmp_path / "b/run")
+    assert read_metrics(tmp_path / "a/run")[-1]["train_loss"] != read_metrics(
+        tmp_path / "c/run")[-1]["train_loss"]  # fmt: skip
+
+
+def test_grad_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
+    one = make_settings(tmp_path / "one", steps=6)
+    two = make_settings(tmp_path / "two", steps=6, grad_accum=2)
+    for s in (one, two):
+        assert _train(s, s.parent / "run") == 0
+    l1 = [r["train_loss"] for r in read_metrics(tmp_path / "one/run")]
+    l2 = [r["train_loss"] for r in read_metrics(tmp_path / "two/run")]
+    assert l1 == pytest.approx(l2, rel=1e-5)
+
+
+def test_schedules() -> None:
+    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup_steps": 4, "steps": 20}
+    for schedule in ("cosine", "exponential"):
+        s = {**base, "schedule": schedule}
+        lrs = [learning_rate(i, s) for i in range(20)]
+        assert lrs[:4] == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2])
+        assert lrs[4] == pytest.approx(1e-2) and lrs[-1] == pytest.approx(1e-3)
+        assert all(x >= y for x, y in itertools.pairwise(lrs[4:]))
+    mid = learning_rate(4 + 15 // 2, {**base, "schedule": "exponential", "steps": 20})
+    assert 1e-3 < mid < 1e-2
+
+
+def _start(settings: Path, out: Path, resume: bool = False) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "symato.cli", "train", "--settings", str(settings),
+           "--out", str(out)] + (["--resume", "auto"] if resume else [])  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_steps(proc: subprocess.Popen, run: Path, steps: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        path = run / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= steps:
+            return
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(0.005)
+    raise AssertionError("training subprocess made no progress")
+
+
+# A model big enough that a step takes some milliseconds: the kill lands mid-run.
+SLOW = {"n_layer": 2, "n_embd": 64, "n_head": 4, "ctx_len": 32, "steps": 60,
+        "checkpoint_steps": 7, "run": "gpt-L2-D64-T30k", "eval_interval": 20}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path) -> None:
+    ref = make_settings(tmp_path / "ref", **SLOW)
+    assert _train(ref, tmp_path / "ref/run") == 0
+    settings = make_settings(tmp_path / "killed", **SLOW)
+    run = tmp_path / "killed/run"
+    proc = _start(settings, run)
+    _wait_for_steps(proc, run, 16)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = len(read_metrics(run))
+    assert 16 <= done < SLOW["steps"], "the kill must land mid-run"
+    assert not (run / "model.pt").exists()
+    assert (run / CHECKPOINT_FILE).exists()
+    assert _train(settings, run, resume=True) == 0
+    _assert_same_run(tmp_path / "ref/run", run)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_nonzero_then_resumes(tmp_path: Path) -> None:
+    ref = make_settings(tmp_path / "ref", **SLOW)
+    assert _train(ref, tmp_path / "ref/run") == 0
+    settings = make_settings(tmp_path / "term", **SLOW)
+    run = tmp_path / "term/run"
+    proc = _start(settings, run)
+    _wait_for_steps(proc, run, 3)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == EXIT_PREEMPTED
+    state = torch.load(run / CHECKPOINT_FILE, weights_only=True)
+    assert state["step"] == len(read_metrics(run)) < SLOW["steps"]
+    assert _train(settings, run, resume=True) == 0
+    _assert_same_run(tmp_path / "ref/run", run)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, steps=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(SymatoError, match=r"checkpoint .*checkpoint.pt is corrupt"):
+        _train(settings, run, resume=True)
+    # without --resume auto the checkpoint is ignored and overwritten
+    assert _train(settings, run) == 0
+
+
+def test_checkpoint_of_other_settings_starts_fresh(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(make_settings(tmp_path, steps=4, lr=0.02), run) == 0
+    assert _train(make_settings(tmp_path, steps=6), run, resume=True) == 0
+    fresh = tmp_path / "fresh"
+    assert _train(make_settings(tmp_path, steps=6), fresh) == 0
+    _assert_same_run(run, fresh)
+
+
+def test_nan_loss_names_the_step_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    settings = load_settings(make_settings(tmp_path, steps=10, checkpoint_steps=0))
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = Trainer(settings, run, resume=False)
+    for _ in range(4):
+        trainer.train_step()
+    trainer.checkpoint()
+    good = (run / CHECKPOINT_FILE).read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(SymatoError, match=r"loss became nan at step 5.*last good checkpoint"):
+        trainer.run()
+    assert (run / CHECKPOINT_FILE).read_bytes() == good
+    assert not (run / "model.pt").exists()
+
+
+def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:
+    path = make_settings(tmp_path)
+    text = path.read_text().replace('"schedule": "cosine"', '"schedule": "linear"')
+    path.write_text(text)
+    with pytest.raises(SymatoError, match=r"settings.json.*schedule='linear'"):
+        load_settings(path)
+    os.remove(path)
+    with pytest.raises(SymatoError, match="settings file not found"):
+        load_settings(path)
