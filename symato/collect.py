@@ -1,0 +1,230 @@
+"""`symato collect`: every run's evaluation and training log into flat CSV tables.
+
+Why one flat table: the fits, the plots and the summary all read the same numbers, and
+a CSV is something a researcher can open in a spreadsheet or paste into a paper. Three
+tables come out:
+
+- runs (``results/scaling/runs.csv``): one row per run from its ``settings.json`` and
+  ``metrics.json``; ``loss`` is bits per byte (comparable across tokenizers), ``params``
+  total parameters, ``tokens`` training tokens, ``flops`` training FLOPs as counted by
+  the model's own formula.
+- curves: one row per validation evaluation in each run's ``metrics.jsonl`` (val bits
+  per byte against tokens and FLOPs seen), for the training-curve figure.
+- tokenizers: per tokenizer and split, tokens per syllable and per byte from the shard
+  manifests, for the tokenizer comparison.
+
+A run whose evaluation lacks a number is kept with an empty cell (and counted on
+stderr), never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from symato.errors import SymatoError
+from symato.io import atomic_path, read_json
+
+# runs.csv columns: (column, source key in metrics.json / settings.json).
+RUN_COLUMNS: list[tuple[str, str]] = [
+    ("tokenizer", "tokenizer"),
+    ("arch", "arch"),
+    ("run", "run"),
+    ("n_layer", "n_layer"),
+    ("n_embd", "n_embd"),
+    ("params", "params_total"),
+    ("params_non_embedding", "params_non_embedding"),
+    ("tokens", "train_tokens"),
+    ("flops", "train_flops"),
+    ("loss", "bits_per_byte"),
+    ("bits_per_syllable", "bits_per_syllable"),
+    ("loss_nats_per_token", "loss_nats_per_token"),
+    ("tokens_per_second", "tokens_per_second"),
+    ("restoration_accuracy", "restoration_accuracy"),
+    ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
+]
+# Without these a run cannot be placed on any figure: missing is an error, not a blank.
+REQUIRED = ("tokenizer", "arch", "run", "params", "tokens")
+CURVE_COLUMNS = ["tokenizer", "arch", "run", "params", "step", "tokens", "flops", "val_bpb",
+                 "train_loss"]
+TOKENIZER_COLUMNS = ["tokenizer", "split", "vocab_size", "documents", "tokens", "syllables",
+                     "bytes", "tokens_per_syllable", "tokens_per_byte", "bytes_per_token"]
+
+
+def _flatten(doc: dict[str, Any]) -> dict[str, Any]:
+    """Top-level keys plus those of nested dicts (one level), top level winning."""
+    out: dict[str, Any] = {}
+    for value in doc.values():
+        if isinstance(value, dict):
+            out.update({k: v for k, v in value.items() if not isinstance(v, dict)})
+    out.update({k: v for k, v in doc.items() if not isinstance(v, dict)})
+    return out
+
+
+def _number(value: Any, where: str, key: str) -> float | None:
+    """A finite number or None; anything else is an error naming the file and key."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SymatoError(f"{where}: key {key!r} is not a number: {value!r}")
+    return float(value) if math.isfinite(value) else None
+
+
+def run_row(run_dir: Path) -> dict[str, Any]:
+    """One runs.csv row from ``run_dir/metrics.json`` and ``run_dir/settings.json``."""
+    metrics_path, settings_path = run_dir / "metrics.json", run_dir / "settings.json"
+    metrics = read_json(metrics_path, "run metrics")
+    settings = read_json(settings_path, "run settings") if settings_path.exists() else {}
+    if not isinstance(metrics, dict) or not isinstance(settings, dict):
+        raise SymatoError(f"{run_dir}: metrics.json and settings.json must hold JSON objects")
+    merged = {**_flatten(settings), **_flatten(metrics)}
+    merged.setdefault("run", run_dir.name)
+    merged.setdefault("tokenizer", run_dir.parent.name)
+    if merged.get("train_tokens") is None:  # older evaluations: the configured budget
+        merged["train_tokens"] = merged.get("tokens")
+    row: dict[str, Any] = {}
+    for column, key in RUN_COLUMNS:
+        value = merged.get(key)
+        if column in ("tokenizer", "arch", "run"):
+            row[column] = None if value is None else str(value)
+        else:
+            row[column] = _number(value, str(metrics_path), key)
+        if column in REQUIRED and row[column] is None:
+            raise SymatoError(
+                f"{metrics_path}: key {key!r} is missing (also not in {settings_path.name})"
+            )
+    row["run_dir"] = run_dir.as_posix()
+    return row
+
+
+def curve_rows(run_dir: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validation points of one run's ``metrics.jsonl`` (lines with ``val_bpb``).
+
+    FLOPs at a point are tokens seen times the run's FLOPs per training token.
+    """
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    per_token = (row["flops"] / row["tokens"]) if row.get("flops") and row["tokens"] else None
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SymatoError(f"{path}:{line_no}: not valid JSON: {exc.msg}") from None
+            where = f"{path}:{line_no}"
+            bpb = _number(rec.get("val_bpb"), where, "val_bpb")
+            if bpb is None:
+                continue
+            tokens = _number(rec.get("tokens"), where, "tokens")
+            if tokens is None:
+                raise SymatoError(f"{where}: line with val_bpb has no 'tokens'")
+            out.append({
+                "tokenizer": row["tokenizer"], "arch": row["arch"], "run": row["run"],
+                "params": row["params"], "step": rec.get("step"), "tokens": tokens,
+                "flops": tokens * per_token if per_token else None, "val_bpb": bpb,
+                "train_loss": _number(rec.get("train_loss"), where, "train_loss"),
+            })
+    return out
+
+
+def tokenizer_rows(manifest_path: Path) -> list[dict[str, Any]]:
+    """Tokens per syllable/byte per split of one tokenizer's shard manifest."""
+    doc = read_json(manifest_path, "shard manifest")
+    splits = doc.get("splits") if isinstance(doc, dict) else None
+    if not isinstance(splits, dict):
+        raise SymatoError(f"{manifest_path}: missing key 'splits'")
+    tokenizer = doc.get("tokenizer") or manifest_path.parent.name
+    out = []
+    for split, s in sorted(splits.items()):
+        where = f"{manifest_path}: splits.{split}"
+        nums = {k: _number(s.get(k), where, k) for k in ("documents", "tokens", "syllables",
+                                                            "bytes")}
+        if nums["tokens"] is None or nums["bytes"] is None:
+            raise SymatoError(f"{where}: needs 'tokens' and 'bytes'")
+        out.append({
+            "tokenizer": tokenizer, "split": split, "vocab_size": doc.get("vocab_size"), **nums,
+            "tokens_per_syllable": _ratio(nums["tokens"], nums["syllables"]),
+            "tokens_per_byte": _ratio(nums["tokens"], nums["bytes"]),
+            "bytes_per_token": _ratio(nums["bytes"], nums["tokens"]),
+        })
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> int:
+    """Write ``rows`` atomically; floats with 8 significant digits, None as empty."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n",
+                                extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _cell(r.get(k)) for k in columns})
+            n += 1
+    return n
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.8g}" if not value.is_integer() or abs(value) >= 1e16 else str(int(value))
+    return value
+
+
+def _find_run_dirs(root: Path) -> list[Path]:
+    """``root/{tokenizer}/{run}/`` folders holding a metrics.json."""
+    return sorted(p.parent for p in root.glob("*/*/metrics.json"))
+
+
+def main(argv: list[str]) -> int:
+    """`symato collect --out CSV [--curves CSV] [--tokenizers CSV] (RUN_DIR... | --runs-root)`."""
+    p = argparse.ArgumentParser(prog="symato collect",
+                                description="Collect run metrics into CSV tables.")
+    p.add_argument("run_dirs", nargs="*", type=Path, help="run folders (metrics.json inside)")
+    p.add_argument("--runs-root", type=Path, help="take every results/runs/{tokenizer}/{run}/")
+    p.add_argument("--manifests", nargs="*", type=Path, default=[],
+                   help="shard manifest.json files for the tokenizer table")
+    p.add_argument("--out", required=True, type=Path, help="runs table to write")
+    p.add_argument("--curves", type=Path, help="training-curve table to write")
+    p.add_argument("--tokenizers", type=Path, help="tokenizer table to write")
+    args = p.parse_args(argv)
+    run_dirs = list(args.run_dirs) + (_find_run_dirs(args.runs_root) if args.runs_root else [])
+    if not run_dirs:
+        raise SymatoError("symato collect: no run folders given (positional or --runs-root)")
+    rows = [run_row(d) for d in run_dirs]
+    seen: dict[tuple[str, str], Path] = {}
+    for r, d in zip(rows, run_dirs, strict=True):
+        key = (r["tokenizer"], r["run"])
+        if key in seen:
+            raise SymatoError(f"run {key[0]}/{key[1]} appears twice: {seen[key]} and {d}")
+        seen[key] = d
+    columns = [c for c, _ in RUN_COLUMNS] + ["run_dir"]
+    write_csv(args.out, columns, rows)
+    no_loss = [f"{r['tokenizer']}/{r['run']}" for r in rows if r["loss"] is None]
+    msg = f"symato collect: {len(rows)} runs -> {args.out}"
+    if no_loss:
+        msg += f"; {len(no_loss)} without bits_per_byte: {', '.join(no_loss)}"
+    if args.curves:
+        curves = [c for r, d in zip(rows, run_dirs, strict=True) for c in curve_rows(d, r)]
+        write_csv(args.curves, CURVE_COLUMNS, curves)
+        msg += f"; {len(curves)} curve points -> {args.curves}"
+    if args.tokenizers:
+        toks = [t for m in args.manifests for t in tokenizer_rows(m)]
+        write_csv(args.tokenizers, TOKENIZER_COLUMNS, toks)
+        msg += f"; {len(args.manifests)} manifests -> {args.tokenizers}"
+    print(msg, file=sys.stderr)
+    return 0

@@ -1,0 +1,521 @@
+"""Scaling-law fits: L(N) = E + A·N^-α and L(N, D) = E + A/N^α + B/D^β; `symato fit`.
+
+Why this shape of fit: the losses of a small grid of runs span a narrow range, so a
+least-squares fit on raw loss is dominated by the largest runs and by outliers. Following
+the Chinchilla recipe we fit on log-loss with the log-sum-exp form
+
+    log L = LSE(e, a - α·log N, b - β·log D),   E = exp(e), A = exp(a), B = exp(b),
+
+under a Huber loss (δ = 1e-3) that is quadratic for well-fitted runs and linear for
+outliers, minimised with L-BFGS from every point of a grid of initializations (the
+objective is not convex; the best converged fit is kept; the grid is scored first and
+L-BFGS runs from its best GRID_STARTS points). Confidence intervals come
+from a bootstrap that resamples whole runs. Losses are bits per byte, so fits of
+different tokenizers compare.
+
+Input: a CSV with columns ``params``, ``tokens``, ``loss`` (bits per byte) and optional
+grouping columns ``tokenizer``, ``arch`` (and ``flops`` for the compute frontier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from symato.errors import SymatoError
+from symato.io import atomic_path, write_json_atomic
+
+HUBER_DELTA = 1e-3
+# Fewest runs (and distinct values) a law is fitted on. L(N) has 3 free parameters:
+# 3 runs interpolate exactly, so the 4th is the first that tests the curve. L(N, D)
+# has 5: we want 2 more runs than parameters and at least 3 distinct sizes and token counts.
+MIN_RUNS_N = 4
+MIN_DISTINCT_N = 3
+MIN_RUNS_ND = 7
+MIN_DISTINCT_D = 3
+CI_LEVEL = 0.95
+GROUP_COLUMNS = ("tokenizer", "arch")
+PARAMS_COLUMNS = {"total": "params", "non_embedding": "params_non_embedding"}
+CURVE_POINTS = 60
+
+# Initialization grids (natural-log space for e, a, b). Chosen to cover bits-per-byte
+# losses (E ~ 0.3..3) and nats-per-token ones (Chinchilla's E = 1.69), sizes 1e4..1e11.
+GRID_E = (-1.0, 0.0, 1.0)
+GRID_LOG_COEF = (0.0, 5.0, 10.0, 15.0, 20.0)
+GRID_EXPONENT = (0.1, 0.4, 0.8)
+# L-BFGS starts from the GRID_STARTS grid points with the lowest objective (scoring the
+# whole grid is cheap; optimising from all 675 points of the L(N, D) grid costs ~20 s per
+# fit on one core and, on synthetic data, finds the same optimum as the best 24).
+GRID_STARTS = 24
+# A bootstrap replicate starts from the full fit's best BOOTSTRAP_BASINS distinct optima
+# plus its own BOOTSTRAP_STARTS best grid points: a resample's objective can have its
+# optimum in another basin, and starting only near the full fit's optimum gave intervals
+# too narrow to cover the true B of the synthetic test.
+BOOTSTRAP_BASINS = 2
+BOOTSTRAP_STARTS = 3
+# L-BFGS stops when an iteration improves the objective (mean Huber/δ, ~|log residual|)
+# by less than FTOL.
+FTOL = 1e-10
+BOUNDS_E = (-10.0, 10.0)
+BOUNDS_LOG_COEF = (-20.0, 60.0)
+BOUNDS_EXPONENT = (0.0, 3.0)
+
+
+@dataclass
+class Law:
+    """One functional form: which inputs it uses and how its raw parameters map to names."""
+
+    name: str  # "L(N)" or "L(N,D)"
+    key: str  # "L_N" or "L_ND"
+    names: tuple[str, ...]  # reported names, in the order of the raw vector
+    uses_tokens: bool
+    min_runs: int
+
+    def grid(self) -> list[np.ndarray]:
+        """Candidate initializations: every point of the product grid."""
+        axes: list[Sequence[float]] = [GRID_E, GRID_LOG_COEF, GRID_EXPONENT]
+        if self.uses_tokens:
+            axes += [GRID_LOG_COEF, GRID_EXPONENT]
+        return [np.array(p, dtype=float) for p in itertools.product(*axes)]
+
+    def bounds(self) -> list[tuple[float, float]]:
+        """Box bounds keep exponents non-negative and exp() finite."""
+        b = [BOUNDS_E, BOUNDS_LOG_COEF, BOUNDS_EXPONENT]
+        return b + ([BOUNDS_LOG_COEF, BOUNDS_EXPONENT] if self.uses_tokens else [])
+
+    def to_named(self, raw: np.ndarray) -> dict[str, float]:
+        """Raw (e, a, α[, b, β]) to reported (E, A, alpha[, B, beta])."""
+        out = {"E": math.exp(raw[0]), "A": math.exp(raw[1]), "alpha": float(raw[2])}
+        if self.uses_tokens:
+            out.update({"B": math.exp(raw[3]), "beta": float(raw[4])})
+        return {k: out[k] for k in self.names}
+
+
+LAW_N = Law("L(N)", "L_N", ("E", "A", "alpha"), False, MIN_RUNS_N)
+LAW_ND = Law("L(N,D)", "L_ND", ("E", "A", "B", "alpha", "beta"), True, MIN_RUNS_ND)
+
+
+def predict(named: dict[str, float], n: Any, d: Any = None) -> np.ndarray:
+    """The law's loss at sizes ``n`` (and tokens ``d`` when it has a B term)."""
+    n = np.asarray(n, dtype=float)
+    loss = named["E"] + named["A"] * n ** (-named["alpha"])
+    if "B" in named:
+        loss = loss + named["B"] * np.asarray(d, dtype=float) ** (-named["beta"])
+    return loss
+
+
+def _objective(
+    raw: np.ndarray, log_n: np.ndarray, log_d: np.ndarray | None, log_l: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Mean Huber loss (scaled by 1/δ) of log-sum-exp log-loss residuals, and its gradient.
+
+    Scaling by 1/δ only changes units: outliers then cost about |r| and L-BFGS's
+    default tolerances are meaningful (the raw Huber sum is ~1e-6).
+    """
+    terms = [np.full_like(log_n, raw[0]), raw[1] - raw[2] * log_n]
+    if log_d is not None:
+        terms.append(raw[3] - raw[4] * log_d)
+    stacked = np.stack(terms)
+    top = stacked.max(axis=0)
+    weights = np.exp(stacked - top)
+    total = weights.sum(axis=0)
+    lse = top + np.log(total)
+    weights /= total
+    r = lse - log_l
+    absr = np.abs(r)
+    huber = np.where(absr <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (absr - 0.5 * HUBER_DELTA))
+    psi = np.clip(r, -HUBER_DELTA, HUBER_DELTA)
+    scale = 1.0 / (HUBER_DELTA * len(r))
+    grad = [np.sum(psi * weights[0]), np.sum(psi * weights[1]), -np.sum(psi * weights[1] * log_n)]
+    if log_d is not None:
+        grad += [np.sum(psi * weights[2]), -np.sum(psi * weights[2] * log_d)]
+    return float(huber.sum() * scale), np.array(grad) * scale
+
+
+def _minimize(
+    law: Law, starts: list[np.ndarray], n: np.ndarray, d: np.ndarray, loss: np.ndarray
+) -> list[tuple[float, np.ndarray]]:
+    """L-BFGS from each start; the distinct optima found, best (lowest objective) first."""
+    from scipy.optimize import minimize
+
+    log_n, log_l = np.log(n), np.log(loss)
+    log_d = np.log(d) if law.uses_tokens else None
+    optima: list[tuple[float, np.ndarray]] = []
+    for x0 in starts:
+        res = minimize(
+            _objective,
+            x0,
+            args=(log_n, log_d, log_l),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=law.bounds(),
+            options={"maxiter": 1000, "ftol": FTOL, "gtol": 1e-9},
+        )
+        if not (np.all(np.isfinite(res.x)) and math.isfinite(res.fun)):
+            continue
+        if not any(np.allclose(res.x, x, rtol=0, atol=1e-3) for _, x in optima):
+            optima.append((float(res.fun), res.x))
+    if not optima:
+        raise SymatoError(f"{law.name} fit: no initialization converged to a finite optimum")
+    return sorted(optima, key=lambda fx: fx[0])
+
+
+def _data_problem(law: Law, n: np.ndarray, d: np.ndarray) -> str | None:
+    """Why these runs cannot support ``law`` (None when they can)."""
+    if len(n) < law.min_runs:
+        return f"{law.name} needs at least {law.min_runs} runs, got {len(n)}"
+    if len(np.unique(n)) < MIN_DISTINCT_N:
+        return (f"{law.name} needs at least {MIN_DISTINCT_N} distinct model sizes, "
+                f"got {len(np.unique(n))}")
+    if law.uses_tokens and len(np.unique(d)) < MIN_DISTINCT_D:
+        return (
+            f"{law.name} needs runs at at least {MIN_DISTINCT_D} distinct token counts, "
+            f"got {len(np.unique(d))}"
+        )
+    return None
+
+
+@dataclass
+class FitResult:
+    """One law fitted to one group, in the shape written to JSON."""
+
+    law: Law
+    status: str
+    n_runs: int
+    reason: str | None = None
+    params: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, list[float]] = field(default_factory=dict)
+    objective: float | None = None
+    bootstrap: dict[str, int] = field(default_factory=dict)
+    samples: np.ndarray | None = None  # bootstrap parameter vectors (raw), for bands
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"law": self.law.name, "status": self.status, "n_runs": self.n_runs}
+        if self.status != "ok":
+            out["reason"] = self.reason
+            return out
+        out.update(self.params)
+        out["ci"] = self.ci
+        out["ci_level"] = CI_LEVEL
+        out["huber_objective"] = self.objective
+        out["bootstrap"] = self.bootstrap
+        return out
+
+
+def fit_law(
+    law: Law,
+    n: np.ndarray,
+    d: np.ndarray,
+    loss: np.ndarray,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> FitResult:
+    """Fit ``law`` to runs (sizes ``n``, tokens ``d``, losses ``loss``) with bootstrap CIs.
+
+    Each bootstrap replicate resamples runs with replacement and refits from the full
+    fit's best distinct optima and its own best few grid points (the full grid per
+    replicate would cost ~5x more). Replicates that lose the needed distinct sizes or
+    token counts are skipped and counted.
+    """
+    problem = _data_problem(law, n, d)
+    if problem:
+        return FitResult(law, "too_few_runs", len(n), reason=problem)
+    if not len(n) == len(d) == len(loss):
+        raise SymatoError(f"{law.name} fit: sizes, tokens and losses differ in length")
+    optima = _minimize(law, _best_grid_points(law, n, d, loss, GRID_STARTS), n, d, loss)
+    obj, best = optima[0]
+    basins = [x for _, x in optima[:BOOTSTRAP_BASINS]]
+    rng = np.random.default_rng(seed)
+    samples, skipped = [], 0
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, len(n), size=len(n))
+        thin_d = law.uses_tokens and len(np.unique(d[idx])) < MIN_DISTINCT_D
+        if len(np.unique(n[idx])) < MIN_DISTINCT_N or thin_d:
+            skipped += 1
+            continue
+        starts = [*basins, *_best_grid_points(law, n[idx], d[idx], loss[idx], BOOTSTRAP_STARTS)]
+        _, x = _minimize(law, starts, n[idx], d[idx], loss[idx])[0]
+        samples.append(x)
+    result = FitResult(law, "ok", len(n), params=law.to_named(best), objective=obj)
+    result.bootstrap = {"requested": n_bootstrap, "used": len(samples), "skipped": skipped}
+    if samples:
+        arr = np.array(samples)
+        result.samples = arr
+        named = [law.to_named(x) for x in arr]
+        lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
+        for key in law.names:
+            vals = np.array([s[key] for s in named])
+            result.ci[key] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+    return result
+
+
+def _best_grid_points(
+    law: Law, n: np.ndarray, d: np.ndarray, loss: np.ndarray, k: int
+) -> list[np.ndarray]:
+    """The ``k`` grid points with the lowest objective (cheap: no optimisation)."""
+    log_n, log_l = np.log(n), np.log(loss)
+    log_d = np.log(d) if law.uses_tokens else None
+    grid = law.grid()
+    scores = [_objective(x, log_n, log_d, log_l)[0] for x in grid]
+    return [grid[i] for i in np.argsort(scores)[:k]]
+
+
+def compute_frontier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs on the compute-optimal frontier: no run with at most their FLOPs has lower loss."""
+    with_flops = [r for r in rows if r.get("flops") is not None and math.isfinite(r["flops"])]
+    frontier, best = [], math.inf
+    for r in sorted(with_flops, key=lambda r: (r["flops"], r["loss"])):
+        if r["loss"] < best:
+            best = r["loss"]
+            frontier.append(
+                {k: r[k] for k in ("run", "params", "tokens", "flops", "loss") if k in r}
+            )
+    return frontier
+
+
+def optimal_allocation(named: dict[str, float], flops_per_param_token: float) -> dict[str, Any]:
+    """Compute-optimal N and D for budget C = k·N·D under a fitted L(N, D).
+
+    Minimising A/N^α + B/D^β with D = C/(kN) gives N_opt = G·(C/k)^(β/(α+β)) with
+    G = (αA/(βB))^(1/(α+β)), and D_opt = (C/k)/N_opt.
+    """
+    a, b = named["alpha"], named["beta"]
+    if a <= 0 or b <= 0:
+        return {"status": "degenerate", "reason": "an exponent is 0: no interior optimum"}
+    g = (a * named["A"] / (b * named["B"])) ** (1.0 / (a + b))
+    return {
+        "status": "ok",
+        "flops_per_param_token": flops_per_param_token,
+        "n_opt_exponent": b / (a + b),
+        "d_opt_exponent": a / (a + b),
+        "G": g,
+    }
+
+
+def optimal_curve(named: dict[str, float], alloc: dict[str, Any], flops: np.ndarray) -> dict:
+    """L at the compute-optimal (N, D) for each budget in ``flops``."""
+    c = np.asarray(flops, dtype=float) / alloc["flops_per_param_token"]
+    n_opt = alloc["G"] * c ** alloc["n_opt_exponent"]
+    d_opt = c / n_opt
+    loss = predict(named, n_opt, d_opt)
+    return {"flops": flops.tolist(), "params": n_opt.tolist(), "tokens": d_opt.tolist(),
+            "loss": loss.tolist()}
+
+
+def _curve(result: FitResult, n: np.ndarray) -> dict[str, list[float]]:
+    """L(N) with a pointwise bootstrap band over the group's size range (for the plots)."""
+    grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, CURVE_POINTS)
+    out = {"params": grid.tolist(), "loss": predict(result.params, grid).tolist()}
+    if result.samples is not None and len(result.samples):
+        preds = np.array([predict(result.law.to_named(x), grid) for x in result.samples])
+        lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
+        out["low"] = np.percentile(preds, lo, axis=0).tolist()
+        out["high"] = np.percentile(preds, hi, axis=0).tolist()
+    return out
+
+
+def _ln_budget(d: np.ndarray, n: np.ndarray) -> float:
+    """The token budget L(N) is fitted at: the one with the most distinct sizes (ties: largest).
+
+    Why: L(N) has no data term, so mixing budgets would fold the data effect into the
+    size exponent; at one budget it is the clean "loss vs size at D tokens" curve.
+    """
+    budgets = np.unique(d)
+    return float(max(budgets, key=lambda b: (len(np.unique(n[d == b])), b)))
+
+
+def fit_group(
+    rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int
+) -> dict[str, Any]:
+    """Both laws, the frontier and the headline fit for one group of runs."""
+    n = np.array([r[params_key] for r in rows], dtype=float)
+    d = np.array([r["tokens"] for r in rows], dtype=float)
+    loss = np.array([r["loss"] for r in rows], dtype=float)
+    at = _ln_budget(d, n)
+    sel = d == at
+    fits = {"L_N": fit_law(LAW_N, n[sel], d[sel], loss[sel], n_bootstrap, seed),
+            "L_ND": fit_law(LAW_ND, n, d, loss, n_bootstrap, seed)}
+    headline = fits["L_ND"] if fits["L_ND"].status == "ok" else fits["L_N"]
+    out: dict[str, Any] = headline.to_json()
+    if headline.status != "ok":
+        out["reason"] = "; ".join(f.reason for f in fits.values() if f.reason)
+    out["fits"] = {key: f.to_json() for key, f in fits.items()}
+    out["fits"]["L_N"]["tokens"] = float(at)
+    out["fits"]["L_N"]["runs_at_other_budgets"] = int((~sel).sum())
+    out["n_runs"] = len(rows)
+    out["runs"] = [r.get("run", f"row{r['_line']}") for r in rows]
+    if fits["L_N"].status == "ok":
+        out["fits"]["L_N"]["curve"] = _curve(fits["L_N"], n[sel])
+    out["frontier"] = compute_frontier([{**r, "params": r[params_key]} for r in rows])
+    nd = fits["L_ND"]
+    flops = [r.get("flops") for r in rows]
+    if nd.status == "ok" and all(f is not None and math.isfinite(f) for f in flops):
+        k = float(np.median(np.array(flops, dtype=float) / (n * d)))
+        alloc = optimal_allocation(nd.params, k)
+        if alloc["status"] == "ok":
+            span = np.geomspace(min(flops) / 2, max(flops) * 2, CURVE_POINTS)
+            alloc["curve"] = optimal_curve(nd.params, alloc, span)
+        out["fits"]["L_ND"]["optimal_allocation"] = alloc
+    return out
+
+
+# ---------------------------------------------------------------- reading the runs table
+
+
+def _float_cell(value: str, path: Path, line: int, column: str, required: bool) -> float | None:
+    """Parse one numeric cell; errors name the file, line and column."""
+    text = (value or "").strip()
+    if text == "" or text.lower() == "nan":
+        if required:
+            raise SymatoError(f"{path}:{line}: column {column!r} is empty")
+        return None
+    try:
+        x = float(text)
+    except ValueError:
+        raise SymatoError(f"{path}:{line}: column {column!r} is not a number: {text!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise SymatoError(f"{path}:{line}: column {column!r} must be a positive number, got {text}")
+    return x
+
+
+def read_runs(path: Path, params_key: str) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Rows with numeric params/tokens/loss(/flops); rows with no loss are set aside.
+
+    Returns (rows, grouping columns present, notes about set-aside rows). A run without
+    a loss (e.g. it diverged) is reported, not fitted and not silently dropped.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SymatoError(f"cannot read runs table {path}: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    needed = [params_key, "tokens", "loss"]
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise SymatoError(f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
+    groups = [c for c in GROUP_COLUMNS if c in header]
+    rows, notes = [], []
+    for line, rec in enumerate(reader, start=2):
+        loss = _float_cell(rec["loss"], path, line, "loss", required=False)
+        label = rec.get("run") or f"line {line}"
+        if loss is None:
+            notes.append(f"{path}:{line}: run {label} has no loss; not fitted")
+            continue
+        row: dict[str, Any] = {c: rec[c] for c in groups}
+        row.update({
+            "_line": line,
+            "loss": loss,
+            params_key: _float_cell(rec[params_key], path, line, params_key, True),
+            "tokens": _float_cell(rec["tokens"], path, line, "tokens", True),
+        })
+        if rec.get("run"):
+            row["run"] = rec["run"]
+        if "flops" in header:
+            row["flops"] = _float_cell(rec["flops"], path, line, "flops", False)
+        rows.append(row)
+    return rows, groups, notes
+
+
+def fit_table(
+    rows: list[dict[str, Any]],
+    groups: list[str],
+    params_key: str,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """Fit every group (keyed ``tokenizer/arch`` or ``all`` when ungrouped)."""
+    by_group: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_group.setdefault(tuple(r[c] for c in groups), []).append(r)
+    out = {}
+    for values in sorted(by_group):
+        key = "/".join(values) if groups else "all"
+        result = fit_group(by_group[values], params_key, n_bootstrap, seed)
+        out[key] = {"by": dict(zip(groups, values, strict=True)), **result}
+    return out
+
+
+TABLE_FIELDS = ["group", *GROUP_COLUMNS, "law", "status", "n_runs", "parameter", "value",
+                "ci_low", "ci_high", "reason"]
+
+
+def table_rows(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fitted-parameter table: one row per (group, law, parameter)."""
+    out = []
+    for key, g in groups.items():
+        for fit in g["fits"].values():
+            base = {"group": key, **{c: g["by"].get(c, "") for c in GROUP_COLUMNS},
+                    "law": fit["law"], "status": fit["status"], "n_runs": fit["n_runs"]}
+            if fit["status"] != "ok":
+                out.append({**base, "reason": fit["reason"]})
+                continue
+            names = LAW_ND.names if fit["law"] == LAW_ND.name else LAW_N.names
+            for name in names:
+                low, high = fit["ci"].get(name, [None, None])
+                out.append({**base, "parameter": name, "value": fit[name],
+                            "ci_low": low, "ci_high": high})
+    return out
+
+
+def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the parameter table as CSV (atomically)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TABLE_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _fmt(r.get(k)) for k in TABLE_FIELDS})
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def main(argv: list[str]) -> int:
+    """`symato fit --runs CSV --out JSON [--csv CSV] [--params-column total|non_embedding]`."""
+    p = argparse.ArgumentParser(prog="symato fit", description=__doc__.split("\n")[0])
+    p.add_argument("--runs", required=True, type=Path, help="runs table (params, tokens, loss)")
+    p.add_argument("--out", required=True, type=Path, help="fits JSON to write")
+    p.add_argument("--csv", type=Path, help="parameter table (default: --out with .csv)")
+    p.add_argument("--params-column", choices=sorted(PARAMS_COLUMNS), default="total",
+                   help="N = total parameters (column 'params') or non-embedding ones")
+    p.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates (0: no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = p.parse_args(argv)
+    if args.bootstrap < 0:
+        raise SymatoError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    params_key = PARAMS_COLUMNS[args.params_column]
+    rows, groups, notes = read_runs(args.runs, params_key)
+    for note in notes:
+        print(f"symato fit: {note}", file=sys.stderr)
+    fitted = fit_table(rows, groups, params_key, args.bootstrap, args.seed)
+    doc = {
+        "loss": "bits_per_byte",
+        "params_column": args.params_column,
+        "group_columns": groups,
+        "huber_delta": HUBER_DELTA,
+        "bootstrap": args.bootstrap,
+        "seed": args.seed,
+        "min_runs": {"L(N)": MIN_RUNS_N, "L(N,D)": MIN_RUNS_ND,
+                     "distinct_sizes": MIN_DISTINCT_N, "distinct_token_counts": MIN_DISTINCT_D},
+        "runs_without_loss": notes,
+        "groups": fitted,
+    }
+    write_json_atomic(args.out, doc)
+    write_table(args.csv or args.out.with_suffix(".csv"), table_rows(fitted))
+    ok = sum(g["status"] == "ok" for g in fitted.values())
+    print(f"symato fit: {len(fitted)} group(s), {ok} fitted, {len(rows)} runs "
+          f"({len(notes)} without loss) -> {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,195 @@
+"""Collect + plot on a tiny fake results set: real files, real matplotlib, real PNG/SVG.
+
+``make_fake_results`` is also used by tests/test_report.py: it writes run folders in the
+trainer's format (settings.json, metrics.json, metrics.jsonl) and shard manifests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symato import collect, plots, scaling
+from symato.errors import SymatoError
+
+# symato/rwkv: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
+# bytes/rwkv: one size (no fit: points only).
+SIZES = [(1, 32), (2, 48), (2, 64), (3, 96)]
+FAKE_GRID = (
+    [("symato", "rwkv", n_layer, n_embd, t) for n_layer, n_embd in SIZES
+     for t in (100_000, 200_000, 400_000)]
+    + [("symato", "gpt", n_layer, n_embd, 200_000) for n_layer, n_embd in SIZES]
+    + [("bytes", "rwkv", 2, 64, 200_000)]
+)
+VOCAB = {"symato": 2816, "bytes": 260}
+
+
+def fake_law(arch: str, tokenizer: str, n: float, d: float) -> float:
+    """A made-up but plausible bits-per-byte surface."""
+    base = 1.1 if arch == "rwkv" else 1.2
+    base += 0.15 if tokenizer == "bytes" else 0.0
+    return base + 40.0 * n**-0.35 + 900.0 * d**-0.45
+
+
+def make_fake_results(root: Path, seed: int = 0) -> list[Path]:
+    """Write fake runs under root/runs and manifests under root/shards; return run dirs."""
+    rng = np.random.default_rng(seed)
+    dirs = []
+    for tok, arch, n_layer, n_embd, tokens in FAKE_GRID:
+        body = 12 * n_layer * n_embd**2
+        params = body + 2 * VOCAB[tok] * n_embd
+        flops = 6.0 * params * tokens
+        run = f"{arch}-L{n_layer}-D{n_embd}-T{tokens // 1000}k"
+        d = root / "runs" / tok / run
+        d.mkdir(parents=True, exist_ok=True)
+        settings = {"tokenizer": tok, "run": run, "arch": arch, "n_layer": n_layer,
+                    "n_embd": n_embd, "tokens": tokens}
+        (d / "settings.json").write_text(json.dumps(settings))
+        final = fake_law(arch, tok, params, tokens) * math.exp(rng.normal(0, 0.005))
+        metrics = {"bits_per_byte": final, "bits_per_syllable": final * 3.4,
+                   "loss_nats_per_token": final * 2.1, "params_total": params,
+                   "params_non_embedding": body, "train_tokens": tokens, "train_flops": flops,
+                   "tokens_per_second": 5000.0, "restoration_accuracy": 0.7,
+                   "restoration_baseline_accuracy": 0.5, "samples": ["xin chào"]}
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        lines = []
+        for step in range(1, 11):
+            seen = tokens * step // 10
+            rec = {"step": step, "tokens": seen, "train_loss": 3.0 / step**0.3, "lr": 1e-3}
+            if step % 2 == 0:
+                rec["val_bpb"] = fake_law(arch, tok, params, seen)
+            lines.append(json.dumps(rec))
+        (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        dirs.append(d)
+    for tok, per_syl in (("symato", 1.9), ("bytes", 3.6)):
+        splits = {s: {"documents": 10, "syllables": 1000 * k, "bytes": 3600 * k,
+                      "tokens": int(per_syl * 1000 * k), "shards": []}
+                  for s, k in (("train", 9), ("val", 1))}
+        m = root / "shards" / tok / "manifest.json"
+        m.parent.mkdir(parents=True, exist_ok=True)
+        m.write_text(json.dumps({"tokenizer": tok, "vocab_size": VOCAB[tok], "dtype": "uint16",
+                                 "splits": splits}))
+    return dirs
+
+
+def run_collect(root: Path) -> dict[str, Path]:
+    """`symato collect` over the fake results; returns the table paths."""
+    out = {"runs": root / "scaling/runs.csv", "curves": root / "scaling/curves.csv",
+           "tokenizers": root / "scaling/tokenizers.csv"}
+    manifests = sorted(str(p) for p in (root / "shards").glob("*/manifest.json"))
+    assert collect.main(["--runs-root", str(root / "runs"), "--out", str(out["runs"]),
+                         "--curves", str(out["curves"]), "--tokenizers", str(out["tokenizers"]),
+                         "--manifests", *manifests]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fake")
+    make_fake_results(root)
+    paths = run_collect(root)
+    paths["fits"] = root / "scaling/fits.json"
+    assert scaling.main(["--runs", str(paths["runs"]), "--out", str(paths["fits"]),
+                         "--bootstrap", "20"]) == 0
+    paths["root"] = root
+    return paths
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_collect_tables(fake):
+    runs = _rows(fake["runs"])
+    assert len(runs) == len(FAKE_GRID)
+    r = next(r for r in runs if r["run"] == "rwkv-L2-D64-T200k" and r["tokenizer"] == "bytes")
+    assert r["arch"] == "rwkv" and int(r["params"]) == 12 * 2 * 64**2 + 2 * 260 * 64
+    assert float(r["flops"]) == pytest.approx(6.0 * int(r["params"]) * 200_000)
+    curves = _rows(fake["curves"])
+    assert len(curves) == 5 * len(FAKE_GRID)  # val_bpb at every 2nd of 10 steps
+    toks = {(t["tokenizer"], t["split"]): t for t in _rows(fake["tokenizers"])}
+    assert float(toks["symato", "val"]["tokens_per_syllable"]) == pytest.approx(1.9)
+    assert float(toks["bytes", "val"]["tokens_per_byte"]) == pytest.approx(1.0)
+
+
+def test_fit_groups_on_fake_runs(fake):
+    fits = json.loads(fake["fits"].read_text())
+    groups = fits["groups"]
+    assert groups["symato/rwkv"]["status"] == "ok" and groups["symato/rwkv"]["law"] == "L(N,D)"
+    assert groups["symato/gpt"]["status"] == "ok" and groups["symato/gpt"]["law"] == "L(N)"
+    assert groups["symato/gpt"]["fits"]["L_ND"]["status"] == "too_few_runs"
+    assert groups["bytes/rwkv"]["status"] == "too_few_runs"
+    assert "at least 4 runs, got 1" in groups["bytes/rwkv"]["reason"]
+
+
+def _png_variance(path: Path) -> float:
+    import matplotlib.image as mpimg
+
+    return float(mpimg.imread(path)[..., :3].std())
+
+
+def test_plot_writes_every_figure(fake, tmp_path):
+    outdir = tmp_path / "plots"
+    assert plots.main(["--runs", str(fake["runs"]), "--fits", str(fake["fits"]),
+                       "--curves", str(fake["curves"]), "--tokenizers", str(fake["tokenizers"]),
+                       "--outdir", str(outdir), "--dpi", "60"]) == 0
+    for name in plots.FIGURES:
+        png, svg = outdir / f"{name}.png", outdir / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert _png_variance(png) > 0.02, f"{png} looks blank"
+        root = ET.parse(svg).getroot()
+        assert root.tag.endswith("svg")
+    svg_text = (outdir / "scaling_params.svg").read_text()
+    # The group without a fit is drawn as points and the figure says why.
+    assert "points only" in svg_text and "L(N) needs at least 4 runs" in svg_text
+
+
+def test_svg_is_byte_stable(fake, tmp_path):
+    args = ["--runs", str(fake["runs"]), "--fits", str(fake["fits"]), "--dpi", "40"]
+    plots.main([*args, "--outdir", str(tmp_path / "a")])
+    plots.main([*args, "--outdir", str(tmp_path / "b")])
+    for name in plots.FIGURES:
+        assert (tmp_path / "a" / f"{name}.svg").read_bytes() == \
+            (tmp_path / "b" / f"{name}.svg").read_bytes()
+
+
+def test_plot_copes_with_no_fits_and_no_curves(fake, tmp_path):
+    """Only the runs table: every figure is still written (points, notes, empty panels)."""
+    outdir = tmp_path / "plots"
+    assert plots.main(["--runs", str(fake["runs"]), "--outdir", str(outdir), "--dpi", "40"]) == 0
+    assert sorted(p.name for p in outdir.glob("*.png")) == sorted(f"{n}.png" for n in plots.FIGURES)
+
+
+def test_collect_errors_name_file_and_key(tmp_path):
+    d = tmp_path / "runs" / "symato" / "r1"
+    d.mkdir(parents=True)
+    (d / "settings.json").write_text(json.dumps({"arch": "rwkv", "tokens": 10}))
+    (d / "metrics.json").write_text(json.dumps({"bits_per_byte": 1.5}))
+    with pytest.raises(SymatoError, match=r"r1/metrics.json: key 'params_total' is missing"):
+        collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
+    (d / "metrics.json").write_text(json.dumps({"bits_per_byte": "x", "params_total": 5}))
+    with pytest.raises(SymatoError, match="'bits_per_byte' is not a number"):
+        collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
+    (d / "metrics.json").write_text(json.dumps({"params_total": 5}))
+    (d / "metrics.jsonl").write_text('{"step": 1, "val_bpb": 2.0}\nnot json\n')
+    with pytest.raises(SymatoError, match=r"metrics.jsonl:1: line with val_bpb has no 'tokens'"):
+        collect.main([str(d), "--out", str(tmp_path / "runs.csv"),
+                      "--curves", str(tmp_path / "c.csv")])
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_run_without_loss_is_kept_and_reported(tmp_path, capsys):
+    d = tmp_path / "runs" / "symato" / "r1"
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"params_total": 5, "train_tokens": 7,
+                                                "arch": "gpt"}))
+    collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
+    assert "1 without bits_per_byte: symato/r1" in capsys.readouterr().err
+    assert _rows(tmp_path / "runs.csv")[0]["loss"] == ""

@@ -1,0 +1,190 @@
+"""Scaling-law fits: recovery of known laws from noisy synthetic runs, too-few-runs
+handling, the `symato fit` CLI contract (JSON + CSV) and input errors."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symato import scaling
+from symato.errors import SymatoError
+
+TRUE_ND = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
+# A realistic grid: 7 model sizes from 1M to 1B parameters x 6 budgets from 100M to 100B
+# tokens (tokens/param from 0.1 to 1e5), 1% multiplicative noise on every final loss
+# (about the seed-to-seed spread of final losses).
+SIZES = np.geomspace(1e6, 1e9, 7)
+BUDGETS = np.geomspace(1e8, 1e11, 6)
+NOISE = 0.01
+
+
+def synthetic_runs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n, d = (a.ravel() for a in np.meshgrid(SIZES, BUDGETS))
+    loss = scaling.predict(TRUE_ND, n, d) * np.exp(rng.normal(0.0, NOISE, n.size))
+    return n, d, loss
+
+
+def write_runs(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def nd_fit() -> scaling.FitResult:
+    """The L(N, D) fit of seed 0 with 40 bootstrap resamples.
+
+    Not a lucky seed: seeds 0-5 all cover every true parameter (checked by hand when
+    this test was written); a 95% interval can still miss, so a changed fit that fails
+    here should be checked on a few seeds before the test is blamed.
+    """
+    n, d, loss = synthetic_runs()
+    return scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap=40, seed=1)
+
+
+@pytest.mark.parametrize("name", list(TRUE_ND))
+def test_chinchilla_recovery_within_ci(nd_fit, name):
+    """Each true parameter lies inside its 95% bootstrap interval."""
+    low, high = nd_fit.ci[name]
+    assert low <= TRUE_ND[name] <= high, (name, nd_fit.params[name], low, high)
+    assert low <= nd_fit.params[name] <= high
+
+
+def test_chinchilla_recovery_is_close_and_informative(nd_fit):
+    """Not just inside the interval: close, and the intervals are not vacuous."""
+    assert nd_fit.status == "ok" and nd_fit.bootstrap["used"] == 40
+    assert nd_fit.params["E"] == pytest.approx(1.82, rel=0.05)
+    assert nd_fit.params["alpha"] == pytest.approx(0.35, abs=0.05)
+    assert nd_fit.params["beta"] == pytest.approx(0.37, abs=0.05)
+    assert nd_fit.ci["alpha"][1] - nd_fit.ci["alpha"][0] < 0.2
+    assert nd_fit.ci["E"][1] - nd_fit.ci["E"][0] < 0.5
+
+
+def test_exact_data_recovered_exactly():
+    n, d, _ = synthetic_runs()
+    fit = scaling.fit_law(scaling.LAW_ND, n, d, scaling.predict(TRUE_ND, n, d), n_bootstrap=0)
+    for name, value in TRUE_ND.items():
+        assert fit.params[name] == pytest.approx(value, rel=2e-3), name
+
+
+def test_power_law_in_n_recovered():
+    rng = np.random.default_rng(3)
+    true = {"E": 1.1, "A": 60.0, "alpha": 0.3}
+    n = np.repeat(np.geomspace(1e5, 1e8, 6), 2)
+    loss = scaling.predict(true, n) * np.exp(rng.normal(0, 0.005, n.size))
+    fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 1e9), loss, n_bootstrap=30)
+    for name, value in true.items():
+        assert fit.ci[name][0] <= value <= fit.ci[name][1], name
+
+
+def test_huber_ignores_an_outlier():
+    """One wildly wrong run barely moves the fit (a squared loss would be dragged)."""
+    n, d, _ = synthetic_runs()
+    loss = scaling.predict(TRUE_ND, n, d)
+    loss[5] *= 3.0
+    fit = scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap=0)
+    assert fit.params["E"] == pytest.approx(1.82, rel=0.01)
+    assert fit.params["beta"] == pytest.approx(0.37, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "law", "reason"),
+    [
+        ([1e6, 2e6, 4e6], [1e9] * 3, scaling.LAW_N, "needs at least 4 runs, got 3"),
+        ([1e6, 1e6, 2e6, 2e6], [1e9] * 4, scaling.LAW_N, "at least 3 distinct model sizes, got 2"),
+        ([1e6, 2e6, 4e6, 8e6] * 2, [1e9] * 4 + [2e9] * 4, scaling.LAW_ND,
+         "at least 3 distinct token counts, got 2"),
+        ([1e6, 2e6, 4e6, 8e6], [1e9, 2e9, 4e9, 8e9], scaling.LAW_ND, "at least 7 runs, got 4"),
+    ],
+)
+def test_too_few_runs_says_so(n, d, law, reason):
+    n, d = np.array(n), np.array(d)
+    fit = scaling.fit_law(law, n, d, np.full(n.size, 2.0), n_bootstrap=5)
+    assert fit.status == "too_few_runs" and reason in fit.reason
+    out = fit.to_json()
+    assert "E" not in out and "ci" not in out and out["reason"] == fit.reason
+
+
+def test_cli_contract(tmp_path):
+    """Grouped CSV in; per-group status/params/ci JSON and a parameter CSV out."""
+    n, d, loss = synthetic_runs()
+    rows = [{"tokenizer": "symato", "arch": "rwkv", "run": f"r{i}", "params": int(a),
+             "tokens": int(b), "flops": 6 * a * b, "loss": c}
+            for i, (a, b, c) in enumerate(zip(n, d, loss, strict=True))]
+    rows += [{"tokenizer": "symato", "arch": "gpt", "run": "g1", "params": 1e6, "tokens": 1e9,
+              "flops": 6e15, "loss": 3.0},
+             {"tokenizer": "symato", "arch": "gpt", "run": "g2", "params": 2e6, "tokens": 1e9,
+              "flops": "", "loss": ""}]
+    runs = write_runs(tmp_path / "runs.csv", rows)
+    out = tmp_path / "fits.json"
+    assert scaling.main(["--runs", str(runs), "--out", str(out), "--bootstrap", "10"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["group_columns"] == ["tokenizer", "arch"] and doc["params_column"] == "total"
+    ok, few = doc["groups"]["symato/rwkv"], doc["groups"]["symato/gpt"]
+    assert ok["status"] == "ok" and ok["law"] == "L(N,D)"
+    for key in ("E", "A", "B", "alpha", "beta"):
+        assert isinstance(ok[key], float)
+        low, high = ok["ci"][key]
+        assert low <= ok[key] <= high
+    assert ok["fits"]["L_N"]["status"] == "ok" and "curve" in ok["fits"]["L_N"]
+    alloc = ok["fits"]["L_ND"]["optimal_allocation"]
+    assert alloc["flops_per_param_token"] == pytest.approx(6.0)
+    # Chinchilla's a = beta / (alpha + beta) ~ 0.51 for these parameters.
+    assert alloc["n_opt_exponent"] == pytest.approx(0.37 / 0.72, abs=0.05)
+    frontier = ok["frontier"]
+    assert all(a["flops"] < b["flops"] and a["loss"] > b["loss"]
+               for a, b in itertools.pairwise(frontier))
+    assert few["status"] == "too_few_runs" and "got 1" in few["reason"]
+    assert doc["runs_without_loss"] and "run g2 has no loss" in doc["runs_without_loss"][0]
+    with open(tmp_path / "fits.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    nd_rows = [r for r in table if r["group"] == "symato/rwkv" and r["law"] == "L(N,D)"]
+    assert {r["parameter"] for r in nd_rows} == {"E", "A", "B", "alpha", "beta"}
+    assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in nd_rows)
+    assert any(r["group"] == "symato/gpt" and r["status"] == "too_few_runs" for r in table)
+
+
+def test_cli_non_embedding_and_ungrouped(tmp_path):
+    rows = [{"params": 2 * p, "params_non_embedding": p, "tokens": 1e9,
+             "loss": 1.0 + 30 * p**-0.3} for p in (1e5, 3e5, 1e6, 3e6, 1e7)]
+    runs = write_runs(tmp_path / "runs.csv", rows)
+    out, table = tmp_path / "f.json", tmp_path / "t.csv"
+    assert scaling.main(["--runs", str(runs), "--out", str(out), "--csv", str(table),
+                         "--params-column", "non_embedding", "--bootstrap", "0"]) == 0
+    doc = json.loads(out.read_text())
+    fit = doc["groups"]["all"]
+    assert fit["status"] == "ok" and fit["law"] == "L(N)"
+    assert fit["A"] == pytest.approx(30, rel=0.02) and fit["alpha"] == pytest.approx(0.3, abs=0.01)
+    assert fit["ci"] == {} and table.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "line", "message"),
+    [
+        ("params,tokens", "1,2", "missing column(s) loss"),
+        ("params,tokens,loss", "1,2,abc", "runs.csv:2: column 'loss' is not a number: 'abc'"),
+        ("params,tokens,loss", "-5,2,1.5", "runs.csv:2: column 'params' must be a positive"),
+        ("params,tokens,loss", ",2,1.5", "runs.csv:2: column 'params' is empty"),
+    ],
+)
+def test_bad_input_names_file_line_column(tmp_path, header, line, message):
+    runs = tmp_path / "runs.csv"
+    runs.write_text(f"{header}\n{line}\n")
+    with pytest.raises(SymatoError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        scaling.main(["--runs", str(runs), "--out", str(tmp_path / "f.json")])
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_cli_through_symato_entry_point(tmp_path, capsys):
+    from symato.cli import main
+
+    assert main(["fit", "--runs", str(tmp_path / "nope.csv"), "--out", "x.json"]) == 1
+    assert "cannot read runs table" in capsys.readouterr().err
