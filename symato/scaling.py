@@ -93,6 +93,10 @@ class Law:
         b = [BOUNDS_E, BOUNDS_LOG_COEF, BOUNDS_EXPONENT]
         return b + ([BOUNDS_LOG_COEF, BOUNDS_EXPONENT] if self.uses_tokens else [])
 
+    def names_raw_order(self) -> tuple[str, ...]:
+        """Reported names in the order of the raw parameter vector."""
+        return ("E", "A", "alpha", "B", "beta") if self.uses_tokens else ("E", "A", "alpha")
+
     def to_named(self, raw: np.ndarray) -> dict[str, float]:
         """Raw (e, a, α[, b, β]) to reported (E, A, alpha[, B, beta])."""
         out = {"E": math.exp(raw[0]), "A": math.exp(raw[1]), "alpha": float(raw[2])}
@@ -170,6 +174,20 @@ def _minimize(
     return sorted(optima, key=lambda fx: fx[0])
 
 
+def _params_at_bound(law: Law, raw: np.ndarray) -> list[str]:
+    """Names of the parameters the optimum pins to a box bound.
+
+    Why: a fit whose exponent sits on its bound (say a flat loss curve driving alpha to
+    its maximum) is not a measurement of that exponent, and must not read like one.
+    """
+    pinned = []
+    for name, x, (low, high) in zip(law.names_raw_order(), raw, law.bounds(), strict=True):
+        span = high - low
+        if min(x - low, high - x) <= 1e-6 * max(span, 1.0):
+            pinned.append(name)
+    return pinned
+
+
 def _data_problem(law: Law, n: np.ndarray, d: np.ndarray) -> str | None:
     """Why these runs cannot support ``law`` (None when they can)."""
     if len(n) < law.min_runs:
@@ -198,6 +216,7 @@ class FitResult:
     objective: float | None = None
     bootstrap: dict[str, int] = field(default_factory=dict)
     samples: np.ndarray | None = None  # bootstrap parameter vectors (raw), for bands
+    at_bound: list[str] = field(default_factory=list)  # parameters pinned to a box bound
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"law": self.law.name, "status": self.status, "n_runs": self.n_runs}
@@ -209,6 +228,8 @@ class FitResult:
         out["ci_level"] = CI_LEVEL
         out["huber_objective"] = self.objective
         out["bootstrap"] = self.bootstrap
+        if self.at_bound:
+            out["at_bound"] = self.at_bound
         return out
 
 
@@ -247,6 +268,7 @@ def fit_law(
         _, x = _minimize(law, starts, n[idx], d[idx], loss[idx])[0]
         samples.append(x)
     result = FitResult(law, "ok", len(n), params=law.to_named(best), objective=obj)
+    result.at_bound = _params_at_bound(law, best)
     result.bootstrap = {"requested": n_bootstrap, "used": len(samples), "skipped": skipped}
     if samples:
         arr = np.array(samples)

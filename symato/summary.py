@@ -77,8 +77,13 @@ def fits_section(fits: dict[str, Any]) -> str:
                 rows.append([key, law, fit["status"], fit["n_runs"]] + ["–"] * 5)
                 reasons.append(f"- {key} {fit['law']}: {fit['reason']}")
                 continue
-            rows.append([key, law, "ok", fit["n_runs"],
+            pinned = fit.get("at_bound", [])
+            status = "ok" if not pinned else "ok, at bound"
+            rows.append([key, law, status, fit["n_runs"],
                          *(_with_ci(fit, p) for p in ("E", "A", "alpha", "B", "beta"))])
+            if pinned:
+                reasons.append(f"- {key} {fit['law']}: {', '.join(pinned)} at the edge of the "
+                               "search box; the runs do not determine it (treat as unfitted)")
     level = next((f.get("ci_level") for g in groups.values() for f in g["fits"].values()
                   if "ci_level" in f), 0.95)
     intro = (f"Loss in bits per byte; N = {fits.get('params_column', 'total')} parameters, "
@@ -87,7 +92,7 @@ def fits_section(fits: dict[str, Any]) -> str:
              f"{fits.get('huber_delta', '?')} on log-loss.\n\n")
     text = intro + table(header, rows)
     if reasons:
-        text += "\n\nNot fitted:\n" + "\n".join(reasons)
+        text += "\n\nNot fitted, or not determined by the runs:\n" + "\n".join(reasons)
     return text
 
 

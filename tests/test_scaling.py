@@ -85,6 +85,22 @@ def test_power_law_in_n_recovered():
         assert fit.ci[name][0] <= value <= fit.ci[name][1], name
 
 
+def test_fit_pinned_to_a_bound_is_flagged():
+    """A flat loss curve drives alpha to its bound: the fit must say so, not pose as a law."""
+    n = np.geomspace(2e5, 9e5, 4)
+    loss = np.array([1.933, 1.861, 1.878, 1.873])  # a demo GPT ladder that did not improve
+    fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 3e5), loss, n_bootstrap=0)
+    assert "alpha" in fit.at_bound
+    assert fit.to_json()["at_bound"] == fit.at_bound
+    clean = scaling.fit_law(
+        scaling.LAW_N, n, np.full_like(n, 3e5), scaling.predict(TRUE_N_FLAGTEST, n), n_bootstrap=0
+    )
+    assert clean.at_bound == []
+
+
+TRUE_N_FLAGTEST = {"E": 1.2, "A": 40.0, "alpha": 0.3}
+
+
 def test_huber_ignores_an_outlier():
     """One wildly wrong run barely moves the fit (a squared loss would be dragged)."""
     n, d, _ = synthetic_runs()
