@@ -127,7 +127,11 @@ def tokenizer_section(toks, runs) -> str:
         rows = [[f"{a} L{int(layer)}-D{int(d)}", t, *(row[c] for c in cols)]
                 for (a, layer, d, t), row in eq.iterrows()]
         parts.append("Bits per byte at equal model size (same layers and width):\n\n"
-                     + table(["model", "tokens", *cols], rows))
+                     + table(["model", "tokens", *cols], rows)
+                     + "\n\nThese runs trained on the same number of *tokens*, which is a "
+                     "different amount of *text* per tokenizer: a tokenizer with fewer tokens "
+                     "per byte (table above) saw proportionally more of the corpus. Compare "
+                     "at equal text by giving each tokenizer its own token budget in `train:`.")
     else:
         parts.append("No model size was trained with two or more tokenizers.")
     return "\n\n".join(parts)
