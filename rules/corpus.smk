@@ -135,6 +135,11 @@ rule clean_write:
         "--out {output.shard:q} --report {output.report:q} > {log} 2>&1"
 
 
+# A small merge of per-shard JSON reports: not worth a cluster job.
+localrules:
+    clean_report,
+
+
 rule clean_report:
     """Merge reading, filtering and writing reports into results/clean/report.json."""
     input:

@@ -86,7 +86,7 @@ rule plot_scaling:
         },
         svg=[f"{PLOTS}/{name}.svg" for name in REPORT_FIGURES],
     params:
-        outdir=PLOTS,
+        outdir=lambda wildcards, output: os.path.dirname(output[0]),
         dpi=REPORT["dpi"],
     log:
         f"{LOGS}/plot_scaling/plot_scaling.log",

@@ -26,6 +26,11 @@ rule tokenize:
         " --val-fraction {params.val_fraction} > {log:q} 2>&1"
 
 
+# A small merge of per-shard counts: not worth a cluster job.
+localrules:
+    shards_manifest,
+
+
 rule shards_manifest:
     """Sum a tokenizer's shards per split: tokens, documents, syllables, UTF-8 bytes."""
     input:

@@ -27,12 +27,11 @@ def grid_settings(wildcards) -> dict:
     return GRID_INDEX[key]["settings"]
 
 
-def train_launcher(gpus: int) -> str:
-    """The command that starts training: plain, or torchrun for >1 GPU per run (DDP)."""
-    if gpus > 1:
-        return (f"{shlex.quote(sys.executable)} -m torch.distributed.run --standalone "
-                f"--nproc_per_node {gpus} -m symato.cli train")
-    return f"{SYMATO} train"
+# torchrun for a run that holds more than one GPU (DDP). The choice is made in the shell
+# from the job's granted `gpu` resource, not from config, because a local run may be
+# capped below `train.gpus_per_run` (rules/common.smk); keeping it out of params also
+# means moving a finished run to a box with another GPU count does not rerun it.
+TORCHRUN = f"{shlex.quote(sys.executable)} -m torch.distributed.run --standalone"
 
 
 # Used by this stage's rules only (a global constraint would bind other stages' rules).
@@ -74,19 +73,21 @@ rule train:
         **RUN_WILDCARDS,
     params:
         settings=grid_settings,
-        launcher=train_launcher(TRAIN["gpus_per_run"]),
         out=lambda wildcards, output: os.path.dirname(output.model),
     threads: lambda wildcards: grid_settings(wildcards)["threads"]
     resources:
         gpu=TRAIN["gpus_per_run"],
         mem_mb=lambda wildcards, attempt: TRAIN["mem_mb"] * 2 ** (attempt - 1),
         runtime=lambda wildcards, attempt: TRAIN["runtime_min"] * attempt,
-        cpus_per_task=lambda wildcards: grid_settings(wildcards)["threads"],
     retries: TRAIN["retries"]
     log:
         f"{LOGS}/train/{{tokenizer}}/{{run}}.log",
     benchmark:
         f"{BENCH}/train/{{tokenizer}}/{{run}}.tsv"
     shell:
-        "{params.launcher} --settings {input.settings} --out {params.out} --resume auto"
-        " > {log} 2>&1"
+        "if [ {resources.gpu} -gt 1 ]; then"
+        " {TORCHRUN} --nproc_per_node {resources.gpu} -m symato.cli train"
+        " --settings {input.settings} --out {params.out} --resume auto > {log} 2>&1;"
+        " else"
+        " {SYMATO} train --settings {input.settings} --out {params.out} --resume auto"
+        " > {log} 2>&1; fi"

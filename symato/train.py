@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -516,7 +517,13 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings(args.settings)
     trainer = Trainer(settings, Path(args.out), resume=args.resume == "auto")
+    dist = trainer.dist
     try:
         return trainer.run()
     finally:
-        trainer.dist.close()
+        # Drop the DDP wrapper (its reducer holds the process group) before leaving the
+        # group: destroying it later, at interpreter exit, can block a rank in gloo forever.
+        trainer.net = trainer.model = trainer.optimizer = None  # type: ignore[assignment]
+        del trainer
+        gc.collect()
+        dist.close()
