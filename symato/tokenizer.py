@@ -44,8 +44,9 @@ TITLE_ID = MT_BASE + S.MARKTONES  # 274
 UPPER_ID = TITLE_ID + 1  # 275
 SPECIAL_BASE = UPPER_ID + 1  # 276: <|endoftext|>, then the other specials
 SYMATO_SIZE = 2816
-_FAST_MIN = 64  # ids; shorter sequences decode faster in the plain loop
+_FAST_MIN = 128  # ids; shorter sequences decode faster in the plain loop (~10 us fixed cost)
 _C_BYTE, _C_MT, _C_CASE, _C_SYM, _C_WHOLE, _C_OTHER = range(6)
+_BAD = 1 << 40  # a fast-decoder code past every table: an ill-formed token pair
 _CACHE_LIMIT = 1 << 20  # chunks; the cache is cleared when it grows past this
 _CACHE_CHUNK = 64  # longest chunk (characters) worth caching
 _SPACE = 0x20
@@ -89,28 +90,39 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def _as_id_array(ids: Iterable[int]) -> np.ndarray | None:
-    """ids as an int64 array, or None if they are not all integers (array.array checks
-    the type of every element in C, much faster than numpy's generic conversion)."""
+def _as_id_array(ids: Sequence[int] | np.ndarray) -> np.ndarray | None:
+    """ids as an integer array, or None if they are not all non-negative integers.
+
+    A Python sequence goes through array.array('Q'): it converts each item in C about
+    twice as fast as array.array('q') (which parses every item with PyArg_Parse) and
+    np.array; a negative id raises OverflowError there and takes the checking path."""
     if isinstance(ids, np.ndarray):
-        return ids.astype(np.int64, copy=False) if ids.dtype.kind in "iu" else None
+        return ids if ids.dtype.kind in "iu" else None
     try:
-        return np.frombuffer(array.array("q", ids), dtype=np.int64)
+        return np.frombuffer(array.array("Q", ids), dtype=np.uint64)
     except (TypeError, OverflowError):
         return None
 
 
 def _gather(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
-    """Concatenate the byte slices flat[start:start+length] (all lengths >= 1) without a
-    Python object per slice: the source index of each output byte is a running sum that
-    steps by 1 inside a slice and jumps to the next slice's start at each boundary."""
-    if len(starts) == 0:
-        return b""
-    ends = np.cumsum(lengths)
-    step = np.ones(int(ends[-1]), dtype=np.int64)
-    step[0] = starts[0]
-    step[ends[:-1]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
-    return flat[np.cumsum(step)].tobytes()
+    """Concatenate the byte slices flat[start:start+length] (one or more; lengths may be 0) with no
+    data-dependent branch per slice (np.repeat's per-slice loop mispredicts on real
+    streams): the source index of output byte j is a running sum of 1s, plus at the first
+    output byte of each slice the jump from the previous slice's source end to its start
+    (np.add.at sums the jumps of empty slices that share an output position)."""
+    out_start = np.empty(len(starts) + 1, dtype=np.int64)
+    out_start[0] = 0
+    np.cumsum(lengths, out=out_start[1:])
+    total = int(out_start[-1])
+    jump = np.empty_like(starts)
+    jump[0] = starts[0]
+    np.subtract(starts[1:], starts[:-1], out=jump[1:])
+    jump[1:] -= lengths[:-1]
+    src = np.ones(total + 1, dtype=np.int64)
+    np.add.at(src, out_start[:-1], jump)
+    src[0] -= 1
+    np.cumsum(src, out=src)
+    return flat[src[:total]].tobytes()
 
 
 def _bad(where: str, msg: str) -> SymatoError:
@@ -129,7 +141,7 @@ class Tokenizer:
         self.tone_style: str = data.get("tone_style", "new")
         self._cache: dict[str, tuple[tuple[int, ...], bool, bool]] = {}
         self._sp = None
-        self._fast: tuple[np.ndarray, ...] | None = None
+        self._fast: tuple[Any, ...] | None = None
         self._syms: tuple[str, ...] = ()
         self._syllables: tuple[str, ...] = ()
         if self.kind == "sentencepiece":
@@ -462,12 +474,14 @@ class Tokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The exact bytes of ``ids`` (inverse of ``encode_bytes``)."""
+        if not isinstance(ids, (list, tuple, np.ndarray)):
+            ids = list(ids)  # an iterator is read once; the checking path needs every id
         arr = _as_id_array(ids)
-        if arr is None:  # not plain integers: report the first bad one
-            ids = list(ids)
+        if arr is None:  # not plain non-negative integers: report the first bad one
             self._check_ids(ids)
             arr = np.asarray([int(t) for t in ids], dtype=np.int64)
-        elif arr.size and (arr.min() < 0 or arr.max() >= len(self._pieces)):
+        elif arr.size and (arr.max() >= len(self._pieces)
+                           or (arr.dtype.kind == "i" and arr.min() < 0)):
             self._check_ids(arr.tolist())
         if not self._syms:
             table = self._id_bytes
@@ -478,30 +492,48 @@ class Tokenizer:
                 return fast
         return self._decode_symato(arr.tolist())
 
-    def _fast_tables(self) -> tuple[np.ndarray, ...]:
+    def _fast_tables(self) -> tuple[Any, ...]:
         """Lookup arrays for the vectorized decoder (built on first use, ~0.1 s).
 
-        Output codes: 0..V-1 are the ids' own bytes; V + case * U + u is syllable unit u
-        (sym index * 18 + marktone, then each whole syllable) in one of 3 cases. An
-        illegal sym + marktone pair holds the bare sym, as in the plain decoder. Every
-        code's bytes sit in one flat uint8 array, each preceded by a space byte: a code
-        starts at offset + 1, or at offset when the implicit space is wanted.
+        Output codes: 0..V-1 are the ids' own bytes, V is nothing (marktone, case and the
+        padding id V), V + 1 + case * U + u is syllable unit u (sym index * 18 + marktone,
+        then each whole syllable) in one of 3 cases; code + NC (NC codes in all) is the
+        same bytes after a space. An illegal sym + marktone pair holds the bare sym, as in
+        the plain decoder. ``pair[cls[prev] + tok]`` gives each token's code from the
+        token before it (its case, the implicit space), or ``_BAD`` (out of every table's
+        range, so the next lookup raises IndexError) where the pair is ill-formed; a sym's
+        marktone (the token after it) is added with ``mt_add``. So a well-formed stream
+        decodes in a handful of whole-array operations whatever its length.
         """
         if self._fast is not None:
             return self._fast
         v, n_syms, mts = len(self._pieces), len(self._syms), S.MARKTONES
-        units = n_syms * mts + len(self._whole)
-        cat = np.full(v, _C_OTHER, dtype=np.int8)
+        v1, units = v + 1, n_syms * mts + len(self._whole)
+        cat = np.full(v1, _C_OTHER, dtype=np.int64)  # v: the padding id, like a byte
         cat[:N_BYTES] = _C_BYTE
         cat[MT_BASE : MT_BASE + mts] = _C_MT
         cat[[TITLE_ID, UPPER_ID]] = _C_CASE
         cat[self._sym_base : self._sym_base + n_syms] = _C_SYM
-        cat[self._syl_base :] = _C_WHOLE
-        unit_code = np.arange(v, dtype=np.int64)  # bytes, specials: their own bytes
-        unit_code[self._sym_base : self._sym_base + n_syms] = v + np.arange(n_syms) * mts
-        unit_code[self._syl_base :] = v + n_syms * mts + np.arange(len(self._whole))
-        case_add = np.zeros(v, dtype=np.int64)
-        case_add[TITLE_ID], case_add[UPPER_ID] = units, 2 * units
+        cat[self._syl_base : v] = _C_WHOLE
+        n_codes = v1 + 3 * units
+        own = np.arange(v1, dtype=np.int64)  # bytes, specials: their own bytes
+        own[cat == _C_MT], own[cat == _C_CASE], own[v] = v, v, v
+        own[self._sym_base : self._sym_base + n_syms] = v1 + np.arange(n_syms) * mts
+        own[self._syl_base : v] = v1 + n_syms * mts + np.arange(len(self._whole))
+        # previous-token classes: plain, syllable end, sym, Title, UPPER
+        prev_cls = np.zeros(v1, dtype=np.int64)
+        prev_cls[(cat == _C_MT) | (cat == _C_WHOLE)] = 1
+        prev_cls[cat == _C_SYM] = 2
+        prev_cls[TITLE_ID], prev_cls[UPPER_ID] = 3, 4
+        is_mt, is_sym, is_case = cat == _C_MT, cat == _C_SYM, cat == _C_CASE
+        syl_start = is_case | is_sym | (cat == _C_WHOLE)
+        pair = np.empty((5, v1), dtype=np.int64)
+        pair[0] = np.where(is_mt, _BAD, own)
+        pair[1] = np.where(is_mt, _BAD, own + n_codes * syl_start)
+        pair[2] = np.where(is_mt, own, _BAD)
+        for k, case in ((3, 1), (4, 2)):
+            pair[k] = np.where(is_sym | (cat == _C_WHOLE), own + case * units, _BAD)
+        mt_add = np.where(is_mt, np.arange(v1) - MT_BASE, 0)
         forms: list[list[bytes]] = []
         get = self._compose.get
         for i in range(n_syms):
@@ -509,36 +541,36 @@ class Tokenizer:
             bare = [self._bare_sym(sym_id, c) for c in range(3)]
             forms += [get(sym_id * mts + mt, bare) for mt in range(mts)]
         forms += self._whole
-        table = [b" " + x for x in self._id_bytes]
+        table = [b" " + x for x in self._id_bytes] + [b" "]
         for case in range(3):
             table += [b" " + f[case] for f in forms]
         lengths = np.array([len(x) for x in table], dtype=np.int64)
         offsets = np.zeros(len(table), dtype=np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
         flat = np.frombuffer(b"".join(table), dtype=np.uint8)
-        syl = (cat == _C_SYM) | (cat == _C_WHOLE)
-        self._fast = (cat, unit_code, case_add, syl, flat, offsets + 1, lengths - 1)
+        starts = np.concatenate([offsets + 1, offsets])
+        lens = np.concatenate([lengths - 1, lengths])
+        bits = int(lens.max()).bit_length()
+        packed = starts << bits | lens  # one lookup gives both
+        self._fast = (prev_cls * v1, pair.ravel(), mt_add, flat, packed, bits)
         return self._fast
 
     def _decode_fast(self, arr: np.ndarray) -> bytes | None:
         """Vectorized decode of a well-formed symato stream; None if it is not one."""
-        cat, unit_code, case_add, syl_tab, flat, offsets, lengths = self._fast_tables()
-        c = cat[arr]
-        is_mt, is_case, is_sym = c == _C_MT, c == _C_CASE, c == _C_SYM
-        if is_mt[0] or is_sym[-1] or is_case[-1] or not np.array_equal(is_mt[1:], is_sym[:-1]):
-            return None  # a marktone not after a sym, or a sym without its marktone
-        if (is_case[:-1] & ~(is_sym[1:] | (c[1:] == _C_WHOLE))).any():
-            return None  # a case token before something that is not a syllable
-        pos = np.flatnonzero(~(is_mt | is_case))
-        padded = np.zeros(len(arr) + 2, dtype=np.int64)  # a byte id before and after
-        padded[1:-1] = arr
-        t = arr[pos]
-        syl = syl_tab[t]
-        codes = unit_code[t] + case_add[padded[pos]]  # padded[pos] is the token before
-        codes += (padded[pos + 2] - MT_BASE) * is_sym[pos]  # the marktone after a sym
-        space = np.zeros(len(pos), dtype=np.int64)
-        space[1:] = syl[1:] & syl[:-1]  # implicit space between two syllables
-        return _gather(flat, offsets[codes] - space, lengths[codes] + space)
+        cls, pair, mt_add, flat, packed, bits = self._fast_tables()
+        n, pad = len(arr), len(self._pieces)
+        p = np.empty(n + 3, dtype=np.int64)  # the padding id before and twice after
+        p[0] = p[n + 1] = p[n + 2] = pad
+        p[1 : n + 1] = arr
+        code = cls[p[: n + 1]]
+        code += p[1 : n + 2]
+        try:
+            code = pair[code]
+            code += mt_add[p[2:]]
+            code = packed[code]
+        except IndexError:  # _BAD: an ill-formed pair of tokens
+            return None
+        return _gather(flat, code >> bits, code & ((1 << bits) - 1))
 
     def _decode_symato(self, ids: list[int]) -> bytes:
         """Walk the ids: bytes pass through; [case] sym marktone composes a syllable.

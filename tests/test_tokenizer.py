@@ -174,6 +174,48 @@ def test_fast_decoder_on_long_text(tok, tok_plus):
         assert t.decode(ids) == text and t.decode(np.array(ids)) == text
 
 
+def _unit_ids(t: Tokenizer, units: list[tuple[int, int, int]]) -> list[int]:
+    """Token ids from abstract units (kind, number, marktone): mostly well-formed pieces
+    ([case] sym marktone, [case] whole syllable, bytes, specials, reserved ids); kind 5 is a
+    stray case / marktone / sym token that makes the stream ill-formed."""
+    n_syms, n_whole = len(t._syms), t.vocab_size - t._syl_base
+    ids: list[int] = []
+    for kind, r, mt in units:
+        sym, case, whole = t._sym_base + r % n_syms, 274 + r % 2, t._syl_base + r % max(n_whole, 1)
+        if kind in (3, 4) and not n_whole:
+            kind = 2
+        ids += ([r % 256], [sym, 256 + mt], [case, sym, 256 + mt], [whole], [case, whole],
+                [(274, 275, 256 + mt, sym)[r % 4]], [(276, t._sym_base + n_syms)[r % 2]],
+                [32])[kind]
+    return ids
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 0, 1, 1, 1, 2, 3, 4, 6, 7, 7, 5]),
+                          st.integers(0, 10**6), st.integers(0, 17)), max_size=120))
+def test_fast_decoder_on_unit_streams(tok, tok_plus, units):
+    for t in (tok, tok_plus):
+        ids = _unit_ids(t, units)
+        plain = t._decode_symato(ids)
+        assert t.decode_bytes(ids) == plain
+        fast = t._decode_fast(np.array(ids, dtype=np.int64))
+        assert fast == plain or (fast is None and any(k == 5 for k, _, _ in units))
+
+
+def test_decode_iterators_and_long_specials(tok):
+    ids = tok.encode(GOLDEN * 5)
+    assert tok.decode(iter(ids)) == tok.decode(tuple(ids)) == GOLDEN * 5
+    with pytest.raises(SymatoError, match="position 70 is out of range"):
+        tok.decode(iter([65] * 70 + [-1, 65]))  # read once, yet the error names the bad id
+    d = symato_dict(all_syms())
+    long = "<|" + "x" * 300 + "|>"  # 304 bytes: more than 8 bits of slice length
+    d["specials"].append(long)
+    t = Tokenizer.from_dict(d)
+    ids = [*t.encode(GOLDEN), t.piece_to_id(long)] * 4
+    want = ((GOLDEN + long) * 4).encode()
+    assert t._decode_fast(np.array(ids)) == t._decode_symato(ids) == want
+
+
 def test_ids_out_of_range(tok):
     with pytest.raises(SymatoError, match="position 1 is out of range"):
         tok.decode([1, 2816])
