@@ -10,27 +10,19 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from _workflow import CORPUS, REPO, SNAKEMAKE, tiny_data_config
 
 from symato import Tokenizer
 from symato.data import TokenDataset
 from symato.io import read_json
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-CORPUS = REPO / "tests" / "data" / "pipeline_vi.txt"
-BASE = {
-    "corpus": {"sources": [{"name": "vi", "format": "text", "paths": ["input/*.txt"]}],
-               "shards": 2},
-    "tokenizers": ["symato", "bytes"],
-    "tokenize": {"val_fraction": 0.2},
-}
+BASE = tiny_data_config()
 
 pytestmark = pytest.mark.slow
 

@@ -13,29 +13,22 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from _workflow import CORPUS, REPO, SNAKEMAKE, tiny_data_config
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-CORPUS = REPO / "tests" / "data" / "pipeline_vi.txt"
-CONFIG = {
-    "corpus": {"sources": [{"name": "vi", "format": "text", "paths": ["input/*.txt"]}],
-               "shards": 2},
-    "tokenizers": ["symato", "bytes"],
-    "tokenize": {"val_fraction": 0.2},
-    "train": {
+CONFIG = tiny_data_config(
+    train={
         "grids": [{"name": "tiny", "tokenizers": "all", "archs": ["rwkv"], "sizes": ["L1-D16"],
                    "tokens": [4096]}],
         "settings": {"ctx_len": 32, "batch_size": 4, "warmup_steps": 2, "eval_interval": 8,
                      "eval_windows": 2, "checkpoint_steps": 0, "checkpoint_minutes": 0},
     },
-    "eval": {"restoration_syllables": 50, "prompts": [""], "sample_tokens": 8},
-    "report": {"bootstrap": 10, "dpi": 60},
-}
+    eval={"restoration_syllables": 50, "prompts": [""], "sample_tokens": 8},
+    report={"bootstrap": 10, "dpi": 60},
+)
 FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers"]
 CATEGORIES = ["Corpus", "Vocabulary", "Training", "Scaling laws"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -1,0 +1,24 @@
+"""What the workflow tests share: where the repository and Snakemake are, and the tiny
+real-Vietnamese text corpus (two shards, two tokenizers) their configs start from."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+CORPUS = REPO / "tests" / "data" / "pipeline_vi.txt"
+_TINY_DATA: dict[str, Any] = {
+    "corpus": {"sources": [{"name": "vi", "format": "text", "paths": ["input/*.txt"]}],
+               "shards": 2},
+    "tokenizers": ["symato", "bytes"],
+    "tokenize": {"val_fraction": 0.2},
+}
+
+
+def tiny_data_config(**sections: Any) -> dict[str, Any]:
+    """A fresh copy of the tiny data config, with extra top-level sections added."""
+    return {**copy.deepcopy(_TINY_DATA), **sections}
