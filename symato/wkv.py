@@ -22,6 +22,9 @@ the hash covers the kernel sources, compile flags, torch version and CPU, so an 
 a kernel rebuilds it and different machines sharing a home folder never share a binary.
 Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, then the repository's
 ``kernels/`` (editable installs), then ``symato/kernels/`` (package data).
+
+The compiled kernels are the custom operators ``symato::wkv_forward`` and
+``symato::wkv_backward``, so ``torch.compile`` traces an RWKV model as one graph.
 """
 
 from __future__ import annotations
@@ -213,12 +216,22 @@ def load_extension(kind: str, verbose: bool = False) -> ModuleType:
             return mod
         try:
             mod = _build(kind, verbose)
+            _check_checkpoint_interval(kind, mod)
         except Exception as exc:  # compiler missing, nvcc error, ...
             _extensions[kind] = None
             _build_errors[kind] = f"wkv: building the {kind} extension failed: {exc}"
             raise RuntimeError(_build_errors[kind]) from exc
         _extensions[kind] = mod
         return mod
+
+
+def _check_checkpoint_interval(kind: str, mod: ModuleType) -> None:
+    """The op's fake implementation predicts the checkpoint shape; it must match."""
+    if _has_checkpoints(kind) and mod.checkpoint_interval() != _CKPT_INTERVAL:
+        raise SymatoError(
+            f"wkv: the {kind} kernels keep a state every {mod.checkpoint_interval()} steps, "
+            f"symato/wkv.py expects {_CKPT_INTERVAL}: update _CKPT_INTERVAL"
+        )
 
 
 def _build(kind: str, verbose: bool) -> ModuleType:
@@ -293,6 +306,14 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
     return want
 
 
+@torch.compiler.assume_constant_result
+def _resolve_traced(backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``resolve_backend`` for code torch.compile traces: run once while tracing (it may
+    build an extension, under a lock) and kept in the graph as a constant, so resolving
+    is no graph break. The compiled graph is guarded on device and dtype."""
+    return resolve_backend(backend, device, dtype)
+
+
 def available_backends() -> list[str]:
     """Backends usable in this process (builds the extensions if needed)."""
     out = ["torch"]
@@ -312,48 +333,103 @@ def last_backend_used() -> str:
     return _last_used[0]
 
 
-# ----------------------------------------------------------------------------- autograd
+# ----------------------------------------------------------------------------- the op
 
 
-class _WKVFunction(torch.autograd.Function):
-    """Forward/backward through a compiled extension (``cpu`` or ``cuda``).
+# The compiled kernels are registered as two PyTorch custom operators. Why: torch.compile
+# then traces a whole RWKV model as one graph (the op is opaque to it, with a "fake"
+# implementation that gives output shapes), where an autograd.Function over an extension
+# would be a graph break; and autograd, torch.compile and torch.export all see one
+# forward/backward pair with a single definition. Kinds with checkpoints ("cuda", and
+# "cuda-emulated", the CUDA source compiled for the CPU that tests run) keep the state
+# every few steps for the backward; the "cpu" kind recomputes from the start.
+_CKPT_INTERVAL = 8  # must equal kernels/wkv_cuda.cu's; checked when the extension loads
 
-    Saves only the inputs (plus, on CUDA, the state every 8 steps): the backward kernel
-    recomputes the per-step states, which costs a little compute but no B*T*C*3
-    activation memory.
-    """
 
-    @staticmethod
-    def forward(ctx, w, u, k, v, state, kind):
-        ext = load_extension(kind)
-        cdt = _state_dtype(k)
-        w_, u_ = w.detach().to(cdt).contiguous(), u.detach().to(cdt).contiguous()
-        k_, v_ = k.detach().contiguous(), v.detach().contiguous()
-        s_ = state.detach().to(cdt).contiguous()
-        if kind == "cuda":  # also keeps the state every few steps for the backward
-            y, s_out, ckpt = ext.forward(w_, u_, k_, v_, s_, any(ctx.needs_input_grad))
-        else:
-            y, s_out = ext.forward(w_, u_, k_, v_, s_)
-            ckpt = None
-        ctx.save_for_backward(w_, u_, k_, v_, s_, s_out, ckpt)
-        ctx.kind = kind
-        ctx.w_dtype, ctx.u_dtype, ctx.s_dtype = w.dtype, u.dtype, state.dtype
-        return y, s_out
+def _has_checkpoints(kind: str) -> bool:
+    return kind.startswith("cuda")
 
-    @staticmethod
-    def backward(ctx, gy, gs):
-        w_, u_, k_, v_, s_, s_out, ckpt = ctx.saved_tensors
-        ext = load_extension(ctx.kind)
-        gy = torch.zeros_like(k_) if gy is None else gy.to(k_.dtype).contiguous()
-        gs = torch.zeros_like(s_out) if gs is None else gs.to(s_out.dtype).contiguous()
-        if ctx.kind == "cuda":
-            gw_b, gu_b, gk, gv, gstate = ext.backward(w_, u_, k_, v_, s_, s_out, ckpt, gy, gs)
-        else:
-            gw_b, gu_b, gk, gv, gstate = ext.backward(w_, u_, k_, v_, s_, s_out, gy, gs)
-        # Per-batch partial sums reduced here in a fixed order: deterministic.
-        gw = gw_b.sum(0).to(ctx.w_dtype)
-        gu = gu_b.sum(0).to(ctx.u_dtype)
-        return gw, gu, gk, gv, gstate.to(ctx.s_dtype), None
+
+def _checkpoint_shape(kind: str, save: bool, k: torch.Tensor) -> tuple[int, ...]:
+    B, T, C = k.shape
+    if not (save and _has_checkpoints(kind)):
+        return (0,)
+    return (B, (T + _CKPT_INTERVAL - 1) // _CKPT_INTERVAL, 3, C)
+
+
+@torch.library.custom_op("symato::wkv_forward", mutates_args=())
+def _wkv_forward(
+    w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    state: torch.Tensor, kind: str, save: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, new_state, checkpoints): checkpoints is empty unless ``kind`` keeps them."""
+    ext = load_extension(kind)
+    if _has_checkpoints(kind):
+        return tuple(ext.forward(w, u, k, v, state, save))
+    y, s_out = ext.forward(w, u, k, v, state)
+    return y, s_out, state.new_empty(0)
+
+
+@_wkv_forward.register_fake
+def _(w, u, k, v, state, kind, save):
+    ckpt = state.new_empty(_checkpoint_shape(kind, save, k))
+    return torch.empty_like(k), torch.empty_like(state), ckpt
+
+
+@torch.library.custom_op("symato::wkv_backward", mutates_args=())
+def _wkv_backward(
+    w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    state: torch.Tensor, s_out: torch.Tensor, ckpt: torch.Tensor,
+    gy: torch.Tensor, gs: torch.Tensor, kind: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gw, gu, gk, gv, gstate); gw and gu per batch row, summed by the caller."""
+    ext = load_extension(kind)
+    if _has_checkpoints(kind):
+        return tuple(ext.backward(w, u, k, v, state, s_out, ckpt, gy, gs))
+    return tuple(ext.backward(w, u, k, v, state, s_out, gy, gs))
+
+
+@_wkv_backward.register_fake
+def _(w, u, k, v, state, s_out, ckpt, gy, gs, kind):
+    B, _, C = k.shape
+    gw, gu = state.new_empty(B, C), state.new_empty(B, C)
+    return gw, gu, torch.empty_like(k), torch.empty_like(v), torch.empty_like(state)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    w, u, k, v, state, kind, _ = inputs
+    _, s_out, ckpt = output
+    ctx.save_for_backward(w, u, k, v, state, s_out, ckpt)
+    ctx.kind = kind
+    ctx.mark_non_differentiable(ckpt)
+
+
+def _backward(ctx, gy, gs, _gckpt):
+    """Only the inputs are saved: the kernels recompute the per-step states, which costs
+    a little compute but no B*T*C*3 activation memory. Per-row w/u partial sums are
+    reduced here in a fixed order, so the gradient is deterministic."""
+    w, u, k, v, state, s_out, ckpt = ctx.saved_tensors
+    gy = torch.zeros_like(k) if gy is None else gy.to(k.dtype).contiguous()
+    gs = torch.zeros_like(s_out) if gs is None else gs.contiguous()
+    gw, gu, gk, gv, gstate = _wkv_backward(w, u, k, v, state, s_out, ckpt, gy, gs, ctx.kind)
+    return gw.sum(0), gu.sum(0), gk, gv, gstate, None, None
+
+
+_wkv_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _wkv_compiled(w, u, k, v, state, kind: str):
+    """Run a compiled ``kind`` through the custom op; casts are traced, so autograd
+    takes gradients back to the callers' dtypes."""
+    cdt = _state_dtype(k)
+    save = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (w, u, k, v, state)
+    )
+    y, s_out, _ = _wkv_forward(
+        w.to(cdt).contiguous(), u.to(cdt).contiguous(), k.contiguous(), v.contiguous(),
+        state.to(cdt).contiguous(), kind, save,
+    )
+    return y, s_out
 
 
 # ----------------------------------------------------------------------------- entry
@@ -375,7 +451,7 @@ def wkv(w, u, k, v, state=None, backend: str = "auto"):
     """
     _check_inputs(w, u, k, v, state)
     B, T, C = k.shape
-    chosen = resolve_backend(backend, k.device, k.dtype)
+    chosen = _resolve_traced(backend, k.device, k.dtype)
     if state is None:
         state = initial_state(B, C, k.device, _state_dtype(k))
     _last_used[0] = chosen
@@ -385,4 +461,4 @@ def wkv(w, u, k, v, state=None, backend: str = "auto"):
         raise SymatoError("wkv: backend 'cpu' supports float32/bfloat16/float64, not float16")
     if chosen == "cuda" and k.dtype not in (torch.float32, torch.bfloat16):
         raise SymatoError(f"wkv: backend 'cuda' supports float32/bfloat16, not {k.dtype}")
-    return _WKVFunction.apply(w, u, k, v, state, chosen)
+    return _wkv_compiled(w, u, k, v, state, chosen)

@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 
+import symato.wkv as wkv_ops
 from symato.errors import SymatoError
 from symato.wkv import (
     INIT_PP,
@@ -264,6 +265,38 @@ def test_failed_build_falls_back_with_one_warning(monkeypatch, tmp_path):
         wkv(w, u, k, v, backend="cpu")
 
 
+# ----------------------------------------------------------------------------- the op
+
+
+@pytest.mark.skipif("not cpu_ok()")
+def test_custom_op_registration_passes_opcheck():
+    """The fake (shape) and autograd registrations agree with the real kernel, which is
+    what torch.compile and torch.export rely on."""
+    w, u, k, v, s = rand_inputs(2, 9, 5, with_state=True)
+    args = (w, u, k.requires_grad_(), v.requires_grad_(), s, "cpu", True)
+    torch.library.opcheck(wkv_ops._wkv_forward, args)
+
+
+@pytest.mark.skipif("not cpu_ok()")
+def test_torch_compile_traces_the_op_without_a_graph_break():
+    """fullgraph=True fails on any graph break: resolving the backend and calling the
+    compiled kernel must both stay in one graph, forward and backward."""
+    w, u, k, v, s = rand_inputs(2, 11, 6, with_state=True)
+
+    def f(w, u, k, v, s):
+        y, ns = wkv(w, u, k, v, state=s)
+        return (y * y).sum() + ns[:, :2].sum()
+
+    eager = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
+    f(*eager).backward()
+    traced = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
+    torch._dynamo.reset()
+    torch.compile(f, fullgraph=True, backend="aot_eager")(*traced).backward()
+    assert last_backend_used() == "cpu"
+    for a, b in zip(traced, eager, strict=True):
+        assert torch.equal(a.grad, b.grad)
+
+
 # ----------------------------------------------------------------------------- CUDA
 
 
@@ -476,3 +509,32 @@ def test_cuda_kernel_source_emulated_on_cpu(cuda_emulated, dtype, shape):
     got = [gw.sum(0), gu.sum(0), gk, gv, gsi]
     for name, a, ref in zip(["w", "u", "k", "v", "state"], got, ins, strict=True):
         assert rel_err(a, ref.grad) <= tol, name
+
+
+@pytest.mark.slow  # shares the emulated build with the test above
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_path_of_the_op_emulated_on_cpu(cuda_emulated, dtype):
+    """The Python side of the CUDA backend (saving checkpoints, their fake shape, the
+    backward's argument order, casts back to the callers' dtypes) run end to end through
+    the custom op and autograd, with the CUDA kernels' source emulated on the CPU."""
+    B, T, C = 2, 29, 7
+    w, u, k, v, s = rand_inputs(B, T, C, torch.float64, with_state=True, seed=21)
+    k, v = k.to(dtype).double(), v.to(dtype).double()
+    w, u = w.float().double(), u.float().double()
+    ref = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
+    y_ref, s_ref = wkv(*ref, backend="torch")
+    (y_ref.square().sum() + s_ref[:, :2].sum()).backward()
+
+    ins = [x.float() for x in (w, u)] + [x.to(dtype) for x in (k, v)] + [s.float()]
+    ins = [x.clone().requires_grad_(True) for x in ins]
+    y, ns = wkv_ops._wkv_compiled(*ins, "cuda-emulated")
+    (y.float().square().sum() + ns[:, :2].sum()).backward()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert y.dtype == dtype and ns.dtype == torch.float32
+    assert rel_err(y, y_ref) <= tol
+    for name, a, b in zip(["w", "u", "k", "v", "state"], ins, ref, strict=True):
+        assert a.grad.dtype == a.dtype, name
+        assert rel_err(a.grad, b.grad) <= tol, name
+    with torch.no_grad():  # no gradient wanted: no checkpoints kept
+        _, _, ckpt = wkv_ops._wkv_forward(*[x.detach() for x in ins], "cuda-emulated", False)
+    assert ckpt.numel() == 0
