@@ -18,6 +18,7 @@ from _train_fixtures import (
     read_metrics,
     restore_torch_globals,  # noqa: F401  (autouse fixture)
 )
+from torch._dynamo.utils import counters
 
 from symato.checkpoint import load_model
 from symato.errors import SymatoError
@@ -209,3 +210,25 @@ def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:
     os.remove(path)
     with pytest.raises(SymatoError, match="settings file not found"):
         load_settings(path)
+
+
+@pytest.mark.slow  # torch.compile of forward and backward: about 30 s on 2 cores
+def test_compiled_rwkv_run_matches_eager(tmp_path: Path) -> None:
+    """``compile: true`` traces RWKV with its WKV custom op as one graph (no graph break:
+    symato/wkv.py) and trains the same model as eager mode, to float rounding."""
+    torch._dynamo.reset()
+    over = {"arch": "rwkv", "run": "rwkv-L1-D16-T4k", "steps": 6, "eval_interval": 0}
+    eager = make_settings(tmp_path / "e", **over)
+    compiled = make_settings(tmp_path / "c", **over, compile=True)
+    assert _train(eager, tmp_path / "e" / "run") == 0
+    counters.clear()
+    assert _train(compiled, tmp_path / "c" / "run") == 0
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    le = [r["train_loss"] for r in read_metrics(tmp_path / "e" / "run")]
+    lc = [r["train_loss"] for r in read_metrics(tmp_path / "c" / "run")]
+    assert len(le) == len(lc) == 6
+    assert lc == pytest.approx(le, rel=1e-4)
+    we, wc = _weights(tmp_path / "e" / "run"), _weights(tmp_path / "c" / "run")
+    assert we.keys() == wc.keys()  # no "_orig_mod." prefixes from the compiled wrapper
+    for key in we:
+        torch.testing.assert_close(wc[key], we[key], rtol=1e-3, atol=1e-5, msg=key)
