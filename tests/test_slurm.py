@@ -6,7 +6,9 @@ The Slurm tests install the Debian packages if needed, start munged, slurmctld a
    training jobs on the cluster's two fake GPUs (one of them a two-process torchrun
    group), evaluation, and a failing branch, compared file by file with a local run;
 2. the real workflow on a tiny config: data stages, one training run, its evaluation,
-   compared with a local run of the same config.
+   compared with a local run of the same config;
+3. preemption: a real training run preempted (PreemptMode=REQUEUE) by a job in a
+   higher-priority partition resumes under the same job id, bit for bit.
 
 Only the values that depend on node size are scaled down for the 2-CPU test node (train
 `cpus_per_gpu`) and the first status check is sooner; everything else is profiles/slurm.
@@ -19,9 +21,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,9 +43,9 @@ sys.modules[_spec.name] = harness  # dataclasses look their module up there
 _spec.loader.exec_module(harness)
 
 
-def snakemake(args: list[str], env: dict[str, str], log: Path, timeout: int = 420) -> int:
-    """Run Snakemake; stop it with SIGINT on timeout (it ignores SIGTERM while jobs run)."""
-    cmd = [
+def snakemake_cmd(args: list[str], timeout: int) -> list[str]:
+    """Snakemake under `timeout -s INT` (it ignores SIGTERM while jobs run)."""
+    return [
         "timeout",
         "-s",
         "INT",
@@ -53,9 +57,18 @@ def snakemake(args: list[str], env: dict[str, str], log: Path, timeout: int = 42
         "snakemake",
         *args,
     ]
+
+
+def snakemake(args: list[str], env: dict[str, str], log: Path, timeout: int = 420) -> int:
+    """Run Snakemake to the end; stopped with SIGINT on timeout."""
     with open(log, "w") as fh:
         return subprocess.run(
-            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, check=False
+            snakemake_cmd(args, timeout),
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            check=False,
         ).returncode
 
 
@@ -352,3 +365,240 @@ def test_real_workflow_on_slurm(cluster, tmp_path):
     assert re.search(r"Error in rule train:[\s\S]{0,400}gpt-L1-D32", text)
     for name in ("model.pt", "metrics.jsonl", "metrics.json"):
         assert not (remote / BAD / name).exists(), name
+
+
+# Preemption: one training run of the real workflow, preempted mid-run by a job in the
+# cluster's higher-priority partition (PreemptType=preempt/partition_prio,
+# PreemptMode=REQUEUE, tests/slurm/harness.py), must resume from its checkpoint under the
+# same Slurm job id and end bit for bit where an uninterrupted local run ends.
+PREEMPT_STEPS = 1000  # ~10 s of training here: room to preempt after the first checkpoint
+PREEMPT = {
+    "corpus": TINY["corpus"],
+    "tokenizers": ["symato"],
+    "tokenize": {"val_fraction": 0.2},
+    "train": {
+        "grids": [
+            {
+                "name": "preempt",
+                "tokenizers": ["symato"],
+                "archs": ["rwkv"],
+                "sizes": ["L1-D32"],
+                "tokens": [PREEMPT_STEPS * 4 * 32],
+            }
+        ],
+        "settings": {
+            "ctx_len": 32,
+            "batch_size": 4,
+            "eval_interval": 0,
+            "eval_windows": 2,
+            "threads": 1,
+            "warmup_steps": 2,
+            "device": "cpu",
+            "checkpoint_steps": 10,
+            "log_interval": 10,
+        },
+        "gpus_per_run": 0,  # a CPU job: the preemptor needs the node's CPUs
+        "retries": 0,  # a failed attempt would end the run: only Slurm's requeue reruns it
+    },
+}
+PREEMPT_RUN = "results/runs/symato/rwkv-L1-D32-T128k"
+PREEMPT_LOG = "results/logs/train/symato/rwkv-L1-D32-T128k.log"
+SIGTERM_LINE = re.compile(r"SIGTERM: saved checkpoint at step (\d+); exiting 143\b")
+STATUS_CHECK = "Checking the status of"  # the plugin's debug line, once per status query
+
+
+def wait_for(what: str, check, timeout: float, proc: subprocess.Popen | None = None):
+    """Poll `check()` until it returns something truthy; fail naming `what` on timeout,
+    or at once when `proc` (which must stay alive meanwhile) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"Snakemake exited ({proc.returncode}) while waiting for {what}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def squeue_state(jobid: str, env: dict[str, str]) -> tuple[str, str]:
+    """(state, reason) of one job as squeue shows it; ("", "") when it is unknown."""
+    out = subprocess.run(
+        ["squeue", "-h", "--states=all", "-j", jobid, "-o", "%T|%r"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    state, _, reason = out.partition("|")
+    return state, reason
+
+
+def read_text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C for Snakemake (`timeout` relays SIGINT), then kill; it cancels its jobs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def cluster_report(cluster, root: Path, log: Path) -> str:
+    """What to read when a Slurm test fails: Snakemake, the rule's and Slurm's logs."""
+    parts = [f"--- snakemake log {log}\n{read_text(log)[-5000:]}"]
+    logs = [*sorted((root / "results" / "logs" / "slurm").rglob("*.log")), root / PREEMPT_LOG]
+    logs += [cluster.root / "log" / "slurmctld.log", cluster.root / "log" / "slurmd.log"]
+    parts += [f"--- {p}\n{read_text(p)[-3000:]}" for p in logs]
+    queue = subprocess.run(
+        ["squeue", "--states=all"], env=cluster.env, capture_output=True, text=True, check=False
+    )
+    return "\n".join([*parts, f"--- squeue\n{queue.stdout}{queue.stderr}"])
+
+
+def preempt_node(cluster, out: Path) -> str:
+    """Submit a job to the higher-tier partition asking for every CPU of the node: Slurm
+    preempts (requeues) whatever runs there. Returns its job id."""
+    cmd = ["sbatch", "--parsable", "-p", harness.URGENT_PARTITION, "-c", str(cluster.cpus)]
+    cmd += ["--mem", "100", "-o", str(out), "--wrap", "sleep 1"]
+    return subprocess.run(
+        cmd, env=cluster.env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def untimed(record: dict) -> dict:
+    """A metrics or metadata record without its timing fields (they differ run to run)."""
+    return {k: v for k, v in record.items() if not any(t in k for t in TIMING)}
+
+
+def assert_bitwise_same_run(a: Path, b: Path) -> None:
+    """Same weights, model metadata and metrics.jsonl lines, exactly (timings aside)."""
+    import torch
+
+    from symato.checkpoint import read_payload
+
+    pa, pb = read_payload(a), read_payload(b)
+    assert pa["state_dict"].keys() == pb["state_dict"].keys()
+    for name, tensor in pa["state_dict"].items():
+        assert torch.equal(pb["state_dict"][name], tensor), name
+    assert untimed(pb["meta"]) == untimed(pa["meta"])
+    logs = [[untimed(json.loads(line)) for line in (d / "metrics.jsonl").open()] for d in (a, b)]
+    assert logs[1] == logs[0]
+    assert logs[0][-1]["step"] == pa["meta"]["step"]
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_preempted_training_resumes_on_slurm(cluster, tmp_path):
+    """A preempted (PreemptMode=REQUEUE) training job: SIGTERM -> checkpoint -> exit 143,
+    Slurm requeues the same job id, Snakemake keeps waiting and succeeds, the second
+    attempt resumes from the checkpoint and ends bit for bit like an uninterrupted run."""
+    import torch
+
+    local = tmp_path / "local"
+    (local / "input").mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "data" / "pipeline_vi.txt", local / "input" / "vi.txt")
+    (local / "config.yaml").write_text(yaml.safe_dump(PREEMPT, allow_unicode=True))
+
+    def args(root: Path, *targets: str) -> list[str]:
+        config = ["--configfile", str(root / "config.yaml")]
+        return [*targets, "-s", str(REPO / "Snakefile"), *config, "-d", str(root)]
+
+    rc = snakemake([*args(local, "data"), "--cores", "2"], local_env(), tmp_path / "data.log")
+    assert rc == 0, read_text(tmp_path / "data.log")[-4000:]
+    # The Slurm run starts from the same data (mtimes kept: Snakemake sees it up to date).
+    remote = tmp_path / "slurm"
+    shutil.copytree(local, remote, ignore=shutil.ignore_patterns("locks"))
+    model = f"{PREEMPT_RUN}/model.pt"
+    rc = snakemake([*args(local, model), "--cores", "2"], local_env(), tmp_path / "local.log")
+    assert rc == 0, read_text(tmp_path / "local.log")[-4000:]
+
+    log = tmp_path / "slurm.log"
+    env = cluster.env
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            snakemake_cmd([*args(remote, model), "--verbose", *slurm_args()], 300),
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        jobid = wait_for(
+            "the train job's sbatch submission",
+            lambda: (m := SUBMITTED.search(read_text(log))) and m.group(1),
+            120,
+            proc,
+        )
+        wait_for(
+            "the trainer's first checkpoint",
+            (remote / PREEMPT_RUN / "checkpoint.pt").exists,
+            120,
+            proc,
+        )
+        assert squeue_state(jobid, env)[0] == "RUNNING"
+
+        urgent = preempt_node(cluster, tmp_path / "urgent.log")
+        wait_for(
+            "the training job to be requeued (PENDING)",
+            lambda: squeue_state(jobid, env)[0] == "PENDING",
+            60,
+            proc,
+        )
+        # The trainer finished its step, saved and said so before the step ended.
+        stopped = wait_for(
+            "the trainer's SIGTERM message",
+            lambda: SIGTERM_LINE.search(read_text(remote / PREEMPT_LOG)),
+            60,
+            proc,
+        )
+        step = int(stopped.group(1))
+        assert 0 < step < PREEMPT_STEPS, f"preempted at step {step}: not mid-run"
+        saved = torch.load(remote / PREEMPT_RUN / "checkpoint.pt", weights_only=True)
+        assert saved["step"] == step
+
+        # Snakemake queries the requeued job at least once and keeps waiting for it.
+        checks = read_text(log).count(STATUS_CHECK)
+        wait_for(
+            "a status query while the job is requeued",
+            lambda: read_text(log).count(STATUS_CHECK) > checks,
+            90,
+            proc,
+        )
+        state, reason = squeue_state(jobid, env)
+        assert state == "PENDING", (state, reason)
+        if reason == "BeginTime":  # Slurm holds a requeued job ~2 minutes; skip the wait
+            subprocess.run(
+                ["scontrol", "update", f"JobId={jobid}", "StartTime=now"], env=env, check=True
+            )
+        rc = proc.wait(timeout=240)
+        assert rc == 0, f"Snakemake failed (rc={rc})"
+    except BaseException:
+        stop(proc)
+        print(cluster_report(cluster, remote, log))
+        raise
+
+    text = read_text(log)
+    # One sbatch submission, one Slurm job, run twice.
+    assert submitted_rules(text)[0] == {"train": 1}, text[-3000:]
+    assert re.findall(r"^rule (\w+):$", text, re.M) == ["train"]
+    info = scontrol_job(jobid, env)
+    assert "JobState=COMPLETED" in info and "Restarts=1 " in info, info
+    ctld = read_text(cluster.root / "log" / "slurmctld.log")
+    assert (
+        f"preempted JobId={jobid} has been requeued to reclaim resources for JobId={urgent}" in ctld
+    )
+    print(f"Slurm job {jobid} preempted at step {step} of {PREEMPT_STEPS}, requeued, rerun")
+    # The second attempt resumed from the preemption checkpoint and finished.
+    final_log = read_text(remote / PREEMPT_LOG)
+    assert re.search(rf"resumed from \S+checkpoint.pt at step {step}\n", final_log), final_log
+    assert f"done: {PREEMPT_STEPS} steps" in final_log, final_log
+
+    # Bit for bit what the uninterrupted local run produced (CPU, one thread, every RNG in
+    # the checkpoint): weights, metadata and the training log, timings aside.
+    assert_bitwise_same_run(local / PREEMPT_RUN, remote / PREEMPT_RUN)

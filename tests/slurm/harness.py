@@ -6,7 +6,8 @@ queries, GPU/task geometry, failures) is only proven by real daemons accepting t
 Everything the daemons write (key, sockets, state, spool, logs) lives in one temporary
 folder, the daemons run in the foreground as children of this process and are stopped by
 the pids we started, never by name. Ports are picked free so a second cluster (another
-test run) on the same machine does not collide.
+test run) on the same machine does not collide. Besides the default partition there is
+a higher-priority one (`URGENT_PARTITION`) whose jobs preempt and requeue the others.
 
 Used by tests/test_slurm.py, and by hand::
 
@@ -38,6 +39,9 @@ FAKE_GPUS = 2
 # The plugin's squeue status check needs finished jobs to stay visible long enough.
 MIN_JOB_AGE_S = 600
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+# A higher-PriorityTier partition on the same node: a job submitted there preempts the
+# default partition's jobs the way a site's preemption does (PreemptMode=REQUEUE).
+URGENT_PARTITION = "urgent"
 TEST_MARKER = "SYMATO_TEST_CLUSTER"
 
 
@@ -181,7 +185,10 @@ SlurmdLogFile={r / "log" / "slurmd.log"}
 SlurmctldDebug=info
 SlurmdDebug=info
 {node_line} NodeAddr=127.0.0.1 Gres=gpu:{FAKE_GPUS} State=UNKNOWN
-PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName={URGENT_PARTITION} Nodes={self.node} MaxTime=INFINITE State=UP PriorityTier=2
 """
         self.conf.write_text(text)
         # Slurm drops file-less GPUs, so each fake GPU gets a placeholder device node;
@@ -278,7 +285,9 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         res = subprocess.run(
             ["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, env=self.env
         )
-        return res.returncode == 0 and res.stdout.strip() in {"idle", "mix", "alloc"}
+        # One line per partition the node is in; every one must be usable.
+        states = set(res.stdout.split())
+        return res.returncode == 0 and bool(states) and states <= {"idle", "mix", "alloc"}
 
     def down(self) -> None:
         """Cancel our jobs, then stop exactly the daemons this object started."""
