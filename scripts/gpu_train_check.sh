@@ -5,7 +5,8 @@
 #
 #   scripts/gpu_train_check.sh [WORKDIR]        # default: a fresh temp dir
 #
-# Needs a CUDA build of torch in .venv (see Makefile). Checks: Snakemake registers the
+# Needs a CUDA build of torch in $PY (default .venv/bin/python, else python3; the device
+# image's python3 needs the wheels of scripts/device_wheels.sh, as scripts/gpu_session.sh does). Checks: Snakemake registers the
 # GPUs nvidia-smi lists as the `gpu` limit; the training job gets gpu=1; the trained
 # model says device=cuda, world_size=1; evaluation writes finite bits per byte. Prints
 # one PASS/FAIL line per check and exits non-zero on any failure. ALLOW_CPU=1 runs the
@@ -15,6 +16,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-$REPO/.venv/bin/python}"
+[ -x "$PY" ] || command -v "$PY" >/dev/null || PY=python3  # device image: no .venv
+# symato from this checkout also where it is not pip-installed (device image, wheel rehearsal).
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 WORK="${1:-$(mktemp -d -t symato-gpu-check.XXXXXX)}"
 mkdir -p "$WORK/input"
 cp "$REPO/tests/data/pipeline_vi.txt" "$WORK/input/vi.txt"
@@ -67,7 +71,9 @@ EOF
 cd "$REPO"
 set +e
 start=$(date +%s)
-timeout -s INT -k 30 900 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" \
+# --foreground keeps Snakemake in the caller's process group: a caller's own timeout
+# (scripts/gpu_session.sh) then ends Snakemake and its jobs too, instead of orphaning them.
+timeout --foreground -s INT -k 30 900 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" \
     --configfile "$WORK/config.yaml" --cores 4 data "$RUN/metrics.json" > "$WORK/snakemake.log" 2>&1
 rc=$?
 # From here on a failed check is counted, not fatal: every check prints its line.
