@@ -96,6 +96,9 @@ def _loss_axis(ax) -> None:
     import matplotlib.ticker as mticker
 
     ax.set_yscale("log")
+    # Ticks every 0.5 (1.5, 2, 2.5, ...): the default 2, 3, ... leave a 1.3-3.7 span
+    # (the demo's three budgets) with two labels.
+    ax.yaxis.set_minor_locator(mticker.LogLocator(subs=np.arange(1.0, 10.0, 0.5)))
     for setter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
         setter(mticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.6)))
 
@@ -130,10 +133,12 @@ def plot_scaling_params(plt, runs, fits: dict, style: Style):
         _empty(ax, "no runs with bits per byte yet")
         return fig
     for (tok, arch), g in pts.groupby(["tokenizer", "arch"]):
-        ax.scatter(g[col], g["loss"], color=style.colour[arch], marker=style.marker[tok],
-                   label=f"{arch} · {tok}", zorder=3, edgecolor="black", linewidth=0.4)
         group = fits.get("groups", {}).get(f"{tok}/{arch}")
         fit = (group or {}).get("fits", {}).get("L_N", {})
+        _scatter_budgets(ax, g, col, fit.get("tokens"), style, tok, arch)
+        nd = (group or {}).get("fits", {}).get("L_ND", {})
+        if nd.get("status") == "ok" and g["tokens"].nunique() > 1:
+            _nd_lines(ax, g, col, nd, style.colour[arch])
         if fit.get("status") != "ok":
             reason = fit.get("reason") or "no fit in the fits file"
             notes.append(f"{arch} · {tok}: points only ({reason})")
@@ -154,6 +159,40 @@ def plot_scaling_params(plt, runs, fits: dict, style: Style):
     _legend_outside(ax)
     _note(ax, notes)
     return fig
+
+
+def _scatter_budgets(ax, g, col: str, at: float | None, style: Style, tok: str, arch: str):
+    """The group's runs; with several budgets, those off the L(N) budget ``at`` are hollow.
+
+    Why: L(N) is fitted at one budget only, so its curve must be read against the filled
+    points; the hollow ones belong to the L(N, D) lines of their own budget.
+    """
+    colour, marker = style.colour[arch], style.marker[tok]
+    main = np.isclose(g["tokens"], at) if at is not None else np.ones(len(g), dtype=bool)
+    if main.all() or not main.any():
+        main = np.ones(len(g), dtype=bool)
+    ax.scatter(g[col][main], g["loss"][main], color=colour, marker=marker, zorder=3,
+               label=f"{arch} · {tok}", edgecolor="black", linewidth=0.4)
+    if not main.all():
+        ax.scatter(g[col][~main], g["loss"][~main], facecolors="none", edgecolors=colour,
+                   marker=marker, zorder=3, linewidth=1.0,
+                   label=f"  {arch} · {tok} at other budgets (hollow)")
+
+
+def _nd_lines(ax, g, col: str, nd: dict[str, Any], colour: str) -> None:
+    """The fitted L(N, D) at each of the group's budgets, each line labelled with its D."""
+    from symato.scaling import predict
+
+    n = np.geomspace(g[col].min() / 1.5, g[col].max() * 1.5, 60)
+    for i, d in enumerate(sorted(g["tokens"].unique())):
+        loss = predict(nd, n, d)
+        label = None
+        if i == 0:
+            label = (f"  L(N,D) = {nd['E']:.3g} + {nd['A']:.3g}·N^-{nd['alpha']:.3g}"
+                     f" + {nd['B']:.3g}·D^-{nd['beta']:.3g}, at each D")
+        ax.plot(n, loss, color=colour, ls=(0, (1, 1.5)), lw=1.0, alpha=0.8, label=label)
+        ax.annotate(f"D={_short(d)}", (n[-1], loss[-1]), xytext=(3, 0), fontsize=6,
+                    textcoords="offset points", va="center", color=colour)
 
 
 def plot_training_curves(plt, curves, style: Style):

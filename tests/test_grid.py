@@ -166,16 +166,18 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
                                  "runs": 1}  # fmt: skip
     _snakemake(work, "--quiet", "all")
 
-    # a new size -> only its runs (one per arch of that sub-grid)
-    config["train"]["grids"][0]["sizes"].append("L4-D128")
+    # a new size -> only its runs (one per arch and budget of that sub-grid)
+    grid = config["train"]["grids"][0]
+    grid["sizes"].append("L4-D128")
+    k = len(grid["archs"]) * len(grid["tokens"])
     _write_config(work, config)
-    assert _job_counts(work) == {"run_settings": 2, "train": 2, "evaluate": 2, "runs": 1}
+    assert _job_counts(work) == {"run_settings": k, "train": k, "evaluate": k, "runs": 1}
     _snakemake(work, "--quiet", "all")
 
     # an evaluation setting -> every evaluation, no training
     config["eval"]["restoration_syllables"] = 10
     _write_config(work, config)
-    assert _job_counts(work) == {"evaluate": n + 2, "runs": 1}
+    assert _job_counts(work) == {"evaluate": n + k, "runs": 1}
 
 
 SNAKEFILE_REAL = SNAKEFILE.replace('SYMATO = os.path.abspath("stub_symato")\n', "")

@@ -149,6 +149,9 @@ def test_plot_writes_every_figure(fake, tmp_path):
     svg_text = (outdir / "scaling_params.svg").read_text()
     # The group without a fit is drawn as points and the figure says why.
     assert "points only" in svg_text and "L(N) needs at least 4 runs" in svg_text
+    # symato/rwkv has 3 budgets: L(N, D) is drawn at each, runs off the L(N) budget hollow.
+    assert "at each D" in svg_text and "at other budgets" in svg_text
+    assert all(f"D={k}k" in svg_text for k in (100, 200, 400))
 
 
 def test_svg_is_byte_stable(fake, tmp_path):
