@@ -3,7 +3,8 @@
 # The grid (symato.grid.expand_grid) is the union of config["train"]["grids"]; each run
 # is results/runs/{tokenizer}/{run}/ with settings.json, metrics.jsonl, model.pt. Every
 # setting is in params:, so changing one reruns exactly the runs it belongs to, and a
-# new size or budget adds only its own runs.
+# new size or budget adds only its own runs. A byte-budget run (...-B700k, docs/training.md)
+# resolves its tokens in run_settings from the tokenizer's shard manifest, its one input.
 
 import re
 import sys
@@ -13,7 +14,7 @@ from symato.grid import expand_grid, settings_args, with_defaults
 TRAIN = with_defaults(config.get("train"), "train.schema.yaml")
 
 # The report stage reads this: one dict per run (tokenizer, run, arch, n_layer, n_embd,
-# tokens, grids, settings).
+# tokens, text_bytes, grids, settings; tokens is None for a byte budget).
 GRID_RUNS = expand_grid(config, results=RESULTS)
 GRID_INDEX = {(r["tokenizer"], r["run"]): r for r in GRID_RUNS}
 RUN_DIR = f"{RESULTS}/runs/{{tokenizer}}/{{run}}"
@@ -27,6 +28,17 @@ def grid_settings(wildcards) -> dict:
     return GRID_INDEX[key]["settings"]
 
 
+def budget_manifest(wildcards) -> list[str]:
+    """A byte-budget run's shard manifest (its tokens come from it); nothing for token runs.
+
+    Why not for token runs too: their settings do not depend on it, and a new input would
+    make Snakemake's input trigger rerun every finished token run.
+    """
+    if "text_bytes" not in grid_settings(wildcards):
+        return []
+    return [f"{RESULTS}/shards/{wildcards.tokenizer}/manifest.json"]
+
+
 # torchrun for a run that holds more than one GPU (DDP). The choice is made in the shell
 # from the job's granted `gpu` resource, not from config, because a local run may be
 # capped below `train.gpus_per_run` (rules/common.smk); keeping it out of params also
@@ -37,7 +49,7 @@ TORCHRUN = f"{shlex.quote(sys.executable)} -m torch.distributed.run --standalone
 # Used by this stage's rules only (a global constraint would bind other stages' rules).
 RUN_WILDCARDS = {
     "tokenizer": "|".join(re.escape(t) for t in config.get("tokenizers", [])) or "[^/]+",
-    "run": r"(rwkv|gpt)-L[0-9]+-D[0-9]+-T[0-9]+[kMG]?",
+    "run": r"(rwkv|gpt)-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?",
 }
 
 
@@ -47,6 +59,8 @@ localrules:
 
 rule run_settings:
     """Write one run's settings.json from its params (the whole description of the run)."""
+    input:
+        budget_manifest,
     output:
         f"{RUN_DIR}/settings.json",
     wildcard_constraints:

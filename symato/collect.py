@@ -7,7 +7,10 @@ tables come out:
 - runs (``results/scaling/runs.csv``): one row per run from its ``settings.json`` and
   ``metrics.json``; ``loss`` is bits per byte (comparable across tokenizers), ``params``
   total parameters, ``tokens`` training tokens, ``flops`` training FLOPs as counted by
-  the model's own formula.
+  the model's own formula. ``text_bytes`` is the budget in bytes of training text of a
+  byte-budget run (empty for a token budget) and ``budget`` a label of the budget asked
+  for (``300k tokens`` or ``700k text bytes``): runs with the same label are comparable
+  across tokenizers.
 - curves: one row per validation evaluation in each run's ``metrics.jsonl`` (val bits
   per byte against tokens and FLOPs seen), for the training-curve figure.
 - tokenizers: per tokenizer and split, tokens per syllable and per byte from the shard
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from symato.errors import SymatoError
+from symato.grid import format_tokens
 from symato.io import atomic_path, read_json
 
 # runs.csv columns: (column, source key in metrics.json / settings.json).
@@ -41,6 +45,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("params", "params_total"),
     ("params_non_embedding", "params_non_embedding"),
     ("tokens", "train_tokens"),
+    ("text_bytes", "text_bytes"),
     ("flops", "train_flops"),
     ("loss", "bits_per_byte"),
     ("bits_per_syllable", "bits_per_syllable"),
@@ -99,8 +104,23 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             raise SymatoError(
                 f"{metrics_path}: key {key!r} is missing (also not in {settings_path.name})"
             )
+    configured = _number(settings.get("tokens"), str(settings_path), "tokens")
+    row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"])
     row["run_dir"] = run_dir.as_posix()
     return row
+
+
+def budget_label(text_bytes: float | None, tokens: float) -> str:
+    """What a run's budget fixed: ``700k text bytes`` (byte budget) or ``300k tokens``.
+
+    Why a label: byte-budget runs of different tokenizers train on different token counts,
+    so ``tokens`` cannot say which runs belong to one comparison; the label can. A token
+    run's label uses its configured budget (settings.json), not the tokens actually
+    trained (whole batches), so the label matches the run name.
+    """
+    if text_bytes is not None:
+        return f"{format_tokens(int(text_bytes))} text bytes"
+    return f"{format_tokens(int(tokens))} tokens"
 
 
 def curve_rows(run_dir: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,7 +232,7 @@ def main(argv: list[str]) -> int:
         if key in seen:
             raise SymatoError(f"run {key[0]}/{key[1]} appears twice: {seen[key]} and {d}")
         seen[key] = d
-    columns = [c for c, _ in RUN_COLUMNS] + ["run_dir"]
+    columns = [c for c, _ in RUN_COLUMNS] + ["budget", "run_dir"]
     write_csv(args.out, columns, rows)
     no_loss = [f"{r['tokenizer']}/{r['run']}" for r in rows if r["loss"] is None]
     msg = f"symato collect: {len(rows)} runs -> {args.out}"

@@ -295,17 +295,47 @@ def _frontier(g) -> list[dict[str, float]]:
 
 
 def equal_size_table(runs):
-    """Bits per byte per tokenizer for each (arch, layers, width, tokens) trained with >= 2.
+    """Bits per byte per tokenizer for each (arch, layers, width, budget) trained with >= 2.
 
     Equal size means the same transformer body; total parameters differ by the
-    embedding, which is exactly what the tokenizer changes.
+    embedding, which is exactly what the tokenizer changes. The budget is the runs
+    table's ``budget`` label (``700k text bytes`` or ``300k tokens``), so byte-budget runs,
+    whose token counts differ per tokenizer, land in one row; a table without that
+    column (older runs.csv) falls back to ``{tokens} tokens``.
     """
-    keys = ["arch", "n_layer", "n_embd", "tokens"]
-    if not len(runs) or any(k not in runs.columns for k in keys):
+    keys = ["arch", "n_layer", "n_embd", "budget"]
+    if not len(runs) or any(k not in runs.columns for k in ("arch", "n_layer", "n_embd", "tokens")):
         return None
     pts = runs.dropna(subset=["loss"])
+    if "budget" in pts.columns:
+        pts = pts.assign(budget=pts["budget"].fillna(pts["tokens"].map(_tokens_label)))
+    else:
+        pts = pts.assign(budget=pts["tokens"].map(_tokens_label))
     table = pts.pivot_table(index=keys, columns="tokenizer", values="loss", aggfunc="mean")
     return table[table.notna().sum(axis=1) >= 2]
+
+
+def _tokens_label(tokens: float) -> str:
+    return f"{_short(tokens)} tokens"
+
+
+def budget_note(budgets) -> str:
+    """What the equal-size comparison held equal: text (byte budgets), tokens, or both."""
+    labels = {str(b) for b in budgets}
+    text = {b for b in labels if b.endswith("text bytes")}
+    parts = []
+    if text:
+        parts.append("Rows with a budget in text bytes (`bytes:` in `train.grids`) trained "
+                     "every tokenizer on the same amount of *text* (as many tokens as cover "
+                     "it), so they compare the tokenizers alone.")
+    if labels - text:
+        parts.append("Rows with a token budget trained on the same number of *tokens*, which "
+                     "is a different amount of text per tokenizer: a tokenizer with fewer "
+                     "tokens per byte (table above) saw proportionally more of the corpus.")
+        if not text:
+            parts.append("Compare at equal text with a budget in bytes (`bytes:` in a "
+                         "`train.grids` sub-grid, docs/training.md).")
+    return " ".join(parts)
 
 
 def plot_tokenizers(plt, toks, runs, style: Style):
@@ -331,7 +361,9 @@ def plot_tokenizers(plt, toks, runs, style: Style):
     if table is None or not len(table):
         _empty(ax, "no model size was trained\nwith two or more tokenizers")
         return fig
-    labels = [f"{a} L{int(layer)}-D{int(d)}\n{_short(t)} tok" for a, layer, d, t in table.index]
+    if all(str(b).endswith("text bytes") for b in table.index.get_level_values("budget")):
+        ax.set_title("Bits per byte at equal model size and equal text")
+    labels = [f"{a} L{int(layer)}-D{int(d)}\n{b}" for a, layer, d, b in table.index]
     width = 0.8 / len(table.columns)
     for i, tok in enumerate(sorted(table.columns)):
         ax.bar(np.arange(len(table)) + i * width, table[tok].values, width, label=tok,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from symato.io import read_json, write_text_atomic
-from symato.plots import _read_csv, equal_size_table
+from symato.plots import _read_csv, budget_note, equal_size_table
 
 RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),
@@ -124,14 +124,13 @@ def tokenizer_section(toks, runs) -> str:
     eq = equal_size_table(runs)
     if eq is not None and len(eq):
         cols = sorted(eq.columns)
-        rows = [[f"{a} L{int(layer)}-D{int(d)}", t, *(row[c] for c in cols)]
-                for (a, layer, d, t), row in eq.iterrows()]
-        parts.append("Bits per byte at equal model size (same layers and width):\n\n"
-                     + table(["model", "tokens", *cols], rows)
-                     + "\n\nThese runs trained on the same number of *tokens*, which is a "
-                     "different amount of *text* per tokenizer: a tokenizer with fewer tokens "
-                     "per byte (table above) saw proportionally more of the corpus. Compare "
-                     "at equal text by giving each tokenizer its own token budget in `train:`.")
+        rows = [[f"{a} L{int(layer)}-D{int(d)}", b, *(row[c] for c in cols)]
+                for (a, layer, d, b), row in eq.iterrows()]
+        budgets = list(eq.index.get_level_values("budget"))
+        parts.append("Bits per byte at equal model size (same layers and width), "
+                     f"trained on {' / '.join(dict.fromkeys(budgets))}:\n\n"
+                     + table(["model", "budget", *cols], rows)
+                     + "\n\n" + budget_note(budgets))
     else:
         parts.append("No model size was trained with two or more tokenizers.")
     return "\n\n".join(parts)

@@ -39,7 +39,7 @@ def test_demo_grid_has_the_required_runs() -> None:
     assert compared == set(config["tokenizers"])
     keys = [(r["tokenizer"], r["run"]) for r in runs]
     assert len(keys) == len(set(keys))  # a run asked for by two sub-grids exists once
-    assert all(re.fullmatch(r"(rwkv|gpt)-L\d+-D\d+-T\d+[kMG]?", r["run"]) for r in runs)
+    assert all(re.fullmatch(r"(rwkv|gpt)-L\d+-D\d+-[TB]\d+[kMG]?", r["run"]) for r in runs)
 
 
 def test_settings_and_overrides() -> None:
