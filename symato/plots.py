@@ -366,11 +366,13 @@ def plot_tokenizers(plt, toks, runs, style: Style):
     labels = [f"{a} L{int(layer)}-D{int(d)}\n{b}" for a, layer, d, b in table.index]
     width = 0.8 / len(table.columns)
     for i, tok in enumerate(sorted(table.columns)):
-        ax.bar(np.arange(len(table)) + i * width, table[tok].values, width, label=tok,
-               hatch=["", "//", "..", "xx", "\\\\"][i % 5], edgecolor="white")
+        bars = ax.bar(np.arange(len(table)) + i * width, table[tok].values, width, label=tok,
+                      hatch=["", "//", "..", "xx", "\\\\"][i % 5], edgecolor="white")
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(np.arange(len(table)) + 0.4 - width / 2, labels, fontsize=7)
     ax.set_ylabel("validation bits per byte")
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, float(np.nanmax(table.values)) * 1.35)  # headroom: labels and legend
+    ax.legend(fontsize=7, ncols=2, loc="upper center")
     return fig
 
 
