@@ -134,14 +134,15 @@ def restoration(model: Any, tokenizer: Any, docs: list[str],
                 baseline: dict[str, int] | None) -> dict[str, Any]:
     """Restoration accuracy of ``model`` and of the baseline on ``docs``."""
     from symato.generate import restore_ids
-    from symato.restoration import prepare
+    from symato.restoration import prepare, whole_choices
     from symato.syllable import strip_marks
 
     total = model_ok = base_ok = 0
     for text in docs:
         original = _syllables(text)
         ids, slots = prepare(strip_marks(text), tokenizer)
-        restored_text = tokenizer.decode(restore_ids(model, ids, slots, bos_id=tokenizer.eot_id))
+        wholes = whole_choices(ids, slots, tokenizer)
+        restored_text = tokenizer.decode(restore_ids(model, ids, slots, tokenizer.eot_id, wholes))
         restored = _syllables(restored_text)
         if len(restored) != len(original):
             raise SymatoError(

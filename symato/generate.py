@@ -192,6 +192,7 @@ def restore_ids(
     ids: Sequence[int],
     slots: Iterable[tuple[int, Iterable[int]]],
     bos_id: int | None = None,
+    wholes: Sequence[dict[int, int]] | None = None,
 ) -> list[int]:
     """Fill each slot with the allowed id the model scores highest, left to right.
 
@@ -200,36 +201,68 @@ def restore_ids(
     the model's own earlier choices (greedy). ``bos_id`` (e.g. the end-of-text id) is
     fed first as context; without it a slot at position 0 is an error. One
     ``forward_step`` per stretch between slots; nothing after the last slot is fed.
+
+    ``wholes`` (one dict per slot, from ``symato.restoration.whole_choices``) serves
+    vocabularies with whole-syllable ids: a candidate with a whole id is scored as
+    P(whole id | context before the sym), the others as P(sym | context) x P(marktone |
+    context, sym), and when a whole id wins it replaces the slot's ``sym marktone``
+    pair, so the result can be shorter than ``ids``.
     """
-    out = list(ids)
-    checked = _check_slots(len(out), slots)
-    if not checked:
-        return out
+    checked = _check_slots(len(ids), slots)
+    if wholes is not None and len(wholes) != len(checked):
+        raise SymatoError(f"restoration: {len(wholes)} whole-id maps for {len(checked)} slots")
     vocab = int(model.config.vocab_size)
-    for pos, cands in checked:
-        if cands[0] < 0 or cands[-1] >= vocab:
+    for i, (pos, cands) in enumerate(checked):
+        extra = list(wholes[i].values()) if wholes else []
+        if min(cands + extra) < 0 or max(cands + extra) >= vocab:
             raise SymatoError(f"restoration slot at {pos}: ids {cands} outside vocabulary {vocab}")
-    feeder = Feeder(model)
-    fed = 0
-    prefix = [] if bos_id is None else [int(bos_id)]
-    for pos, cands in checked:
-        chunk = prefix + out[fed:pos]
-        prefix = []
-        if not chunk:
-            raise SymatoError("restoration slot at position 0 needs bos_id as context")
-        logits = feeder.feed(chunk)
-        choice = cands[int(torch.argmax(logits[cands]))]
-        out[pos] = choice
-        fed = pos
-    return out
+    out: list[int] = []
+    pending = [] if bos_id is None else [int(bos_id)]  # in ``out`` (or bos), not yet fed
+    feeder, fed = Feeder(model), 0
+    for i, (pos, cands) in enumerate(checked):
+        whole = wholes[i] if wholes else {}
+        if whole:
+            written, pending = _restore_with_wholes(
+                feeder, pending + list(ids[fed : pos - 1]), int(ids[pos - 1]), cands, whole, pos)
+            out += list(ids[fed : pos - 1]) + written
+        else:
+            chunk = pending + list(ids[fed:pos])
+            if not chunk:
+                raise SymatoError("restoration slot at position 0 needs bos_id as context")
+            logits = feeder.feed(chunk)
+            pending = [cands[int(torch.argmax(logits[cands]))]]
+            out += list(ids[fed:pos]) + pending
+        fed = pos + 1
+    return out + list(ids[fed:])
+
+
+def _restore_with_wholes(feeder: Feeder, before: list[int], sym: int, cands: list[int],
+                         whole: dict[int, int], pos: int) -> tuple[list[int], list[int]]:
+    """The best syllable at one slot: (its tokens, those of them not fed yet), i.e.
+    ``([whole], [whole])`` or ``([sym, marktone], [marktone])``. Models return a new
+    state from ``forward_step`` and never change the one passed in, so a snapshot of
+    the feeder is a shallow copy."""
+    if not before:
+        raise SymatoError(f"restoration slot at {pos} needs context before its sym (bos_id)")
+    lp_before = torch.log_softmax(feeder.feed(before), -1)
+    snapshot = (feeder.state, feeder.cached, list(feeder.history))
+    lp_after = torch.log_softmax(feeder.feed([sym]), -1)
+    scores = [float(lp_before[whole[c]]) if c in whole
+              else float(lp_before[sym] + lp_after[c]) for c in cands]
+    best = cands[max(range(len(cands)), key=scores.__getitem__)]
+    if best not in whole:
+        return [sym, best], [best]
+    feeder.state, feeder.cached, feeder.history = snapshot  # un-feed the sym
+    return [whole[best]], [whole[best]]
 
 
 def restore_text(model: nn.Module, tokenizer: Any, text: str) -> str:
     """Restore the diacritics of ``text`` (typed without them); return the new text."""
-    from symato.restoration import prepare
+    from symato.restoration import prepare, whole_choices
 
     ids, slots = prepare(text, tokenizer)
-    return tokenizer.decode(restore_ids(model, ids, slots, bos_id=tokenizer.eot_id))
+    wholes = whole_choices(ids, slots, tokenizer)
+    return tokenizer.decode(restore_ids(model, ids, slots, tokenizer.eot_id, wholes))
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -63,6 +63,32 @@ def prepare(text: str, tokenizer: Tokenizer) -> tuple[list[int], list[Slot]]:
     return ids, slots
 
 
+def whole_choices(ids: Sequence[int], slots: Sequence[Slot], tokenizer: Tokenizer
+                  ) -> list[dict[int, int]]:
+    """Per slot, ``{marktone id: whole-syllable id}`` for the candidates the vocabulary
+    writes as one id (symato+N); empty dicts for plain symato.
+
+    Why: a symato+N model only ever saw those syllables as their whole id, never as
+    ``sym marktone``, so scoring them by the marktone after a bare sym asks the model
+    about text it never saw. ``symato.generate.restore_ids`` scores them as the whole
+    id instead.
+    """
+    _require_symato(tokenizer)
+    table = S.composed_table(tokenizer.tone_style)
+    out: list[dict[int, int]] = []
+    for pos, allowed in slots:
+        sym = tokenizer.sym_of(ids[pos - 1]) if pos > 0 else None
+        choices: dict[int, int] = {}
+        if sym is not None:
+            for mt_id in allowed:
+                mt = tokenizer.marktone_index(mt_id)
+                whole = tokenizer.whole_id(table.get((sym, mt), "")) if mt is not None else None
+                if whole is not None:
+                    choices[mt_id] = whole
+        out.append(choices)
+    return out
+
+
 def apply_choices(ids: Sequence[int], slots: Sequence[Slot], choices: Sequence[int]) -> list[int]:
     """``ids`` with each slot's placeholder replaced by the chosen marktone id."""
     if len(choices) != len(slots):

@@ -339,6 +339,10 @@ class Tokenizer:
         """The id of ``sym`` (None for non-symato kinds or unknown syms)."""
         return self._sym_ids.get(sym) if self._syms else None
 
+    def whole_id(self, syllable: str) -> int | None:
+        """The whole-syllable id of a lower-case canonical syllable (symato+N), else None."""
+        return self._syl_ids.get(syllable)
+
     def id_to_piece(self, token_id: int) -> str:
         """The piece name of an id (bytes are ``<0xNN>``; whole syllables ``=syllable``)."""
         self._check_ids([token_id])

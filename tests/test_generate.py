@@ -141,6 +141,44 @@ def test_restore_ids_greedy_over_allowed(arch):
     assert len({got[p] for p in positions}) > 1  # the model really discriminates
 
 
+def restore_wholes_by_recompute(model, ids, slots, wholes, bos):
+    """Whole-id scoring, computed by full forward passes over the exact sequences."""
+    out, fed = [], 0
+    with torch.no_grad():
+        for (pos, allowed), whole in zip(slots, wholes, strict=True):
+            before = [bos, *out, *ids[fed : pos - 1]]
+            lp = torch.log_softmax(model(torch.tensor([before]))[0, -1], -1)
+            lp_sym = torch.log_softmax(model(torch.tensor([[*before, ids[pos - 1]]]))[0, -1], -1)
+            scores = {c: float(lp[whole[c]]) if c in whole else float(lp[ids[pos - 1]] + lp_sym[c])
+                      for c in sorted(allowed)}
+            best = max(scores, key=scores.get)
+            tail = [whole[best]] if best in whole else [ids[pos - 1], best]
+            out += [*ids[fed : pos - 1], *tail]
+            fed = pos + 1
+    return out + ids[fed:]
+
+
+@pytest.mark.parametrize("arch", ["rwkv", "gpt"])
+def test_restore_ids_scores_whole_syllable_ids(arch):
+    """With whole-syllable ids (symato+N), a winning whole id replaces "sym marktone"
+    and the model's state is rewound: same result as recomputing every prefix."""
+    model = tiny(arch)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 20, (40,), generator=g).tolist()
+    positions = [2, 4, 9, 12, 20, 27, 39]
+    slots = [(p, [20, 21, 22 + (p % 3)]) for p in positions]
+    wholes = [{20: 25 + (p % 3)} if p % 2 else {21: 26, 22 + (p % 3): 27} for p in positions]
+    got = restore_ids(model, ids, slots, bos_id=28, wholes=wholes)
+    assert got == restore_wholes_by_recompute(model, ids, slots, wholes, bos=28)
+    used = sum(1 for t in got if 25 <= t <= 27)
+    assert used > 0
+    if arch == "rwkv":  # this model picks both kinds: whole ids and sym + marktone
+        assert used < len(positions)
+    assert len(got) == len(ids) - used
+    no_wholes = restore_ids(model, ids, slots, bos_id=28, wholes=[{} for _ in positions])
+    assert no_wholes == restore_ids(model, ids, slots, bos_id=28)
+
+
 def test_restore_ids_rejects_bad_slots():
     model = tiny("rwkv")
     with pytest.raises(SymatoError, match="not after"):
