@@ -74,17 +74,14 @@ def whole_choices(ids: Sequence[int], slots: Sequence[Slot], tokenizer: Tokenize
     id instead.
     """
     _require_symato(tokenizer)
-    table = S.composed_table(tokenizer.tone_style)
     out: list[dict[int, int]] = []
     for pos, allowed in slots:
-        sym = tokenizer.sym_of(ids[pos - 1]) if pos > 0 else None
         choices: dict[int, int] = {}
-        if sym is not None:
-            for mt_id in allowed:
-                mt = tokenizer.marktone_index(mt_id)
-                whole = tokenizer.whole_id(table.get((sym, mt), "")) if mt is not None else None
-                if whole is not None:
-                    choices[mt_id] = whole
+        for mt_id in allowed:
+            mt = tokenizer.marktone_index(mt_id)
+            whole = tokenizer.whole_id(ids[pos - 1], mt) if pos > 0 and mt is not None else None
+            if whole is not None:
+                choices[mt_id] = whole
         out.append(choices)
     return out
 

@@ -233,10 +233,13 @@ class Tokenizer:
         self._sym_ids = {s: self._sym_base + i for i, s in enumerate(self._syms)}
         self._syl_ids = {s: self._syl_base + i for i, s in enumerate(self._syllables)}
         self._compose: dict[int, list[bytes]] = {}  # key sym_id * 18 + mt -> [lower, title, upper]
+        self._whole_of: dict[int, int] = {}  # key sym_id * 18 + mt -> whole-syllable id
         if self._syms:
             for (sym, mt), form in S.composed_table(self.tone_style).items():
                 key = self._sym_ids[sym] * S.MARKTONES + mt
                 self._compose[key] = [_utf8(S._apply_case(form, c)) for c in S.CASES]
+                if form in self._syl_ids:
+                    self._whole_of[key] = self._syl_ids[form]
             self._whole = [[_utf8(S._apply_case(s, c)) for c in S.CASES] for s in self._syllables]
 
     def _init_sentencepiece(self) -> None:
@@ -339,9 +342,9 @@ class Tokenizer:
         """The id of ``sym`` (None for non-symato kinds or unknown syms)."""
         return self._sym_ids.get(sym) if self._syms else None
 
-    def whole_id(self, syllable: str) -> int | None:
-        """The whole-syllable id of a lower-case canonical syllable (symato+N), else None."""
-        return self._syl_ids.get(syllable)
+    def whole_id(self, sym_id: int, marktone: int) -> int | None:
+        """The whole-syllable id (symato+N) of the syllable ``sym marktone``, else None."""
+        return self._whole_of.get(sym_id * S.MARKTONES + marktone)
 
     def id_to_piece(self, token_id: int) -> str:
         """The piece name of an id (bytes are ``<0xNN>``; whole syllables ``=syllable``)."""

@@ -343,3 +343,21 @@ def test_restoration_prepare(tok, tok_plus):
         apply_choices(ids, slots, [slots[0][1][0]] * (len(slots) - 1) + [t.marktone_ids[0]])
     with pytest.raises(SymatoError, match="symato vocabulary"):
         prepare("abc", build_vocab("bytes"))
+
+
+def test_restoration_whole_choices(tok, tok_plus):
+    """Every candidate with a whole id is exactly the id the tokenizer encodes that
+    syllable as; plain symato has none."""
+    from symato.restoration import prepare, whole_choices
+
+    text = "Nuoc Viet Nam hinh chu S. DIEU 7, ok  Việt ac"
+    ids, slots = prepare(text, tok)
+    assert whole_choices(ids, slots, tok) == [{} for _ in slots]
+    ids, slots = prepare(text, tok_plus)
+    wholes = whole_choices(ids, slots, tok_plus)
+    assert any(wholes)
+    for (pos, allowed), whole in zip(slots, wholes, strict=True):
+        for mt_id in allowed:
+            piece = tok_plus.decode([ids[pos - 1], mt_id])  # lower case: no case token there
+            encoded = tok_plus.encode(piece)
+            assert (encoded == [whole[mt_id]]) if mt_id in whole else (len(encoded) == 2), piece
