@@ -1,14 +1,17 @@
 # symato: raw Vietnamese corpus -> cleaning -> statistics -> vocabularies -> token shards
-# -> training grid (RWKV-4, GPT) -> evaluation -> scaling-law fits -> report.
+# -> training grid -> evaluation -> scaling-law fits -> report.
 #
-# Every rule runs the `symato` command-line tool with its settings in `params:`, so a
-# changed setting reruns exactly the jobs that depend on it. See docs/architecture.md.
+# Every compute rule runs the `symato` command-line tool with its settings in `params:`,
+# so a changed setting reruns exactly the jobs that depend on it; the report's figures
+# and summary are short scripts in workflow/scripts/. See docs/architecture.md.
 
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
 
-from symato.configschema import fill_defaults
+from symato.config import prepare
+from symato.errors import SymatoError
 
 min_version("9.0")
 
@@ -16,9 +19,12 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-# validate() does not follow $ref into the section schemas for defaults: fill them here.
-fill_defaults(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+# The one place the config is checked and completed: every default of every section
+# (schemas in workflow/schemas/, registries of the package) is filled in here, once.
+try:
+    prepare(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+except SymatoError as _exc:
+    raise WorkflowError(f"config error: {_exc}") from None
 
 
 include: "rules/common.smk"
@@ -32,7 +38,25 @@ include: "rules/report.smk"
 
 
 rule all:
-    """Everything: data stages, the training grid, fits, plots and the summary."""
+    """Everything: data stages, the training grid, fits, figures and the summary."""
     input:
         lambda wildcards: all_targets(),
     default_target: True
+
+
+rule data:
+    """Every data stage: cleaned corpus, statistics, vocabularies and token shards."""
+    input:
+        lambda wildcards: TARGETS["data"],
+
+
+rule runs:
+    """Train and evaluate every run of the grid."""
+    input:
+        lambda wildcards: TARGETS["runs"],
+
+
+rule report_inputs:
+    """Everything the HTML report shows (then: snakemake --report results/report.html)."""
+    input:
+        lambda wildcards: TARGETS["report"],

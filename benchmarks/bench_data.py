@@ -57,8 +57,8 @@ def corpus_paragraphs(megabytes: float) -> list[str]:
 def bench_tokenize(tmp: Path, megabytes: float) -> dict[str, float]:
     """Single-process tokenize throughput (MB of text per second) per tokenizer."""
     from symato import Tokenizer
-    from symato.shards import tokenize_shard
-    from symato.vocab import build_vocab
+    from symato.data.tokenize import tokenize_shard
+    from symato.text.vocab import build_vocab
 
     texts = corpus_paragraphs(megabytes)
     clean = tmp / "clean.parquet"
@@ -156,7 +156,7 @@ def parallel_share(work: Path) -> dict[str, Any]:
 RSS_PROBE = r"""
 import json, sys, time
 import numpy as np
-from symato.data import TokenDataset
+from symato.data.loader import TokenDataset
 
 def status():
     out = {}
@@ -184,7 +184,7 @@ print(json.dumps({"tokens": ds.num_tokens, "batch_ms": round(per_batch_ms, 3),
 
 def write_synthetic(folder: Path, total_tokens: int, shards: int) -> None:
     """Random uint16 token shards (~1,000-token documents) plus their manifest."""
-    from symato.shards import write_manifest, write_token_shard
+    from symato.data.tokenize import write_manifest, write_token_shard
 
     rng = np.random.default_rng(0)
     per_shard = total_tokens // shards

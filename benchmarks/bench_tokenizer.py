@@ -69,7 +69,7 @@ def syllable_stats(text: str, folder: Path) -> tuple[int, int]:
     symato spends on them: 2 each plus a case token for Title/UPPER, 1 per byte otherwise)."""
     import pandas as pd
 
-    from symato.syllable import LETTER_RUN, is_canonical_syllable, parse
+    from symato.text.syllable import LETTER_RUN, is_canonical_syllable, parse
 
     counts: Counter[str] = Counter()
     syllables = spent = 0
@@ -100,8 +100,8 @@ def build_all(text: str, work: Path, size: int, n: int) -> dict[str, tuple]:
     """name -> (fresh-instance factory, encode(inst, doc), decode(inst, ids))."""
     import pandas as pd
 
-    from symato.tokenizer import Tokenizer
-    from symato.vocab import build_vocab
+    from symato.text.tokenizer import Tokenizer
+    from symato.text.vocab import build_vocab
 
     (work / "clean" / "shards").mkdir(parents=True)
     pd.DataFrame({"doc_id": ["0"], "source": ["bench"], "text": [text]}).to_parquet(

@@ -1,6 +1,6 @@
 """Training throughput (tokens/s) per architecture and size, through the real trainer.
 
-Why through ``symato.train.Trainer``: the number that matters for planning a grid is
+Why through ``symato.run.train.Trainer``: the number that matters for planning a grid is
 what a run actually achieves (data loading, AdamW, clipping included), not a bare
 forward/backward. Synthetic shards with a given vocabulary size stand in for the
 corpus, since throughput does not depend on the text.
@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from symato.grid import SETTINGS_SPEC, parse_size
+from symato.data.tokenize import write_manifest, write_token_shard
 from symato.io import write_json_atomic
-from symato.shards import write_manifest, write_token_shard
-from symato.train import Trainer
+from symato.run.grid import parse_size
+from symato.run.settings import default_settings
+from symato.run.train import Trainer
 
 
 def synthetic_shards(root: Path, vocab: int, tokens: int) -> None:
@@ -47,19 +48,14 @@ def synthetic_shards(root: Path, vocab: int, tokens: int) -> None:
 
 def settings_for(args: argparse.Namespace, arch: str, size: str, root: Path) -> dict:
     n_layer, n_embd = parse_size(size)
-    s = {
-        "tokenizer": "bench", "run": f"{arch}-{size}", "arch": arch, "n_layer": n_layer,
-        "n_embd": n_embd, "n_head": max(1, n_embd // args.head_size), "ctx_len": args.ctx_len,
-        "batch_size": args.batch_size, "grad_accum": 1, "tokens": 1, "steps": 10**9,
-        "lr": 1e-3, "lr_min": 1e-4, "warmup_steps": 0, "schedule": "cosine",
-        "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "grad_clip": 1.0,
-        "seed": 0, "precision": "auto", "compile": args.compile, "eval_interval": 0,
-        "eval_windows": 1, "log_interval": 1, "checkpoint_steps": 0, "checkpoint_minutes": 0,
-        "device": args.device, "threads": args.threads, "shards_dir": str(root / "shards"),
-        "vocab_file": str(root / "vocab.json"),
-    }  # fmt: skip
-    assert set(s) == set(SETTINGS_SPEC)
-    return s
+    return default_settings(
+        tokenizer="bench", run=f"{arch}-{size}", arch=arch, n_layer=n_layer, n_embd=n_embd,
+        head_size=args.head_size, ctx_len=args.ctx_len, batch_size=args.batch_size, tokens=1,
+        steps=10**9, lr=1e-3, lr_min=1e-4, warmup_steps=0, seed=0, compile=args.compile,
+        eval_interval=0, eval_windows=1, checkpoint_steps=0, checkpoint_minutes=0,
+        device=args.device, threads=args.threads, shards_dir=str(root / "shards"),
+        vocab_file=str(root / "vocab.json"),
+    )
 
 
 def measure(settings: dict, out: Path, warmup: int, steps: int) -> tuple[float, dict, float]:

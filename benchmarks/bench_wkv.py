@@ -1,6 +1,6 @@
 """Benchmark of the WKV operator on CPU: the C++ backend vs the pure-PyTorch reference.
 
-Times forward+backward (the training cost) through the public ``symato.wkv.wkv`` entry
+Times forward+backward (the training cost) through the public ``symato.models.ops.wkv4.wkv`` entry
 point, side by side in one run, and prints a Markdown table with the machine named
 (``lscpu`` model name, core count, torch threads). The GPU numbers come from
 ``scripts/gpu_check.sh``, which needs a GPU machine.
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from symato.io import write_json_atomic
-from symato.wkv import load_extension, wkv
+from symato.models.ops.wkv4 import load_extension, wkv
 
 
 def machine() -> str:

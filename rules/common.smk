@@ -1,5 +1,8 @@
-# Shared helpers for every rules file: how to call the CLI, where logs go, targets.
+# Shared by every rules file: how to call the CLI, canonical params, targets, GPUs.
+# Paths are written out literally in each rule (results/..., resources/...).
 
+import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -14,12 +17,9 @@ def _symato_command() -> str:
 
 
 SYMATO = _symato_command()
-RESULTS = "results"
-RESOURCES = "resources"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
 
-# Each rules file appends its final outputs here; `rule all` asks for all of them.
+# Each rules file appends its final outputs here; the Snakefile's target rules (all,
+# data, runs, report_inputs) ask for them.
 TARGETS: dict[str, list] = {"data": [], "runs": [], "report": []}
 
 
@@ -28,12 +28,33 @@ def all_targets() -> list:
     return [path for paths in TARGETS.values() for path in paths]
 
 
+def canonical(value):
+    """``value`` with the keys of every mapping in it sorted.
+
+    Why: Snakemake compares a rule's params by their repr, and a dict's repr follows its
+    insertion order, i.e. the key order of config.yaml. The same settings written in
+    another order (a YAML tool that sorts keys) must not rerun anything.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
+def cli_options(pairs) -> str:
+    """`--name value` options for the shell, from (name, value) pairs, values quoted."""
+    return " ".join(
+        f"--{name} {shlex.quote(json.dumps(value) if isinstance(value, bool) else str(value))}"
+        for name, value in pairs
+    )
+
+
 def gpus_present() -> int:
     """GPUs this machine offers: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`.
 
     Why not torch: importing it would slow every Snakemake start by seconds.
     """
-    import os
     import shutil
     import subprocess
 

@@ -1,14 +1,10 @@
-# Stage 7: the results table, scaling-law fits, figures and summary.md, all cheap (local).
+# Stage 8: the results table, scaling-law fits, figures and summary.md, all cheap (local).
 # Every figure and table is registered with report(); `snakemake --report
 # results/report.html` then rebuilds the HTML from what is on disk, without rerunning.
 
-from symato.grid import with_defaults
-from symato.plots import FIGURES
+from symato.report.figures import FIGURES
 
-REPORT = with_defaults(config.get("report"), "report.schema.yaml")
-SCALING = f"{RESULTS}/scaling"
-PLOTS = f"{RESULTS}/plots"
-# Figures of `symato plot` (symato.plots.FIGURES) -> report category.
+# Figures of `symato plot` (symato.report.figures.FIGURES) -> report category.
 REPORT_FIGURES = {
     "scaling_params": "Scaling laws",
     "loss_vs_compute": "Scaling laws",
@@ -16,12 +12,12 @@ REPORT_FIGURES = {
     "tokenizers": "Vocabulary",
 }
 assert sorted(REPORT_FIGURES) == sorted(FIGURES), "rules/report.smk: figure list out of date"
-# The grid comes from rules/train.smk; a workflow without it reports no runs.
-REPORT_RUNS = [f"{RESULTS}/runs/{r['tokenizer']}/{r['run']}" for r in globals().get("GRID_RUNS", [])]
+REPORT_RUNS = [f"results/runs/{r['tokenizer']}/{r['run']}" for r in GRID_RUNS]
 
 
-# Caption file of each report item, by name (relative to this rules file).
-REPORT_CAPTION = "../workflow/report/{}.rst"
+def caption(name: str) -> str:
+    """The caption file of a report item (relative to this rules file)."""
+    return f"../workflow/report/{name}.rst"
 
 
 localrules:
@@ -37,17 +33,19 @@ rule collect_runs:
         metrics=[f"{d}/metrics.json" for d in REPORT_RUNS],
         logs=[f"{d}/metrics.jsonl" for d in REPORT_RUNS],
         settings=[f"{d}/settings.json" for d in REPORT_RUNS],
-        manifests=expand(f"{RESULTS}/shards/{{tokenizer}}/manifest.json", tokenizer=config["tokenizers"]),
+        manifests=expand("results/shards/{tokenizer}/manifest.json", tokenizer=config["tokenizers"]),
     output:
-        runs=report(f"{SCALING}/runs.csv", caption=REPORT_CAPTION.format("runs_table"), category="Training"),
-        curves=f"{SCALING}/curves.csv",
+        runs=report("results/scaling/runs.csv", caption=caption("runs_table"), category="Training"),
+        curves="results/scaling/curves.csv",
         tokenizers=report(
-            f"{SCALING}/tokenizers.csv", caption=REPORT_CAPTION.format("tokenizer_table"), category="Vocabulary"
+            "results/scaling/tokenizers.csv", caption=caption("tokenizer_table"), category="Vocabulary"
         ),
     params:
         dirs=lambda wildcards, input: [os.path.dirname(p) for p in input.metrics],
     log:
-        f"{LOGS}/collect_runs/collect_runs.log",
+        "results/logs/collect_runs/collect_runs.log",
+    benchmark:
+        "results/benchmarks/collect_runs/collect_runs.tsv"
     shell:
         "{SYMATO} collect {params.dirs:q} --manifests {input.manifests:q} --out {output.runs:q}"
         " --curves {output.curves:q} --tokenizers {output.tokenizers:q} > {log:q} 2>&1"
@@ -56,16 +54,18 @@ rule collect_runs:
 rule fit_scaling:
     """L(N) and L(N, D) per tokenizer and architecture, bootstrap intervals, frontier."""
     input:
-        f"{SCALING}/runs.csv",
+        "results/scaling/runs.csv",
     output:
-        json=f"{SCALING}/fits.json",
-        csv=report(f"{SCALING}/fits.csv", caption=REPORT_CAPTION.format("fits_table"), category="Scaling laws"),
+        json="results/scaling/fits.json",
+        csv=report("results/scaling/fits.csv", caption=caption("fits_table"), category="Scaling laws"),
     params:
-        params_column=REPORT["params_column"],
-        bootstrap=REPORT["bootstrap"],
-        seed=REPORT["seed"],
+        params_column=config["report"]["params_column"],
+        bootstrap=config["report"]["bootstrap"],
+        seed=config["report"]["seed"],
     log:
-        f"{LOGS}/fit_scaling/fit_scaling.log",
+        "results/logs/fit_scaling/fit_scaling.log",
+    benchmark:
+        "results/benchmarks/fit_scaling/fit_scaling.tsv"
     shell:
         "{SYMATO} fit --runs {input:q} --out {output.json:q} --csv {output.csv:q}"
         " --params-column {params.params_column} --bootstrap {params.bootstrap}"
@@ -75,21 +75,23 @@ rule fit_scaling:
 rule plot_scaling:
     """The report's figures (PNG for the report, SVG beside each for papers)."""
     input:
-        runs=f"{SCALING}/runs.csv",
-        curves=f"{SCALING}/curves.csv",
-        tokenizers=f"{SCALING}/tokenizers.csv",
-        fits=f"{SCALING}/fits.json",
+        runs="results/scaling/runs.csv",
+        curves="results/scaling/curves.csv",
+        tokenizers="results/scaling/tokenizers.csv",
+        fits="results/scaling/fits.json",
     output:
         **{
-            name: report(f"{PLOTS}/{name}.png", caption=REPORT_CAPTION.format(name), category=category)
+            name: report(f"results/plots/{name}.png", caption=caption(name), category=category)
             for name, category in REPORT_FIGURES.items()
         },
-        svg=[f"{PLOTS}/{name}.svg" for name in REPORT_FIGURES],
+        svg=[f"results/plots/{name}.svg" for name in REPORT_FIGURES],
     params:
         outdir=lambda wildcards, output: os.path.dirname(output[0]),
-        dpi=REPORT["dpi"],
+        dpi=config["report"]["dpi"],
     log:
-        f"{LOGS}/plot_scaling/plot_scaling.log",
+        "results/logs/plot_scaling/plot_scaling.log",
+    benchmark:
+        "results/benchmarks/plot_scaling/plot_scaling.tsv"
     shell:
         "{SYMATO} plot --runs {input.runs:q} --curves {input.curves:q}"
         " --tokenizers {input.tokenizers:q} --fits {input.fits:q} --outdir {params.outdir:q}"
@@ -99,27 +101,23 @@ rule plot_scaling:
 rule results_summary:
     """results/summary.md: runs, fitted laws and tokenizer comparison as Markdown tables."""
     input:
-        runs=f"{SCALING}/runs.csv",
-        tokenizers=f"{SCALING}/tokenizers.csv",
-        fits=f"{SCALING}/fits.json",
+        runs="results/scaling/runs.csv",
+        tokenizers="results/scaling/tokenizers.csv",
+        fits="results/scaling/fits.json",
     output:
-        report(f"{RESULTS}/summary.md", caption=REPORT_CAPTION.format("results_summary"), category="Scaling laws"),
+        report("results/summary.md", caption=caption("results_summary"), category="Scaling laws"),
     log:
-        f"{LOGS}/results_summary/results_summary.log",
+        "results/logs/results_summary/results_summary.log",
+    benchmark:
+        "results/benchmarks/results_summary/results_summary.tsv"
     shell:
         "{SYMATO} summary --runs {input.runs:q} --fits {input.fits:q}"
         " --tokenizers {input.tokenizers:q} --out {output:q} > {log:q} 2>&1"
 
 
 TARGETS["report"] += [
-    f"{SCALING}/fits.json",
-    f"{SCALING}/fits.csv",
-    f"{RESULTS}/summary.md",
-    *(f"{PLOTS}/{name}.{ext}" for name in REPORT_FIGURES for ext in ("png", "svg")),
+    "results/scaling/fits.json",
+    "results/scaling/fits.csv",
+    "results/summary.md",
+    *(f"results/plots/{name}.{ext}" for name in REPORT_FIGURES for ext in ("png", "svg")),
 ]
-
-
-rule report_inputs:
-    """Everything the HTML report shows (then: snakemake --report results/report.html)."""
-    input:
-        lambda wildcards: TARGETS["report"],

@@ -1,65 +1,59 @@
 # Stage 4: one vocabulary per entry of `tokenizers:` (results/vocab/{tokenizer}.json).
 #
-# Each kind depends only on what it is built from, so a change reruns only the
-# vocabularies it can affect: `bytes` on nothing, `symato` on the sym counts,
-# `symato+N` on sym and syllable counts, `sentencepiece` on the cleaned text. Likewise a
-# vocabulary's params hold only the `vocab:` settings its kind uses.
+# What a vocabulary is built from and which settings it reads are its kind's entry in
+# the registry (symato/text/kinds.py): `bytes` reads nothing, `symato` the sym counts,
+# `symato+N` the sym and syllable counts, `sentencepiece` the cleaned text. So a change
+# reruns only the vocabularies it can affect.
 
 import re
 
-VOCAB = f"{RESULTS}/vocab"
-_VOCAB_CONFIG = config["vocab"]
-_SP_OPTIONS = " ".join(
-    f"--sp-{key.replace('_', '-')} {value}"
-    for key, value in sorted(_VOCAB_CONFIG.get("sentencepiece", {}).items())
-)
-# symato vocabularies use the tone placement the cleaned text was written in
-_SYMATO_OPTIONS = (
-    f"--size {_VOCAB_CONFIG.get('symato_size', 2816)} "
-    f"--tone-style {config['clean'].get('tone_style', 'new')}"
-)
-# name -> (input files, CLI options) for every configured tokenizer
-VOCAB_JOBS = {
-    name: (
-        ([], "")
-        if name == "bytes"
-        else (
-            expand(f"{RESULTS}/clean/shards/{{shard}}.parquet", shard=CLEAN_SHARD_IDS),
-            f"--size {_VOCAB_CONFIG.get('sentencepiece_size', 2816)} {_SP_OPTIONS}",
-        )
-        if name == "sentencepiece"
-        else (
-            [f"{RESULTS}/stats/syms.parquet"]
-            + ([f"{RESULTS}/stats/syllables.parquet"] if name != "symato" else []),
-            _SYMATO_OPTIONS,
-        )
-    )
-    for name in config["tokenizers"]
+from symato.text.kinds import kind_of
+
+# Where each thing a vocabulary can learn from lives.
+VOCAB_SOURCES = {
+    "syms": ["results/stats/syms.parquet"],
+    "syllables": ["results/stats/syllables.parquet"],
+    "text": expand("results/clean/shards/{shard}.parquet", shard=CLEAN_SHARD_IDS),
 }
 
 
+def vocab_inputs(wildcards) -> dict[str, list[str]]:
+    """The files the tokenizer's kind learns from, by source name."""
+    kind, _ = kind_of(wildcards.tokenizer)
+    return {source: VOCAB_SOURCES[source] for source in kind.learns_from}
+
+
+def vocab_options(wildcards) -> str:
+    """The kind's `symato vocab` options from the config (only the settings it reads)."""
+    kind, _ = kind_of(wildcards.tokenizer)
+    return cli_options(kind.options(config))
+
+
+# Every rule's {tokenizer} is one of the configured tokenizers.
 wildcard_constraints:
-    tokenizer="|".join(re.escape(name) for name in VOCAB_JOBS),
+    tokenizer="|".join(re.escape(name) for name in config["tokenizers"]),
 
 
 rule vocab:
     """Build one vocabulary with `symato vocab`."""
     input:
-        lambda wildcards: VOCAB_JOBS[wildcards.tokenizer][0],
+        unpack(vocab_inputs),
     output:
-        f"{VOCAB}/{{tokenizer}}.json",
+        "results/vocab/{tokenizer}.json",
     params:
-        stats=f"{RESULTS}/stats",
-        clean=f"{RESULTS}/clean",
-        options=lambda wildcards: VOCAB_JOBS[wildcards.tokenizer][1],
+        options=vocab_options,
+        sources=lambda wildcards, input: " ".join(
+            f"--{source} " + " ".join(shlex.quote(f) for f in input[source])
+            for source in sorted(input.keys())
+        ),
     log:
-        f"{LOGS}/vocab/{{tokenizer}}.log",
+        "results/logs/vocab/{tokenizer}.log",
     benchmark:
-        f"{BENCH}/vocab/{{tokenizer}}.tsv"
+        "results/benchmarks/vocab/{tokenizer}.tsv"
     threads: 1
     shell:
-        "{SYMATO} vocab --name {wildcards.tokenizer:q} --stats {params.stats:q}"
-        " --clean {params.clean:q} --out {output:q} {params.options} > {log:q} 2>&1"
+        "{SYMATO} vocab --name {wildcards.tokenizer:q} {params.sources}"
+        " --out {output:q} {params.options} > {log:q} 2>&1"
 
 
-TARGETS["data"] += expand(f"{VOCAB}/{{tokenizer}}.json", tokenizer=config["tokenizers"])
+TARGETS["data"] += expand("results/vocab/{tokenizer}.json", tokenizer=config["tokenizers"])

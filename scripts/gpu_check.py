@@ -2,7 +2,8 @@
 
 Run on a machine with a CUDA GPU (``scripts/gpu_check.sh`` sets up the environment):
 
-1. builds ``kernels/wkv_cuda.cu`` through ``symato.wkv.load_extension`` (the real build path);
+1. builds ``kernels/wkv_cuda.cu`` through ``symato.models.ops.wkv4.load_extension`` (the real
+   build path);
 2. checks forward and backward (y, new state, and gradients of w, u, k, v, state) against a
    float64 reference on fresh random inputs at several shapes including T = 16384, in
    float32 (relative error <= 1e-5) and bfloat16 I/O (<= 1e-2), with the CUDA caching
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from symato.wkv import initial_state, load_extension, wkv
+from symato.models.ops.wkv4 import initial_state, load_extension, wkv
 
 SHAPES_CHECK = [(2, 37, 40), (3, 1000, 96), (1, 16384, 64), (4, 2048, 512)]
 SHAPES_TIME = [(8, 1024, 512), (16, 1024, 1024), (8, 4096, 2048)]

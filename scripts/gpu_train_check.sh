@@ -90,7 +90,7 @@ if [ -f "$WORK/$RUN/model.pt" ]; then
     "$PY" - "$WORK/$RUN" "$want_device" <<'PYEOF'
 import json, math, sys
 from pathlib import Path
-from symato.checkpoint import read_payload
+from symato.run.checkpoint import read_payload
 run, want = Path(sys.argv[1]), sys.argv[2]
 meta = read_payload(run)["meta"]
 metrics = json.loads((run / "metrics.json").read_text())

@@ -1,8 +1,8 @@
 """symato: syllable-aware Vietnamese tokenization and a scaling-law pipeline.
 
 The public library surface is deliberately tiny (like tiktoken's): ``Tokenizer`` for
-encoding, and the submodules ``symato.syllable`` (the grammar), ``symato.data`` (the
-token loader), ``symato.models`` and ``symato.wkv``. Heavy modules (torch) are only
+encoding, and the submodules ``symato.text.syllable`` (the grammar), ``symato.data.loader`` (the
+token loader), ``symato.models`` and ``symato.models.ops.wkv4``. Heavy modules (torch) are only
 imported by the submodules that need them, so ``import symato`` stays fast.
 """
 
@@ -17,7 +17,7 @@ from symato.errors import SymatoError
 
 def __getattr__(name: str):  # lazy: the tokenizer is only built when asked for
     if name == "Tokenizer":
-        from symato.tokenizer import Tokenizer
+        from symato.text.tokenizer import Tokenizer
 
         return Tokenizer
     raise AttributeError(f"module 'symato' has no attribute {name!r}")

@@ -6,7 +6,9 @@ must not pay for importing torch.
 
 Each entry maps a command name to ``module:function``; the function takes the remaining
 argv (``list[str]``), parses it with its own argparse parser (``prog="symato NAME"``)
-and returns an exit code.
+and returns an exit code. A pipeline step's command is named after its module
+(``symato tokenize`` is ``symato/data/tokenize.py``); a module with several steps adds a
+second word (``symato stats merge``).
 """
 
 from __future__ import annotations
@@ -17,33 +19,33 @@ import sys
 from symato.errors import SymatoError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    # tokenizer (issue 2)
-    "encode": ("symato.tokenizer_cli:encode_main", "encode stdin to token ids or pieces"),
-    "decode": ("symato.tokenizer_cli:decode_main", "decode token ids from stdin to text"),
-    "vocab-info": ("symato.tokenizer_cli:vocab_info_main", "describe a vocabulary file"),
-    # data stages (issue 3)
-    "demo-corpus": ("symato.demo:main", "assemble the built-in demo corpus"),
-    "shard": ("symato.corpus:main", "read a configured source and split it into shards"),
-    "clean": ("symato.clean:main", "clean raw shards into Parquet + a report"),
-    "clean-report": ("symato.clean:merge_main", "merge per-shard cleaning reports"),
-    "stats": ("symato.stats:main", "syllable statistics of one cleaned shard"),
-    "stats-merge": ("symato.stats:merge_main", "merge shard statistics, tables, plots"),
-    "vocab": ("symato.vocab:main", "build one vocabulary"),
-    "tokenize": ("symato.shards:main", "tokenize cleaned shards into Arrow shards"),
-    "shards-manifest": ("symato.shards:manifest_main", "write a tokenizer's shard manifest"),
-    # models (issue 4)
-    "export": ("symato.export:main", "export an RWKV checkpoint for the rwkv package"),
-    "generate": ("symato.generate:generate_main", "sample text from a checkpoint"),
-    "restore": ("symato.generate:restore_main", "restore Vietnamese diacritics"),
-    # training and evaluation (issue 5)
-    "train": ("symato.train:main", "train one run from its settings file"),
-    "evaluate": ("symato.evaluate:main", "evaluate a trained run"),
-    "run-settings": ("symato.grid:settings_main", "write one grid run's settings.json"),
-    # scaling and report (issue 6)
-    "fit": ("symato.scaling:main", "fit scaling laws to run results"),
-    "collect": ("symato.collect:main", "collect run metrics into one table"),
-    "plot": ("symato.plots:main", "draw the report's figures"),
-    "summary": ("symato.summary:main", "write results/summary.md"),
+    # the tokenizer (symato/text/)
+    "encode": ("symato.text.cli:encode_main", "encode stdin to token ids or pieces"),
+    "decode": ("symato.text.cli:decode_main", "decode token ids from stdin to text"),
+    "vocab-info": ("symato.text.cli:vocab_info_main", "describe a vocabulary file"),
+    "vocab": ("symato.text.vocab:main", "build one vocabulary"),
+    # the data stages (symato/data/)
+    "demo": ("symato.data.demo:main", "assemble the built-in demo corpus"),
+    "corpus": ("symato.data.corpus:main", "read a configured source into raw shards"),
+    "clean": ("symato.data.clean:main", "clean raw shards: filter | dedup | write"),
+    "clean report": ("symato.data.clean:report_main", "merge per-shard cleaning reports"),
+    "stats": ("symato.data.stats:main", "syllable statistics of one cleaned shard"),
+    "stats merge": ("symato.data.stats:merge_main", "merge shard statistics, tables, plots"),
+    "tokenize": ("symato.data.tokenize:main", "tokenize a cleaned shard into Arrow shards"),
+    "tokenize manifest": ("symato.data.tokenize:manifest_main",
+                          "write a tokenizer's shard manifest"),
+    # runs (symato/run/)
+    "settings": ("symato.run.settings:main", "write one grid run's settings.json"),
+    "train": ("symato.run.train:main", "train one run from its settings file"),
+    "evaluate": ("symato.run.evaluate:main", "evaluate a trained run"),
+    "generate": ("symato.run.generate:generate_main", "sample text from a checkpoint"),
+    "restore": ("symato.run.restore:main", "restore Vietnamese diacritics"),
+    "export": ("symato.run.export:main", "export an RWKV checkpoint for the rwkv package"),
+    # results (symato/report/)
+    "collect": ("symato.report.collect:main", "collect run metrics into one table"),
+    "fit": ("symato.report.fit:main", "fit scaling laws to run results"),
+    "plot": ("symato.report.figures:main", "draw the report's figures"),
+    "summary": ("symato.report.summary:main", "write results/summary.md"),
 }
 
 
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"symato {__version__}")
         return 0
     name, rest = args[0], args[1:]
+    if " ".join(args[:2]) in COMMANDS:  # a two-word command: `symato stats merge ...`
+        name, rest = " ".join(args[:2]), args[2:]
     if name not in COMMANDS:
         print(f"symato: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2

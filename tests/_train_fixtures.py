@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from symato.grid import SETTINGS_SPEC, check_settings
+from symato.data.tokenize import write_manifest, write_token_shard
 from symato.io import write_json_atomic
-from symato.shards import write_manifest, write_token_shard
+from symato.run.settings import default_settings
 
 VOCAB = 24  # id 0 is the document boundary (EOT) in these shards
 
@@ -54,19 +54,15 @@ def make_settings(tmp: Path, **over: Any) -> Path:
     vocab = tmp / "vocab.json"
     if not vocab.exists():
         vocab.write_text(json.dumps({"kind": "test", "size": VOCAB}))
-    s: dict[str, Any] = {
+    values: dict[str, Any] = {
         "tokenizer": "test", "run": "gpt-L1-D16-T10k", "arch": "gpt", "n_layer": 1,
-        "n_embd": 16, "n_head": 2, "ctx_len": 16, "batch_size": 8, "grad_accum": 1,
-        "tokens": 2560, "steps": 20, "lr": 0.01, "lr_min": 0.001, "warmup_steps": 2,
-        "schedule": "cosine", "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8,
-        "grad_clip": 1.0, "seed": 7, "precision": "auto", "compile": False,
-        "eval_interval": 10, "eval_windows": 4, "log_interval": 1, "checkpoint_steps": 5,
-        "checkpoint_minutes": 0.0, "device": "cpu", "threads": 1,
-        "shards_dir": str(shards), "vocab_file": str(vocab),
+        "n_embd": 16, "head_size": 8, "ctx_len": 16, "batch_size": 8, "tokens": 2560,
+        "steps": 20, "lr": 0.01, "lr_min": 0.001, "warmup_steps": 2, "seed": 7,
+        "eval_interval": 10, "eval_windows": 4, "checkpoint_steps": 5,
+        "checkpoint_minutes": 0.0, "device": "cpu", "shards_dir": str(shards),
+        "vocab_file": str(vocab),
     }  # fmt: skip
-    s.update(over)
-    assert set(s) == set(SETTINGS_SPEC)
-    check_settings(s, "test settings")
+    s = default_settings(**{**values, **over})
     path = tmp / "settings.json"
     write_json_atomic(path, s)
     return path

@@ -19,6 +19,13 @@ _TINY_DATA: dict[str, Any] = {
 }
 
 
+def prepared(config: dict[str, Any]) -> dict[str, Any]:
+    """A complete copy of ``config``: checked and filled as the Snakefile does it."""
+    from symato.config import prepare
+
+    return prepare(copy.deepcopy(config), REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
 def tiny_data_config(**sections: Any) -> dict[str, Any]:
     """A fresh copy of the tiny data config, with extra top-level sections added."""
     return {**copy.deepcopy(_TINY_DATA), **sections}

@@ -1,4 +1,4 @@
-"""Cleaning (symato.clean): normalization, filters, global dedup, report, determinism,
+"""Cleaning (symato.data.clean): normalization, filters, global dedup, report, determinism,
 and a real Snakemake run of the corpus/cleaning rules."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from symato import clean, corpus
-from symato.clean import normalize_paragraph, paragraph_verdict, vietnamese_share
+from symato.data import clean, corpus
+from symato.data.clean import normalize_paragraph, paragraph_verdict, vietnamese_share
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
@@ -87,7 +87,7 @@ def run_pipeline(work: Path, sources: dict[str, list[Path]], shards: int = 3, **
         argv += ["--out", str(work / "clean" / f"{k}.parquet"), "--report", str(rep)]
         assert clean.main(argv) == 0
         reports.append(rep)
-    assert clean.merge_main(["--out", str(work / "report.json"), *map(str, reports)]) == 0
+    assert clean.report_main(["--out", str(work / "report.json"), *map(str, reports)]) == 0
     return json.loads((work / "report.json").read_text())
 
 

@@ -1,4 +1,4 @@
-"""Reading sources into raw shards (symato.corpus): formats, bad input, streaming."""
+"""Reading sources into raw shards (symato.data.corpus): formats, bad input, streaming."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from symato.corpus import main, resolve_sources, shard_source
+from symato.data.corpus import main, resolve_sources, shard_source
 from symato.errors import SymatoError
 
 VI = "Hôm nay trời đẹp quá, chúng tôi đi chơi ở Hà Nội."
@@ -90,7 +90,7 @@ def test_truncated_gz_cli_exit_code_and_message(tmp_path: Path) -> None:
     f.write_bytes(gzip.compress((VI * 500).encode())[:60])
     proc = subprocess.run(
         [
-            *[sys.executable, "-m", "symato", "shard", "--source", "s", "--format", "text"],
+            *[sys.executable, "-m", "symato", "corpus", "--source", "s", "--format", "text"],
             *["--shards", "1", "--out-dir", str(tmp_path / "o"), "--report", str(tmp_path / "r")],
             str(f),
         ],

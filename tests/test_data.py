@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from symato.data import TokenDataset
+from symato.data.loader import TokenDataset
+from symato.data.tokenize import write_manifest, write_token_shard
 from symato.errors import SymatoError
-from symato.shards import write_manifest, write_token_shard
 
 EOT = 0
 

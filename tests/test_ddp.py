@@ -20,8 +20,8 @@ from _train_fixtures import (
     restore_torch_globals,  # noqa: F401  (autouse fixture)
 )
 
-from symato.checkpoint import load_model
-from symato.train import main
+from symato.run.checkpoint import load_model
+from symato.run.train import main
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The demo corpus (symato.demo): pins, text converters, and a real build from the registries."""
+"""The demo corpus (symato.data.demo): pins, text converters, a real build from the registries."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from symato import demo
+from symato.data import demo
 
 
 def test_pins_are_complete() -> None:

@@ -19,12 +19,12 @@ from _train_fixtures import (
     restore_torch_globals,  # noqa: F401  (autouse fixture)
 )
 
-from symato.checkpoint import save_model
-from symato.evaluate import METRIC_KEYS, main
+from symato.data.tokenize import write_manifest, write_token_shard
 from symato.models import build_model
-from symato.shards import write_manifest, write_token_shard
-from symato.tokenizer import Tokenizer, bytes_dict
-from symato.train import main as train_main
+from symato.run.checkpoint import save_model
+from symato.run.evaluate import METRIC_KEYS, main
+from symato.run.train import main as train_main
+from symato.text.tokenizer import Tokenizer, bytes_dict
 
 TEXTS = ["ma ma mà", "Hà Nội là thủ đô.", "ma mà má"]
 
@@ -121,8 +121,8 @@ def test_evaluate_a_trained_run(tmp_path: Path) -> None:
 
 
 def test_restoration_text_from_a_document_longer_than_the_budget(tmp_path: Path) -> None:
-    from symato.data import TokenDataset
-    from symato.evaluate import val_documents
+    from symato.data.loader import TokenDataset
+    from symato.run.evaluate import val_documents
 
     tok = Tokenizer.default()
     doc = [tok.eot_id, *tok.encode("Hà Nội là thủ đô.\n" * 800)]

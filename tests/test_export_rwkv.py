@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
-from symato.checkpoint import save_model
 from symato.cli import main as cli_main
 from symato.models import build_model
+from symato.run.checkpoint import save_model
 
 V, L, C = 41, 3, 32
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from symato.errors import SymatoError
-from symato.generate import Feeder, generate_ids, nucleus_probs, restore_ids, sample_token
 from symato.models import build_model
+from symato.run.generate import Feeder, generate_ids, nucleus_probs, sample_token
+from symato.run.restore import restore_ids
 
 V = 29
 
@@ -201,7 +202,7 @@ def test_restore_ids_rejects_bad_slots():
 def symato_ckpt(tmp_path_factory):
     """A tiny random RWKV over the default symato vocabulary, saved with its tokenizer."""
     from symato import Tokenizer
-    from symato.checkpoint import save_model
+    from symato.run.checkpoint import save_model
 
     tok = Tokenizer.default()
     torch.manual_seed(0)
@@ -236,8 +237,8 @@ def test_generate_cli(symato_ckpt, capsys):
 
 
 def test_cli_errors_name_the_problem(tmp_path, symato_ckpt, capsys):
-    from symato.checkpoint import load_model, save_model
     from symato.cli import main as cli_main
+    from symato.run.checkpoint import load_model, save_model
 
     model, _ = load_model(symato_ckpt)
     save_model(tmp_path / "novocab.pt", model, {})
@@ -248,7 +249,7 @@ def test_cli_errors_name_the_problem(tmp_path, symato_ckpt, capsys):
 
 
 def test_restore_cli_keeps_the_letters(symato_ckpt, capsys):
-    pytest.importorskip("symato.restoration")
+    pytest.importorskip("symato.text.restoration")
     from symato.cli import main as cli_main
 
     text = "Xin chao cac ban, hom nay troi dep qua!"

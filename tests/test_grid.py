@@ -11,21 +11,20 @@ import copy
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from _workflow import REPO, SNAKEMAKE, prepared
 
 from symato.errors import SymatoError
-from symato.grid import expand_grid, format_tokens, settings_args, settings_main
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+from symato.run.grid import expand_grid, format_tokens, run_name_pattern
+from symato.run.settings import command_args
+from symato.run.settings import main as settings_main
 
 
 def demo_config() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    return prepared(yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")))
 
 
 def test_demo_grid_has_the_required_runs() -> None:
@@ -39,7 +38,7 @@ def test_demo_grid_has_the_required_runs() -> None:
     assert compared == set(config["tokenizers"])
     keys = [(r["tokenizer"], r["run"]) for r in runs]
     assert len(keys) == len(set(keys))  # a run asked for by two sub-grids exists once
-    assert all(re.fullmatch(r"(rwkv|gpt)-L\d+-D\d+-[TB]\d+[kMG]?", r["run"]) for r in runs)
+    assert all(re.fullmatch(run_name_pattern(), r["run"]) for r in runs)
 
 
 def test_settings_and_overrides() -> None:
@@ -50,7 +49,7 @@ def test_settings_and_overrides() -> None:
     assert gpt["lr"] == config["train"]["arch_overrides"]["gpt"]["lr"]
     assert rwkv["lr"] == config["train"]["settings"]["lr"]
     assert gpt["steps"] == -(-300000 // (gpt["batch_size"] * gpt["ctx_len"]))
-    assert gpt["n_embd"] % gpt["n_head"] == 0
+    assert gpt["n_embd"] % gpt["head_size"] == 0
     assert rwkv["shards_dir"] == "results/shards/symato"
     assert rwkv["vocab_file"] == "results/vocab/symato.json"
     # schema defaults fill what config.yaml leaves out
@@ -59,6 +58,11 @@ def test_settings_and_overrides() -> None:
     assert rwkv["device"] == "cpu"
     config["train"]["gpus_per_run"] = 1
     assert all(r["settings"]["device"] == "cuda" for r in expand_grid(config))
+    # the settings' key order is the contract's, whatever order config.yaml uses
+    shuffled = demo_config()
+    shuffled["train"]["settings"] = dict(reversed(shuffled["train"]["settings"].items()))
+    assert [list(r["settings"]) for r in expand_grid(shuffled)] == [
+        list(r["settings"]) for r in expand_grid(demo_config())]
 
 
 def test_format_tokens() -> None:
@@ -81,13 +85,10 @@ def test_bad_grid_configs_name_the_key() -> None:
 def test_run_settings_cli_round_trip(tmp_path: Path) -> None:
     settings = expand_grid(demo_config())[0]["settings"]
     out = tmp_path / "settings.json"
-    import shlex
-
-    assert settings_main(["--out", str(out), *shlex.split(settings_args(settings))]) == 0
+    assert settings_main(["--out", str(out), *command_args(settings)]) == 0
     assert json.loads(out.read_text()) == settings
     with pytest.raises(SymatoError, match="grad_accum"):
-        args = shlex.split(settings_args({**settings, "grad_accum": 3}))
-        settings_main(["--out", str(out), *args])
+        settings_main(["--out", str(out), *command_args({**settings, "grad_accum": 3})])
 
 
 # ----------------------------------------------------------------------------- dry runs
@@ -95,7 +96,7 @@ STUB = """#!/bin/sh
 cmd=$1; shift
 while [ $# -gt 0 ]; do case $1 in --out) out=$2;; --run) run=$2;; esac; shift; done
 case $cmd in
-  run-settings) echo '{}' > "$out";;
+  settings) echo '{}' > "$out";;
   train) touch "$out/model.pt" "$out/metrics.jsonl";;
   evaluate) echo '{}' > "$run/metrics.json";;
 esac
@@ -103,13 +104,15 @@ esac
 
 SNAKEFILE = f"""
 import os
-from snakemake.utils import validate
+from symato.config import prepare
 configfile: "config.yaml"
-validate(config, "{REPO}/workflow/schemas/config.schema.yaml")
+prepare(config, "{REPO}/workflow/schemas/config.schema.yaml")
 include: "{REPO}/rules/common.smk"
 SYMATO = os.path.abspath("stub_symato")
 include: "{REPO}/rules/train.smk"
 include: "{REPO}/rules/eval.smk"
+rule runs:
+    input: lambda wildcards: TARGETS["runs"]
 """
 
 
@@ -188,8 +191,8 @@ def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
     """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
     import pandas as pd
 
-    from symato.shards import write_manifest, write_token_shard
-    from symato.tokenizer import Tokenizer
+    from symato.data.tokenize import write_manifest, write_token_shard
+    from symato.text.tokenizer import Tokenizer
 
     tok = Tokenizer.default()
     texts = ["Hà Nội là thủ đô của Việt Nam.", "Tôi đi học.", "Hôm nay trời đẹp lắm."] * 20

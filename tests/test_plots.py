@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symato import collect, plots, scaling
 from symato.errors import SymatoError
+from symato.report import collect
+from symato.report import figures as plots
+from symato.report import fit as scaling
 
 # symato/rwkv: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
 # bytes/rwkv: one size (no fit: points only).

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symato import scaling
 from symato.errors import SymatoError
+from symato.report import fit as scaling
 
 TRUE_ND = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
 # A realistic grid: 7 model sizes from 1M to 1B parameters x 6 budgets from 100M to 100B
@@ -221,10 +221,12 @@ def test_demo_grid_supports_both_laws():
     """config.yaml's demo grid gives each symato arch what L(N) and L(N, D) need."""
     import yaml
 
-    from symato.grid import expand_grid
+    from _workflow import prepared
+
+    from symato.run.grid import expand_grid
 
     config_path = Path(__file__).resolve().parents[1] / "config.yaml"
-    runs = expand_grid(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+    runs = expand_grid(prepared(yaml.safe_load(config_path.read_text(encoding="utf-8"))))
     for arch in ("rwkv", "gpt"):
         mine = [r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch
                 and r["tokens"] is not None]  # byte-budget runs: tokens known after tokenizing

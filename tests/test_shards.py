@@ -1,4 +1,4 @@
-"""`symato tokenize` and `symato shards-manifest` with the real default tokenizer."""
+"""`symato tokenize` and `symato tokenize manifest` with the real default tokenizer."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from symato import Tokenizer
 from symato.cli import main as cli
-from symato.data import TokenDataset
-from symato.shards import split_of
-from symato.syllable import LETTER_RUN, letter_runs
+from symato.data.loader import TokenDataset
+from symato.data.tokenize import split_of
+from symato.text.syllable import LETTER_RUN, letter_runs
 
 TEXTS = [
     "Hà Nội là thủ đô của Việt Nam.",
@@ -70,7 +70,7 @@ def test_tokenize_and_manifest(tmp_path: Path, vocab: Path) -> None:
                     "0.2", "--train", str(out / "train" / f"{k}.arrow"),
                     "--val", str(out / "val" / f"{k}.arrow")]) == 0
     files = sorted(out.glob("*/*.arrow"))
-    assert cli(["shards-manifest", *map(str, files), "--dir", str(out),
+    assert cli(["tokenize", "manifest", *map(str, files), "--dir", str(out),
                 "--tokenizer", "symato"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["vocab_size"] == tok.vocab_size and manifest["dtype"] == "uint16"
@@ -107,7 +107,7 @@ def test_tokenize_errors(tmp_path: Path, vocab: Path, capsys: pytest.CaptureFixt
     assert not (tmp_path / "t.arrow").exists()
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "junk.arrow").write_bytes(b"not arrow")
-    assert cli(["shards-manifest", str(tmp_path / "train" / "junk.arrow"),
+    assert cli(["tokenize", "manifest", str(tmp_path / "train" / "junk.arrow"),
                 "--dir", str(tmp_path), "--tokenizer", "x"]) == 1
     assert "cannot read token shard" in capsys.readouterr().err
 
@@ -118,7 +118,7 @@ def test_empty_shard(tmp_path: Path, vocab: Path) -> None:
     assert cli(["tokenize", "--vocab", str(vocab), "--clean", str(clean), "--train",
                 str(out / "train" / "0.arrow"), "--val", str(out / "val" / "0.arrow")]) == 0
     assert _read(out / "train" / "0.arrow").num_rows == 0
-    assert cli(["shards-manifest", str(out / "train" / "0.arrow"), str(out / "val" / "0.arrow"),
+    assert cli(["tokenize", "manifest", str(out / "train" / "0.arrow"), str(out / "val" / "0.arrow"),
                 "--dir", str(out), "--tokenizer", "symato"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"]["train"] == {"bytes": 0, "documents": 0, "shards": ["train/0.arrow"],

@@ -299,7 +299,7 @@ def test_real_workflow_on_slurm(cluster, tmp_path):
     sbatch, the GPU run as one job holding both GPUs, the failed run cleaned up."""
     import torch
 
-    from symato.checkpoint import read_payload
+    from symato.run.checkpoint import read_payload
 
     local, remote = real_workdir(tmp_path / "local"), real_workdir(tmp_path / "slurm")
     common = ["-s", str(REPO / "Snakefile"), "--configfile"]
@@ -480,7 +480,7 @@ def assert_bitwise_same_run(a: Path, b: Path) -> None:
     """Same weights, model metadata and metrics.jsonl lines, exactly (timings aside)."""
     import torch
 
-    from symato.checkpoint import read_payload
+    from symato.run.checkpoint import read_payload
 
     pa, pb = read_payload(a), read_payload(b)
     assert pa["state_dict"].keys() == pb["state_dict"].keys()

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from symato import stats
 from symato.cli import main as cli
+from symato.data import stats
 
 
 def _clean_shard(path: Path, texts: list[str]) -> Path:
@@ -28,7 +28,7 @@ def merged(tmp_path: Path) -> Path:
     for shard in (a, b):
         assert cli(["stats", "--clean", str(shard), "--out", str(out / "shards" / shard.name)]) == 0
     shard_files = [str(out / "shards" / s.name) for s in (a, b)]
-    assert cli(["stats-merge", *shard_files, "--out", str(out), "--top", "5"]) == 0
+    assert cli(["stats", "merge", *shard_files, "--out", str(out), "--top", "5"]) == 0
     return out
 
 
@@ -77,14 +77,14 @@ def test_missing_and_bad_shards(tmp_path: Path, capsys: pytest.CaptureFixture[st
                 "--out", str(tmp_path / "o.parquet")]) == 1
     assert "wrong.parquet has no 'text' column" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()
-    assert cli(["stats-merge", str(tmp_path / "wrong.parquet"), "--out", str(tmp_path)]) == 1
+    assert cli(["stats", "merge", str(tmp_path / "wrong.parquet"), "--out", str(tmp_path)]) == 1
     assert "wrong.parquet has columns ['body']" in capsys.readouterr().err
 
 
 def test_empty_corpus_gives_zero_tables(tmp_path: Path) -> None:
     shard = _clean_shard(tmp_path / "e.parquet", [])
     assert cli(["stats", "--clean", str(shard), "--out", str(tmp_path / "s" / "e.parquet")]) == 0
-    assert cli(["stats-merge", str(tmp_path / "s" / "e.parquet"), "--out", str(tmp_path)]) == 0
+    assert cli(["stats", "merge", str(tmp_path / "s" / "e.parquet"), "--out", str(tmp_path)]) == 0
     classes = pd.read_csv(tmp_path / "token_classes.csv")
     assert classes["count"].sum() == 0
     assert len(pd.read_parquet(tmp_path / "syllables.parquet")) == 0

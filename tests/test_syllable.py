@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symato import syllable as S
-from symato.syllable import (
+from symato.text import syllable as S
+from symato.text.syllable import (
     all_syllables,
     all_syms,
     compose,

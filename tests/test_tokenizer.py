@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symato import SymatoError, Tokenizer
-from symato.syllable import all_syllables, all_syms
-from symato.tokenizer import symato_dict
-from symato.vocab import build_vocab
+from symato.text.syllable import all_syllables, all_syms
+from symato.text.tokenizer import symato_dict
+from symato.text.vocab import build_vocab
 
 GOLDEN = "Nước Việt Nam hình chữ S. ĐIỀU 7, ok"
 GOLDEN_PIECES = [
@@ -48,7 +48,7 @@ def tok_sp(tmp_path_factory) -> Tokenizer:
     text = "\n".join([GOLDEN, "Quyền được thông tin là một quyền cơ bản của con người."] * 50)
     pd.DataFrame({"doc_id": ["0"], "source": ["t"], "text": [text]}).to_parquet(
         clean / "shards" / "0.parquet")
-    return build_vocab("sentencepiece", clean_dir=clean, size=400)
+    return build_vocab("sentencepiece", text=[clean / "shards" / "0.parquet"], size=400)
 
 
 # Text strategies: Vietnamese syllables in every form next to everything that breaks them.
@@ -321,7 +321,7 @@ def test_fast_decoder_matches_plain_on_encoded_text(tok, tok_plus, parts):
 
 
 def test_restoration_prepare(tok, tok_plus):
-    from symato.restoration import apply_choices, marktone_positions, prepare
+    from symato.text.restoration import apply_choices, marktone_positions, prepare
 
     text = "Nuoc Viet Nam hinh chu S. DIEU 7, ok  Việt ac"
     for t in (tok, tok_plus):
@@ -348,7 +348,7 @@ def test_restoration_prepare(tok, tok_plus):
 def test_restoration_whole_choices(tok, tok_plus):
     """Every candidate with a whole id is exactly the id the tokenizer encodes that
     syllable as; plain symato has none."""
-    from symato.restoration import prepare, whole_choices
+    from symato.text.restoration import prepare, whole_choices
 
     text = "Nuoc Viet Nam hinh chu S. DIEU 7, ok  Việt ac"
     ids, slots = prepare(text, tok)

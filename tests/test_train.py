@@ -20,9 +20,9 @@ from _train_fixtures import (
 )
 from torch._dynamo.utils import counters
 
-from symato.checkpoint import load_model
 from symato.errors import SymatoError
-from symato.train import (
+from symato.run.checkpoint import load_model
+from symato.run.train import (
     CHECKPOINT_FILE,
     EXIT_PREEMPTED,
     Trainer,
@@ -124,7 +124,7 @@ def _wait_for_steps(proc: subprocess.Popen, run: Path, steps: int) -> None:
 
 
 # A model big enough that a step takes some milliseconds: the kill lands mid-run.
-SLOW = {"n_layer": 2, "n_embd": 64, "n_head": 4, "ctx_len": 32, "steps": 60,
+SLOW = {"n_layer": 2, "n_embd": 64, "head_size": 16, "ctx_len": 32, "steps": 60,
         "checkpoint_steps": 7, "run": "gpt-L2-D64-T30k", "eval_interval": 20}  # fmt: skip
 
 

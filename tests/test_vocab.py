@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from symato import SymatoError, Tokenizer
-from symato.syllable import all_syllables, all_syms, parse
-from symato.vocab import build_vocab, main
+from symato.text.syllable import all_syllables, all_syms, parse
+from symato.text.vocab import build_vocab, main
 
 
 @pytest.fixture
@@ -39,44 +39,48 @@ def clean(tmp_path):
 
 
 def test_symato_orders_syms_by_corpus_frequency(stats):
-    tok = build_vocab("symato", stats_dir=stats)
+    tok = build_vocab("symato", syms=stats / "syms.parquet")
     assert [tok.sym_id(s) for s in ("viet", "nam", "nguoi", "hoa")] == [277, 278, 279, 280]
     assert tok.vocab_size == 2816 and sorted(tok.to_dict()["syms"]) == all_syms()
     assert tok.to_dict()["meta"]["syms_from_corpus"] == 4
     assert Tokenizer.default().to_dict()["syms"] == all_syms()
 
 
+def _tables(stats):
+    return {"syms": stats / "syms.parquet", "syllables": stats / "syllables.parquet"}
+
+
 def test_symato_plus_n_takes_most_frequent_syllables(stats):
-    tok = build_vocab("symato+10", stats_dir=stats)
+    tok = build_vocab("symato+10", **_tables(stats))
     sylls = tok.to_dict()["syllables"]
     # hòa (old style, 3) and hoà (2) merge into the new-style hoà (5)
     assert sylls[:5] == ["việt", "nam", "người", "ngươi", "hoà"]
     assert len(sylls) == 10 and sylls[5:] == [s for s in all_syllables() if s not in sylls[:5]][:5]
     assert tok.to_dict()["meta"]["syllables_from_corpus"] == 5
     assert tok.encode("Việt") == [274, tok.piece_to_id("=việt")]
-    old = build_vocab("symato+3", stats_dir=stats, tone_style="old")
+    old = build_vocab("symato+3", **_tables(stats), tone_style="old")
     assert old.to_dict()["syllables"] == ["việt", "nam", "người"]
-    assert build_vocab("symato+10", stats_dir=stats, tone_style="old").to_dict()[
+    assert build_vocab("symato+10", **_tables(stats), tone_style="old").to_dict()[
         "syllables"][4] == "hòa"
 
 
 def test_bad_statistics_are_named(tmp_path, stats):
     with pytest.raises(SymatoError, match=r"not found: .*syms\.parquet"):
-        build_vocab("symato", stats_dir=tmp_path)
+        build_vocab("symato", syms=tmp_path / "syms.parquet")
     pd.DataFrame({"sym": ["nam", "xyz"], "count": [1, 2]}).to_parquet(stats / "syms.parquet")
     with pytest.raises(SymatoError, match=r"syms.parquet row 1: 'xyz'"):
-        build_vocab("symato", stats_dir=stats)
+        build_vocab("symato", syms=stats / "syms.parquet")
     pd.DataFrame({"sym": ["nam"], "count": [1]}).to_parquet(stats / "syms.parquet")
     pd.DataFrame({"syllable": ["nam"], "n": [1]}).to_parquet(stats / "syllables.parquet")
     with pytest.raises(SymatoError, match=r"lacks column\(s\) \['count'\]"):
-        build_vocab("symato+5", stats_dir=stats)
+        build_vocab("symato+5", **_tables(stats))
     (stats / "syms.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(SymatoError, match="cannot read Parquet"):
-        build_vocab("symato", stats_dir=stats)
+        build_vocab("symato", syms=stats / "syms.parquet")
 
 
 def test_bad_names_and_sizes():
-    with pytest.raises(SymatoError, match="unknown vocabulary"):
+    with pytest.raises(SymatoError, match=r"unknown tokenizer 'wordpiece'; kinds"):
         build_vocab("wordpiece")
     with pytest.raises(SymatoError, match="below the 2533 ids"):
         build_vocab("symato", size=2000)
@@ -86,27 +90,37 @@ def test_bad_names_and_sizes():
 
 
 def test_sentencepiece_from_cleaned_shards(clean):
-    tok = build_vocab("sentencepiece", clean_dir=clean, size=300)
+    shards = sorted((clean / "shards").glob("*.parquet"))
+    tok = build_vocab("sentencepiece", text=shards, size=300)
     meta = tok.to_dict()["meta"]
     assert meta["lines"] == 80 and meta["requested_size"] == 300
     assert tok.vocab_size <= 300
     text = "Quyền được thông tin của con người"
     assert tok.decode(tok.encode(text)) == text and len(tok.encode(text)) < len(text)
-    with pytest.raises(SymatoError, match="needs --clean"):
+    with pytest.raises(SymatoError, match="no text files given"):
         build_vocab("sentencepiece")
-    with pytest.raises(SymatoError, match="no cleaned shards"):
-        build_vocab("sentencepiece", clean_dir=clean / "shards")
-    with pytest.raises(SymatoError, match="unknown sentencepiece option"):
-        build_vocab("sentencepiece", clean_dir=clean, vocab_sizes=3)
+    with pytest.raises(SymatoError, match=r"cannot read column 'text' of .*missing\.parquet"):
+        build_vocab("sentencepiece", text=[clean / "missing.parquet"])
+    with pytest.raises(SymatoError, match=r"unknown option\(s\) \['vocab_sizes'\]"):
+        build_vocab("sentencepiece", text=shards, vocab_sizes=3)
+    with pytest.raises(SymatoError, match=r"unknown option\(s\) \['clean_dir'\]"):
+        build_vocab("symato", clean_dir=clean)
 
 
 def test_cli_writes_loadable_files(tmp_path, stats, clean):
-    for name in ("symato", "symato+20", "bytes"):
+    tables = {"symato": ["--syms", str(stats / "syms.parquet")],
+              "symato+20": ["--syms", str(stats / "syms.parquet"),
+                            "--syllables", str(stats / "syllables.parquet")],
+              "bytes": []}
+    for name, inputs in tables.items():
         out = tmp_path / f"{name}.json"
-        assert main(["--name", name, "--stats", str(stats), "--out", str(out)]) == 0
+        assert main(["--name", name, *inputs, "--out", str(out)]) == 0
         assert Tokenizer.from_file(out).kind == name
+    with pytest.raises(SymatoError, match="unknown option"):  # bytes reads no size
+        main(["--name", "bytes", "--size", "300", "--out", str(tmp_path / "b.json")])
     out = tmp_path / "sp.json"
-    assert main(["--name", "sentencepiece", "--clean", str(clean), "--out", str(out),
+    shards = [str(f) for f in sorted((clean / "shards").glob("*.parquet"))]
+    assert main(["--name", "sentencepiece", "--text", *shards, "--out", str(out),
                  "--size", "300", "--sp-character-coverage", "1.0"]) == 0
     tok = Tokenizer.from_file(out)
     assert tok.kind == "sentencepiece" and tok.to_dict()["meta"]["character_coverage"] == 1.0

@@ -4,7 +4,7 @@ independent float64 reference, gradcheck, stability at large |k|, chunked state 
 The reference here is written differently from the kernels on purpose: it evaluates the
 weighted average directly (softmax over all past positions plus the initial state as one
 extra pseudo-token), so a shared mistake in the max-tracking recurrence cannot hide.
-The C++ extension is built once per process (symato.wkv caches it).
+The C++ extension is built once per process (symato.models.ops.wkv4 caches it).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import warnings
 import pytest
 import torch
 
-import symato.wkv as wkv_ops
+import symato.models.ops.wkv4 as wkv_ops
 from symato.errors import SymatoError
-from symato.wkv import (
+from symato.models.ops.wkv4 import (
     INIT_PP,
     available_backends,
     initial_state,
@@ -245,7 +245,7 @@ def test_auto_resolves_and_reports():
 
 def test_failed_build_falls_back_with_one_warning(monkeypatch, tmp_path):
     """A broken kernel source: 'auto' warns once and uses torch; 'cpu' raises."""
-    import symato.wkv as wkv_mod
+    import symato.models.ops.wkv4 as wkv_mod
 
     bad = tmp_path / "kernels"
     bad.mkdir()

@@ -1,10 +1,12 @@
-"""The two architectures the pipeline compares, behind one constructor.
+"""The architectures the pipeline compares, behind one constructor.
 
-Both models share one interface so the trainer, evaluation, generation and restoration
+Every model shares one interface so the trainer, evaluation, generation and restoration
 never branch on the architecture: ``model(idx) -> logits (B, T, V)``, ``.config`` (a
 dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)``,
 ``forward_step(idx, state) -> (logits, new_state)`` and ``max_context`` (None when the
-model has no context limit at inference).
+model has no context limit at inference). Which architectures exist is
+``symato.models.registry``; one file per model (``rwkv.py``, ``gpt.py``), operators in
+``ops/``.
 """
 
 from __future__ import annotations
@@ -14,67 +16,50 @@ from typing import Any
 
 from torch import nn
 
-from symato.errors import SymatoError
 from symato.models.common import make_config
-from symato.models.gpt import GPT, GPTConfig
-from symato.models.rwkv import RWKV, RWKVConfig
+from symato.models.registry import ARCHITECTURES, architecture_of, get_architecture
 
 __all__ = [
-    "ARCHS",
-    "GPT",
-    "RWKV",
-    "GPTConfig",
-    "RWKVConfig",
-    "arch_of",
+    "ARCHITECTURES",
+    "architecture_of",
     "build_model",
     "config_dict",
+    "model_for_run",
     "model_from_config",
 ]
 
-ARCHS = ("rwkv", "gpt")
+
+def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
+    """Build an (untrained) ``arch`` model from its config keys; unknown keys are errors.
+
+    ``config`` is a ``config_dict`` result, or shape keys (``vocab_size``, ``n_layer``,
+    ``n_embd``, ``ctx_len``, plus ``n_head`` or ``head_size`` where the architecture
+    has heads) and options such as ``wkv_backend`` (RWKV) or ``tie_weights`` (GPT).
+    """
+    entry = get_architecture(arch)
+    model_class, config_class = entry.classes()
+    return model_class(make_config(config_class, f"{arch} model config", **config))
 
 
 def build_model(
-    arch: str,
-    *,
-    vocab_size: int,
-    n_layer: int,
-    n_embd: int,
-    n_head: int | None = None,
-    ctx_len: int,
-    **extra: Any,
+    arch: str, *, vocab_size: int, n_layer: int, n_embd: int, ctx_len: int,
+    n_head: int | None = None, **extra: Any,
 ) -> nn.Module:
-    """Build an untrained model. ``n_head`` is ignored by RWKV; ``extra`` are config keys
-    such as ``wkv_backend`` (RWKV) or ``tie_weights`` (GPT); unknown keys are errors."""
-    shape = {"vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd, "ctx_len": ctx_len}
-    if arch == "rwkv":
-        return RWKV(make_config(RWKVConfig, "rwkv model config", **shape, **extra))
-    if arch == "gpt":
-        if n_head is None:
-            raise SymatoError("gpt model config: n_head is required")
-        config = make_config(GPTConfig, "gpt model config", **shape, n_head=n_head, **extra)
-        return GPT(config)
-    raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
+    """Build an untrained model. ``n_head`` is used by architectures with attention heads
+    and ignored by the others; ``extra`` are config keys such as ``wkv_backend`` (RWKV)
+    or ``tie_weights`` (GPT); unknown keys are errors."""
+    config = {"vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd, "ctx_len": ctx_len}
+    if n_head is not None and get_architecture(arch).heads == "n_head":
+        config["n_head"] = n_head
+    return model_from_config(arch, {**config, **extra})
 
 
-def arch_of(model: nn.Module) -> str:
-    """The arch name of a model built here ("rwkv" or "gpt")."""
-    if isinstance(model, RWKV):
-        return "rwkv"
-    if isinstance(model, GPT):
-        return "gpt"
-    raise SymatoError(f"not a symato model: {type(model).__name__}")
+def model_for_run(settings: dict[str, Any], vocab_size: int) -> nn.Module:
+    """An untrained model for a run's settings (its shape from the registry entry)."""
+    kwargs = get_architecture(settings["arch"]).model_kwargs(settings)
+    return model_from_config(settings["arch"], {"vocab_size": vocab_size, **kwargs})
 
 
 def config_dict(model: nn.Module) -> dict[str, Any]:
     """The model's config as a plain dict (what checkpoints and settings store)."""
     return asdict(model.config)
-
-
-def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
-    """Rebuild an (untrained) model from ``arch`` and a ``config_dict`` result."""
-    if arch == "rwkv":
-        return RWKV(make_config(RWKVConfig, "rwkv model config", **config))
-    if arch == "gpt":
-        return GPT(make_config(GPTConfig, "gpt model config", **config))
-    raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")

@@ -30,11 +30,10 @@ from torch import Tensor, nn
 
 from symato.errors import SymatoError
 from symato.models.common import count_parameters, training_flops_per_token
+from symato.models.ops.wkv4 import BACKENDS, INIT_PP
 
 # Index of each per-layer slot in the RNN state tensor (B, n_layer, 5, C).
 ATT_X, AA, BB, PP, FFN_X = range(5)
-# Initial max exponent of an empty WKV state: exp(PP_EMPTY - anything finite) == 0.
-PP_EMPTY = -1e38
 
 
 @dataclass
@@ -53,9 +52,9 @@ class RWKVConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SymatoError(f"RWKVConfig.{key} must be a positive integer, got {value!r}")
-        if self.wkv_backend not in ("auto", "cuda", "cpu", "torch"):
+        if self.wkv_backend not in BACKENDS:
             raise SymatoError(
-                f"RWKVConfig.wkv_backend must be auto|cuda|cpu|torch, got {self.wkv_backend!r}"
+                f"RWKVConfig.wkv_backend must be one of {BACKENDS}, got {self.wkv_backend!r}"
             )
 
     @property
@@ -105,7 +104,7 @@ class RWKVTimeMix(nn.Module):
         Returns the output and the new (B,4,C) time-mix part of the state
         (shift x, aa, bb, pp), or None when no state was given and none is wanted.
         """
-        from symato.wkv import wkv  # the operator module builds kernels; import on use
+        from symato.models.ops.wkv4 import wkv  # the operator module builds kernels; import on use
 
         xx = _shift(x, None if state is None else state[:, ATT_X])
         xk = x * self.time_mix_k + xx * (1 - self.time_mix_k)
@@ -207,11 +206,11 @@ class RWKV(nn.Module):
         return logits
 
     def init_state(self, batch_size: int) -> Tensor:
-        """The empty RNN state: (B, n_layer, 5, C) float32 = shift x's zero, pp = -1e38."""
+        """The empty RNN state: (B, n_layer, 5, C) float32 = shift x's zero, pp = INIT_PP."""
         C, L = self.config.n_embd, self.config.n_layer
         device = self.emb.weight.device
         state = torch.zeros(batch_size, L, 5, C, dtype=torch.float32, device=device)
-        state[:, :, PP] = PP_EMPTY
+        state[:, :, PP] = INIT_PP
         return state
 
     def forward_step(self, idx: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:

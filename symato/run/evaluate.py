@@ -11,7 +11,7 @@ manifest's syllable count the same way.
 Diacritic restoration (symato tokenizers only): validation documents are decoded, their
 Vietnamese syllables stripped of vowel marks and tones (``syllable.strip_marks``),
 re-encoded with restoration slots (``restoration.prepare``) and filled greedily by the
-model (``generate.restore_ids``). A syllable counts as restored when its sym, marktone
+model (``symato.run.restore.restore_ids``). A syllable counts as restored when its sym, marktone
 and case equal the original's. The baseline picks, for every sym, the marktone that is
 most frequent in the training statistics (``results/stats/syllables.parquet``).
 
@@ -84,7 +84,7 @@ def val_documents(dataset: Any, eot_id: int, max_syllables: int, tokenizer: Any)
     byte token (a cut inside a syllable's tokens would not decode); the text is then cut
     at the word where the syllable budget is reached.
     """
-    from symato.syllable import LETTER_RUN, parse
+    from symato.text.syllable import LETTER_RUN, parse
 
     budget = min(dataset.num_tokens, 8 * max_syllables + 4096)
     stream = dataset.window(0, budget)
@@ -109,7 +109,7 @@ def val_documents(dataset: Any, eot_id: int, max_syllables: int, tokenizer: Any)
 
 def _syllables(text: str) -> list[Any]:
     """The parsed Vietnamese syllables of ``text`` in order; other words as None."""
-    from symato.syllable import LETTER_RUN, parse
+    from symato.text.syllable import LETTER_RUN, parse
 
     return [parse(m.group()) for m in LETTER_RUN.finditer(text)]
 
@@ -133,9 +133,9 @@ def baseline_table(stats_path: Path) -> dict[str, int]:
 def restoration(model: Any, tokenizer: Any, docs: list[str],
                 baseline: dict[str, int] | None) -> dict[str, Any]:
     """Restoration accuracy of ``model`` and of the baseline on ``docs``."""
-    from symato.generate import restore_ids
-    from symato.restoration import prepare, whole_choices
-    from symato.syllable import strip_marks
+    from symato.run.restore import restore_ids
+    from symato.text.restoration import prepare, whole_choices
+    from symato.text.syllable import strip_marks
 
     total = model_ok = base_ok = 0
     for text in docs:
@@ -168,8 +168,8 @@ def restoration(model: Any, tokenizer: Any, docs: list[str],
 # ----------------------------------------------------------------------------- run
 def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every metric of one run folder (model.pt, settings.json)."""
-    from symato.checkpoint import load_model
-    from symato.data import TokenDataset
+    from symato.data.loader import TokenDataset
+    from symato.run.checkpoint import load_model
 
     torch.set_num_threads(args.threads)
     device = args.device
@@ -206,8 +206,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 def text_metrics(model: Any, meta: dict[str, Any], val: Any,
                  args: argparse.Namespace) -> dict[str, Any]:
     """Samples and restoration: the parts that need the tokenizer."""
-    from symato.generate import generate
-    from symato.tokenizer import Tokenizer
+    from symato.run.generate import generate
+    from symato.text.tokenizer import Tokenizer
 
     if not isinstance(meta.get("tokenizer"), dict):
         raise SymatoError("model.pt meta has no 'tokenizer' vocabulary dict")

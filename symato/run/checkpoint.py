@@ -31,7 +31,7 @@ MODEL_FILE = "model.pt"
 def model_payload(model: nn.Module, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint dict of ``model`` (weights on CPU), for callers that embed it
     (the trainer's resumable state) as well as for ``save_model``."""
-    from symato.models import arch_of, config_dict
+    from symato.models import architecture_of, config_dict
 
     meta = dict(meta or {})
     try:
@@ -42,7 +42,7 @@ def model_payload(model: nn.Module, meta: dict[str, Any] | None = None) -> dict[
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": arch_of(model),
+        "arch": architecture_of(model),
         "config": config_dict(model),
         "state_dict": state,
         "meta": meta,

@@ -2,7 +2,7 @@
 
 Why it looks like this:
 
-* A run is fully described by its settings.json (``symato.grid.SETTINGS_SPEC``), so
+* A run is fully described by its settings.json (``symato.run.settings``), so
   the workflow can rerun exactly the runs whose settings changed.
 * The batch of every step is drawn from one numpy ``Generator`` seeded by the run
   seed; the generator state *is* the data position. A checkpoint (``DIR/checkpoint.pt``)
@@ -17,7 +17,7 @@ Why it looks like this:
   the last good checkpoint stays untouched.
 
 Outputs in DIR: ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.pt``
-(resumable state) and, at the end, ``model.pt`` (``symato.checkpoint.save_model``, with
+(resumable state) and, at the end, ``model.pt`` (``symato.run.checkpoint.save_model``, with
 the vocabulary and settings in its meta so it is self-contained).
 """
 
@@ -42,8 +42,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from symato.errors import SymatoError
-from symato.grid import check_settings
 from symato.io import atomic_path, read_json, write_text_atomic
+from symato.run.settings import load_settings
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -59,15 +59,6 @@ PEAK_BF16_FLOPS = (
 
 
 # ----------------------------------------------------------------------------- settings
-def load_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a settings.json (every key of ``SETTINGS_SPEC``, nothing else)."""
-    settings = read_json(path, "settings file")
-    if not isinstance(settings, dict):
-        raise SymatoError(f"settings file {path} must hold a JSON object")
-    check_settings(settings, f"settings file {path}")
-    return settings
-
-
 def learning_rate(step: int, s: dict[str, Any]) -> float:
     """LR for optimizer step ``step`` (0-based): linear warmup, then decay to lr_min.
 
@@ -197,7 +188,7 @@ class Trainer:
     """One training run; ``run()`` returns the process exit code."""
 
     def __init__(self, settings: dict[str, Any], out: Path, resume: bool) -> None:
-        from symato.data import TokenDataset
+        from symato.data.loader import TokenDataset
 
         self.s = settings
         self.out = out
@@ -230,14 +221,12 @@ class Trainer:
         return self.s["batch_size"] // per_step
 
     def _build_model(self) -> nn.Module:
-        from symato.models import build_model
+        from symato.models import model_for_run
 
         s = self.s
         if self.train_ds.vocab_size != self.val_ds.vocab_size:
             raise SymatoError(f"{s['shards_dir']}: train and val vocab sizes differ")
-        model = build_model(s["arch"], vocab_size=self.train_ds.vocab_size, n_layer=s["n_layer"],
-                            n_embd=s["n_embd"], n_head=s["n_head"], ctx_len=s["ctx_len"])
-        return model.to(self.device)
+        return model_for_run(s, self.train_ds.vocab_size).to(self.device)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         net = model
@@ -478,7 +467,7 @@ class Trainer:
         """Write DIR/model.pt with everything evaluation and generation need."""
         if not self.dist.main:
             return
-        from symato.checkpoint import save_model
+        from symato.run.checkpoint import save_model
 
         tokens = self.step * tokens_per_step
         meta = {

@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from symato import syllable as S
 from symato.errors import SymatoError
+from symato.text import syllable as S
+from symato.text.kinds import kind_of, name_pattern
 
 FORMAT = "symato-vocab"
 VERSION = 1
 EOT = "<|endoftext|>"
-KINDS_RE = re.compile(r"^(symato|symato\+([1-9][0-9]*)|bytes|sentencepiece)\Z")
 N_BYTES = 256
 MT_BASE = N_BYTES  # 256..273: the 18 marktones
 TITLE_ID = MT_BASE + S.MARKTONES  # 274
@@ -131,7 +131,7 @@ def _bad(where: str, msg: str) -> SymatoError:
 
 class Tokenizer:
     """A vocabulary plus its encoder and decoder; build with ``default``, ``from_file``,
-    ``from_dict`` or ``symato.vocab.build_vocab``."""
+    ``from_dict`` or ``symato.text.vocab.build_vocab``."""
 
     def __init__(self, data: dict[str, Any], *, source: str = "<dict>") -> None:
         self._data = copy.deepcopy(data)
@@ -159,7 +159,7 @@ class Tokenizer:
         if d.get("version") != VERSION:
             raise _bad(where, f"key 'version' is {d.get('version')!r}, expected {VERSION}")
         kind = d.get("kind")
-        if not isinstance(kind, str) or not KINDS_RE.match(kind):
+        if not isinstance(kind, str) or not re.fullmatch(name_pattern(), kind):
             raise _bad(where, f"key 'kind' is {kind!r}")
         if d.get("tone_style", "new") not in S.STYLES:
             raise _bad(where, f"key 'tone_style' is {d.get('tone_style')!r}")
@@ -219,7 +219,8 @@ class Tokenizer:
                 raise _bad(self._source, f"'syllables'[{i}] = {syl!r} is not a canonical syllable")
         if len(set(syllables)) != len(syllables):
             raise _bad(self._source, "'syllables' has duplicates")
-        expected = KINDS_RE.match(self.kind).group(2)
+        kind, match = kind_of(self.kind, self._source)
+        expected = match.group(1) if kind.name == "symato+N" else None
         if expected is None and syllables:
             raise _bad(self._source, "kind 'symato' must not list 'syllables'")
         if expected is not None and int(expected) != len(syllables):

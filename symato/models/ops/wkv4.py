@@ -140,17 +140,20 @@ def wkv_torch(w, u, k, v, state=None):
 
 
 def _kernels_dir() -> Path:
-    """Where the kernel sources live (env override, repo checkout, package data)."""
-    here = Path(__file__).resolve().parent
-    candidates = [here.parent / "kernels", here / "kernels"]
+    """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else the package data
+    ``symato.kernels`` (the repository's ``kernels/`` folder, mapped by pyproject.toml,
+    in a checkout and in an installed wheel alike)."""
+    from importlib import resources
+
     env = os.environ.get("SYMATO_KERNELS_DIR")
-    if env:
-        candidates.insert(0, Path(env))
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(str(resources.files("symato.kernels"))))
     for cand in candidates:
         if (cand / "wkv_cpu.cpp").is_file():
             return cand
     raise SymatoError(
         "wkv: kernel sources not found; looked in " + ", ".join(str(c) for c in candidates)
+        + " (a symato install without its kernels: reinstall it with `pip install .`)"
     )
 
 

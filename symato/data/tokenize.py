@@ -1,7 +1,7 @@
 """Tokenized Arrow IPC shards and their per-tokenizer manifest.
 
 Why Arrow IPC files: they can be memory-mapped and read without copying, so the data
-loader (``symato.data``) costs no resident memory per corpus byte. Each file holds one
+loader (``symato.data.loader``) costs no resident memory per corpus byte. Each file holds one
 row per document: ``doc_id`` (string) and ``tokens`` (list of uint16, or uint32 when the
 vocabulary has more than 65,536 ids). Every row starts with ``<|endoftext|>`` so the
 concatenated rows read "EOT doc EOT doc ...": every text token has a context.
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, write_json_atomic
-from symato.syllable import letter_runs, parse
+from symato.text.syllable import letter_runs, parse
 
 SPLITS = ("train", "val")
 META_KEY = b"symato"
@@ -57,7 +57,7 @@ def _is_syllable(run: str) -> bool:
 
 
 def count_syllables(text: str) -> int:
-    """Vietnamese syllables in ``text``: letter runs ``symato.syllable.parse`` accepts.
+    """Vietnamese syllables in ``text``: letter runs ``symato.text.syllable.parse`` accepts.
 
     The same rule as the statistics stage, so the two stages' counts agree.
     """
@@ -237,9 +237,9 @@ def write_manifest(shards_dir: str | Path, files: Sequence[str | Path], tokenize
 
 
 def manifest_main(argv: list[str]) -> int:
-    """``symato shards-manifest``: sum a tokenizer's shards into manifest.json."""
+    """``symato tokenize manifest``: sum a tokenizer's shards into manifest.json."""
     parser = argparse.ArgumentParser(
-        prog="symato shards-manifest", description="Write a tokenizer's shard manifest."
+        prog="symato tokenize manifest", description="Write a tokenizer's shard manifest."
     )
     parser.add_argument("shards", nargs="+", type=Path, help="token shards (DIR/{split}/*.arrow)")
     parser.add_argument("--dir", required=True, type=Path, help="the tokenizer's shards folder")

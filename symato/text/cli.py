@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 
 from symato.errors import SymatoError
-from symato.tokenizer import Tokenizer
+from symato.text.tokenizer import Tokenizer
 
 
 def _load(spec: str) -> Tokenizer:

@@ -28,7 +28,7 @@ def rwkv4_state_dict(model: nn.Module, dtype: torch.dtype = torch.float32) -> di
     ``time_decay`` and ``time_first`` stay float32 whatever ``dtype`` is: the runtime
     computes ``-exp(time_decay)`` from them and half precision would shift every decay.
     """
-    from symato.models import RWKV
+    from symato.models.rwkv import RWKV
 
     if not isinstance(model, RWKV):
         raise SymatoError(f"only RWKV models can be exported, got {type(model).__name__}")
@@ -43,7 +43,7 @@ def export_rwkv(
     ckpt: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "fp32"
 ) -> int:
     """Export checkpoint ``ckpt`` (file or run dir) to ``out``; return the tensor count."""
-    from symato.checkpoint import load_model
+    from symato.run.checkpoint import load_model
 
     if dtype not in DTYPES:
         raise SymatoError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")

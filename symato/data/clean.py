@@ -37,10 +37,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from symato.corpus import SourceTally, document_reason, zero_counts
+from symato.data.corpus import SourceTally, document_reason, zero_counts
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_json_atomic
-from symato.syllable import LETTERS, normalize_tone_placement, parse
+from symato.text.syllable import LETTERS, normalize_tone_placement, parse
 
 WORK_SCHEMA = pa.schema(
     [
@@ -422,10 +422,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def merge_main(argv: list[str]) -> int:
-    """``symato clean-report``: merge stage reports into the cleaning report."""
+def report_main(argv: list[str]) -> int:
+    """``symato clean report``: merge stage reports into the cleaning report."""
     p = argparse.ArgumentParser(
-        prog="symato clean-report", description="Merge cleaning stage reports."
+        prog="symato clean report", description="Merge cleaning stage reports."
     )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument(
@@ -450,7 +450,7 @@ def merge_main(argv: list[str]) -> int:
     write_json_atomic(args.out, report)
     kept, seen = report["total"]["kept"], report["total"]["seen"]
     print(
-        f"symato clean-report: kept {kept['documents']}/{seen['documents']} documents, "
+        f"symato clean report: kept {kept['documents']}/{seen['documents']} documents, "
         f"{kept['paragraphs']}/{seen['paragraphs']} paragraphs, "
         f"{kept['bytes']}/{seen['bytes']} bytes"
     )

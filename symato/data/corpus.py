@@ -1,4 +1,4 @@
-"""Reading configured corpus sources into raw Parquet shards (``symato shard``).
+"""Reading configured corpus sources into raw Parquet shards (``symato corpus``).
 
 Why a separate reading step: the sources come in many shapes (plain text, gzip or zstd
 compressed text, JSON lines, Parquet) and sizes (up to many GB). Reading each source
@@ -524,7 +524,7 @@ def _count_read(tally: SourceTally, doc: RawDoc) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="symato shard",
+        prog="symato corpus",
         description="Read one configured source and split it into raw Parquet shards.",
     )
     p.add_argument("--source", required=True, help="source name (doc ids and report)")
@@ -540,7 +540,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """``symato shard``: one source -> ``--shards`` raw shards + a reading report."""
+    """``symato corpus``: one source -> ``--shards`` raw shards + a reading report."""
     args = _parser().parse_args(argv)
     if args.shards < 1:
         raise SymatoError(f"--shards must be at least 1, got {args.shards}")
@@ -561,7 +561,8 @@ def main(argv: list[str]) -> int:
     write_json_atomic(args.report, {"stage": "read", "sources": {args.source: tally.to_json()}})
     seen = tally.seen
     print(
-        f"symato shard: {args.source}: {tally.files['seen']} files, {seen['documents']} documents, "
+        f"symato corpus: {args.source}: {tally.files['seen']} files, "
+        f"{seen['documents']} documents, "
         f"{seen['paragraphs']} paragraphs, {seen['bytes']} bytes -> {args.shards} shards"
     )
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from symato.io import read_json, write_text_atomic
-from symato.plots import _read_csv, budget_note, equal_size_table
+from symato.report.figures import _read_csv, budget_note, equal_size_table
 
 RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),

@@ -5,7 +5,7 @@ Snakemake job each, so it scales with cores); the merge only sums small count ta
 and classifies the *distinct* letter runs, which is cheap whatever the corpus size.
 
 Token model (the classic table): the text is cut into maximal letter runs
-(``symato.syllable.letter_runs``, the one definition of a word) and single non-space
+(``symato.text.syllable.letter_runs``, the one definition of a word) and single non-space
 characters between them. A letter run whose lower-case form is a canonical Vietnamese
 syllable counts as a syllable; other letter runs are "other alphabetic"; every non-space
 character outside letter runs is one "non-alphabetic" token.
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, write_text_atomic
-from symato.syllable import letter_runs
+from symato.text.syllable import letter_runs
 
 COVERAGE_LEVELS = (0.99, 0.999, 0.9999)
 SHARD_SCHEMA = pa.schema([("kind", pa.string()), ("token", pa.string()), ("count", pa.int64())])
@@ -126,7 +126,7 @@ def read_shard_counts(paths: list[Path]) -> pd.DataFrame:
             )
         frames.append(table.to_pandas())
     if not frames:
-        raise SymatoError("stats-merge: no shard statistics given")
+        raise SymatoError("stats merge: no shard statistics given")
     df = pd.concat(frames, ignore_index=True)
     return df.groupby(["kind", "token"], as_index=False, sort=False)["count"].sum()
 
@@ -134,11 +134,11 @@ def read_shard_counts(paths: list[Path]) -> pd.DataFrame:
 def split_syllable(run: str, style: str) -> tuple[str, str, int, str] | None:
     """(lower-case canonical syllable, sym, marktone, case) of a letter run, or None.
 
-    A run counts as a syllable when ``symato.syllable.parse`` accepts it (lower, Title
+    A run counts as a syllable when ``symato.text.syllable.parse`` accepts it (lower, Title
     or UPPER case; either tone placement); it is tallied under its canonical lower-case
     form in ``style`` so "Hoà", "HOÀ" and "hòa" meet in one row.
     """
-    from symato.syllable import compose, parse
+    from symato.text.syllable import compose, parse
 
     syl = parse(run)
     if syl is None:
@@ -319,9 +319,9 @@ def merge(paths: list[Path], out: Path, top_n: int, style: str = "new") -> dict[
 
 
 def merge_main(argv: list[str]) -> int:
-    """``symato stats-merge``: per-shard counts -> tables, plots, summary."""
+    """``symato stats merge``: per-shard counts -> tables, plots, summary."""
     parser = argparse.ArgumentParser(
-        prog="symato stats-merge", description="Merge per-shard statistics into tables and plots."
+        prog="symato stats merge", description="Merge per-shard statistics into tables and plots."
     )
     parser.add_argument("shards", nargs="+", type=Path, help="per-shard counts (.parquet)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (results/stats)")

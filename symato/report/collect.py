@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from symato.errors import SymatoError
-from symato.grid import format_tokens
 from symato.io import atomic_path, read_json
+from symato.run.grid import format_tokens
 
 # runs.csv columns: (column, source key in metrics.json / settings.json).
 RUN_COLUMNS: list[tuple[str, str]] = [

@@ -181,7 +181,7 @@ def _scatter_budgets(ax, g, col: str, at: float | None, style: Style, tok: str, 
 
 def _nd_lines(ax, g, col: str, nd: dict[str, Any], colour: str) -> None:
     """The fitted L(N, D) at each of the group's budgets, each line labelled with its D."""
-    from symato.scaling import predict
+    from symato.report.fit import predict
 
     n = np.geomspace(g[col].min() / 1.5, g[col].max() * 1.5, 60)
     for i, d in enumerate(sorted(g["tokens"].unique())):

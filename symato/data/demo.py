@@ -1,4 +1,4 @@
-"""The built-in demo corpus (``symato demo-corpus``): real Vietnamese from pinned packages.
+"""The built-in demo corpus (``symato demo``): real Vietnamese from pinned packages.
 
 Why packages: the pipeline must run on real Vietnamese text on a fresh machine that can
 reach only the package registries. Packages there ship such text, and a package
@@ -58,7 +58,7 @@ def sha256_of(path: Path) -> str:
 
 
 def _warn(message: str) -> None:
-    print(f"symato demo-corpus: WARNING: {message}", file=sys.stderr)
+    print(f"symato demo: WARNING: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -470,9 +470,9 @@ def write_jsonl(path: Path, docs: list[Doc]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``symato demo-corpus``: assemble the demo corpus (downloads cached in ``--cache``)."""
+    """``symato demo``: assemble the demo corpus (downloads cached in ``--cache``)."""
     p = argparse.ArgumentParser(
-        prog="symato demo-corpus",
+        prog="symato demo",
         description="Assemble the demo corpus from pinned PyPI and Debian packages.",
     )
     p.add_argument("--cache", type=Path, default=Path("resources/demo"))
@@ -494,14 +494,14 @@ def main(argv: list[str]) -> int:
     write_jsonl(args.out, docs)
     write_json_atomic(args.manifest, manifest)
     write_text_atomic(args.cache / "README.txt", _README)
-    print(f"symato demo-corpus: {len(docs)} documents, {manifest['output']['bytes']} bytes")
+    print(f"symato demo: {len(docs)} documents, {manifest['output']['bytes']} bytes")
     for e in manifest["sources"]:
         print(f"  {e['name']} {e['version']}: {e['status']} ({e['documents']} documents)")
     return 0
 
 
 _README = """\
-This folder is the cache of `symato demo-corpus` (rule demo_corpus).
+This folder is the cache of `symato demo` (rule demo_corpus).
 demo.jsonl    the demo corpus, one document per line ({"origin", "text"})
 manifest.json provenance: package, version, sha256, licence, status, size
 licenses/     the licence / copyright file of every package used

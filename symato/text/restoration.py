@@ -4,16 +4,16 @@ Why this works: in the symato scheme a syllable is ``[case] sym marktone``, so t
 without diacritics already gives the case and sym tokens; restoring the diacritics is
 choosing one marktone per sym, restricted to the marktones that make a legal syllable.
 ``prepare`` lays out the ids with a placeholder marktone (0: no mark, no tone) and lists
-each slot with its legal choices; the model-driven choice lives in ``symato.generate``.
+each slot with its legal choices; the model-driven choice lives in ``symato.run.generate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from symato import syllable as S
 from symato.errors import SymatoError
-from symato.tokenizer import TITLE_ID, UPPER_ID, Tokenizer
+from symato.text import syllable as S
+from symato.text.tokenizer import TITLE_ID, UPPER_ID, Tokenizer
 
 Slot = tuple[int, tuple[int, ...]]
 
@@ -70,7 +70,7 @@ def whole_choices(ids: Sequence[int], slots: Sequence[Slot], tokenizer: Tokenize
 
     Why: a symato+N model only ever saw those syllables as their whole id, never as
     ``sym marktone``, so scoring them by the marktone after a bare sym asks the model
-    about text it never saw. ``symato.generate.restore_ids`` scores them as the whole
+    about text it never saw. ``symato.run.restore.restore_ids`` scores them as the whole
     id instead.
     """
     _require_symato(tokenizer)

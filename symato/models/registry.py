@@ -1,0 +1,93 @@
+"""The architectures the pipeline can train: one entry each, the only list of them.
+
+Why a registry: the grid, the trainer, checkpoints, the run-name pattern and the config
+schema's allowed values all need "which architectures exist and how is each built".
+Each reads it from here, so adding an architecture is its model file plus one entry
+below (docs/architecture.md walks through an example).
+
+Entries name their classes by module path and are imported only when a model is built:
+the Snakefile reads this registry while parsing, and must not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from symato.errors import SymatoError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One trainable architecture.
+
+    ``heads`` says how the run setting ``head_size`` shapes the model: ``"n_head"``
+    (attention: n_head = n_embd / head_size), ``"head_size"`` (passed as is) or
+    ``"none"`` (unused). ``defaults`` are training settings this architecture uses
+    unless ``train.arch_overrides`` says otherwise. ``run_fields`` are the settings that
+    name a run (``{arch}-L{n_layer}-D{n_embd}-...``).
+    """
+
+    name: str
+    module: str
+    model_class: str
+    config_class: str
+    summary: str
+    heads: str = "none"
+    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    run_fields: tuple[str, ...] = ("n_layer", "n_embd")
+
+    def classes(self) -> tuple[type, type]:
+        """(model class, config class), imported on first use."""
+        module = importlib.import_module(self.module)
+        return getattr(module, self.model_class), getattr(module, self.config_class)
+
+    def check_shape(self, settings: Mapping[str, Any], where: str) -> None:
+        """Reject a width the head size does not divide (for head-shaped architectures)."""
+        if self.heads == "none":
+            return
+        width, head = settings["n_embd"], settings["head_size"]
+        if width % head:
+            raise SymatoError(f"{where}: {self.name} width {width} is not divisible by "
+                              f"head_size {head}")
+
+    def model_kwargs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The model-config keys a run's settings fix beyond the vocabulary size."""
+        kwargs = {"n_layer": settings["n_layer"], "n_embd": settings["n_embd"],
+                  "ctx_len": settings["ctx_len"]}
+        if self.heads == "n_head":
+            kwargs["n_head"] = settings["n_embd"] // settings["head_size"]
+        elif self.heads == "head_size":
+            kwargs["head_size"] = settings["head_size"]
+        return kwargs
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture("rwkv", "symato.models.rwkv", "RWKV", "RWKVConfig",
+                     "RWKV-4: linear-time recurrence (the WKV operator), no attention"),
+        Architecture("gpt", "symato.models.gpt", "GPT", "GPTConfig",
+                     "GPT-2-style Transformer: LayerNorm, learned positions, GELU MLP",
+                     heads="n_head"),
+    )
+}
+
+
+def get_architecture(name: str, where: str = "") -> Architecture:
+    """The registry entry ``name``; an unknown name is an error listing the known ones."""
+    if name not in ARCHITECTURES:
+        prefix = f"{where}: " if where else ""
+        raise SymatoError(f"{prefix}unknown architecture {name!r}; known: {list(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def architecture_of(model: Any) -> str:
+    """The registry name of a model instance built from one of the entries."""
+    for arch in ARCHITECTURES.values():
+        if type(model).__name__ == arch.model_class and type(model).__module__ == arch.module:
+            return arch.name
+    raise SymatoError(f"not a symato model: {type(model).__name__}")

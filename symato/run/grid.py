@@ -1,0 +1,151 @@
+"""The run grid: which training runs a config asks for, their names and settings.
+
+Why a module (and not Python inside the rules): the Snakemake rules, the tests and the
+report all need the same answer to "which runs exist and with which settings". The
+grid is the union of the sub-grids in ``config["train"]["grids"]``; each sub-grid is a
+product tokenizers x archs x sizes x budgets. A run is named
+``{arch}-L{n_layer}-D{n_embd}-T{tokens}`` (e.g. ``rwkv-L4-D128-T200k``) and lives in
+``results/runs/{tokenizer}/{run}/``.
+
+Budgets come in two kinds. A token budget (``tokens:``, run ``...-T200k``) fixes the
+tokens trained on; a byte budget (``bytes:``, run ``...-B700k``) fixes the UTF-8 bytes of
+training *text*, so tokenizers can be compared on the same amount of text. A byte
+budget's tokens depend on the tokenizer's bytes per token, known only once the corpus
+is tokenized: the grid leaves ``tokens`` and ``steps`` open and ``symato settings
+--text-bytes N --manifest FILE`` resolves them from the shard manifest's train split.
+
+A run's settings are the shared ``train.settings``, then the architecture's registry
+defaults, then ``train.arch_overrides[arch]``, plus the size, budget and data paths.
+The config must already be complete (``symato.config.prepare`` fills every default).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from symato.errors import SymatoError
+from symato.models.registry import ARCHITECTURES, get_architecture
+from symato.run.settings import RESOLVED_KEYS, check_settings, ordered, steps_for
+
+_SIZE_RE = re.compile(r"^L([1-9][0-9]*)-D([1-9][0-9]*)$")
+
+
+def parse_size(name: str) -> tuple[int, int]:
+    """``"L4-D128"`` -> ``(4, 128)``; anything else is a config error naming the size."""
+    match = _SIZE_RE.match(name)
+    if not match:
+        raise SymatoError(
+            f"config train.grids: size {name!r} is not of the form L<layers>-D<width>"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def format_tokens(tokens: int) -> str:
+    """A short, exact count for run names: 200000 -> 200k, 3000000 -> 3M."""
+    for suffix, unit in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if tokens % unit == 0:
+            return f"{tokens // unit}{suffix}"
+    return str(tokens)
+
+
+def run_name(
+    arch: str, n_layer: int, n_embd: int, tokens: int | None = None,
+    text_bytes: int | None = None,
+) -> str:
+    """The folder name of one run: ``rwkv-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes)."""
+    if (tokens is None) == (text_bytes is None):
+        raise SymatoError("run_name: give exactly one of tokens and text_bytes")
+    budget = f"T{format_tokens(tokens)}" if tokens is not None else f"B{format_tokens(text_bytes)}"
+    return f"{arch}-L{n_layer}-D{n_embd}-{budget}"
+
+
+def run_name_pattern() -> str:
+    """A regular expression that matches every run name of every registered architecture."""
+    archs = "|".join(re.escape(name) for name in ARCHITECTURES)
+    return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?"
+
+
+def shared_settings(train: dict[str, Any], arch: str) -> dict[str, Any]:
+    """``train.settings``, the architecture's defaults, then ``train.arch_overrides[arch]``."""
+    return {**train["settings"], **get_architecture(arch).defaults,
+            **train["arch_overrides"].get(arch, {})}
+
+
+def run_settings(
+    config: dict, tokenizer: str, arch: str, size: str, tokens: int | None,
+    results: str = "results", text_bytes: int | None = None, where: str = "config train",
+) -> dict[str, Any]:
+    """The settings of one run, in the contract's key order (``symato.run.settings``).
+
+    For a byte budget (``text_bytes``) ``tokens`` and ``steps`` are left open. Errors
+    start with ``where`` and name the run.
+    """
+    train = config["train"]
+    shared = shared_settings(train, arch)
+    n_layer, n_embd = parse_size(size)
+    if shared["device"] == "auto":  # a job that declared no GPU must not take one
+        shared["device"] = "cuda" if int(train["gpus_per_run"]) > 0 else "cpu"
+    if text_bytes is None:
+        budget = {"tokens": int(tokens), "steps": steps_for(int(tokens), shared)}
+    else:
+        budget = {"text_bytes": int(text_bytes)}
+    settings = ordered({
+        **shared,
+        "tokenizer": tokenizer,
+        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes),
+        "arch": arch,
+        "n_layer": n_layer,
+        "n_embd": n_embd,
+        **budget,
+        "shards_dir": f"{results}/shards/{tokenizer}",
+        "vocab_file": f"{results}/vocab/{tokenizer}.json",
+    })
+    pending = RESOLVED_KEYS if text_bytes is not None else ()
+    check_settings(settings, f"{where}: run {settings['run']}", pending=pending)
+    return settings
+
+
+def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
+    """All runs of a complete config, in a stable order, each once.
+
+    Each entry has ``tokenizer``, ``run``, ``arch``, ``n_layer``, ``n_embd``, ``tokens``
+    (None for a byte budget: resolved later), ``text_bytes`` (None for a token budget),
+    ``grids`` (names of the sub-grids asking for it) and ``settings`` (the full dict, or
+    for a byte budget all but ``tokens`` and ``steps``).
+    """
+    all_tokenizers = list(config["tokenizers"])
+    runs: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, grid in enumerate(config["train"]["grids"]):
+        where = f"train.grids[{i}]"
+        tokenizers = all_tokenizers if grid["tokenizers"] == "all" else grid["tokenizers"]
+        budgets = _budgets(grid, where)
+        for tok in tokenizers:
+            if tok not in all_tokenizers:
+                raise SymatoError(
+                    f"config {where}: tokenizer {tok!r} is not in tokenizers {all_tokenizers}"
+                )
+            for arch in grid["archs"]:
+                for size in grid["sizes"]:
+                    for tokens, text_bytes in budgets:
+                        s = run_settings(config, tok, arch, size, tokens, results, text_bytes,
+                                         where=f"config {where}")
+                        entry = runs.setdefault((tok, s["run"]), _entry(s))
+                        entry["grids"].append(grid.get("name", f"grid{i}"))
+    return list(runs.values())
+
+
+def _budgets(grid: dict, where: str) -> list[tuple[int | None, int | None]]:
+    """(tokens, text_bytes) pairs of one sub-grid: exactly one of its ``tokens``/``bytes``."""
+    if ("tokens" in grid) == ("bytes" in grid):
+        raise SymatoError(f"config {where}: give exactly one of the keys 'tokens' (token "
+                          f"budgets) and 'bytes' (budgets in bytes of training text)")
+    if "tokens" in grid:
+        return [(int(t), None) for t in grid["tokens"]]
+    return [(None, int(b)) for b in grid["bytes"]]
+
+
+def _entry(settings: dict[str, Any]) -> dict[str, Any]:
+    keys = ("tokenizer", "run", "arch", "n_layer", "n_embd")
+    return {**{k: settings[k] for k in keys}, "tokens": settings.get("tokens"),
+            "text_bytes": settings.get("text_bytes"), "grids": [], "settings": settings}

@@ -1,0 +1,257 @@
+"""The settings of one training run: the contract between the grid and the trainer.
+
+Why a module of its own: a run is fully described by its ``settings.json``, so the grid
+(which writes it), the trainer (which reads it), the evaluation and the report must agree
+on its keys, types and allowed values. They live here, in the package, so an installed
+package knows them without the workflow's schema files. The shared settings (the ones
+``config.yaml`` sets under ``train.settings``) are also the schema of that config section:
+``workflow/schemas/train.schema.yaml`` holds a placeholder that ``symato.config`` fills
+from :func:`shared_schema`, so the two cannot drift apart (``tests/test_config.py``).
+
+``symato settings`` writes one run's settings.json from command-line options (the
+workflow's ``run_settings`` rule); a budget in bytes of text is turned into tokens and
+steps there, from the tokenizer's shard manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from symato.errors import SymatoError
+from symato.io import read_json, write_json_atomic
+from symato.spec import Option, object_schema
+
+
+@dataclass(frozen=True)
+class Setting(Option):
+    """One key of settings.json. ``shared`` settings come from ``train.settings`` (with
+    per-architecture overrides) and have a default; the others are set by the grid for
+    each run. ``optional`` keys exist only for some runs."""
+
+    shared: bool = False
+    optional: bool = False
+
+
+def _shared(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
+    return Setting(name, kind, help, default=default, shared=True, **limits)
+
+
+# Every key of settings.json, in the order it is written (and passed on command lines).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("tokenizer", str, "tokenizer name (results/vocab/{tokenizer}.json)"),
+    Setting("run", str, "run name, e.g. rwkv-L4-D128-T200k"),
+    Setting("arch", str, "architecture (a name of symato.models.registry)"),
+    Setting("n_layer", int, "number of blocks", minimum=1),
+    Setting("n_embd", int, "model width", minimum=1),
+    Setting("tokens", int, "training token budget", minimum=1),
+    Setting("steps", int, "optimizer steps = ceil(tokens / (batch_size * ctx_len))", minimum=1),
+    Setting("text_bytes", int, "byte-budget runs: UTF-8 bytes of training text asked for",
+            minimum=1, optional=True),
+    _shared("ctx_len", int, 128, "training window in tokens", minimum=1),
+    _shared("batch_size", int, 16, "global batch (windows) per optimizer step", minimum=1),
+    _shared("grad_accum", int, 1, "micro-batches per step; must divide batch_size", minimum=1),
+    _shared("lr", float, 0.004, "peak learning rate", above=0),
+    _shared("lr_min", float, 0.0004, "learning rate at the end of the decay", above=0),
+    _shared("warmup_steps", int, 10, "linear warmup steps", minimum=0),
+    _shared("schedule", str, "cosine", "learning-rate decay after warmup",
+            choices=("cosine", "exponential")),
+    _shared("weight_decay", float, 0.01, "AdamW weight decay (matrices only)", minimum=0),
+    _shared("beta1", float, 0.9, "AdamW beta1", minimum=0, below=1),
+    _shared("beta2", float, 0.99, "AdamW beta2", minimum=0, below=1),
+    _shared("eps", float, 1.0e-8, "AdamW epsilon", above=0),
+    _shared("grad_clip", float, 1.0, "max gradient norm; 0 = off", minimum=0),
+    _shared("seed", int, 1234, "random seed (init and data order)", minimum=0),
+    _shared("precision", str, "auto", "auto = fp32 on CPU, bf16 autocast on CUDA",
+            choices=("auto", "fp32", "bf16")),
+    _shared("compile", bool, False, "torch.compile the model"),
+    _shared("eval_interval", int, 25, "steps between validation evals; 0 = end only", minimum=0),
+    _shared("eval_windows", int, 16, "validation windows per training-time eval", minimum=1),
+    _shared("log_interval", int, 1, "steps between metrics.jsonl lines", minimum=1),
+    _shared("checkpoint_steps", int, 50, "checkpoint every N steps; 0 = off", minimum=0),
+    _shared("checkpoint_minutes", float, 10, "checkpoint every M minutes; 0 = off", minimum=0),
+    _shared("device", str, "auto", "auto = cuda when the run holds a GPU, else cpu",
+            choices=("auto", "cpu", "cuda")),
+    _shared("threads", int, 1, "torch CPU threads per run (fixed: determinism)", minimum=1),
+    _shared("head_size", int, 16, "attention head width: n_head = n_embd / head_size",
+            minimum=1),
+    Setting("shards_dir", str, "token shards folder (manifest.json, {split}/*.arrow)"),
+    Setting("vocab_file", str, "vocabulary file, embedded into the final model"),
+)
+SPEC: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# What a byte-budget run leaves open until its tokenizer's shard manifest exists.
+RESOLVED_KEYS = ("tokens", "steps")
+
+
+def shared_names() -> tuple[str, ...]:
+    """The settings ``train.settings`` and ``train.arch_overrides`` may set."""
+    return tuple(s.name for s in SETTINGS if s.shared)
+
+
+def shared_schema() -> dict[str, Any]:
+    """The JSON schema of ``train.settings`` (filled into the workflow's train schema)."""
+    return object_schema(s for s in SETTINGS if s.shared)
+
+
+def default_settings(
+    *, tokenizer: str, arch: str, n_layer: int, n_embd: int, tokens: int, shards_dir: str,
+    vocab_file: str, run: str | None = None, **shared: Any,
+) -> dict[str, Any]:
+    """A complete, checked settings dict for one run outside the grid (tests, benchmarks):
+    the shared defaults with ``shared`` on top; steps from ``tokens``; a plain run name."""
+    unknown = sorted(set(shared) - set(shared_names()) - set(RESOLVED_KEYS))
+    if unknown:
+        raise SymatoError(f"default_settings: unknown settings {unknown}")
+    values = {s.name: s.default for s in SETTINGS if s.shared} | shared
+    values.setdefault("steps", steps_for(tokens, values))
+    settings = ordered({**values, "tokenizer": tokenizer, "arch": arch, "n_layer": n_layer,
+                        "n_embd": n_embd, "tokens": tokens, "shards_dir": shards_dir,
+                        "vocab_file": vocab_file,
+                        "run": run or f"{arch}-L{n_layer}-D{n_embd}-T{tokens}"})
+    check_settings(settings, "default_settings")
+    return settings
+
+
+def ordered(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` in the contract's key order, whatever order it was built in.
+
+    Why: Snakemake compares a rule's params as text, so the same settings must always
+    be written the same way, or a config with its keys reordered would rerun every run.
+    """
+    return {s.name: settings[s.name] for s in SETTINGS if s.name in settings}
+
+
+def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...] = ()) -> None:
+    """Reject missing, unknown or out-of-range settings, naming the key and ``where``.
+
+    ``pending`` keys may be absent (a byte-budget run before its tokens are resolved).
+    """
+    required = {s.name for s in SETTINGS if not s.optional}
+    missing = sorted(required - set(settings) - set(pending))
+    unknown = sorted(set(settings) - set(SPEC))
+    if missing or unknown:
+        raise SymatoError(f"{where}: missing settings {missing}, unknown settings {unknown}")
+    for key, value in settings.items():
+        SPEC[key].check(value, where)
+    from symato.models.registry import get_architecture
+
+    get_architecture(settings["arch"], where).check_shape(settings, where)
+    if settings["batch_size"] % settings["grad_accum"]:
+        raise SymatoError(f"{where}: batch_size {settings['batch_size']} is not divisible by "
+                          f"grad_accum {settings['grad_accum']}")
+    if not settings["lr_min"] <= settings["lr"]:
+        raise SymatoError(f"{where}: need lr_min <= lr, got lr_min={settings['lr_min']}, "
+                          f"lr={settings['lr']}")
+
+
+def load_settings(path: str | Path) -> dict[str, Any]:
+    """Read and check a settings.json (every required key of the contract, nothing else)."""
+    settings = read_json(path, "settings file")
+    if not isinstance(settings, dict):
+        raise SymatoError(f"settings file {path} must hold a JSON object")
+    check_settings(settings, f"settings file {path}")
+    return settings
+
+
+# ----------------------------------------------------------------------------- budgets
+def steps_for(tokens: int, settings: dict[str, Any]) -> int:
+    """Optimizer steps for a token budget: ceil(tokens / (batch_size * ctx_len)), >= 1."""
+    return max(1, math.ceil(tokens / (settings["batch_size"] * settings["ctx_len"])))
+
+
+def resolve_text_bytes(text_bytes: int, manifest_path: str | Path) -> tuple[int, dict[str, int]]:
+    """Tokens worth ``text_bytes`` of training text for one tokenizer's shards.
+
+    tokens = round(text_bytes * train tokens / train bytes), the train split's own
+    bytes per token (end-of-text tokens included, as training windows include them).
+    Returns (tokens, the train split's ``tokens`` and ``bytes``).
+    """
+    manifest = read_json(manifest_path, "shard manifest")
+    splits = manifest.get("splits") if isinstance(manifest, dict) else None
+    train = splits.get("train") if isinstance(splits, dict) else None
+    if not isinstance(train, dict):
+        raise SymatoError(f"shard manifest {manifest_path}: missing key 'splits.train'")
+    counts = {}
+    for key in ("tokens", "bytes"):
+        value = train.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SymatoError(f"shard manifest {manifest_path}: key 'splits.train.{key}' must be "
+                              f"a positive integer, got {value!r}")
+        counts[key] = value
+    return max(1, round(text_bytes * counts["tokens"] / counts["bytes"])), counts
+
+
+# ----------------------------------------------------------------------------- command line
+def command_args(settings: dict[str, Any]) -> list[str]:
+    """The ``symato settings`` options for ``settings``, in the contract's order.
+
+    A byte-budget run gets ``--text-bytes N --manifest {shards_dir}/manifest.json`` in
+    place of ``--tokens``/``--steps``.
+    """
+    args: list[str] = []
+    byte_budget = "text_bytes" in settings
+    for spec in SETTINGS:
+        if spec.name not in settings or (byte_budget and spec.name in RESOLVED_KEYS):
+            continue
+        value = settings[spec.name]
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += [f"--{spec.name.replace('_', '-')}", text if isinstance(value, str) else
+                 (text if isinstance(value, bool) else repr(value))]
+    if byte_budget:
+        args += ["--manifest", f"{settings['shards_dir']}/manifest.json"]
+    return args
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symato settings",
+        description="Write one run's settings.json; every setting is a required option, "
+        "except that a byte budget (--text-bytes N --manifest FILE) replaces --tokens and "
+        "--steps, which are then computed from the manifest's train split.",
+    )
+    parser.add_argument("--out", required=True, help="settings.json to write")
+    for spec in SETTINGS:
+        required = not spec.optional and spec.name not in RESOLVED_KEYS
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=spec.parse,
+                            required=required, help=spec.help)
+    parser.add_argument("--manifest", type=Path,
+                        help="with --text-bytes: the tokenizer's shards manifest.json")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``symato settings --out FILE --KEY VALUE ...``: check and write settings.json."""
+    args = vars(_parser().parse_args(argv))
+    out = Path(args.pop("out"))
+    where = f"symato settings (for {out})"
+    manifest = args.pop("manifest")
+    if args["text_bytes"] is None:
+        del args["text_bytes"]
+        if manifest is not None or None in (args["tokens"], args["steps"]):
+            raise SymatoError(f"{where}: give --tokens and --steps, or --text-bytes and "
+                              f"--manifest (a byte budget), not a mix")
+    else:
+        if manifest is None or (args["tokens"], args["steps"]) != (None, None):
+            raise SymatoError(f"{where}: --text-bytes needs --manifest and replaces --tokens "
+                              f"and --steps")
+        args = _resolve(args, manifest, where)
+    settings = ordered(args)
+    check_settings(settings, where)
+    write_json_atomic(out, settings)
+    return 0
+
+
+def _resolve(args: dict[str, Any], manifest: Path, where: str) -> dict[str, Any]:
+    """A byte-budget run's settings with ``tokens`` and ``steps`` filled in from ``manifest``."""
+    check_settings({k: v for k, v in args.items() if v is not None}, where, RESOLVED_KEYS)
+    tokens, train = resolve_text_bytes(args["text_bytes"], manifest)
+    args["tokens"], args["steps"] = tokens, steps_for(tokens, args)
+    print(f"{args['text_bytes']} bytes of text at {train['bytes'] / train['tokens']:.4f} bytes per "
+          f"token (train split of {manifest}) -> tokens {tokens}, steps {args['steps']}")
+    if tokens > train["tokens"]:
+        print(f"note: {tokens} tokens is more than the train split's {train['tokens']}: "
+              f"windows repeat text")
+    return args

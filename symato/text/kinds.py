@@ -1,0 +1,95 @@
+"""The tokenizer kinds: one entry each, the only list of them.
+
+Why a registry: the config schema (which tokenizer names are valid), the vocab rule
+(what a vocabulary is learned from, which settings it reads), ``symato vocab`` (how it
+is built) and the ``Tokenizer`` (how a vocabulary file of the kind is checked) all need
+"which kinds exist". Each reads it from here, so a new kind is its build function plus
+one entry below (docs/architecture.md walks through an example).
+
+A tokenizer *name* in ``config.yaml`` (``symato+8192``) belongs to the kind whose
+``pattern`` matches it; the pattern's groups carry its parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from symato.errors import SymatoError
+
+# What a vocabulary can be learned from; the workflow maps each to its files.
+SOURCES = ("syms", "syllables", "text")
+
+
+def _no_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    return []
+
+
+def _symato_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    # symato vocabularies use the tone placement the cleaned text was written in
+    return [("size", config["vocab"]["symato_size"]), ("tone-style", config["clean"]["tone_style"])]
+
+
+def _sentencepiece_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    sp = config["vocab"]["sentencepiece"]
+    return [("size", config["vocab"]["sentencepiece_size"]),
+            *((f"sp-{key.replace('_', '-')}", sp[key]) for key in sorted(sp))]
+
+
+@dataclass(frozen=True)
+class TokenizerKind:
+    """One kind of tokenizer.
+
+    ``learns_from`` lists the ``SOURCES`` its vocabulary is built from (empty: built
+    from nothing); ``options`` turns the complete config into the ``symato vocab``
+    options of this kind (only the settings it reads, so changing another kind's
+    setting never rebuilds it); ``build`` is ``module:function`` with the signature
+    ``build(name, match, inputs, options) -> Tokenizer``.
+    """
+
+    name: str
+    pattern: str
+    summary: str
+    learns_from: tuple[str, ...]
+    options: Callable[[dict[str, Any]], list[tuple[str, Any]]]
+    build: str
+
+    def builder(self) -> Callable[..., Any]:
+        module, func = self.build.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+KINDS: dict[str, TokenizerKind] = {
+    kind.name: kind
+    for kind in (
+        TokenizerKind("symato", r"symato", "bytes + 18 marktones + case + every sym",
+                      ("syms",), _symato_options, "symato.text.vocab:build_symato"),
+        TokenizerKind("symato+N", r"symato\+([1-9][0-9]*)",
+                      "symato plus the N most frequent whole syllables of the train split",
+                      ("syms", "syllables"), _symato_options, "symato.text.vocab:build_symato"),
+        TokenizerKind("bytes", r"bytes", "the 256 UTF-8 byte values (the floor)",
+                      (), _no_options, "symato.text.vocab:build_bytes"),
+        TokenizerKind("sentencepiece", r"sentencepiece",
+                      "sentencepiece (BPE by default) trained on the train split's text",
+                      ("text",), _sentencepiece_options,
+                      "symato.text.vocab:build_sentencepiece"),
+    )
+}
+
+
+def name_pattern() -> str:
+    """A regular expression matching every valid tokenizer name (any kind)."""
+    return "^(" + "|".join(f"(?:{k.pattern})" for k in KINDS.values()) + ")$"
+
+
+def kind_of(name: str, where: str = "") -> tuple[TokenizerKind, re.Match[str]]:
+    """The kind a tokenizer name belongs to, and the match holding its parameters."""
+    for kind in KINDS.values():
+        match = re.fullmatch(kind.pattern, name)
+        if match:
+            return kind, match
+    prefix = f"{where}: " if where else ""
+    raise SymatoError(f"{prefix}unknown tokenizer {name!r}; kinds: {list(KINDS)}")
