@@ -29,3 +29,13 @@ def prepared(config: dict[str, Any]) -> dict[str, Any]:
 def tiny_data_config(**sections: Any) -> dict[str, Any]:
     """A fresh copy of the tiny data config, with extra top-level sections added."""
     return {**copy.deepcopy(_TINY_DATA), **sections}
+
+
+def reversed_keys(value: Any) -> Any:
+    """``value`` with the key order of every mapping in it reversed (lists kept as they
+    are): the same config as a YAML tool that reorders keys would write it."""
+    if isinstance(value, dict):
+        return {key: reversed_keys(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(item) for item in value]
+    return value

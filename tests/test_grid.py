@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _workflow import REPO, SNAKEMAKE, prepared
+from _workflow import REPO, SNAKEMAKE, prepared, reversed_keys
 
 from symato.errors import SymatoError
 from symato.run.grid import expand_grid, format_tokens, run_name_pattern
@@ -131,8 +131,9 @@ def _workdir(tmp_path: Path, config: dict) -> Path:
     return tmp_path
 
 
-def _write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+def _write_config(workdir: Path, config: dict, sort_keys: bool = True) -> None:
+    (workdir / "config.yaml").write_text(
+        yaml.safe_dump(config, allow_unicode=True, sort_keys=sort_keys))
 
 
 def _snakemake(workdir: Path, *args: str) -> str:
@@ -159,6 +160,9 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     work = _workdir(tmp_path, config)
     assert _job_counts(work) == {"run_settings": n, "train": n, "evaluate": n, "runs": 1}
     _snakemake(work, "--quiet", "all")  # stub jobs: outputs and their params recorded
+    assert _job_counts(work) == {}
+    # the same config with every mapping's keys in another order plans nothing
+    _write_config(work, reversed_keys(config), sort_keys=False)
     assert _job_counts(work) == {}
 
     # one shared setting of one arch -> exactly that arch's runs

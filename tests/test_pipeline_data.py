@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from _workflow import CORPUS, REPO, SNAKEMAKE, tiny_data_config
+from _workflow import CORPUS, REPO, SNAKEMAKE, prepared, reversed_keys, tiny_data_config
 
 from symato import Tokenizer
 from symato.data.loader import TokenDataset
@@ -34,10 +34,11 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _snakemake(workdir: Path, config: dict, *args: str,
-               name: str = "config.yaml") -> subprocess.CompletedProcess[str]:
+def _snakemake(workdir: Path, config: dict, *args: str, name: str = "config.yaml",
+               sort_keys: bool = True) -> subprocess.CompletedProcess[str]:
     cfg = workdir / name
-    cfg.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    cfg.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=sort_keys),
+                   encoding="utf-8")
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
@@ -107,6 +108,16 @@ def test_second_run_does_nothing(built: Path) -> None:
     proc = _snakemake(built, BASE, "data")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_reordered_equal_config_reruns_nothing(built: Path) -> None:
+    """Every section written out in full, each mapping's keys in reverse order: the
+    params of every data job are the same, so nothing reruns (Snakemake compares params
+    by their text, and a dict's text follows its key order)."""
+    full = reversed_keys(prepared(BASE))
+    proc = _snakemake(built, full, "-n", "data", name="dry.yaml", sort_keys=False)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, (
+        proc.stdout[-2000:] + proc.stderr[-2000:])
 
 
 def test_cleaning_threshold_reruns_everything_after(built: Path) -> None:

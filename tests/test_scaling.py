@@ -220,7 +220,6 @@ DEMO_RWKV = [
 def test_demo_grid_supports_both_laws():
     """config.yaml's demo grid gives each symato arch what L(N) and L(N, D) need."""
     import yaml
-
     from _workflow import prepared
 
     from symato.run.grid import expand_grid

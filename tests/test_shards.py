@@ -118,8 +118,8 @@ def test_empty_shard(tmp_path: Path, vocab: Path) -> None:
     assert cli(["tokenize", "--vocab", str(vocab), "--clean", str(clean), "--train",
                 str(out / "train" / "0.arrow"), "--val", str(out / "val" / "0.arrow")]) == 0
     assert _read(out / "train" / "0.arrow").num_rows == 0
-    assert cli(["tokenize", "manifest", str(out / "train" / "0.arrow"), str(out / "val" / "0.arrow"),
-                "--dir", str(out), "--tokenizer", "symato"]) == 0
+    assert cli(["tokenize", "manifest", str(out / "train" / "0.arrow"),
+                str(out / "val" / "0.arrow"), "--dir", str(out), "--tokenizer", "symato"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"]["train"] == {"bytes": 0, "documents": 0, "shards": ["train/0.arrow"],
                                            "syllables": 0, "tokens": 0}

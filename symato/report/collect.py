@@ -91,8 +91,6 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     merged = {**_flatten(settings), **_flatten(metrics)}
     merged.setdefault("run", run_dir.name)
     merged.setdefault("tokenizer", run_dir.parent.name)
-    if merged.get("train_tokens") is None:  # older evaluations: the configured budget
-        merged["train_tokens"] = merged.get("tokens")
     row: dict[str, Any] = {}
     for column, key in RUN_COLUMNS:
         value = merged.get(key)

@@ -28,7 +28,7 @@ def _run_tokens(run: str, tokenizer: Tokenizer) -> tuple[list[int], bool, tuple[
     """(tokens, is it a syllable unit, allowed marktone ids if it is a restoration slot)."""
     lower = run.lower()
     sym_id = tokenizer.sym_id(lower)
-    case = S._case_of(run, lower) if sym_id is not None else None
+    case = S.case_of(run, lower) if sym_id is not None else None
     if sym_id is not None and case is not None:
         prefix = [] if case == "lower" else [TITLE_ID if case == "title" else UPPER_ID]
         mts = tokenizer.marktone_ids

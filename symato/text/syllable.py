@@ -27,12 +27,15 @@ __all__ = [
     "Syllable",
     "all_syllables",
     "all_syms",
+    "apply_case",
+    "case_of",
     "compose",
     "is_canonical_syllable",
     "legal_marktones",
     "letter_runs",
     "normalize_tone_placement",
     "parse",
+    "put_tone",
     "strip_marks",
 ]
 
@@ -132,7 +135,8 @@ def _tone_index(rime: str, style: str) -> int:
     return vowels[0]
 
 
-def _put_tone(text: str, index: int, tone: int) -> str:
+def put_tone(text: str, index: int, tone: int) -> str:
+    """``text`` with tone ``tone`` (0 = none) on the letter at ``index`` (NFC)."""
     if tone == 0:
         return text
     toned = unicodedata.normalize("NFC", text[index] + _TONE_MARKS[tone - 1])
@@ -175,7 +179,7 @@ def _inventory() -> tuple[dict[str, _Entry], dict[tuple[str, int, str], str]]:
             stop = rime.endswith(_STOP_CODAS)
             for tone in (1, 5) if stop else range(6):
                 for style in STYLES:
-                    form = _put_tone(written, offset + _tone_index(rime, style), tone)
+                    form = put_tone(written, offset + _tone_index(rime, style), tone)
                     key = (sym, mark * 6 + tone, style)
                     if key in composed:  # gi + iên and gi + ên are both written giên
                         continue
@@ -206,7 +210,8 @@ class Syllable:
         return self.mark * 6 + self.tone
 
 
-def _case_of(word: str, lower: str) -> str | None:
+def case_of(word: str, lower: str) -> str | None:
+    """How ``word`` is cased relative to its lower-case form: lower, title, upper or None."""
     if word == lower:
         return "lower"
     if word == lower[:1].upper() + lower[1:]:
@@ -227,13 +232,14 @@ def parse(word: str) -> Syllable | None:
     entry = _inventory()[0].get(lower)
     if entry is None:
         return None
-    case = _case_of(nfc, lower)
+    case = case_of(nfc, lower)
     if case is None:
         return None
     return Syllable(word, case, entry.sym, entry.mark, entry.tone, entry.onset, entry.rime)
 
 
-def _apply_case(lower: str, case: str) -> str:
+def apply_case(lower: str, case: str) -> str:
+    """A lower-case word written in ``case`` (lower, title or upper)."""
     if case == "lower":
         return lower
     if case == "title":
@@ -255,7 +261,7 @@ def compose(sym: str, mark: int, tone: int, case: str = "lower", style: str = "n
     form = _inventory()[1].get((sym, mark * 6 + tone, style))
     if form is None:
         raise ValueError(f"{sym!r} with mark {mark} and tone {tone} is not a syllable")
-    return _apply_case(form, case)
+    return apply_case(form, case)
 
 
 def composed_table(style: str = "new") -> dict[tuple[str, int], str]:
@@ -375,4 +381,4 @@ def normalize_tone_placement(text: str, style: str) -> str:
 
 def strip_marks(text: str) -> str:
     """Remove vowel marks and tones from Vietnamese syllables (đ kept); other text as is."""
-    return _map_syllables(text, lambda s: _apply_case(s.sym, s.case))
+    return _map_syllables(text, lambda s: apply_case(s.sym, s.case))

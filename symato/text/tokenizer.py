@@ -57,7 +57,7 @@ def _marktone_piece(mt: int) -> str:
     """Readable marktone names: the vowel a/â/ă carrying that mark and tone, in <>."""
     mark, tone = divmod(mt, 6)
     base = ("a", "â", "ă")[mark]
-    return "<" + S._put_tone(base, 0, tone) + ">"
+    return "<" + S.put_tone(base, 0, tone) + ">"
 
 
 BYTE_PIECES = tuple(f"<0x{b:02X}>" for b in range(N_BYTES))
@@ -238,10 +238,10 @@ class Tokenizer:
         if self._syms:
             for (sym, mt), form in S.composed_table(self.tone_style).items():
                 key = self._sym_ids[sym] * S.MARKTONES + mt
-                self._compose[key] = [_utf8(S._apply_case(form, c)) for c in S.CASES]
+                self._compose[key] = [_utf8(S.apply_case(form, c)) for c in S.CASES]
                 if form in self._syl_ids:
                     self._whole_of[key] = self._syl_ids[form]
-            self._whole = [[_utf8(S._apply_case(s, c)) for c in S.CASES] for s in self._syllables]
+            self._whole = [[_utf8(S.apply_case(s, c)) for c in S.CASES] for s in self._syllables]
 
     def _init_sentencepiece(self) -> None:
         import sentencepiece as spm
@@ -449,7 +449,7 @@ class Tokenizer:
         if syl is None or syl.text != word:
             return None
         lower = S.compose(syl.sym, syl.mark, syl.tone, "lower", self.tone_style)
-        if S._apply_case(lower, syl.case) != word:
+        if S.apply_case(lower, syl.case) != word:
             return None
         toks = [] if syl.case == "lower" else [TITLE_ID if syl.case == "title" else UPPER_ID]
         whole = self._syl_ids.get(lower)
@@ -631,7 +631,7 @@ class Tokenizer:
         return b"".join(out)
 
     def _bare_sym(self, sym_id: int, case: int) -> bytes:
-        return _utf8(S._apply_case(self._syms[sym_id - self._sym_base], S.CASES[case]))
+        return _utf8(S.apply_case(self._syms[sym_id - self._sym_base], S.CASES[case]))
 
 
 _DEFAULT: Tokenizer | None = None

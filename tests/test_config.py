@@ -1,0 +1,117 @@
+"""The config path: one schema, completed from the package's registries and contracts,
+checked and filled once (symato.config.prepare), errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import yaml
+from _workflow import REPO, prepared
+
+from symato.config import load_schema
+from symato.errors import SymatoError
+from symato.models.registry import ARCHITECTURES
+from symato.run.settings import SETTINGS, shared_names
+from symato.text.kinds import KINDS
+from symato.text.vocab import SP_OPTIONS
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+EXAMPLES = {"symato": "symato", "symato+N": "symato+8192", "bytes": "bytes",
+            "sentencepiece": "sentencepiece"}
+
+
+def demo() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+
+
+def _walk(node):
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_bundled_schema_is_self_contained() -> None:
+    schema = load_schema(SCHEMA)
+    keys = {k for node in _walk(schema) if isinstance(node, dict) for k in node}
+    assert "$ref" not in keys and "x-symato-registry" not in keys
+
+
+def test_schema_enums_equal_the_registries() -> None:
+    train = load_schema(SCHEMA)["properties"]["train"]["properties"]
+    archs = train["grids"]["items"]["properties"]["archs"]["items"]["enum"]
+    assert archs == list(ARCHITECTURES)
+    overrides = train["arch_overrides"]
+    assert overrides["propertyNames"]["enum"] == list(ARCHITECTURES)
+    pattern = load_schema(SCHEMA)["properties"]["tokenizers"]["items"]["pattern"]
+    assert set(EXAMPLES) == set(KINDS), "add an example name for the new kind"
+    for name in EXAMPLES.values():
+        assert re.fullmatch(pattern, name), name
+    for name in ("wordpiece", "symato+0", "symato+", "Symato", "bytes2"):
+        assert not re.fullmatch(pattern, name), name
+    # no hand-written list of them is left in the schema files
+    text = "".join(p.read_text() for p in SCHEMA.parent.glob("*.yaml"))
+    assert not re.search(r"enum: \[rwkv", text) and "sentencepiece)$" not in text
+
+
+def test_train_settings_schema_is_the_run_settings_contract() -> None:
+    train = load_schema(SCHEMA)["properties"]["train"]["properties"]
+    props = train["settings"]["properties"]
+    assert list(props) == list(shared_names())
+    types = {int: "integer", float: "number", str: "string", bool: "boolean"}
+    for s in (s for s in SETTINGS if s.shared):
+        p = props[s.name]
+        assert p["default"] == s.default, s.name
+        assert p.get("enum", []) == list(s.choices), s.name
+        if not s.choices:
+            assert p["type"] == types[s.kind], s.name
+        assert p.get("minimum") == s.minimum and p.get("exclusiveMinimum") == s.above, s.name
+    assert train["arch_overrides"]["additionalProperties"]["properties"] == props
+    sp = load_schema(SCHEMA)["properties"]["vocab"]["properties"]["sentencepiece"]["properties"]
+    assert {k: v["default"] for k, v in sp.items()} == {o.name: o.default for o in SP_OPTIONS}
+
+
+def test_prepare_fills_every_default_through_references() -> None:
+    config = prepared({"tokenizers": ["symato"]})
+    assert config["train"]["settings"] == {s.name: s.default for s in SETTINGS if s.shared}
+    assert config["vocab"]["sentencepiece"] == {o.name: o.default for o in SP_OPTIONS}
+    assert config["clean"]["tone_style"] == "new" and config["eval"]["batch_size"] == 16
+    assert config["corpus"]["sources"][0]["text_field"] == "text"  # inside an array item
+    # given values win; an override is not filled up with defaults
+    config = prepared({**demo(), "train": {**demo()["train"]}})
+    assert config["train"]["arch_overrides"] == {"gpt": {"lr": 0.006, "lr_min": 0.0006}}
+    assert config["train"]["settings"]["lr"] == 0.004
+
+
+@pytest.mark.parametrize(("path", "value", "named"), [
+    (("train", "grids", 0, "archs"), ["rwkv", "mamba"], r"train\.grids\[0\]\.archs\[1\]: 'mamba'"),
+    (("train", "settings", "lr"), "fast", r"train\.settings\.lr: 'fast' is not of type"),
+    (("train", "settings", "n_embed"), 3, r"train\.settings: Additional properties.*n_embed"),
+    (("train", "arch_overrides", "mamba"), {}, r"train\.arch_overrides: 'mamba' is not one"),
+    (("train", "arch_overrides", "gpt", "lr"), -1, r"train\.arch_overrides\.gpt\.lr: -1"),
+    (("tokenizers",), ["symato", "wordpiece"], r"tokenizers\[1\]: 'wordpiece' does not match"),
+    (("vocab", "sentencepiece", "model_type"), "wordpiece",
+     r"vocab\.sentencepiece\.model_type: 'wordpiece' is not one of \['bpe', 'unigram'\]"),
+])
+def test_invalid_values_are_refused_naming_the_key(path, value, named) -> None:
+    config = copy.deepcopy(demo())
+    node = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {}) if isinstance(key, str) else node[key]
+    node[path[-1]] = value
+    with pytest.raises(SymatoError, match=named):
+        prepared(config)
+
+
+def test_registry_settings_check_widths() -> None:
+    from symato.run.grid import expand_grid
+
+    config = demo()
+    config["train"]["grids"][0]["sizes"] = ["L2-D63"]
+    with pytest.raises(SymatoError, match=r"train\.grids\[0\]: run gpt-L2-D63-T30k: gpt width"):
+        expand_grid(prepared(config))
