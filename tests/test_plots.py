@@ -179,10 +179,14 @@ def test_collect_errors_name_file_and_key(tmp_path):
     (d / "metrics.json").write_text(json.dumps({"bits_per_byte": 1.5}))
     with pytest.raises(SymatoError, match=r"r1/metrics.json: key 'params_total' is missing"):
         collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
-    (d / "metrics.json").write_text(json.dumps({"bits_per_byte": "x", "params_total": 5}))
+    (d / "metrics.json").write_text(json.dumps({"bits_per_byte": 1.5, "params_total": 5}))
+    with pytest.raises(SymatoError, match=r"r1/metrics.json: key 'train_tokens' is missing"):
+        collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
+    (d / "metrics.json").write_text(json.dumps({"bits_per_byte": "x", "params_total": 5,
+                                                "train_tokens": 10}))
     with pytest.raises(SymatoError, match="'bits_per_byte' is not a number"):
         collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
-    (d / "metrics.json").write_text(json.dumps({"params_total": 5}))
+    (d / "metrics.json").write_text(json.dumps({"params_total": 5, "train_tokens": 10}))
     (d / "metrics.jsonl").write_text('{"step": 1, "val_bpb": 2.0}\nnot json\n')
     with pytest.raises(SymatoError, match=r"metrics.jsonl:1: line with val_bpb has no 'tokens'"):
         collect.main([str(d), "--out", str(tmp_path / "runs.csv"),
