@@ -4,7 +4,8 @@
 #   corpus_shard   one job per source: results/raw/{source}/{shard}.parquet + read report
 #   clean_filter   one job per shard: normalize + filter -> results/clean/work/{shard}.parquet
 #   clean_dedup    one job: global exact-duplicate paragraph list (shard order decides)
-#   clean_write    one job per shard: results/clean/shards/{shard}.parquet
+#   clean_write    one job per shard: results/clean/{train,val}/{shard}.parquet (the split
+#                  is decided here, per document, so nothing learns from validation text)
 #   clean_report   results/clean/report.json (kept/dropped per reason per source)
 #
 # Source globs are resolved here, at parse time, so a glob matching no file fails before
@@ -125,17 +126,21 @@ rule clean_write:
         work="results/clean/work/{shard}.parquet",
         duplicates="results/clean/work/duplicates.parquet",
     output:
-        shard="results/clean/shards/{shard}.parquet",
+        train="results/clean/train/{shard}.parquet",
+        val="results/clean/val/{shard}.parquet",
         report="results/clean/work/{shard}.write.json",
     wildcard_constraints:
         shard=r"\d{4}",
+    params:
+        val_fraction=config["clean"]["val_fraction"],
     log:
         "results/logs/clean_write/{shard}.log",
     benchmark:
         "results/benchmarks/clean_write/{shard}.tsv"
     shell:
         "{SYMATO} clean write --work {input.work:q} --duplicates {input.duplicates:q} "
-        "--out {output.shard:q} --report {output.report:q} > {log} 2>&1"
+        "--train {output.train:q} --val {output.val:q} --val-fraction {params.val_fraction} "
+        "--report {output.report:q} > {log} 2>&1"
 
 
 # A small merge of per-shard JSON reports: not worth a cluster job.
@@ -164,5 +169,7 @@ rule clean_report:
         "{SYMATO} clean report {params.settings} --out {output:q} {input:q} > {log} 2>&1"
 
 
-TARGETS["data"] += expand("results/clean/shards/{shard}.parquet", shard=CLEAN_SHARD_IDS)
+TARGETS["data"] += expand(
+    "results/clean/{split}/{shard}.parquet", split=["train", "val"], shard=CLEAN_SHARD_IDS
+)
 TARGETS["data"].append("results/clean/report.json")

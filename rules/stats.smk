@@ -1,5 +1,7 @@
-# Stage 3: syllable statistics. One counting job per cleaned shard (parallel), then one
-# merge that writes tables, plots and summary.md under results/stats/.
+# Stage 3: syllable statistics of the train split (the vocabularies and the restoration
+# baseline learn from them, so they never see validation text). One counting job per
+# cleaned train shard (parallel), then one merge that writes tables, plots and
+# summary.md under results/stats/.
 
 STATS_TABLES = [
     "syllables.parquet",
@@ -22,9 +24,9 @@ def stats_output(name: str):
 
 
 rule stats_shard:
-    """Count letter runs and non-letter characters of one cleaned shard."""
+    """Count letter runs and non-letter characters of one cleaned train shard."""
     input:
-        "results/clean/shards/{shard}.parquet",
+        "results/clean/train/{shard}.parquet",
     output:
         "results/stats/shards/{shard}.parquet",
     log:

@@ -8,21 +8,20 @@ rule tokenize:
     """One cleaned shard -> its train and val Arrow token shards for one tokenizer."""
     input:
         vocab="results/vocab/{tokenizer}.json",
-        clean="results/clean/shards/{shard}.parquet",
+        clean_train="results/clean/train/{shard}.parquet",
+        clean_val="results/clean/val/{shard}.parquet",
     output:
         train="results/shards/{tokenizer}/train/{shard}.arrow",
         val="results/shards/{tokenizer}/val/{shard}.arrow",
-    params:
-        val_fraction=config["tokenize"]["val_fraction"],
     log:
         "results/logs/tokenize/{tokenizer}/{shard}.log",
     benchmark:
         "results/benchmarks/tokenize/{tokenizer}/{shard}.tsv"
     threads: 1
     shell:
-        "{SYMATO} tokenize --vocab {input.vocab:q} --clean {input.clean:q}"
-        " --train {output.train:q} --val {output.val:q}"
-        " --val-fraction {params.val_fraction} > {log:q} 2>&1"
+        "{SYMATO} tokenize --vocab {input.vocab:q} --clean-train {input.clean_train:q}"
+        " --clean-val {input.clean_val:q} --train {output.train:q} --val {output.val:q}"
+        " > {log:q} 2>&1"
 
 
 # A small merge of per-shard counts: not worth a cluster job.

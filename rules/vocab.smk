@@ -9,11 +9,11 @@ import re
 
 from symato.text.kinds import kind_of
 
-# Where each thing a vocabulary can learn from lives.
+# Where each thing a vocabulary can learn from lives: all of it from the train split.
 VOCAB_SOURCES = {
     "syms": ["results/stats/syms.parquet"],
     "syllables": ["results/stats/syllables.parquet"],
-    "text": expand("results/clean/shards/{shard}.parquet", shard=CLEAN_SHARD_IDS),
+    "text": expand("results/clean/train/{shard}.parquet", shard=CLEAN_SHARD_IDS),
 }
 
 

@@ -15,7 +15,7 @@ _TINY_DATA: dict[str, Any] = {
     "corpus": {"sources": [{"name": "vi", "format": "text", "paths": ["input/*.txt"]}],
                "shards": 2},
     "tokenizers": ["symato", "bytes"],
-    "tokenize": {"val_fraction": 0.2},
+    "clean": {"val_fraction": 0.2},
 }
 
 

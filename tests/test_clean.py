@@ -84,7 +84,9 @@ def run_pipeline(work: Path, sources: dict[str, list[Path]], shards: int = 3, **
     for k in ids:
         rep = work / "work" / f"{k}.write.json"
         argv = ["write", "--work", str(work / "work" / f"{k}.parquet"), "--duplicates", str(dups)]
-        argv += ["--out", str(work / "clean" / f"{k}.parquet"), "--report", str(rep)]
+        argv += ["--train", str(work / "clean" / "train" / f"{k}.parquet"), "--val",
+                 str(work / "clean" / "val" / f"{k}.parquet"), "--val-fraction", "0.2",
+                 "--report", str(rep)]
         assert clean.main(argv) == 0
         reports.append(rep)
     assert clean.report_main(["--out", str(work / "report.json"), *map(str, reports)]) == 0
@@ -93,7 +95,7 @@ def run_pipeline(work: Path, sources: dict[str, list[Path]], shards: int = 3, **
 
 def clean_rows(work: Path) -> list[dict]:
     rows = []
-    for path in sorted((work / "clean").glob("*.parquet")):
+    for path in sorted((work / "clean").glob("*/*.parquet")):
         rows += pq.read_table(path).to_pylist()
     return rows
 
@@ -142,8 +144,22 @@ def test_report_adds_up_and_dedup_is_global(tmp_path: Path, inputs) -> None:
 def test_outputs_are_byte_identical_across_runs(tmp_path: Path, inputs) -> None:
     run_pipeline(tmp_path / "one", inputs)
     run_pipeline(tmp_path / "two", inputs)
-    for name in ["report.json", *(f"clean/{k:04d}.parquet" for k in range(3))]:
+    names = [f"clean/{s}/{k:04d}.parquet" for k in range(3) for s in ("train", "val")]
+    for name in ["report.json", *names]:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_split_is_decided_per_document_and_reported(tmp_path: Path, inputs) -> None:
+    report = run_pipeline(tmp_path, inputs)
+    docs = {s: [] for s in ("train", "val")}
+    for s in docs:
+        for path in sorted((tmp_path / "clean" / s).glob("*.parquet")):
+            docs[s] += pq.read_table(path)["doc_id"].to_pylist()
+    assert docs["val"] and docs["train"] and not set(docs["val"]) & set(docs["train"])
+    assert all(clean.split_of(d, 0.2) == s for s, ids in docs.items() for d in ids)
+    out = report["total"]["output"]
+    assert out["val_documents"] == len(docs["val"]) and out["train_documents"] == len(docs["train"])
+    assert out["train_bytes"] + out["val_bytes"] == out["bytes"]
 
 
 def test_thresholds_change_the_result(tmp_path: Path, inputs) -> None:
@@ -172,7 +188,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 TARGETS = ["results/clean/report.json"] + [
-    f"results/clean/shards/{k:04d}.parquet" for k in range(2)
+    f"results/clean/{split}/{k:04d}.parquet" for k in range(2) for split in ("train", "val")
 ]
 
 

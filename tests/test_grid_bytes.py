@@ -20,6 +20,7 @@ import yaml
 from _workflow import prepared
 from test_grid import SNAKEFILE_REAL, _snakemake, _write_config, demo_config
 
+from symato.data.clean import split_of
 from symato.data.tokenize import tokenize_shard, write_manifest
 from symato.errors import SymatoError
 from symato.report import collect, summary
@@ -49,9 +50,13 @@ def real_shards(root: Path, names: tuple[str, ...] = ("symato", "bytes")) -> dic
     One document per paragraph of tests/data/pipeline_vi.txt; returns each manifest.
     """
     paragraphs = [p.strip() for p in CORPUS.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    clean = root / "clean.parquet"
-    pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(paragraphs))], "source": "vi",
-                  "text": paragraphs}).to_parquet(clean)  # fmt: skip
+    docs = pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(paragraphs))], "source": "vi",
+                         "text": paragraphs})
+    cleans = {}
+    for split in ("train", "val"):
+        cleans[split] = root / f"clean-{split}.parquet"
+        docs[docs["doc_id"].map(lambda d, s=split: split_of(d, 0.2) == s)].to_parquet(
+            cleans[split])
     manifests = {}
     for name in names:
         tok = Tokenizer.default() if name == "symato" else build_vocab(name)
@@ -60,7 +65,7 @@ def real_shards(root: Path, names: tuple[str, ...] = ("symato", "bytes")) -> dic
         tok.save(vocab)
         shards = root / f"results/shards/{name}"
         outs = {s: shards / s / "000.arrow" for s in ("train", "val")}
-        tokenize_shard(clean, vocab, outs, val_fraction=0.2)
+        tokenize_shard(cleans, vocab, outs)
         manifests[name] = shards / "manifest.json"
         write_manifest(shards, list(outs.values()), name)
     return manifests

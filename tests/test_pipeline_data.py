@@ -71,7 +71,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _clean_texts(work: Path) -> dict[str, str]:
     texts = {}
-    for path in sorted((work / "results/clean/shards").glob("*.parquet")):
+    for path in sorted((work / "results/clean").glob("*/*.parquet")):
         table = pq.read_table(path, columns=["doc_id", "text"]).to_pydict()
         texts.update(zip(table["doc_id"], table["text"], strict=True))
     return texts
@@ -129,9 +129,11 @@ def test_cleaning_threshold_reruns_everything_after(built: Path) -> None:
     assert jobs["vocab"] == 1  # symato (from the statistics); bytes depends on no data
 
 
-def test_tokenize_setting_reruns_only_tokenize(built: Path) -> None:
-    jobs = _dry_jobs(built, _merge(BASE, {"tokenize": {"val_fraction": 0.3}}))
-    assert jobs == {"tokenize": 4, "shards_manifest": 2, "data": 1}
+def test_val_fraction_reruns_from_the_split_on(built: Path) -> None:
+    jobs = _dry_jobs(built, _merge(BASE, {"clean": {"val_fraction": 0.3}}))
+    assert "corpus_shard" not in jobs
+    assert jobs["clean_write"] == 2 and jobs["stats_shard"] == 2 and jobs["vocab"] == 1
+    assert jobs["tokenize"] == 4 and jobs["shards_manifest"] == 2
 
 
 def test_stats_setting_reruns_merge_and_what_reads_it(built: Path) -> None:
@@ -161,8 +163,8 @@ def test_adding_a_tokenizer_builds_only_it(built: Path) -> None:
 
 
 @pytest.mark.parametrize(("extra", "named"), [
-    ({"tokenize": {"val_fractoin": 0.1}}, "val_fractoin"),
-    ({"tokenize": {"val_fraction": "lots"}}, "val_fraction"),
+    ({"clean": {"val_fractoin": 0.1}}, "val_fractoin"),
+    ({"clean": {"val_fraction": "lots"}}, "val_fraction"),
     ({"stats": {"top_non_syllables": 0}}, "top_non_syllables"),
     ({"corpus": {"sources": [{"name": "vi", "format": "text", "paths": ["input/nope*.txt"]}]}},
      "input/nope*.txt"),
@@ -174,3 +176,69 @@ def test_invalid_config_fails_before_any_job(tmp_path: Path, extra: dict, named:
     assert proc.returncode != 0
     assert named in out, out[-2000:]
     assert not (work / "results").exists()
+
+
+def _unused_syllable(corpus: str, skip: set[str]) -> str:
+    """A toned syllable whose sym occurs nowhere in ``corpus`` (nor in ``skip``)."""
+    from symato.text.syllable import all_syllables, parse, strip_marks
+
+    words = set(re.findall(r"\w+", strip_marks(corpus.lower())))
+    for syl in all_syllables():
+        sym = parse(syl).sym
+        if parse(syl).tone and sym not in words and sym not in skip and len(sym) >= 3:
+            return syl
+    raise AssertionError("no unused syllable")
+
+
+def test_validation_text_shapes_no_vocabulary_and_no_baseline(tmp_path: Path) -> None:
+    """A syllable and a Latin word that occur only in validation documents are in no
+    statistics, no vocabulary (symato+N, sentencepiece) and no restoration baseline;
+    the same kind of marker in a train document is in all of them (the control)."""
+    import pandas as pd
+
+    from symato.data.clean import split_of
+    from symato.run.evaluate import baseline_table
+    from symato.text.syllable import parse
+
+    corpus = CORPUS.read_text(encoding="utf-8")
+    paragraphs = [p for p in corpus.split("\n\n") if p.strip()]
+    val_syl = _unused_syllable(corpus, set())
+    train_syl = _unused_syllable(corpus, {parse(val_syl).sym})
+    marker = "{0} {0} {0} là một từ lạ, {0} ở đây, {0} {0} nữa nhé bạn ơi. " + " ".join(
+        ["{1} là {0}"] * 25)
+    fraction, path = 0.2, "input/vi.txt"
+    split = [split_of(f"vi:{path}:{i}", fraction) for i in range(len(paragraphs) + 2)]
+    val_at = split.index("val", 5)
+    train_at = split.index("train", val_at + 1)
+    paragraphs.insert(val_at, marker.format(val_syl, "Zqxwvy"))
+    paragraphs.insert(train_at, marker.format(train_syl, "Kjhgfd"))
+    work = tmp_path
+    (work / "input").mkdir()
+    (work / "input" / "vi.txt").write_text("\n\n".join(paragraphs), encoding="utf-8")
+    config = {**tiny_data_config(), "tokenizers": ["symato+40", "sentencepiece"],
+              "vocab": {"sentencepiece_size": 600},
+              "train": {"grids": [{"tokenizers": "all", "archs": ["rwkv"], "sizes": ["L1-D8"],
+                                   "tokens": [100]}]}}
+    config["clean"] = {"val_fraction": fraction, "min_vietnamese_share": 0.3}
+    proc = _snakemake(work, config, "data")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    def texts(split_name: str) -> str:
+        files = sorted((work / f"results/clean/{split_name}").glob("*.parquet"))
+        return "\n".join(t for f in files for t in pq.read_table(f)["text"].to_pylist())
+
+    assert "Zqxwvy" in texts("val") and "Zqxwvy" not in texts("train")  # the setup holds
+    assert "Kjhgfd" in texts("train")
+    stats = pd.read_parquet(work / "results/stats/syllables.parquet")
+    assert val_syl not in set(stats["syllable"]) and train_syl in set(stats["syllable"])
+    sym_plus = Tokenizer.from_file(work / "results/vocab/symato+40.json").to_dict()
+    learned = sym_plus["syllables"][: sym_plus["meta"]["syllables_from_corpus"]]
+    assert val_syl not in learned and train_syl in learned
+    sp = Tokenizer.from_file(work / "results/vocab/sentencepiece.json")
+    pieces = [sp.id_to_piece(i) for i in range(sp.vocab_size)]
+    def learned_from(word: str) -> bool:  # a piece of 3+ letters of the word
+        return any(len(p.strip("▁ ")) >= 3 and p.strip("▁ ") in word for p in pieces)
+
+    assert not learned_from("Zqxwvy") and learned_from("Kjhgfd")
+    baseline = baseline_table(work / "results/stats/syllables.parquet")
+    assert parse(val_syl).sym not in baseline and parse(train_syl).sym in baseline

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from symato import Tokenizer
 from symato.cli import main as cli
+from symato.data.clean import split_of
 from symato.data.loader import TokenDataset
-from symato.data.tokenize import split_of
 from symato.text.syllable import LETTER_RUN, letter_runs
 
 TEXTS = [
@@ -37,6 +37,20 @@ def _clean(path: Path, texts: list[str], first: int = 0) -> Path:
     ids = [f"src:{i:05d}" for i in range(first, first + len(texts))]
     pq.write_table(pa.table({"doc_id": ids, "source": ["src"] * len(texts), "text": texts}), path)
     return path
+
+
+def _split_files(root: Path, texts: list[str], first: int, fraction: float) -> list[str]:
+    """A cleaned shard as its two split files (split as `symato clean write` does it)."""
+    ids = [f"src:{i:05d}" for i in range(first, first + len(texts))]
+    args = []
+    for split in ("train", "val"):
+        mine = [(d, t) for d, t in zip(ids, texts, strict=True) if split_of(d, fraction) == split]
+        path = root / f"{split}.parquet"
+        root.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"doc_id": [d for d, _ in mine], "source": ["src"] * len(mine),
+                                 "text": [t for _, t in mine]}), path)
+        args += [f"--clean-{split}", str(path)]
+    return args
 
 
 def _read(path: Path) -> pa.Table:
@@ -65,9 +79,9 @@ def test_tokenize_and_manifest(tmp_path: Path, vocab: Path) -> None:
     tok = Tokenizer.from_file(vocab)
     out = tmp_path / "shards" / "symato"
     for k, texts in enumerate((TEXTS[:25], TEXTS[25:])):
-        clean = _clean(tmp_path / f"{k}.parquet", texts, first=25 * k)
-        assert cli(["tokenize", "--vocab", str(vocab), "--clean", str(clean), "--val-fraction",
-                    "0.2", "--train", str(out / "train" / f"{k}.arrow"),
+        clean = _split_files(tmp_path / f"clean{k}", texts, 25 * k, 0.2)
+        assert cli(["tokenize", "--vocab", str(vocab), *clean,
+                    "--train", str(out / "train" / f"{k}.arrow"),
                     "--val", str(out / "val" / f"{k}.arrow")]) == 0
     files = sorted(out.glob("*/*.arrow"))
     assert cli(["tokenize", "manifest", *map(str, files), "--dir", str(out),
@@ -100,9 +114,12 @@ def test_tokenize_errors(tmp_path: Path, vocab: Path, capsys: pytest.CaptureFixt
     pq.write_table(pa.table({"text": ["x"]}), tmp_path / "noid.parquet")
     args = ["--vocab", str(vocab), "--train", str(tmp_path / "t.arrow"),
             "--val", str(tmp_path / "v.arrow")]
-    assert cli(["tokenize", "--clean", str(tmp_path / "noid.parquet"), *args]) == 1
+    ok = _clean(tmp_path / "ok.parquet", ["Xin chào"])
+    assert cli(["tokenize", "--clean-train", str(tmp_path / "noid.parquet"), "--clean-val",
+                str(ok), *args]) == 1
     assert "noid.parquet lacks column(s) ['doc_id']" in capsys.readouterr().err
-    assert cli(["tokenize", "--clean", str(tmp_path / "none.parquet"), *args]) == 1
+    assert cli(["tokenize", "--clean-train", str(ok), "--clean-val",
+                str(tmp_path / "none.parquet"), *args]) == 1
     assert "cleaned shard not found" in capsys.readouterr().err
     assert not (tmp_path / "t.arrow").exists()
     (tmp_path / "train").mkdir()
@@ -115,7 +132,8 @@ def test_tokenize_errors(tmp_path: Path, vocab: Path, capsys: pytest.CaptureFixt
 def test_empty_shard(tmp_path: Path, vocab: Path) -> None:
     clean = _clean(tmp_path / "e.parquet", [])
     out = tmp_path / "t"
-    assert cli(["tokenize", "--vocab", str(vocab), "--clean", str(clean), "--train",
+    assert cli(["tokenize", "--vocab", str(vocab), "--clean-train", str(clean), "--clean-val",
+                str(clean), "--train",
                 str(out / "train" / "0.arrow"), "--val", str(out / "val" / "0.arrow")]) == 0
     assert _read(out / "train" / "0.arrow").num_rows == 0
     assert cli(["tokenize", "manifest", str(out / "train" / "0.arrow"),

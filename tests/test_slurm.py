@@ -222,7 +222,7 @@ TINY = {
         "shards": 1,
     },
     "tokenizers": ["symato"],
-    "tokenize": {"val_fraction": 0.2},
+    "clean": {"val_fraction": 0.2},
     "train": {
         "grids": [
             {
@@ -375,7 +375,7 @@ PREEMPT_STEPS = 1000  # ~10 s of training here: room to preempt after the first 
 PREEMPT = {
     "corpus": TINY["corpus"],
     "tokenizers": ["symato"],
-    "tokenize": {"val_fraction": 0.2},
+    "clean": {"val_fraction": 0.2},
     "train": {
         "grids": [
             {

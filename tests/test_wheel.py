@@ -10,6 +10,7 @@ extension, which no test run from the checkout would notice.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,9 +35,15 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # Built from a copy: setuptools writes build/ and *.egg-info into the source tree,
+    # and a stale build/lib would leak removed modules into later wheels.
+    source = tmp_path_factory.mktemp("source") / "symato"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "results", "resources", "build", "*.egg-info", ".snakemake",
+        "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".whl"))
     # No build isolation: the venv's setuptools builds it, no download needed.
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-          "-q", "-w", str(out), str(REPO)])
+          "-q", "-w", str(out), str(source)])
     (path,) = out.glob("symato-*.whl")
     return path
 

@@ -13,7 +13,12 @@ deterministic whatever ``--cores`` is:
    then row order). The first occurrence is the one kept, so the result does not
    depend on which job finished first.
 3. ``symato clean write`` (one job per shard): drops the listed duplicates, rejoins each
-   document's paragraphs with blank lines and writes ``doc_id, source, text``.
+   document's paragraphs with blank lines and writes ``doc_id, source, text`` into the
+   shard's train or validation file. The split is decided here, once, per document: a
+   hash of its ``doc_id`` (BLAKE2b), so it does not depend on shard boundaries, job
+   order or Python's hash seed. Everything that learns from text (statistics,
+   vocabularies, the restoration baseline) reads the train files only, so validation
+   text never shapes a tokenizer.
 
 ``symato clean-report`` merges the reading report of every source and the per-shard
 reports of steps 1 and 3 into ``report.json`` and checks that for every source
@@ -288,11 +293,24 @@ def _work_docs(work: Path) -> Iterator[tuple[str, str, list[tuple[int, str, int]
         yield current[0], current[1], paras
 
 
-def write_shard(work: Path, dups: Path, out: Path) -> dict[str, SourceTally]:
-    """Step 3 for one shard: drop duplicates, join paragraphs, write the cleaned shard."""
+SPLITS = ("train", "val")
+
+
+def split_of(doc_id: str, val_fraction: float) -> str:
+    """``val`` for a stable ``val_fraction`` share of document ids, else ``train``."""
+    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
+    return "val" if int.from_bytes(digest, "big") / 2.0**64 < val_fraction else "train"
+
+
+def write_shard(work: Path, dups: Path, outs: dict[str, Path],
+                val_fraction: float) -> dict[str, SourceTally]:
+    """Step 3 for one shard: drop duplicates, join paragraphs, write each document into
+    its split's cleaned shard (``outs["train"]``, ``outs["val"]``)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise SymatoError(f"val_fraction must be in [0, 1), got {val_fraction}")
     drop = _duplicate_rows(dups, shard_name(work))
     tallies: dict[str, SourceTally] = {}
-    writer = _RowWriter(out, CLEAN_SCHEMA)
+    writers = {split: _RowWriter(outs[split], CLEAN_SCHEMA) for split in SPLITS}
     ok = False
     try:
         for doc_id, source, paras in _work_docs(work):
@@ -305,14 +323,19 @@ def write_shard(work: Path, dups: Path, out: Path) -> dict[str, SourceTally]:
                 tally.drop("duplicate", documents=1)
                 continue
             text = "\n\n".join(t for t, _ in kept)
-            writer.add((doc_id, source, text))
+            split = split_of(doc_id, val_fraction)
+            writers[split].add((doc_id, source, text))
             tally.kept["documents"] += 1
             tally.kept["paragraphs"] += len(kept)
             tally.kept["bytes"] += sum(n for _, n in kept)
-            tally.output["bytes"] += len(text.encode("utf-8"))
+            nbytes = len(text.encode("utf-8"))
+            tally.output["bytes"] += nbytes
+            tally.output[f"{split}_documents"] += 1
+            tally.output[f"{split}_bytes"] += nbytes
         ok = True
     finally:
-        writer.close(ok)
+        for writer in writers.values():
+            writer.close(ok)
     return tallies
 
 
@@ -392,7 +415,10 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("write", help="drop duplicates and write one cleaned shard")
     w.add_argument("--work", required=True, type=Path)
     w.add_argument("--duplicates", required=True, type=Path)
-    w.add_argument("--out", required=True, type=Path)
+    w.add_argument("--train", required=True, type=Path, help="cleaned train shard (.parquet)")
+    w.add_argument("--val", required=True, type=Path, help="cleaned validation shard")
+    w.add_argument("--val-fraction", required=True, type=float,
+                   help="share of documents (by doc_id hash) held out for validation")
     w.add_argument("--report", required=True, type=Path)
     return p
 
@@ -417,7 +443,8 @@ def main(argv: list[str]) -> int:
         n = find_duplicates(works, args.out)
         print(f"symato clean dedup: {n} duplicate paragraphs in {len(args.works)} shards")
     else:
-        tallies = write_shard(args.work, args.duplicates, args.out)
+        tallies = write_shard(args.work, args.duplicates, {"train": args.train, "val": args.val},
+                              args.val_fraction)
         write_json_atomic(args.report, _tally_report("write", tallies))
     return 0
 

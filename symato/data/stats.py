@@ -283,9 +283,12 @@ def summary_markdown(tables: dict[str, pd.DataFrame], shards: int) -> str:
     cov = tables["coverage.csv"].copy()
     cov["level"] = cov["level"].map(lambda x: f"{x:.2%}")
     parts = [
-        "# Corpus syllable statistics",
+        "# Syllable statistics of the train split",
         "",
-        f"{shards} cleaned shard(s); {int(syllables['count'].sum())} syllable occurrences, "
+        "What the vocabularies and the restoration baseline learn from: the cleaned train "
+        "split only (validation documents are held out when the corpus is cleaned).",
+        "",
+        f"{shards} cleaned train shard(s); {int(syllables['count'].sum())} syllable occurrences, "
         f"{len(syllables)} distinct syllables, {len(syms)} distinct syms.",
         "",
         "## Token classes",

@@ -11,14 +11,14 @@ syllables of its documents' text; the manifest sums them per split, because
 bits-per-byte divides by exactly those bytes. Manifest ``tokens`` counts every stored id,
 the one ``<|endoftext|>`` per document included (``documents`` says how many those are).
 
-The train/val split is a hash of ``doc_id`` (BLAKE2b), so it does not depend on shard
-boundaries, job order or Python's hash seed.
+The train/val split was decided when the corpus was cleaned (``symato.data.clean``):
+each cleaned shard comes as a train and a validation file, tokenized into the split's
+Arrow file of the same name.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -43,12 +43,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
     if vocab_size < 1:
         raise SymatoError(f"vocab_size must be positive, got {vocab_size}")
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
-
-
-def split_of(doc_id: str, val_fraction: float) -> str:
-    """``val`` for a stable ``val_fraction`` share of document ids, else ``train``."""
-    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
-    return "val" if int.from_bytes(digest, "big") / 2.0**64 < val_fraction else "train"
 
 
 @lru_cache(maxsize=1 << 18)
@@ -131,9 +125,10 @@ def read_clean_docs(path: Path) -> Iterable[tuple[str, str]]:
             yield str(doc_id), text
 
 
-def tokenize_shard(clean: Path, vocab: Path, outs: dict[str, Path],
-                   val_fraction: float) -> dict[str, dict[str, int]]:
-    """Tokenize one cleaned shard into one Arrow file per split; return per-split counts."""
+def tokenize_shard(cleans: dict[str, Path], vocab: Path,
+                   outs: dict[str, Path]) -> dict[str, dict[str, int]]:
+    """Tokenize one cleaned shard's split files (``cleans[split]``) into one Arrow file per
+    split (``outs[split]``); return per-split counts."""
     from symato import Tokenizer
 
     tok = Tokenizer.from_file(vocab)
@@ -141,15 +136,8 @@ def tokenize_shard(clean: Path, vocab: Path, outs: dict[str, Path],
     parts: dict[str, dict[str, Any]] = {
         s: {"ids": [], "tokens": [], "bytes": 0, "syllables": 0} for s in SPLITS
     }
-    for doc_id, text in read_clean_docs(clean):
-        part = parts[split_of(doc_id, val_fraction)]
-        part["ids"].append(doc_id)
-        ids = tok.encode(text)
-        tokens = np.empty(len(ids) + 1, dtype=dtype)
-        tokens[0], tokens[1:] = tok.eot_id, ids
-        part["tokens"].append(tokens)
-        part["bytes"] += len(text.encode("utf-8"))
-        part["syllables"] += count_syllables(text)
+    for split in SPLITS:
+        _tokenize_docs(tok, read_clean_docs(cleans[split]), parts[split], dtype)
     counts = {}
     for split, part in parts.items():
         n = write_token_shard(outs[split], part["ids"], part["tokens"], tok.vocab_size,
@@ -159,22 +147,34 @@ def tokenize_shard(clean: Path, vocab: Path, outs: dict[str, Path],
     return counts
 
 
+def _tokenize_docs(tok: Any, docs: Iterable[tuple[str, str]], part: dict[str, Any],
+                   dtype: np.dtype) -> None:
+    """Encode (doc_id, text) pairs into ``part`` (ids, token arrays, byte/syllable counts)."""
+    for doc_id, text in docs:
+        part["ids"].append(doc_id)
+        ids = tok.encode(text)
+        tokens = np.empty(len(ids) + 1, dtype=dtype)
+        tokens[0], tokens[1:] = tok.eot_id, ids
+        part["tokens"].append(tokens)
+        part["bytes"] += len(text.encode("utf-8"))
+        part["syllables"] += count_syllables(text)
+
+
 def main(argv: list[str]) -> int:
-    """``symato tokenize``: one cleaned shard -> train and val Arrow token shards."""
+    """``symato tokenize``: one cleaned shard (train and val files) -> Arrow token shards."""
     parser = argparse.ArgumentParser(
         prog="symato tokenize", description="Tokenize one cleaned shard into Arrow IPC shards."
     )
     parser.add_argument("--vocab", required=True, type=Path, help="vocabulary file (.json)")
-    parser.add_argument("--clean", required=True, type=Path, help="cleaned shard (.parquet)")
+    parser.add_argument("--clean-train", required=True, type=Path,
+                        help="the shard's cleaned train file (.parquet)")
+    parser.add_argument("--clean-val", required=True, type=Path,
+                        help="the shard's cleaned validation file (.parquet)")
     parser.add_argument("--train", required=True, type=Path, help="output train shard (.arrow)")
     parser.add_argument("--val", required=True, type=Path, help="output val shard (.arrow)")
-    parser.add_argument("--val-fraction", type=float, default=0.05,
-                        help="share of documents (by doc_id hash) that go to val")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.val_fraction < 1.0:
-        raise SymatoError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    counts = tokenize_shard(args.clean, args.vocab, {"train": args.train, "val": args.val},
-                            args.val_fraction)
+    counts = tokenize_shard({"train": args.clean_train, "val": args.clean_val}, args.vocab,
+                            {"train": args.train, "val": args.val})
     print(json.dumps(counts, sort_keys=True))
     return 0
 
