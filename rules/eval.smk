@@ -5,7 +5,8 @@ def eval_options() -> str:
     """The `symato evaluate` options from config["eval"] (so a change reruns evaluation)."""
     ev = config["eval"]
     prompts = " ".join(f"--prompt {shlex.quote(p)}" for p in ev["prompts"])
-    return (f"--batch-size {ev['batch_size']} --restoration-syllables "
+    return (f"--batch-size {ev['batch_size']} --window-stride {ev['window_stride']} "
+            f"--restoration-syllables "
             f"{ev['restoration_syllables']} --sample-tokens {ev['sample_tokens']} "
             f"--temperature {ev['temperature']} --top-p {ev['top_p']} "
             f"--seed {ev['seed']} --threads {ev['threads']} --device {ev['device']} "

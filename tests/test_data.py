@@ -95,6 +95,32 @@ def test_sequential_targets_once(corpus: tuple[Path, np.ndarray], ctx_len: int,
     np.testing.assert_array_equal(np.concatenate(inputs_before), stream[:-1])
 
 
+@pytest.mark.parametrize(("ctx_len", "stride"), [(1, 1), (5, 2), (16, 8), (16, 16), (16, 5)])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_strided_windows_score_every_target_once_with_context(
+        corpus: tuple[Path, np.ndarray], ctx_len: int, stride: int, batch_size: int) -> None:
+    root, stream = corpus
+    ds = TokenDataset(root, "train", ctx_len=ctx_len)
+    scored: list[int] = []  # stream index of each scored target
+    start = 0
+    for tokens, mask in ds.strided_batches(batch_size, stride):
+        assert tokens.shape[0] <= batch_size and mask.shape == (tokens.shape[0], ctx_len)
+        for row, m in zip(tokens, mask, strict=True):
+            length = min(ctx_len + 1, len(stream) - start)
+            np.testing.assert_array_equal(row[:length], stream[start:start + length])
+            for j in np.flatnonzero(m):
+                scored.append(start + j + 1)
+                assert start == 0 or j >= ctx_len - stride  # enough context
+            start += stride
+    assert scored == list(range(1, len(stream)))
+    if stride == ctx_len:  # disjoint windows are the sequential pass
+        seq = [t[:, 1:][m] for t, m in ds.sequential_batches(batch_size)]
+        strided = [t[:, 1:][m] for t, m in ds.strided_batches(batch_size, stride)]
+        np.testing.assert_array_equal(np.concatenate(seq), np.concatenate(strided))
+    with pytest.raises(SymatoError, match="stride"):
+        next(ds.strided_batches(batch_size, ctx_len + 1))
+
+
 def test_pickles_by_path(corpus: tuple[Path, np.ndarray]) -> None:
     root, _ = corpus
     ds = TokenDataset(root, "train", ctx_len=8)

@@ -136,3 +136,69 @@ def test_restoration_text_from_a_document_longer_than_the_budget(tmp_path: Path)
     assert ds.num_tokens > 8 * 3 + 4096  # more than val_documents reads
     assert val_documents(ds, tok.eot_id, 3, tok) == ["Hà Nội là"]
     assert val_documents(ds, tok.eot_id, 5000, tok)[0].count("Hà Nội") > 300
+
+
+def _brute_force_nll(model, stream: list[int], ctx_len: int, stride: int) -> float:
+    """Each target scored by the window the strided reading gives it, one at a time."""
+    total, start, done = 0.0, 0, 0
+    while done < len(stream) - 1:
+        window = stream[start:start + ctx_len + 1]
+        logits = model(torch.tensor([window[:-1]]))[0].float()
+        logp = torch.log_softmax(logits, -1)
+        for j in range(len(window) - 1):
+            if start + j + 1 > done:
+                total -= float(logp[j, window[j + 1]])
+                done = start + j + 1
+        start += stride
+    return total
+
+
+@pytest.mark.parametrize("arch", ["gpt", "rwkv"])
+def test_overlapping_windows_and_stream_reading(tmp_path: Path, arch: str) -> None:
+    from symato.data.loader import TokenDataset
+    from symato.run.evaluate import _segment_bounds, split_nll, stream_nll
+
+    tok = Tokenizer.default()
+    _shards(tmp_path / "shards", tok)
+    torch.manual_seed(0)
+    model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=16, n_head=2,
+                        ctx_len=8, **({"wkv_backend": "torch"} if arch == "rwkv" else {}))
+    model.eval()
+    val = TokenDataset(tmp_path / "shards", "val", ctx_len=8)
+    stream = val.window(0, val.num_tokens).tolist()
+    with torch.no_grad():
+        for stride in (8, 4, 3):
+            nll, count = split_nll(model, val, batch_size=3, stride=stride)
+            assert count == len(stream) - 1
+            assert nll == pytest.approx(_brute_force_nll(model, stream, 8, stride), rel=1e-5)
+        if arch == "rwkv":  # the stream: one pass with the state carried, in any chunking
+            logp = torch.log_softmax(model(torch.tensor([stream[:-1]]))[0].float(), -1)
+            full = -float(logp.gather(1, torch.tensor(stream[1:])[:, None]).sum())
+            for chunk in (5, 1024):
+                nll, count = stream_nll(model, val, segments=1, chunk=chunk)
+                assert count == len(stream) - 1 and nll == pytest.approx(full, rel=1e-5)
+            pieces = _segment_bounds(val, 3)
+            assert 2 <= len(pieces) <= 3 and pieces[0][0] == 0 and pieces[-1][1] == len(stream)
+            assert all(stream[a] == tok.eot_id for a, _ in pieces)  # each starts a document
+            nll, count = stream_nll(model, val, segments=3)
+            assert count == len(stream) - len(pieces)
+
+
+def test_metrics_have_the_stream_column_for_rwkv_only(tmp_path: Path) -> None:
+    tok = Tokenizer.default()
+    _shards(tmp_path / "shards", tok)
+    for arch in ("rwkv", "gpt"):
+        model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=8, n_head=1,
+                            ctx_len=8)
+        settings = {"tokenizer": "t", "run": f"{arch}-L1-D8-T1k", "arch": arch, "n_layer": 1,
+                    "n_embd": 8, "ctx_len": 8, "shards_dir": str(tmp_path / "shards")}
+        meta = {"tokenizer": tok.to_dict(), "settings": settings}
+        run = tmp_path / arch
+        save_model(run / "model.pt", model, meta)
+        assert main(["--run", str(run), "--restoration-syllables", "0"]) == 0
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["window_stride"] == 4
+        if arch == "rwkv":
+            assert m["bits_per_byte_stream"] > 0
+        else:
+            assert m["bits_per_byte_stream"] is None and "context limit" in m["stream_note"]

@@ -132,6 +132,42 @@ class TokenDataset:
                 mask[r, :length - 1] = True
             yield tokens, mask
 
+    def strided_batches(
+        self, batch_size: int, stride: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Overlapping windows: (tokens (b, ctx_len+1) int64, target mask (b, ctx_len) bool).
+
+        Window ``i`` starts at ``i * stride``. The first window scores all its targets;
+        each later one only the targets the previous window did not reach (its last
+        ``stride``), so every token but the very first is a target exactly once and,
+        after the first window, with at least ``ctx_len - stride`` tokens of context.
+        ``stride == ctx_len`` is ``sequential_batches``. Padding is 0 and masked out.
+        """
+        if batch_size < 1:
+            raise SymatoError(f"batch_size must be >= 1, got {batch_size}")
+        if not 1 <= stride <= self.ctx_len:
+            raise SymatoError(f"stride must be in 1..ctx_len={self.ctx_len}, got {stride}")
+        starts = self._strided_starts(stride)
+        span = self.ctx_len + 1
+        for first in range(0, len(starts), batch_size):
+            rows = starts[first:first + batch_size]
+            tokens = np.zeros((len(rows), span), dtype=np.int64)
+            mask = np.zeros((len(rows), self.ctx_len), dtype=bool)
+            for r, start in enumerate(rows):
+                length = min(span, self.num_tokens - start)
+                tokens[r, :length] = self.window(start, length)
+                scored_from = 0 if start == 0 else self.ctx_len - stride
+                mask[r, scored_from:length - 1] = True
+            yield tokens, mask
+
+    def _strided_starts(self, stride: int) -> list[int]:
+        """Window starts until a window reaches the stream's last token."""
+        starts, start = [0], 0
+        while start + self.ctx_len < self.num_tokens - 1:
+            start += stride
+            starts.append(start)
+        return starts
+
     def __repr__(self) -> str:
         return (f"TokenDataset({str(self.shards_dir)!r}, tokens={self.num_tokens}, "
                 f"ctx_len={self.ctx_len}, vocab_size={self.vocab_size})")

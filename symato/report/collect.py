@@ -48,6 +48,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("text_bytes", "text_bytes"),
     ("flops", "train_flops"),
     ("loss", "bits_per_byte"),
+    ("loss_stream", "bits_per_byte_stream"),
     ("bits_per_syllable", "bits_per_syllable"),
     ("loss_nats_per_token", "loss_nats_per_token"),
     ("tokens_per_second", "tokens_per_second"),

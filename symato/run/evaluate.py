@@ -4,9 +4,19 @@ Why these numbers: runs with different tokenizers cannot be compared by loss per
 token (their tokens differ), so the headline is **bits per UTF-8 byte** of the
 validation text: the summed next-token NLL over the *whole* val split divided by
 ``ln 2 x`` the split's UTF-8 bytes (from the shard manifest). Every token of the split
-but the very first is predicted once (``TokenDataset.sequential_batches``), including the
-end-of-text token that starts each following document. Bits per syllable uses the
-manifest's syllable count the same way.
+but the very first is predicted once, including the end-of-text token that starts each
+following document. Bits per syllable uses the manifest's syllable count the same way.
+
+Every token is scored with context: the split is read in overlapping windows of
+``ctx_len`` tokens that advance by ``window_stride x ctx_len`` (default half a window,
+``TokenDataset.strided_batches``), each window scoring only the tokens the previous one
+did not, so after the first window every prediction sees at least half a window of
+context. With disjoint windows the first tokens of each window would be predicted almost
+blind, and a window spans very different amounts of text per tokenizer (128 tokens are
+128 bytes of text for ``bytes`` but about 590 for sentencepiece), which biases the
+comparison. For models without a context limit (RWKV: ``max_context`` is None) the split
+is also read as a stream with the recurrent state carried from token to token (their
+natural use): ``bits_per_byte_stream``.
 
 Diacritic restoration (symato tokenizers only): validation documents are decoded, their
 Vietnamese syllables stripped of vowel marks and tones (``syllable.strip_marks``),
@@ -42,11 +52,13 @@ METRIC_KEYS = (
 
 # ----------------------------------------------------------------------------- bits per byte
 @torch.no_grad()
-def split_nll(model: torch.nn.Module, dataset: Any, batch_size: int) -> tuple[float, int]:
-    """(summed NLL in nats, number of predicted tokens) over one whole split."""
+def split_nll(model: torch.nn.Module, dataset: Any, batch_size: int,
+              stride: int | None = None) -> tuple[float, int]:
+    """(summed NLL in nats, number of predicted tokens) over one whole split, read in
+    windows advancing by ``stride`` tokens (None: disjoint windows)."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for tokens, mask in dataset.sequential_batches(batch_size):
+    for tokens, mask in dataset.strided_batches(batch_size, stride or dataset.ctx_len):
         t = torch.from_numpy(tokens).to(device)
         m = torch.from_numpy(mask).to(device)
         logits = model(t[:, :-1]).float()
@@ -54,6 +66,58 @@ def split_nll(model: torch.nn.Module, dataset: Any, batch_size: int) -> tuple[fl
         total += float(nll[m].double().sum())
         count += int(m.sum())
     return total, count
+
+
+def window_stride(ctx_len: int, share: float) -> int:
+    """Tokens a window advances: ``share`` of ``ctx_len``, at least 1."""
+    if not 0.0 < share <= 1.0:
+        raise SymatoError(f"evaluate: window stride must be in (0, 1], got {share}")
+    return max(1, round(ctx_len * share))
+
+
+@torch.no_grad()
+def stream_nll(model: torch.nn.Module, dataset: Any, segments: int,
+               chunk: int = 1024) -> tuple[float, int]:
+    """(summed NLL, predicted tokens) reading the split as a stream with the state carried.
+
+    The stream is cut into at most ``segments`` contiguous pieces, each starting at a
+    document boundary (an end-of-text token), each read from an empty state in chunks
+    of ``chunk`` tokens: within a piece every token sees everything before it.
+    ``segments=1`` is the literal stream. Each piece's first token is context only
+    (``count`` says how many were predicted), so the stream predicts ``segments - 1``
+    end-of-text tokens fewer than the windows do.
+    """
+    device = next(model.parameters()).device
+    bounds = _segment_bounds(dataset, segments)
+    total, count = 0.0, 0
+    for start, end in bounds:  # one piece at a time: pieces differ in length
+        state, prev = None, None
+        for lo in range(start, end, chunk):
+            ids = torch.from_numpy(dataset.window(lo, min(chunk, end - lo))).to(device)[None]
+            logits, state = model.forward_step(ids, state)
+            logp = torch.log_softmax(logits[0].float(), dim=-1)
+            if prev is not None:  # the previous chunk's last prediction
+                total -= float(prev[ids[0, 0]])
+                count += 1
+            if ids.shape[1] > 1:
+                total -= float(logp[:-1].gather(1, ids[0, 1:, None]).double().sum())
+                count += ids.shape[1] - 1
+            prev = logp[-1]
+    return total, count
+
+
+def _segment_bounds(dataset: Any, segments: int) -> list[tuple[int, int]]:
+    """[start, end) of up to ``segments`` stream pieces, cut at end-of-text positions."""
+    n = dataset.num_tokens
+    if segments <= 1:
+        return [(0, n)]
+    stream = dataset.window(0, n)
+    eot = int(stream[0])  # every document row starts with the end-of-text id
+    cuts = np.flatnonzero(stream == eot)
+    wanted = [n * k // segments for k in range(1, segments)]
+    chosen = sorted({int(cuts[np.searchsorted(cuts, w).clip(0, len(cuts) - 1)]) for w in wanted})
+    edges = [0, *[c for c in chosen if 0 < c < n], n]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b - a > 1]
 
 
 def compression_metrics(nll: float, count: int, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +247,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if val.vocab_size != model.config.vocab_size:
         raise SymatoError(f"{run_dir}/model.pt has vocab size {model.config.vocab_size} but "
                           f"{settings['shards_dir']} has {val.vocab_size}")
-    nll, count = split_nll(model, val, args.batch_size)
+    stride = window_stride(val.ctx_len, args.window_stride)
+    nll, count = split_nll(model, val, args.batch_size, stride)
     params = model.param_counts()
     metrics: dict[str, Any] = {
         "tokenizer": settings["tokenizer"],
@@ -192,6 +257,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "n_layer": settings["n_layer"],
         "n_embd": settings["n_embd"],
         **compression_metrics(nll, count, val.manifest),
+        "window_stride": stride,
+        **stream_metrics(model, val, args.batch_size),
         "params_total": params["total"],
         "params_non_embedding": params["non_embedding"],
         "train_tokens": meta.get("train_tokens"),
@@ -201,6 +268,17 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
     metrics.update(text_metrics(model, meta, val, args))
     return metrics
+
+
+def stream_metrics(model: Any, val: Any, segments: int) -> dict[str, Any]:
+    """Bits per byte of the split read as a stream, for models without a context limit."""
+    if model.max_context is not None:
+        return {"bits_per_byte_stream": None, "stream_note": f"{type(model).__name__} has a "
+                f"context limit of {model.max_context} tokens: no stream reading"}
+    nll, count = stream_nll(model, val, segments)
+    n_bytes = int(val.manifest.get("bytes", 0))
+    return {"bits_per_byte_stream": nll / (math.log(2) * n_bytes) if n_bytes else None,
+            "stream_tokens_predicted": count}
 
 
 def text_metrics(model: Any, meta: dict[str, Any], val: Any,
@@ -242,7 +320,10 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Evaluate a trained run into DIR/metrics.json.")
     p.add_argument("--run", required=True, help="run folder with model.pt")
     p.add_argument("--stats", help="syllables.parquet for the restoration baseline")
-    p.add_argument("--batch-size", type=int, default=16, help="validation windows per batch")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="validation windows per batch (and stream pieces read side by side)")
+    p.add_argument("--window-stride", type=float, default=0.5,
+                   help="share of ctx_len a validation window advances (1 = disjoint)")
     p.add_argument("--restoration-syllables", type=int, default=1500,
                    help="validation syllables to restore (0 = skip)")
     p.add_argument("--prompt", action="append", help="sample prompt (repeatable)")
