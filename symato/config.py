@@ -51,11 +51,18 @@ def _sentencepiece() -> dict[str, Any]:
     return sentencepiece_schema()
 
 
+def _varied() -> dict[str, Any]:
+    from symato.run.settings import varied_schema
+
+    return varied_schema()
+
+
 # Placeholder name -> the schema fragment it stands for.
 REGISTRIES: dict[str, Callable[[], dict[str, Any]]] = {
     "architectures": _architectures,
     "tokenizers": _tokenizers,
     "train-settings": _train_settings,
+    "varied-settings": _varied,
     "sentencepiece-options": _sentencepiece,
 }
 

@@ -227,3 +227,26 @@ def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
     assert (tmp_path / "results/benchmarks/train/symato/gpt-L1-D16-T1280.tsv").exists()
     assert "done: 10 steps" in (tmp_path / "results/logs/train/symato/gpt-L1-D16-T1280.log"
                                 ).read_text()  # fmt: skip
+
+
+def test_vary_sweeps_settings_and_names_the_runs() -> None:
+    config = demo_config()
+    config["train"]["grids"] = [{"name": "lr", "tokenizers": ["symato"], "archs": ["gpt"],
+                                 "sizes": ["L1-D32"], "tokens": [30000],
+                                 "vary": {"lr": [0.002, 0.004, 0.00001], "lr_min": [0.00001]}}]
+    runs = {r["run"]: r["settings"] for r in expand_grid(prepared(config))}
+    assert set(runs) == {"gpt-L1-D32-T30k-lr0.002-lrmin0.00001",
+                         "gpt-L1-D32-T30k-lr0.004-lrmin0.00001",
+                         "gpt-L1-D32-T30k-lr0.00001-lrmin0.00001"}
+    assert runs["gpt-L1-D32-T30k-lr0.002-lrmin0.00001"]["lr"] == 0.002
+    assert all(s["lr_min"] == 0.00001 for s in runs.values())
+    assert all(re.fullmatch(run_name_pattern(), name) for name in runs)
+    assert not re.fullmatch(run_name_pattern(), "gpt-L1-D32-T30k-xy0.1")
+    # a varied value that breaks a rule is named
+    config["train"]["grids"][0]["vary"] = {"lr": [0.0001]}  # below lr_min 0.0006 of gpt
+    with pytest.raises(SymatoError, match=r"run gpt-L1-D32-T30k-lr0.0001: need lr_min <= lr"):
+        expand_grid(prepared(config))
+    # only settings with a short name may vary (the schema says which)
+    config["train"]["grids"][0]["vary"] = {"seed": [1, 2]}
+    with pytest.raises(SymatoError, match=r"vary: Additional properties .*'seed'"):
+        prepared(config)

@@ -15,18 +15,29 @@ is tokenized: the grid leaves ``tokens`` and ``steps`` open and ``symato setting
 --text-bytes N --manifest FILE`` resolves them from the shard manifest's train split.
 
 A run's settings are the shared ``train.settings``, then the architecture's registry
-defaults, then ``train.arch_overrides[arch]``, plus the size, budget and data paths.
-The config must already be complete (``symato.config.prepare`` fills every default).
+defaults, then ``train.arch_overrides[arch]``, then the sub-grid's ``vary`` values, plus
+the size, budget and data paths. A varied setting names the run: ``...-T300k-lr0.002``
+(``symato.run.settings.varied_names`` gives each setting's short name). The config must
+already be complete (``symato.config.prepare`` fills every default).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
+import numpy as np
+
 from symato.errors import SymatoError
 from symato.models.registry import ARCHITECTURES, get_architecture
-from symato.run.settings import RESOLVED_KEYS, check_settings, ordered, steps_for
+from symato.run.settings import (
+    RESOLVED_KEYS,
+    check_settings,
+    ordered,
+    steps_for,
+    varied_names,
+)
 
 _SIZE_RE = re.compile(r"^L([1-9][0-9]*)-D([1-9][0-9]*)$")
 
@@ -49,21 +60,33 @@ def format_tokens(tokens: int) -> str:
     return str(tokens)
 
 
+def format_value(value: float) -> str:
+    """A varied setting's value in a run name: plain decimals, no exponent (0.00001),
+    so that "-" only ever separates name fields."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SymatoError(f"run names: cannot format {value!r}")
+    return np.format_float_positional(float(value), trim="-")
+
+
 def run_name(
     arch: str, n_layer: int, n_embd: int, tokens: int | None = None,
-    text_bytes: int | None = None,
+    text_bytes: int | None = None, varied: dict[str, Any] | None = None,
 ) -> str:
-    """The folder name of one run: ``rwkv-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes)."""
+    """The folder name of one run: ``rwkv-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes),
+    then ``-{short}{value}`` for each varied setting in name order (``...-lr0.002``)."""
     if (tokens is None) == (text_bytes is None):
         raise SymatoError("run_name: give exactly one of tokens and text_bytes")
     budget = f"T{format_tokens(tokens)}" if tokens is not None else f"B{format_tokens(text_bytes)}"
-    return f"{arch}-L{n_layer}-D{n_embd}-{budget}"
+    shorts = varied_names()
+    suffix = "".join(f"-{shorts[key]}{format_value(varied[key])}" for key in sorted(varied or {}))
+    return f"{arch}-L{n_layer}-D{n_embd}-{budget}{suffix}"
 
 
 def run_name_pattern() -> str:
     """A regular expression that matches every run name of every registered architecture."""
     archs = "|".join(re.escape(name) for name in ARCHITECTURES)
-    return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?"
+    shorts = "|".join(re.escape(s) for s in sorted(set(varied_names().values())))
+    return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-({shorts})[0-9.]+)*"
 
 
 def shared_settings(train: dict[str, Any], arch: str) -> dict[str, Any]:
@@ -75,6 +98,7 @@ def shared_settings(train: dict[str, Any], arch: str) -> dict[str, Any]:
 def run_settings(
     config: dict, tokenizer: str, arch: str, size: str, tokens: int | None,
     results: str = "results", text_bytes: int | None = None, where: str = "config train",
+    varied: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The settings of one run, in the contract's key order (``symato.run.settings``).
 
@@ -82,7 +106,7 @@ def run_settings(
     start with ``where`` and name the run.
     """
     train = config["train"]
-    shared = shared_settings(train, arch)
+    shared = {**shared_settings(train, arch), **(varied or {})}
     n_layer, n_embd = parse_size(size)
     if shared["device"] == "auto":  # a job that declared no GPU must not take one
         shared["device"] = "cuda" if int(train["gpus_per_run"]) > 0 else "cpu"
@@ -93,7 +117,7 @@ def run_settings(
     settings = ordered({
         **shared,
         "tokenizer": tokenizer,
-        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes),
+        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes, varied),
         "arch": arch,
         "n_layer": n_layer,
         "n_embd": n_embd,
@@ -119,20 +143,30 @@ def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
     for i, grid in enumerate(config["train"]["grids"]):
         where = f"train.grids[{i}]"
         tokenizers = all_tokenizers if grid["tokenizers"] == "all" else grid["tokenizers"]
-        budgets = _budgets(grid, where)
         for tok in tokenizers:
             if tok not in all_tokenizers:
                 raise SymatoError(
                     f"config {where}: tokenizer {tok!r} is not in tokenizers {all_tokenizers}"
                 )
-            for arch in grid["archs"]:
-                for size in grid["sizes"]:
-                    for tokens, text_bytes in budgets:
-                        s = run_settings(config, tok, arch, size, tokens, results, text_bytes,
-                                         where=f"config {where}")
-                        entry = runs.setdefault((tok, s["run"]), _entry(s))
-                        entry["grids"].append(grid.get("name", f"grid{i}"))
+        points = itertools.product(tokenizers, grid["archs"], grid["sizes"],
+                                   _budgets(grid, where), _variations(grid))
+        for tok, arch, size, (tokens, text_bytes), varied in points:
+            s = run_settings(config, tok, arch, size, tokens, results, text_bytes,
+                             where=f"config {where}", varied=varied)
+            entry = runs.setdefault((tok, s["run"]), _entry(s))
+            if entry["settings"] != s:
+                raise SymatoError(f"config {where}: run {tok}/{s['run']} is asked for again "
+                                  f"with other settings")
+            entry["grids"].append(grid.get("name", f"grid{i}"))
     return list(runs.values())
+
+
+def _variations(grid: dict) -> list[dict[str, Any]]:
+    """Every combination of the sub-grid's ``vary`` values ([{}] when it varies nothing)."""
+    vary = grid.get("vary") or {}
+    keys = sorted(vary)
+    return [dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(vary[k] for k in keys))]
 
 
 def _budgets(grid: dict, where: str) -> list[tuple[int | None, int | None]]:

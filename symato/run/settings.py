@@ -34,10 +34,17 @@ class Setting(Option):
 
     shared: bool = False
     optional: bool = False
+    short: str = ""
 
 
 def _shared(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
     return Setting(name, kind, help, default=default, shared=True, **limits)
+
+
+def _varied(name: str, short: str, kind: type, default: Any, help: str,
+            **limits: Any) -> Setting:
+    """A shared setting a sub-grid may vary (``vary:``); ``short`` names it in run names."""
+    return Setting(name, kind, help, default=default, shared=True, short=short, **limits)
 
 
 # Every key of settings.json, in the order it is written (and passed on command lines).
@@ -54,8 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
     _shared("ctx_len", int, 128, "training window in tokens", minimum=1),
     _shared("batch_size", int, 16, "global batch (windows) per optimizer step", minimum=1),
     _shared("grad_accum", int, 1, "micro-batches per step; must divide batch_size", minimum=1),
-    _shared("lr", float, 0.004, "peak learning rate", above=0),
-    _shared("lr_min", float, 0.0004, "learning rate at the end of the decay", above=0),
+    _varied("lr", "lr", float, 0.004, "peak learning rate", above=0),
+    _varied("lr_min", "lrmin", float, 0.0004, "learning rate at the end of the decay", above=0),
     _shared("warmup_steps", int, 10, "linear warmup steps", minimum=0),
     _shared("schedule", str, "cosine", "learning-rate decay after warmup",
             choices=("cosine", "exponential")),
@@ -89,6 +96,20 @@ RESOLVED_KEYS = ("tokens", "steps")
 def shared_names() -> tuple[str, ...]:
     """The settings ``train.settings`` and ``train.arch_overrides`` may set."""
     return tuple(s.name for s in SETTINGS if s.shared)
+
+
+def varied_names() -> dict[str, str]:
+    """Settings a sub-grid may vary, with the short code that names them in run names."""
+    return {s.name: s.short for s in SETTINGS if s.short}
+
+
+def varied_schema() -> dict[str, Any]:
+    """The JSON schema of a sub-grid's ``vary:`` (setting -> list of values)."""
+    props = {s.name: {"type": "array", "minItems": 1, "items": s.json_schema()}
+             for s in SETTINGS if s.short}
+    for prop in props.values():
+        prop["items"].pop("default", None)
+    return {"type": "object", "additionalProperties": False, "properties": props}
 
 
 def shared_schema() -> dict[str, Any]:
