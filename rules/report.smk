@@ -2,16 +2,12 @@
 # Every figure and table is registered with report(); `snakemake --report
 # results/report.html` then rebuilds the HTML from what is on disk, without rerunning.
 
-from symato.report.figures import FIGURES
+# Computing (collect, fit) runs the `symato` CLI; each figure and summary.md is a short
+# script in workflow/scripts/ run with `script:`, one rule each, so restyling a figure
+# (editing its script) reruns only that rule: Snakemake reruns a script rule whose
+# script is newer than its outputs.
 
-# Figures of `symato plot` (symato.report.figures.FIGURES) -> report category.
-REPORT_FIGURES = {
-    "scaling_params": "Scaling laws",
-    "loss_vs_compute": "Scaling laws",
-    "training_curves": "Training",
-    "tokenizers": "Vocabulary",
-}
-assert sorted(REPORT_FIGURES) == sorted(FIGURES), "rules/report.smk: figure list out of date"
+REPORT_FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers"]
 REPORT_RUNS = [f"results/runs/{r['tokenizer']}/{r['run']}" for r in GRID_RUNS]
 
 
@@ -23,7 +19,10 @@ def caption(name: str) -> str:
 localrules:
     collect_runs,
     fit_scaling,
-    plot_scaling,
+    plot_scaling_params,
+    plot_loss_vs_compute,
+    plot_training_curves,
+    plot_tokenizers,
     results_summary,
 
 
@@ -41,7 +40,7 @@ rule collect_runs:
             "results/scaling/tokenizers.csv", caption=caption("tokenizer_table"), category="Vocabulary"
         ),
     params:
-        dirs=lambda wildcards, input: [os.path.dirname(p) for p in input.metrics],
+        dirs=REPORT_RUNS,
     log:
         "results/logs/collect_runs/collect_runs.log",
     benchmark:
@@ -72,30 +71,90 @@ rule fit_scaling:
         " --seed {params.seed} > {log:q} 2>&1"
 
 
-rule plot_scaling:
-    """The report's figures (PNG for the report, SVG beside each for papers)."""
+rule plot_scaling_params:
+    """Figure: bits per byte vs parameters with the fitted L(N) and L(N, D)."""
+    input:
+        runs="results/scaling/runs.csv",
+        fits="results/scaling/fits.json",
+    output:
+        png=report(
+            "results/plots/scaling_params.png",
+            caption=caption("scaling_params"),
+            category="Scaling laws",
+        ),
+        svg="results/plots/scaling_params.svg",
+    params:
+        dpi=config["report"]["dpi"],
+    log:
+        "results/logs/plot_scaling_params/plot_scaling_params.log",
+    benchmark:
+        "results/benchmarks/plot_scaling_params/plot_scaling_params.tsv"
+    script:
+        "../workflow/scripts/scaling_params.py"
+
+
+rule plot_loss_vs_compute:
+    """Figure: final bits per byte vs training FLOPs, the frontier and the L(N, D) optimum."""
+    input:
+        runs="results/scaling/runs.csv",
+        fits="results/scaling/fits.json",
+    output:
+        png=report(
+            "results/plots/loss_vs_compute.png",
+            caption=caption("loss_vs_compute"),
+            category="Scaling laws",
+        ),
+        svg="results/plots/loss_vs_compute.svg",
+    params:
+        dpi=config["report"]["dpi"],
+    log:
+        "results/logs/plot_loss_vs_compute/plot_loss_vs_compute.log",
+    benchmark:
+        "results/benchmarks/plot_loss_vs_compute/plot_loss_vs_compute.tsv"
+    script:
+        "../workflow/scripts/loss_vs_compute.py"
+
+
+rule plot_training_curves:
+    """Figure: validation bits per byte vs tokens and vs FLOPs for every run."""
     input:
         runs="results/scaling/runs.csv",
         curves="results/scaling/curves.csv",
-        tokenizers="results/scaling/tokenizers.csv",
-        fits="results/scaling/fits.json",
     output:
-        **{
-            name: report(f"results/plots/{name}.png", caption=caption(name), category=category)
-            for name, category in REPORT_FIGURES.items()
-        },
-        svg=[f"results/plots/{name}.svg" for name in REPORT_FIGURES],
+        png=report(
+            "results/plots/training_curves.png",
+            caption=caption("training_curves"),
+            category="Training",
+        ),
+        svg="results/plots/training_curves.svg",
     params:
-        outdir=lambda wildcards, output: os.path.dirname(output[0]),
         dpi=config["report"]["dpi"],
     log:
-        "results/logs/plot_scaling/plot_scaling.log",
+        "results/logs/plot_training_curves/plot_training_curves.log",
     benchmark:
-        "results/benchmarks/plot_scaling/plot_scaling.tsv"
-    shell:
-        "{SYMATO} plot --runs {input.runs:q} --curves {input.curves:q}"
-        " --tokenizers {input.tokenizers:q} --fits {input.fits:q} --outdir {params.outdir:q}"
-        " --dpi {params.dpi} > {log:q} 2>&1"
+        "results/benchmarks/plot_training_curves/plot_training_curves.tsv"
+    script:
+        "../workflow/scripts/training_curves.py"
+
+
+rule plot_tokenizers:
+    """Figure: tokens per syllable and per byte, bits per byte at equal model size."""
+    input:
+        runs="results/scaling/runs.csv",
+        tokenizers="results/scaling/tokenizers.csv",
+    output:
+        png=report(
+            "results/plots/tokenizers.png", caption=caption("tokenizers"), category="Vocabulary"
+        ),
+        svg="results/plots/tokenizers.svg",
+    params:
+        dpi=config["report"]["dpi"],
+    log:
+        "results/logs/plot_tokenizers/plot_tokenizers.log",
+    benchmark:
+        "results/benchmarks/plot_tokenizers/plot_tokenizers.tsv"
+    script:
+        "../workflow/scripts/tokenizers.py"
 
 
 rule results_summary:
@@ -105,14 +164,13 @@ rule results_summary:
         tokenizers="results/scaling/tokenizers.csv",
         fits="results/scaling/fits.json",
     output:
-        report("results/summary.md", caption=caption("results_summary"), category="Scaling laws"),
+        md=report("results/summary.md", caption=caption("results_summary"), category="Scaling laws"),
     log:
         "results/logs/results_summary/results_summary.log",
     benchmark:
         "results/benchmarks/results_summary/results_summary.tsv"
-    shell:
-        "{SYMATO} summary --runs {input.runs:q} --fits {input.fits:q}"
-        " --tokenizers {input.tokenizers:q} --out {output:q} > {log:q} 2>&1"
+    script:
+        "../workflow/scripts/summary.py"
 
 
 TARGETS["report"] += [

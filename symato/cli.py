@@ -44,8 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # results (symato/report/)
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),
-    "plot": ("symato.report.figures:main", "draw the report's figures"),
-    "summary": ("symato.report.summary:main", "write results/summary.md"),
+    # the figures and results/summary.md: workflow/scripts/, run by rules/report.smk
 }
 
 

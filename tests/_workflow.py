@@ -1,11 +1,14 @@
-"""What the workflow tests share: where the repository and Snakemake are, and the tiny
-real-Vietnamese text corpus (two shards, two tokenizers) their configs start from."""
+"""What the workflow tests share: where the repository and Snakemake are, the tiny
+real-Vietnamese text corpus (two shards, two tokenizers) their configs start from, and
+the workflow's scripts (workflow/scripts/) imported as modules."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,3 +42,16 @@ def reversed_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [reversed_keys(item) for item in value]
     return value
+
+
+def load_script(name: str) -> ModuleType:
+    """workflow/scripts/NAME.py as a module, to call its draw()/document() without Snakemake.
+
+    Its Snakemake block does not run: the module has no ``snakemake`` global.
+    """
+    path = REPO / "workflow" / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"workflow_scripts_{name}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -17,14 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from _workflow import prepared
+from _workflow import load_script, prepared
 from test_grid import SNAKEFILE_REAL, _snakemake, _write_config, demo_config
 
 from symato.data.clean import split_of
 from symato.data.tokenize import tokenize_shard, write_manifest
 from symato.errors import SymatoError
-from symato.report import collect, summary
-from symato.report.figures import Style, _pyplot, plot_tokenizers
+from symato.report import collect
+from symato.report.figures import load_runs, load_tokenizers
 from symato.run.grid import expand_grid, run_name
 from symato.run.settings import command_args, load_settings, resolve_text_bytes
 from symato.run.settings import main as settings_main
@@ -224,16 +224,16 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
     assert rows.set_index("tokenizer")["tokens"].to_dict() == {
         n: json.loads((d / "metrics.json").read_text())["train_tokens"]
         for n, d in zip(manifests, dirs, strict=True)}
-    md = tmp_path / "summary.md"
-    summary.main(["--runs", str(runs_csv), "--tokenizers", str(toks_csv), "--out", str(md)])
-    text = md.read_text()
+    # the summary (workflow/scripts/summary.py; no fits: 1 run per tokenizer) and figure
+    runs, toks = load_runs(runs_csv), load_tokenizers(toks_csv)
+    text = load_script("summary").document(runs, {}, toks)
     assert "trained on 8k text bytes" in text and "same amount of *text*" in text
     assert "| gpt L1-D16 | 8k text bytes |" in text
-    plt = _pyplot()
-    fig = plot_tokenizers(plt, pd.read_csv(toks_csv), rows, Style(["gpt"], list(manifests)))
+    tokenizers = load_script("tokenizers")
+    fig = tokenizers.draw(toks, runs)
     assert fig.axes[2].get_title() == "Bits per byte at equal model size and equal text"
     assert fig.axes[2].get_xticklabels()[0].get_text() == "gpt L1-D16\n8k text bytes"
-    plt.close(fig)
+    tokenizers.plt.close(fig)
 
 
 def test_equal_size_table_keeps_token_and_byte_budgets_apart() -> None:

@@ -1,24 +1,36 @@
-"""Collect + plot on a tiny fake results set: real files, real matplotlib, real PNG/SVG.
+"""Collect, fit and the figure scripts on a tiny fake results set: real files, real
+matplotlib, real PNG/SVG, and the real report rules of the Snakefile.
 
-``make_fake_results`` is also used by tests/test_report.py: it writes run folders in the
-trainer's format (settings.json, metrics.json, metrics.jsonl) and shard manifests.
+``make_fake_results`` writes run folders in the trainer's format (settings.json,
+metrics.json, metrics.jsonl) and shard manifests. The figures are drawn twice: by
+importing each workflow/scripts/ file and calling its draw(), and by Snakemake running
+the report rules (``script:``) on the same tables; both must give the same SVG bytes.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
+import os
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
+from _workflow import CORPUS, REPO, SNAKEMAKE, load_script, tiny_data_config
 
 from symato.errors import SymatoError
-from symato.report import collect
-from symato.report import figures as plots
+from symato.report import collect, figures
 from symato.report import fit as scaling
+
+FIGURES = ("scaling_params", "training_curves", "loss_vs_compute", "tokenizers")
+PLOT_RULES = {f"plot_{name}": name for name in FIGURES}
 
 # symato/rwkv: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
 # bytes/rwkv: one size (no fit: points only).
@@ -137,39 +149,162 @@ def _png_variance(path: Path) -> float:
     return float(mpimg.imread(path)[..., :3].std())
 
 
-def test_plot_writes_every_figure(fake, tmp_path):
-    outdir = tmp_path / "plots"
-    assert plots.main(["--runs", str(fake["runs"]), "--fits", str(fake["fits"]),
-                       "--curves", str(fake["curves"]), "--tokenizers", str(fake["tokenizers"]),
-                       "--outdir", str(outdir), "--dpi", "60"]) == 0
-    for name in plots.FIGURES:
+def _tables(fake: dict[str, Path]) -> dict:
+    return {"runs": figures.load_runs(fake["runs"]), "curves": figures.load_curves(fake["curves"]),
+            "toks": figures.load_tokenizers(fake["tokenizers"]),
+            "fits": figures.load_fits(fake["fits"])}
+
+
+def draw(name: str, t: dict):
+    """One figure from its script's draw(), with the inputs its rule gives it."""
+    script, style = load_script(name), figures.Style.of(t["runs"])
+    if name == "training_curves":
+        return script.draw(t["curves"], style)
+    if name == "tokenizers":
+        return script.draw(t["toks"], t["runs"])
+    return script.draw(t["runs"], t["fits"], style)
+
+
+def save_all(t: dict, outdir: Path, dpi: int) -> None:
+    for name in FIGURES:
+        figures.save_figure(draw(name, t), outdir / f"{name}.png", outdir / f"{name}.svg", dpi)
+
+
+def assert_figures(outdir: Path) -> None:
+    """Every figure is a non-blank PNG plus a well-formed SVG."""
+    for name in FIGURES:
         png, svg = outdir / f"{name}.png", outdir / f"{name}.svg"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert _png_variance(png) > 0.02, f"{png} looks blank"
         root = ET.parse(svg).getroot()
         assert root.tag.endswith("svg")
+
+
+def test_figure_scripts_draw_every_figure(fake, tmp_path):
+    outdir = tmp_path / "plots"
+    save_all(_tables(fake), outdir, dpi=60)
+    assert_figures(outdir)
     svg_text = (outdir / "scaling_params.svg").read_text()
     # The group without a fit is drawn as points and the figure says why.
     assert "points only" in svg_text and "L(N) needs at least 4 runs" in svg_text
     # symato/rwkv has 3 budgets: L(N, D) is drawn at each, runs off the L(N) budget hollow.
     assert "at each D" in svg_text and "at other budgets" in svg_text
     assert all(f"D={k}k" in svg_text for k in (100, 200, 400))
+    # symato/rwkv has a compute-optimal curve; the others say why they have none.
+    compute = (outdir / "loss_vs_compute.svg").read_text()
+    assert "compute-optimal L(N,D) (rwkv · symato)" in compute
+    assert "gpt · symato: no L(N,D) optimum" in compute
 
 
 def test_svg_is_byte_stable(fake, tmp_path):
-    args = ["--runs", str(fake["runs"]), "--fits", str(fake["fits"]), "--dpi", "40"]
-    plots.main([*args, "--outdir", str(tmp_path / "a")])
-    plots.main([*args, "--outdir", str(tmp_path / "b")])
-    for name in plots.FIGURES:
+    t = _tables(fake)
+    save_all(t, tmp_path / "a", dpi=40)
+    save_all(t, tmp_path / "b", dpi=40)
+    for name in FIGURES:
         assert (tmp_path / "a" / f"{name}.svg").read_bytes() == \
             (tmp_path / "b" / f"{name}.svg").read_bytes()
 
 
-def test_plot_copes_with_no_fits_and_no_curves(fake, tmp_path):
-    """Only the runs table: every figure is still written (points, notes, empty panels)."""
+def test_figures_cope_with_no_fits_and_no_curves(fake, tmp_path):
+    """No fits and no training curves: every figure is still drawn (points, notes, empty panels)."""
+    t = {**_tables(fake), "fits": {}}
+    t["curves"] = t["curves"].iloc[:0]
     outdir = tmp_path / "plots"
-    assert plots.main(["--runs", str(fake["runs"]), "--outdir", str(outdir), "--dpi", "40"]) == 0
-    assert sorted(p.name for p in outdir.glob("*.png")) == sorted(f"{n}.png" for n in plots.FIGURES)
+    save_all(t, outdir, dpi=40)
+    assert sorted(p.name for p in outdir.glob("*.png")) == sorted(f"{n}.png" for n in FIGURES)
+    assert "no fit in the fits file" in (outdir / "scaling_params.svg").read_text()
+    assert "no validation points" in (outdir / "training_curves.svg").read_text()
+
+
+def test_figure_inputs_are_checked(fake, tmp_path):
+    """A table without a column a figure reads is an error naming the file and the column."""
+    broken = tmp_path / "runs.csv"
+    pd.read_csv(fake["runs"]).drop(columns="flops").to_csv(broken, index=False)
+    with pytest.raises(SymatoError, match=r"runs table .*runs.csv: missing column\(s\) flops"):
+        figures.load_runs(broken)
+    with pytest.raises(SymatoError, match="curve table not found"):
+        figures.load_curves(tmp_path / "nope.csv")
+    (tmp_path / "fits.json").write_text("[1, 2]")
+    with pytest.raises(SymatoError, match=r"fits\.json: expected an object"):
+        figures.load_fits(tmp_path / "fits.json")
+
+
+def test_frontier_is_compute_frontier(fake):
+    """The figure's fallback frontier and the fits' frontier are one function's result."""
+    runs = figures.load_runs(fake["runs"])
+    fits = figures.load_fits(fake["fits"])
+    g = runs[(runs["tokenizer"] == "symato") & (runs["arch"] == "rwkv")]
+    stored = fits["groups"]["symato/rwkv"]["frontier"]
+    assert [r["run"] for r in scaling.compute_frontier(g.to_dict("records"))] == \
+        [r["run"] for r in stored]
+    assert len(stored) >= 2 and all(a["flops"] <= b["flops"] and a["loss"] > b["loss"]
+                                    for a, b in itertools.pairwise(stored))
+
+
+# ------------------------------------------------------------- the real report rules
+def _snakemake(work: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "config.yaml"), "--cores", "2", *options,
+           # the fake tables stand in for collect/fit: only the figure and summary rules run
+           "--allowed-rules", *PLOT_RULES, "results_summary", "--", *REPORT_TARGETS]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+
+
+REPORT_TARGETS = [*(f"results/plots/{n}.{e}" for n in FIGURES for e in ("png", "svg")),
+                  "results/summary.md"]
+
+
+@pytest.fixture(scope="module")
+def rules_work(fake, tmp_path_factory) -> Path:
+    """The report rules of the real Snakefile, run on the fake results tables."""
+    work = tmp_path_factory.mktemp("rules")
+    (work / "input").mkdir()
+    shutil.copy(CORPUS, work / "input" / "vi.txt")
+    config = tiny_data_config(report={"dpi": 50})
+    (work / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    (work / "results/scaling").mkdir(parents=True)
+    for key in ("runs", "curves", "tokenizers", "fits"):
+        shutil.copy2(fake[key], work / "results/scaling" / fake[key].name)
+    proc = _snakemake(work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work
+
+
+def test_report_rules_run_the_scripts(fake, rules_work, tmp_path):
+    results = rules_work / "results"
+    assert_figures(results / "plots")
+    # Snakemake's run of each script and an import of it draw the same SVG bytes.
+    save_all(_tables(fake), tmp_path, dpi=50)
+    for name in FIGURES:
+        assert (results / "plots" / f"{name}.svg").read_bytes() == \
+            (tmp_path / f"{name}.svg").read_bytes(), name
+    for rule in [*PLOT_RULES, "results_summary"]:
+        assert (results / "benchmarks" / rule / f"{rule}.tsv").stat().st_size > 0
+    for rule, name in PLOT_RULES.items():
+        log = (results / "logs" / rule / f"{rule}.log").read_text()
+        assert f"wrote results/plots/{name}.png" in log, log
+    summary = (results / "summary.md").read_text()
+    assert summary.startswith("# symato results summary")
+    assert "| symato/rwkv | L(N,D) | ok |" in summary
+    assert "bytes/rwkv L(N): L(N) needs at least 4 runs" in summary
+    assert summary == load_script("summary").document(
+        *(_tables(fake)[k] for k in ("runs", "fits", "toks")))
+
+
+def test_restyling_a_figure_reruns_only_its_rule(rules_work):
+    """A script newer than its figure (an edit) reruns that figure's rule, nothing else."""
+    results = rules_work / "results"
+    script_time = (REPO / "workflow/scripts/training_curves.py").stat().st_mtime
+    for table in (results / "scaling").iterdir():  # older than every script
+        os.utime(table, (script_time - 100, script_time - 100))
+    for ext in ("png", "svg"):  # as if drawn before training_curves.py was edited
+        os.utime(results / f"plots/training_curves.{ext}", (script_time - 50, script_time - 50))
+    dry = _snakemake(rules_work, "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = [rule for rule in [*PLOT_RULES, "results_summary"]
+               if f"rule {rule}:" in dry.stdout + dry.stderr]
+    assert planned == ["plot_training_curves"], dry.stdout[-3000:]
+    assert "Code has changed since last execution" in dry.stdout + dry.stderr
 
 
 def test_collect_errors_name_file_and_key(tmp_path):
