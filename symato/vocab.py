@@ -1,14 +1,17 @@
-"""Building vocabularies: symato, symato+N, and the peers bytes and sentencepiece.
+"""Building vocabularies: symato, symato+N, symato-bpeV, and the peers bytes and sentencepiece.
 
 Why corpus order for syms: a model's embedding rows for frequent syms then sit together
 and ``symato`` vocabularies of different corpora differ only in order, never in coverage:
 every legal sym is present whatever corpus built it. ``symato+N`` adds the N most frequent
 whole syllables of the corpus (filled up from the grammar inventory when the corpus has
-fewer, so N is always exact). sentencepiece trains BPE on the same cleaned text, same size.
+fewer, so N is always exact). ``symato-bpeV`` learns V - (symato's ids) byte-pair merges
+from the non-syllable runs of the training text (``symato.bpe``). sentencepiece trains
+BPE on the same cleaned text, same size.
 
 Inputs (from the statistics and cleaning stages): ``{stats}/syms.parquet`` (sym, count),
-``{stats}/syllables.parquet`` (syllable, sym, marktone, count), ``{clean}/shards/*.parquet``
-(text).
+``{stats}/syllables.parquet`` (syllable, sym, marktone, count), and for the learned kinds
+the training text: Parquet files with a column ``text`` (``--texts``; ``--clean DIR``
+reads every ``DIR/shards/*.parquet``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from symato import syllable as S
+from symato.bpe import learn_merges, merges_to_json
 from symato.errors import SymatoError
 from symato.tokenizer import (
     EOT,
@@ -30,6 +34,7 @@ from symato.tokenizer import (
     Tokenizer,
     bytes_dict,
     sentencepiece_dict,
+    symato_bpe_dict,
     symato_dict,
 )
 
@@ -98,34 +103,49 @@ def _top_syllables(stats_dir: Path | None, n: int, style: str) -> tuple[list[str
     return ranked, {"syllables_from_corpus": from_corpus}
 
 
-def _clean_texts(clean_dir: Path, max_len: int, stats: Counter[str]) -> Iterator[str]:
-    """Non-empty lines of the cleaned shards (sentencepiece trains on lines)."""
-    import pyarrow.parquet as pq
-
+def _text_files(clean_dir: Path | None, texts: list[Path] | None, kind: str) -> list[Path]:
+    """The training text files: ``texts`` if given, else ``clean_dir/shards/*.parquet``."""
+    if texts:
+        return [Path(t) for t in texts]
+    if clean_dir is None:
+        raise SymatoError(f"vocabulary {kind!r} needs training text (--texts FILE... or --clean)")
     shards = sorted((Path(clean_dir) / "shards").glob("*.parquet"))
     if not shards:
         raise SymatoError(f"no cleaned shards in {Path(clean_dir) / 'shards'}")
-    for shard in shards:
+    return shards
+
+
+def _documents(files: list[Path]) -> Iterator[str]:
+    """The ``text`` column of each Parquet file, document by document."""
+    import pyarrow.parquet as pq
+
+    for path in files:
+        if not path.exists():
+            raise SymatoError(f"training text file not found: {path}")
         try:
-            column = pq.read_table(shard, columns=["text"]).column("text").to_pylist()
+            column = pq.read_table(path, columns=["text"]).column("text").to_pylist()
         except Exception as exc:
-            raise SymatoError(f"cannot read column 'text' of {shard}: {exc}") from None
+            raise SymatoError(f"cannot read column 'text' of {path}: {exc}") from None
         for text in column:
-            for line in (text or "").split("\n"):
-                if not line:
-                    continue
-                if len(line.encode("utf-8", "surrogatepass")) > max_len:
-                    stats["lines_too_long"] += 1  # sentencepiece skips these; we count them
-                    continue
-                stats["lines"] += 1
-                yield line
+            yield text or ""
 
 
-def _train_sentencepiece(clean_dir: Path | None, size: int, options: dict[str, Any]) -> Tokenizer:
+def _clean_texts(files: list[Path], max_len: int, stats: Counter[str]) -> Iterator[str]:
+    """Non-empty lines of the training text (sentencepiece trains on lines)."""
+    for text in _documents(files):
+        for line in text.split("\n"):
+            if not line:
+                continue
+            if len(line.encode("utf-8", "surrogatepass")) > max_len:
+                stats["lines_too_long"] += 1  # sentencepiece skips these; we count them
+                continue
+            stats["lines"] += 1
+            yield line
+
+
+def _train_sentencepiece(files: list[Path], size: int, options: dict[str, Any]) -> Tokenizer:
     import sentencepiece as spm
 
-    if clean_dir is None:
-        raise SymatoError("vocabulary 'sentencepiece' needs --clean (the cleaned shards)")
     unknown = set(options) - set(SP_DEFAULTS)
     if unknown:
         raise SymatoError(f"unknown sentencepiece option(s): {sorted(unknown)}")
@@ -134,7 +154,7 @@ def _train_sentencepiece(clean_dir: Path | None, size: int, options: dict[str, A
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_clean_texts(clean_dir, opts["max_sentence_length"], stats),
+            sentence_iterator=_clean_texts(files, opts["max_sentence_length"], stats),
             model_writer=model, vocab_size=size, byte_fallback=True,
             normalization_rule_name="identity", add_dummy_prefix=False,
             remove_extra_whitespaces=False, split_digits=False, control_symbols=[EOT],
@@ -144,30 +164,62 @@ def _train_sentencepiece(clean_dir: Path | None, size: int, options: dict[str, A
     except SymatoError:
         raise
     except RuntimeError as exc:
-        raise SymatoError(f"sentencepiece training on {clean_dir} failed: {exc}") from None
+        raise SymatoError(f"sentencepiece training on {files[0].parent} failed: {exc}") from None
     meta = {"requested_size": size, **opts, **stats}
     return Tokenizer.from_dict(sentencepiece_dict(model.getvalue(), meta))
 
 
+def _symato_bpe(size: int, syms: list[str], meta: dict[str, Any], files: list[Path],
+                tone_style: str, min_count: int) -> Tokenizer:
+    """symato with ``size`` ids in all: the merges fill what the syms leave (see symato.bpe)."""
+    base = 256 + S.MARKTONES + 2 + 1 + len(syms)
+    if size <= base:
+        raise SymatoError(f"symato-bpe{size}: needs more than the {base} ids of symato's "
+                          "bytes, marktones, case tokens, specials and syms")
+    plain = Tokenizer.from_dict(symato_dict(syms, tone_style=tone_style))
+    runs: Counter[bytes] = Counter()
+    documents = 0
+    for text in _documents(files):
+        runs.update(plain.non_syllable_runs(text))
+        documents += 1
+    merges = learn_merges(runs, size - base, min_count)
+    meta = {**meta, "merges_requested": size - base, "merges_learned": len(merges),
+            "min_count": min_count, "documents": documents, "text_files": len(files)}
+    return Tokenizer.from_dict(symato_bpe_dict(syms, merges_to_json(merges), size=size,
+                                               tone_style=tone_style, meta=meta))
+
+
 def build_vocab(name: str, *, stats_dir: str | Path | None = None,
-                clean_dir: str | Path | None = None, size: int = SYMATO_SIZE,
-                tone_style: str = "new", **sp_options: Any) -> Tokenizer:
-    """Build the vocabulary ``name`` ("symato", "symato+N", "bytes", "sentencepiece").
+                clean_dir: str | Path | None = None, texts: list[str | Path] | None = None,
+                size: int = SYMATO_SIZE, tone_style: str = "new", bpe_min_count: int = 2,
+                **sp_options: Any) -> Tokenizer:
+    """Build the vocabulary ``name`` ("symato", "symato+N", "symato-bpeV", "bytes",
+    "sentencepiece").
 
     ``size`` is the symato base size (ids before the whole syllables) and the
-    sentencepiece vocabulary size; ``sp_options`` are sentencepiece trainer settings.
+    sentencepiece vocabulary size; symato-bpeV has V ids whatever ``size`` says.
+    ``texts`` (Parquet files, column ``text``; else ``clean_dir/shards/*.parquet``) is the
+    training text of sentencepiece and symato-bpe; ``sp_options`` are sentencepiece
+    trainer settings; a merge needs ``bpe_min_count`` occurrences.
     """
     match = KINDS_RE.match(name)
     if match is None:
-        raise SymatoError(f"unknown vocabulary {name!r} (symato, symato+N, bytes, sentencepiece)")
+        raise SymatoError(f"unknown vocabulary {name!r} "
+                          "(symato, symato+N, symato-bpeV, bytes, sentencepiece)")
     if tone_style not in S.STYLES:
         raise SymatoError(f"tone style {tone_style!r} is not 'new' or 'old'")
     stats = Path(stats_dir) if stats_dir is not None else None
+    files = [Path(t) for t in texts] if texts else None
     if name == "bytes":
         return Tokenizer.from_dict(bytes_dict())
     if name == "sentencepiece":
-        return _train_sentencepiece(Path(clean_dir) if clean_dir else None, size, sp_options)
+        clean = Path(clean_dir) if clean_dir else None
+        return _train_sentencepiece(_text_files(clean, files, name), size, sp_options)
     syms, meta = _sym_order(stats)
+    if match.group(3):
+        clean = Path(clean_dir) if clean_dir else None
+        return _symato_bpe(int(match.group(3)), syms, meta, _text_files(clean, files, name),
+                           tone_style, bpe_min_count)
     syllables: list[str] = []
     if match.group(2):
         syllables, more = _top_syllables(stats, int(match.group(2)), tone_style)
@@ -181,9 +233,16 @@ def build_vocab(name: str, *, stats_dir: str | Path | None = None,
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symato vocab", description="Build one vocabulary file.")
-    p.add_argument("--name", required=True, help="symato, symato+N, bytes or sentencepiece")
+    p.add_argument("--name", required=True,
+                   help="symato, symato+N, symato-bpeV, bytes or sentencepiece")
     p.add_argument("--stats", help="statistics folder (syms.parquet, syllables.parquet)")
-    p.add_argument("--clean", help="cleaning folder (shards/*.parquet); sentencepiece only")
+    p.add_argument("--texts", nargs="+", metavar="FILE",
+                   help="training text, Parquet files with column 'text' (sentencepiece, "
+                        "symato-bpeV)")
+    p.add_argument("--clean", help="cleaning folder: its shards/*.parquet are the training "
+                                   "text when --texts is not given")
+    p.add_argument("--bpe-min-count", type=int, default=2,
+                   help="symato-bpeV: occurrences a merge needs (default 2)")
     p.add_argument("--out", required=True, help="vocabulary JSON file to write")
     p.add_argument("--size", type=int, default=SYMATO_SIZE,
                    help=f"symato base size and sentencepiece size (default {SYMATO_SIZE})")
@@ -200,8 +259,9 @@ def main(argv: list[str]) -> int:
     sp_options = {k: getattr(args, f"sp_{k}") for k in SP_DEFAULTS}
     if not args.name.startswith("sentencepiece"):
         sp_options = {}
-    tok = build_vocab(args.name, stats_dir=args.stats, clean_dir=args.clean, size=args.size,
-                      tone_style=args.tone_style, **sp_options)
+    tok = build_vocab(args.name, stats_dir=args.stats, clean_dir=args.clean, texts=args.texts,
+                      size=args.size, tone_style=args.tone_style,
+                      bpe_min_count=args.bpe_min_count, **sp_options)
     tok.save(args.out)
     meta = tok.to_dict().get("meta", {})
     print(f"wrote {args.out}: kind {tok.kind}, {tok.vocab_size} ids, {meta}", file=sys.stderr)

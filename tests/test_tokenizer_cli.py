@@ -43,7 +43,7 @@ def test_vocab_info(vocab):
     assert out.returncode == 0
     text = out.stdout.decode()
     assert "kind: symato+50" in text and "vocab_size: 2866" in text
-    assert "syllable 50" in text and "sym 2256" in text and "marktone 18" in text
+    assert "syllable 50" in text and "sym 2275" in text and "marktone 18" in text
 
 
 @pytest.mark.parametrize(
