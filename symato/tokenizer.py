@@ -637,6 +637,13 @@ class Tokenizer:
     # ------------------------------------------------------------------ decoding
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; invalid UTF-8 from byte tokens becomes U+FFFD."""
+        if type(ids) is list and len(ids) < _FAST_MIN:  # a line or a token: see decode_bytes
+            try:
+                got = self._decode_short(ids)
+            except (IndexError, TypeError, StopIteration):
+                got = None
+            if got is not None:
+                return got.decode("utf-8", "symato-surrogates")
         return _to_text(self.decode_bytes(ids))
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
@@ -644,12 +651,11 @@ class Tokenizer:
         if type(ids) is list and len(ids) < _FAST_MIN:
             # a line or a token: no array conversion, no numpy call (each ~1 us fixed)
             try:
-                if not ids or min(ids) >= 0:
-                    got = self._decode_short(ids)
-                    if got is not None:
-                        return got
+                got = self._decode_short(ids)
             except (IndexError, TypeError, StopIteration):
-                pass  # out of range, not integers or ill-formed: the paths below say which
+                got = None  # out of range, not integers or ill-formed: the paths below say which
+            if got is not None:
+                return got
         if not isinstance(ids, (list, tuple, np.ndarray)):
             ids = list(ids)  # an iterator is read once; the checking path needs every id
         arr = _as_id_array(ids)
@@ -669,7 +675,7 @@ class Tokenizer:
         return self._decode_plain(arr.tolist())
 
     def _short_tables(self) -> tuple[Any, ...]:
-        """Per-id lookup lists for ``_decode_short`` (built on first use, ~20 ms).
+        """Per-id lookup lists for ``_decode_short`` (built on first use, ~30 ms).
 
         ``own[t]``: the bytes of a byte, merge, special or reserved id, None for the
         syllable ids. ``rows[sym id][marktone id]``: the syllable's six renderings
@@ -677,14 +683,19 @@ class Tokenizer:
         None for an illegal pair; indexing by the marktone id itself saves a subtraction.
         ``whole[t]``: the same six for a whole-syllable id. ``case[t]``: 2 (Title) or 4
         (UPPER), the offset into those six.
+
+        Every list is twice as long as the ids it serves, the second half None / 0: a
+        negative id -k (k up to that length) then lands there, reads as ill-formed and
+        goes to the checking path, so the loop needs no separate sign check (a ``min``
+        over the ids cost 15% of a line's decode). The rows take ~4 kB per sym.
         """
         if self._short is not None:
             return self._short
         v = len(self._pieces)
-        own: list[bytes | None] = list(self._id_bytes)
-        rows: list[list[tuple[bytes, ...] | None] | None] = [None] * v
-        whole: list[tuple[bytes, ...] | None] = [None] * v
-        case = [0] * v
+        own: list[bytes | None] = list(self._id_bytes) + [None] * v
+        rows: list[list[tuple[bytes, ...] | None] | None] = [None] * (2 * v)
+        whole: list[tuple[bytes, ...] | None] = [None] * (2 * v)
+        case = [0] * (2 * v)
         if self._syms:
             case[TITLE_ID], case[UPPER_ID] = 2, 4
             for t in range(MT_BASE, SPECIAL_BASE):
@@ -693,16 +704,18 @@ class Tokenizer:
             for i in range(len(self._syms)):
                 sym_id = self._sym_base + i
                 own[sym_id] = None
-                row: list[tuple[bytes, ...] | None] = [None] * mt_hi
+                row: list[tuple[bytes, ...] | None] = [None] * (2 * mt_hi)
                 for mt in range(S.MARKTONES):
                     forms = self._compose.get(sym_id * S.MARKTONES + mt)
                     if forms is not None:
                         row[MT_BASE + mt] = _six(forms)
-                rows[sym_id] = row
+                rows[sym_id] = tuple(row)
             for i, forms in enumerate(self._whole):
                 own[self._syl_base + i] = None
                 whole[self._syl_base + i] = _six(forms)
-        self._short = (own, rows, whole, case)
+        # tuples of bytes: once the garbage collector has seen them it stops tracking
+        # them, so these 10^6 slots do not slow every later collection (lists would)
+        self._short = (tuple(own), tuple(rows), tuple(whole), tuple(case))
         return self._short
 
     def _decode_short(self, ids: list[int]) -> bytes | None:
@@ -711,9 +724,9 @@ class Tokenizer:
         Why a second loop: decoding a line or a single token is dominated by fixed costs
         in the vectorized decoder (array conversion, a dozen numpy calls) and by the
         branches of ``_decode_symato``. Here a syllable is two list lookups and a tuple
-        index, a byte or merge one lookup. Raises IndexError / TypeError for ids out of
-        range or not integers (the caller then reports them); negative ids are excluded
-        by the caller.
+        index, a byte or merge one lookup. Raises IndexError / TypeError / StopIteration
+        or returns None for ids out of range, not integers or ill-formed (the caller then
+        takes the checking path, which reports them or decodes them as the reference).
         """
         own, rows, whole, case = self._short or self._short_tables()
         out: list[bytes] = []
