@@ -1,21 +1,39 @@
-"""Tokenizer speed and compression on one core: symato vs sentencepiece vs byte-level BPE.
+"""Tokenizer speed and compression on one core, every kind against its peers at equal sizes.
 
 Usage:
-    .venv/bin/python benchmarks/bench_tokenizer.py [--text FILE] [--repeat 10] [--markdown]
+    .venv/bin/python benchmarks/bench_tokenizer.py [--jsonl FILE | --text FILE]
+        [--sizes 2816 11008] [--syllables 8192] [--repeat 5] [--markdown]
 
-Without --text it uses real running Vietnamese text: the VLSP-2013 POS test sentences
-shipped inside the ``underthesea==9.5.0`` wheel (fetched once with ``pip download`` into
-~/.cache/symato/bench; words are detokenized back into sentences). Every tokenizer is
-built from that same text: symato from its syllable statistics, symato+N likewise,
-sentencepiece BPE (same vocabulary size as symato) trained on it, and, if installed, a
-byte-level BPE from ``tokenizers``. Timings are the best of --repeat interleaved runs over
-documents of --doc-lines lines, pinned to one CPU core; "cold" encodes with a fresh
-tokenizer (empty cache), "warm" encodes the same documents again.
+Text: without --text / --jsonl, the VLSP-2013 POS test sentences shipped inside the
+``underthesea==9.5.0`` wheel (fetched once with ``pip download`` into
+~/.cache/symato/bench; words detokenized back into sentences), cut into documents of
+--doc-lines lines. ``--jsonl`` reads documents (key ``text``) such as the demo corpus of
+``symato demo-corpus`` and keeps those whose letter runs are at least half Vietnamese
+syllables (``symato.data.clean.vietnamese_share``; the demo's untranslated pages go). Every
+fifth document is held out; **every tokenizer is built from the other four fifths and
+measured on the held-out fifth**, text none of them was built from.
+
+Tokenizers, at each size of --sizes (ids in all): symato (2,816; its size is fixed by
+the syms), symato+N (2,816 + N), symato-bpeV, sentencepiece BPE and Unigram (native
+calls), and a byte-level BPE of ``tokenizers``; sentencepiece may stop below the size
+asked on a small text (the table gives the real size).
+
+Timings are the best of --repeat interleaved runs on one pinned core:
+- encode doc "cold": each held-out document once with a fresh tokenizer (empty caches);
+  "warm": re-encoding the same documents (symato's chunk cache is hot; this is not
+  speed on new text);
+- encode / decode line: each held-out line in its own call (a fresh tokenizer per run);
+- decode doc: each document's ids in one call;
+- decode token: one id per call over the held-out lines' ids, in microseconds per call:
+  ``decode([id])`` for sentencepiece and ``tokenizers``, the stream decoder's
+  ``feed([id])`` for the symato kinds (what ``symato generate`` calls per sampled token).
+Words are whitespace-separated strings; bytes are UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -25,6 +43,7 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers: one core
@@ -64,25 +83,35 @@ def default_text() -> str:
         return _detokenize(zf.read(MEMBER).decode("utf-8"))
 
 
-def syllable_stats(text: str, folder: Path) -> tuple[int, int]:
-    """Write syms.parquet / syllables.parquet for ``text``; return (syllables, the tokens
-    symato spends on them: 2 each plus a case token for Title/UPPER, 1 per byte otherwise)."""
+def documents(args: argparse.Namespace) -> tuple[list[str], str]:
+    """(documents, a description of where they come from)."""
+    if args.jsonl:
+        from symato.data.clean import vietnamese_share
+
+        docs = []
+        with open(args.jsonl, encoding="utf-8") as fh:
+            for line in fh:
+                text = json.loads(line).get("text") or ""
+                if text.strip() and vietnamese_share(text) >= 0.5:
+                    docs.append(text)
+        return docs, f"{args.jsonl} (documents >= 50% Vietnamese syllables)"
+    text = Path(args.text).read_text(encoding="utf-8") if args.text else default_text()
+    lines = text.split("\n")
+    n = args.doc_lines
+    docs = ["\n".join(lines[i : i + n]) for i in range(0, len(lines), n)]
+    return docs, args.text or "VLSP-2013 POS test (underthesea 9.5.0)"
+
+
+def syllable_stats(text: str, folder: Path) -> None:
+    """Write syms.parquet / syllables.parquet (what the statistics stage writes) for text."""
     import pandas as pd
 
     from symato.text.syllable import LETTER_RUN, is_canonical_syllable, parse
 
     counts: Counter[str] = Counter()
-    syllables = spent = 0
     for m in LETTER_RUN.finditer(text):
-        word = m.group()
-        syl = parse(word)
-        if syl is not None:
-            syllables += 1
-            if is_canonical_syllable(word):
-                counts[word.lower()] += 1
-                spent += 2 + (syl.case != "lower")
-            else:
-                spent += len(word.encode("utf-8"))
+        if is_canonical_syllable(m.group()):
+            counts[m.group().lower()] += 1
     rows = [(s, parse(s), c) for s, c in counts.items()]
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"syllable": [s for s, _, _ in rows], "sym": [p.sym for _, p, _ in rows],
@@ -93,112 +122,171 @@ def syllable_stats(text: str, folder: Path) -> tuple[int, int]:
         syms[p.sym] += c
     pd.DataFrame({"sym": list(syms), "count": list(syms.values())}).to_parquet(
         folder / "syms.parquet")
-    return syllables, spent
 
 
-def build_all(text: str, work: Path, size: int, n: int) -> dict[str, tuple]:
-    """name -> (fresh-instance factory, encode(inst, doc), decode(inst, ids))."""
-    import pandas as pd
+class Entry:
+    """One tokenizer under test: a factory for fresh instances and its calls."""
 
+    def __init__(self, name: str, size: int, fresh: Callable[[], object],
+                 enc: Callable, dec: Callable, token_decoder: Callable) -> None:
+        self.name, self.size, self.fresh = name, size, fresh
+        self.enc, self.dec, self.token_decoder = enc, dec, token_decoder
+
+
+def _symato(name: str, d: dict) -> Entry:
     from symato.text.tokenizer import Tokenizer
-    from symato.text.vocab import build_vocab
 
-    (work / "clean" / "shards").mkdir(parents=True)
-    pd.DataFrame({"doc_id": ["0"], "source": ["bench"], "text": [text]}).to_parquet(
-        work / "clean" / "shards" / "0.parquet")
-    made: dict[str, tuple] = {}
-    def fresh(d: dict) -> Tokenizer:
-        # Like loading sentencepiece's model, building the decode lookup tables (once per
-        # instance, ~0.05-0.1 s) is set-up, not decoding; the encode cache stays empty.
+    def fresh() -> Tokenizer:
+        # Like loading sentencepiece's model, building the decode tables (once per
+        # instance) is set-up, not decoding; the encode caches stay empty.
         tok = Tokenizer.from_dict(d)
         tok._fast_tables()
+        tok._short_tables()
         return tok
 
-    for name in ("symato", f"symato+{n}"):
-        d = build_vocab(name, stats_dir=work / "stats", size=size).to_dict()
-        made[name] = (lambda d=d: fresh(d), Tokenizer.encode, Tokenizer.decode)
-    sp = build_vocab("sentencepiece", clean_dir=work / "clean", size=size)
-    made["sentencepiece BPE"] = (lambda: sp._sp, lambda t, s: t.encode(s), lambda t, i: t.decode(i))
-    made["sentencepiece (symato wrapper)"] = (lambda: sp, Tokenizer.encode, Tokenizer.decode)
-    try:
-        from tokenizers import ByteLevelBPETokenizer
-    except ImportError:
-        return made
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(text.split("\n"), vocab_size=size, show_progress=False)
-    made["tokenizers byte-level BPE"] = (
-        lambda: bpe, lambda t, s: t.encode(s).ids, lambda t, i: t.decode(i))
+    def per_token(tok: Tokenizer) -> Callable[[int], str]:
+        stream = tok.stream_decoder()
+        return lambda t: stream.feed([t])
+
+    size = Tokenizer.from_dict(d).vocab_size
+    return Entry(name, size, fresh, Tokenizer.encode, Tokenizer.decode, per_token)
+
+
+def build_all(train: list[str], work: Path, sizes: list[int], n: int) -> list[Entry]:
+    """Every tokenizer, built from the training documents only."""
+    import pandas as pd
+
+    from symato.text.vocab import build_vocab
+
+    text = "\n".join(train)
+    syllable_stats(text, work / "stats")
+    files = [work / "train.parquet"]
+    pd.DataFrame({"text": train}).to_parquet(files[0])
+    tables = {"syms": work / "stats" / "syms.parquet",
+              "syllables": work / "stats" / "syllables.parquet"}
+    made = [_symato("symato", build_vocab("symato", syms=tables["syms"]).to_dict()),
+            _symato(f"symato+{n}", build_vocab(f"symato+{n}", **tables).to_dict())]
+    for size in sizes:
+        made.append(_symato(f"symato-bpe{size}", build_vocab(
+            f"symato-bpe{size}", syms=tables["syms"], texts=files).to_dict()))
+        for model_type in ("bpe", "unigram"):
+            sp = build_vocab("sentencepiece", texts=files, size=size,
+                             sp_model_type=model_type)._sp
+            label = f"sentencepiece {'BPE' if model_type == 'bpe' else 'Unigram'} {size}"
+            made.append(Entry(label, sp.get_piece_size(), lambda sp=sp: sp,
+                              lambda t, s: t.encode(s), lambda t, i: t.decode(i),
+                              lambda t: lambda i: t.decode([i])))
+        try:
+            from tokenizers import ByteLevelBPETokenizer
+        except ImportError:
+            continue
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(text.split("\n"), vocab_size=size, show_progress=False)
+        made.append(Entry(f"tokenizers byte-level BPE {size}", bpe.get_vocab_size(),
+                          lambda bpe=bpe: bpe, lambda t, s: t.encode(s).ids,
+                          lambda t, i: t.decode(i), lambda t: lambda i: t.decode([i])))
     return made
 
 
-def measure(made: dict[str, tuple], docs: list[str], repeat: int) -> dict[str, dict[str, float]]:
-    """Best-of-``repeat`` seconds for cold encode, warm encode and decode, plus token counts."""
-    best: dict[str, dict[str, float]] = {k: {"cold": 1e9, "warm": 1e9, "decode": 1e9} for k in made}
-    tokens: dict[str, int] = {}
+def _time(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _run_once(e: Entry, docs: list[str], lines: list[str]) -> dict[str, float]:
+    """Seconds of each measurement for one fresh instance of one tokenizer."""
+    tok, enc, dec = e.fresh(), e.enc, e.dec
+    ids: list[list[int]] = []
+    got = {"cold": _time(lambda: ids.extend(enc(tok, d) for d in docs)),
+           "warm": _time(lambda: [enc(tok, d) for d in docs])}
+    out: list[str] = []
+    got["dec_doc"] = _time(lambda: out.extend(dec(tok, i) for i in ids))
+    if e.name.startswith(("symato", "sentencepiece")) and out != docs:
+        raise SystemExit(f"{e.name}: decode(encode(text)) != text")
+    tok = e.fresh()
+    line_ids: list[list[int]] = []
+    got["enc_line"] = _time(lambda: line_ids.extend(enc(tok, ln) for ln in lines))
+    got["dec_line"] = _time(lambda: [dec(tok, i) for i in line_ids])
+    flat = [t for i in line_ids for t in i]
+    step = e.token_decoder(tok)
+    got["dec_token"] = _time(lambda: [step(t) for t in flat]) / len(flat)
+    got.update(tokens=sum(map(len, ids)), line_tokens=len(flat), size=e.size)
+    return got
+
+
+def measure(made: list[Entry], docs: list[str], repeat: int) -> dict[str, dict[str, float]]:
+    """Best-of-``repeat`` seconds per measurement (runs interleaved), plus token counts."""
+    lines = [ln for d in docs for ln in d.split("\n") if ln]
+    res: dict[str, dict[str, float]] = {}
     for _ in range(repeat):
-        for name, (factory, enc, dec) in made.items():
-            tok = factory()
-            t0 = time.perf_counter()
-            ids = [enc(tok, d) for d in docs]
-            t1 = time.perf_counter()
-            [enc(tok, d) for d in docs]
-            t2 = time.perf_counter()
-            out = [dec(tok, i) for i in ids]
-            t3 = time.perf_counter()
-            if out != docs:
-                raise SystemExit(f"{name}: decode(encode(text)) != text")
-            b = best[name]
-            b["cold"], b["warm"] = min(b["cold"], t1 - t0), min(b["warm"], t2 - t1)
-            b["decode"] = min(b["decode"], t3 - t2)
-            tokens[name] = sum(len(i) for i in ids)
-    for name in made:
-        best[name]["tokens"] = tokens[name]
-    return best
+        for e in made:
+            got = _run_once(e, docs, lines)
+            best = res.setdefault(e.name, got)
+            for key in ("cold", "warm", "enc_line", "dec_doc", "dec_line", "dec_token"):
+                best[key] = min(best[key], got[key])
+    return res
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--text", help="UTF-8 text file (default: VLSP-2013 POS test sentences)")
-    p.add_argument("--repeat", type=int, default=10)
-    p.add_argument("--size", type=int, default=2816, help="symato / sentencepiece / BPE size")
+    p.add_argument("--jsonl", help="JSON lines with a 'text' key (e.g. the demo corpus)")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--sizes", type=int, nargs="+", default=[2816, 11008],
+                   help="vocabulary sizes of symato-bpe, sentencepiece and tokenizers")
     p.add_argument("--syllables", type=int, default=8192, help="N of symato+N")
-    p.add_argument("--doc-lines", type=int, default=50, help="lines per document")
+    p.add_argument("--doc-lines", type=int, default=50, help="lines per document (--text)")
     p.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md table")
     args = p.parse_args()
 
     cpu = sorted(os.sched_getaffinity(0))[0]
     os.sched_setaffinity(0, {cpu})
-    text = Path(args.text).read_text(encoding="utf-8") if args.text else default_text()
-    lines = text.split("\n")
-    docs = ["\n".join(lines[i : i + args.doc_lines]) for i in range(0, len(lines), args.doc_lines)]
-    nbytes = sum(len(d.encode("utf-8")) for d in docs)
+    docs, where = documents(args)
+    held = docs[4::5]
+    train = [d for i, d in enumerate(docs) if i % 5 != 4]
+    nbytes = sum(len(d.encode("utf-8")) for d in held)
+    nwords = sum(len(d.split()) for d in held)
     with tempfile.TemporaryDirectory() as tmp:
-        syllables, spent = syllable_stats(text, Path(tmp) / "stats")
-        made = build_all(text, Path(tmp), args.size, args.syllables)
-        res = measure(made, docs, args.repeat)
+        made = build_all(train, Path(tmp), args.sizes, args.syllables)
+        load = os.getloadavg()[0]
+        res = measure(made, held, args.repeat)
+        load = max(load, os.getloadavg()[0])
 
     cpuinfo = Path("/proc/cpuinfo").read_text().split("\n")
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
                  platform.processor())
-    print(f"text: {args.text or 'VLSP-2013 POS test (underthesea 9.5.0)'}, {nbytes / 1e6:.3f} MB, "
-          f"{len(docs)} documents, {syllables} syllables; one core of {model}; "
-          f"Python {platform.python_version()}; best of {args.repeat}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    head = ("| tokenizer | encode MB/s (cold) | encode MB/s (warm) | decode MB/s | "
-            "tokens/syllable | tokens/byte |")
-    print(head)
-    print("|" + " --- |" * 6)
+    train_mb = sum(len(d.encode("utf-8")) for d in train) / 1e6
+    print(f"text: {where}; built from {len(train)} documents ({train_mb:.3f} MB), measured on "
+          f"{len(held)} held-out documents ({nbytes / 1e6:.3f} MB, {nwords} words); one core of "
+          f"{model}; Python {platform.python_version()}; best of {args.repeat}; load average "
+          f"up to {load:.1f} on {os.cpu_count()} CPUs")
+    print("\n| tokenizer | ids | tokens/word | tokens/byte | encode doc MB/s (cold) | "
+          "encode doc MB/s (warm: same text again) | encode line MB/s | decode doc MB/s | "
+          "decode line MB/s | decode token µs/call |")
+    print("|" + " --- |" * 10)
+    mb = nbytes / 1e6
     for name, r in res.items():
-        mb = nbytes / 1e6
-        print(f"| {name} | {mb / r['cold']:.2f} | {mb / r['warm']:.2f} | {mb / r['decode']:.2f} "
-              f"| {r['tokens'] / syllables:.3f} | {r['tokens'] / nbytes:.3f} |")
-    print(f"\nsymato tokens on the syllables alone: {spent / syllables:.3f} per syllable "
-          "(the rest is punctuation, digits and spaces next to them, as bytes)")
-    sp = res["sentencepiece BPE"]
-    for name in ("symato", f"symato+{args.syllables}"):
-        r = res[name]
-        print(f"{name} / sentencepiece BPE: encode {sp['cold'] / r['cold']:.2f}x (cold), "
-              f"{sp['warm'] / r['warm']:.2f}x (warm), decode {sp['decode'] / r['decode']:.2f}x")
+        print(f"| {name} | {int(r['size'])} | {r['tokens'] / nwords:.3f} | "
+              f"{r['tokens'] / nbytes:.3f} | {mb / r['cold']:.2f} | {mb / r['warm']:.2f} | "
+              f"{mb / r['enc_line']:.2f} | {mb / r['dec_doc']:.2f} | {mb / r['dec_line']:.2f} | "
+              f"{r['dec_token'] * 1e6:.2f} |")
+    print()
+    for size in args.sizes:
+        sp = res[f"sentencepiece BPE {size}"]
+        peers = [n for n in res if n.startswith("symato")
+                 and (n == f"symato-bpe{size}" or res[n]["size"] == size
+                      or (n == "symato" and size == args.sizes[0]))]
+        for name in peers:
+            r = res[name]
+            print(f"{name} / sentencepiece BPE {size}: tokens/word "
+                  f"{r['tokens'] / sp['tokens']:.2f}x; speed: encode doc "
+                  f"{sp['cold'] / r['cold']:.2f}x (cold), line "
+                  f"{sp['enc_line'] / r['enc_line']:.2f}x; "
+                  f"decode doc {sp['dec_doc'] / r['dec_doc']:.2f}x, line "
+                  f"{sp['dec_line'] / r['dec_line']:.2f}x, "
+                  f"token {sp['dec_token'] / r['dec_token']:.2f}x (per-token text: "
+                  f"{r['line_tokens'] / sp['line_tokens']:.2f}x the calls)")
     return 0
 
 

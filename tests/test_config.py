@@ -18,7 +18,8 @@ from symato.text.kinds import KINDS
 from symato.text.vocab import SP_OPTIONS
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-EXAMPLES = {"symato": "symato", "symato+N": "symato+8192", "bytes": "bytes",
+EXAMPLES = {"symato": "symato", "symato+N": "symato+8192", "symato-bpeV": "symato-bpe2816",
+            "bytes": "bytes",
             "sentencepiece": "sentencepiece"}
 
 
@@ -52,7 +53,7 @@ def test_schema_enums_equal_the_registries() -> None:
     assert set(EXAMPLES) == set(KINDS), "add an example name for the new kind"
     for name in EXAMPLES.values():
         assert re.fullmatch(pattern, name), name
-    for name in ("wordpiece", "symato+0", "symato+", "Symato", "bytes2"):
+    for name in ("wordpiece", "symato+0", "symato+", "Symato", "bytes2", "symato-bpe"):
         assert not re.fullmatch(pattern, name), name
     # no hand-written list of them is left in the schema files
     text = "".join(p.read_text() for p in SCHEMA.parent.glob("*.yaml"))

@@ -257,3 +257,15 @@ def test_restore_cli_keeps_the_letters(symato_ckpt, capsys):
     out = capsys.readouterr().out.rstrip("\n")
     assert strip_marks(out) == text
     assert out != text  # a random model still picks marks somewhere
+
+
+def test_generate_streams_the_same_text(symato_ckpt):
+    """The pieces passed to on_text (the CLI prints them as they come) join to the
+    returned text: the prompt first, then the continuation token by token."""
+    from symato.run.generate import generate, load_for_inference
+
+    model, tok = load_for_inference(str(symato_ckpt), None, "cpu")
+    pieces: list[str] = []
+    text = generate(model, tok, "Xin chào", max_new_tokens=12, seed=5, on_text=pieces.append)
+    assert "".join(pieces) == text == generate(model, tok, "Xin chào", max_new_tokens=12, seed=5)
+    assert pieces[0] == "Xin chào"[: len(pieces[0])] and len(pieces) == 12 + 2

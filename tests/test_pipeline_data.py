@@ -162,6 +162,17 @@ def test_adding_a_tokenizer_builds_only_it(built: Path) -> None:
         "vocab_size"]
 
 
+def test_symato_bpe_learns_from_the_cleaned_shards(built: Path) -> None:
+    bigger = _merge(BASE, {"tokenizers": ["symato", "bytes", "symato+50", "symato-bpe2600"]})
+    assert _dry_jobs(built, bigger) == {"vocab": 1, "tokenize": 2, "shards_manifest": 1,
+                                        "data": 1}
+    proc = _snakemake(built, bigger, "data")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    vocab = read_json(built / "results/vocab/symato-bpe2600.json")
+    assert vocab["meta"]["text_files"] == 2 and vocab["meta"]["merges_learned"] > 0
+    assert read_json(built / "results/shards/symato-bpe2600/manifest.json")["vocab_size"] == 2600
+
+
 @pytest.mark.parametrize(("extra", "named"), [
     ({"clean": {"val_fractoin": 0.1}}, "val_fractoin"),
     ({"clean": {"val_fraction": "lots"}}, "val_fraction"),

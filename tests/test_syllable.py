@@ -27,9 +27,9 @@ ALL_OLD = all_syllables("old")
 
 def test_inventory_counts_are_the_documented_ones():
     # docs/tokenizer.md states these numbers; change both together.
-    assert len(ALL) == 16034
-    assert len(ALL_OLD) == 16034
-    assert len(all_syms()) == 2256
+    assert len(ALL) == 16138
+    assert len(ALL_OLD) == 16138
+    assert len(all_syms()) == 2275
     assert len(set(ALL)) == len(ALL)
     assert all(s == unicodedata.normalize("NFC", s) and s == s.lower() for s in ALL)
 
@@ -77,7 +77,7 @@ def test_parse_rejects_non_syllables(word):
 def test_spelling_rules():
     assert parse("ke") and parse("ghe") and parse("nghe") and parse("ki") and parse("ky")
     assert parse("ca") and parse("ga") and parse("nga")
-    for illegal in ("ce", "ge", "nge", "gha", "ka", "ngha", "cuy", "boa"):
+    for illegal in ("ce", "ge", "nge", "gha", "ka", "ngha", "cuy", "boan", "moa", "voa"):
         assert parse(illegal) is None, illegal
     assert parse("gie") is not None  # gi + e
 
@@ -182,3 +182,40 @@ def test_every_syllable_has_its_sym_in_the_inventory():
     assert {parse(s).sym for s in ALL} == syms
     assert "đi" in syms and "di" in syms
     assert S.MARKTONES == 18
+
+
+# Words of standard dictionaries the first grammar rejected (scripts/dictionary_check.py).
+DICTIONARY_WORDS = ["quắp", "quặp", "buýt", "tuýp", "gioăng", "quạu", "quều", "voan", "phuy",
+                    "giũ", "giú", "yểng", "yêng", "boa", "moay", "tuyn", "quọ", "quới",
+                    "quoàng", "quoắt", "xoẻng", "khuýp", "quỵp", "quấc", "quờn"]
+
+
+@pytest.mark.parametrize("word", DICTIONARY_WORDS)
+def test_dictionary_words_are_syllables(word):
+    syl = parse(word)
+    assert syl is not None, word
+    assert is_canonical_syllable(word) and is_canonical_syllable(word, "old")
+    assert compose(syl.sym, syl.mark, syl.tone) == word
+    upper = parse(word.upper())
+    assert upper is not None and upper.case == "upper"
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["câù", "qúy", "quuyết", "khyển", "gíu", "gĩu", "têt", "môt", "hoc", "ngía", "gịa", "iý",
+     "Krông", "gen", "ka", "kạn", "gram", "crông", "đắk", "lơng", "yen", "quình"],
+)
+def test_typos_and_loan_spellings_stay_rejected(word):
+    assert parse(word) is None
+
+
+def test_gi_plus_u_puts_the_tone_on_u():
+    # gi + iu and gi + u are both written giu; dictionaries write giũ, giú
+    assert compose("giu", 0, 4) == "giũ" and compose("giu", 0, 1, style="old") == "giú"
+    assert parse("giũ").onset == "gi" and parse("giũ").rime == "ũ"
+
+
+def test_attested_syllables_follow_the_tone_rules():
+    assert compose("boa", 0, 2, style="new") == "boà" and compose("boa", 0, 2, style="old") == "bòa"
+    assert compose("moay", 0, 1) == "moáy" and legal_marktones("buyt") == (1, 5)
+    assert legal_marktones("quap") == (1, 5, 13, 17)  # quáp quạp (oap), quắp quặp (oăp)

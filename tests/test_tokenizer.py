@@ -48,7 +48,19 @@ def tok_sp(tmp_path_factory) -> Tokenizer:
     text = "\n".join([GOLDEN, "Quyền được thông tin là một quyền cơ bản của con người."] * 50)
     pd.DataFrame({"doc_id": ["0"], "source": ["t"], "text": [text]}).to_parquet(
         clean / "shards" / "0.parquet")
-    return build_vocab("sentencepiece", text=[clean / "shards" / "0.parquet"], size=400)
+    return build_vocab("sentencepiece", texts=[clean / "shards" / "0.parquet"], size=400)
+
+
+@pytest.fixture(scope="module")
+def tok_bpe(tmp_path_factory) -> Tokenizer:
+    """symato-bpe learned from text full of numbers, Latin words, punctuation and markup."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("bpe")
+    docs = [f"{GOLDEN} Năm {1990 + i}, giá {i * 1000} đồng (USD {i}.5). <b>Xem</b> "
+            f"https://example.com/a{i}.html ok\n\n  Krông Pắc — “hòa” ..." for i in range(40)]
+    pd.DataFrame({"text": docs}).to_parquet(folder / "t.parquet")
+    return build_vocab("symato-bpe2700", texts=[folder / "t.parquet"])
 
 
 # Text strategies: Vietnamese syllables in every form next to everything that breaks them.
@@ -96,8 +108,8 @@ def test_implicit_space_and_its_limits(tok):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(vi_text, st.text()))
-def test_round_trip_text(tok, tok_plus, tok_old, text):
-    for t in (tok, tok_plus, tok_old):
+def test_round_trip_text(tok, tok_plus, tok_old, tok_bpe, text):
+    for t in (tok, tok_plus, tok_old, tok_bpe):
         ids = t.encode(text)
         assert t.decode(ids) == text
         assert t.decode_bytes(ids) == text.encode("utf-8", "surrogatepass")
@@ -105,8 +117,8 @@ def test_round_trip_text(tok, tok_plus, tok_old, text):
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
-def test_round_trip_bytes(tok, tok_plus, data):
-    for t in (tok, tok_plus):
+def test_round_trip_bytes(tok, tok_plus, tok_bpe, data):
+    for t in (tok, tok_plus, tok_bpe):
         assert t.decode_bytes(t.encode_bytes(data)) == data
 
 
@@ -161,7 +173,7 @@ def test_ill_formed_sequences_still_decode(tok):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 2815), min_size=64, max_size=200))
 def test_fast_and_plain_decoders_agree(tok, ids):
-    plain = tok._decode_symato(ids)
+    plain = tok._decode_plain(ids)
     assert tok.decode_bytes(ids) == plain
     assert tok.decode_bytes(np.array(ids, dtype=np.uint16)) == plain
 
@@ -196,7 +208,7 @@ def _unit_ids(t: Tokenizer, units: list[tuple[int, int, int]]) -> list[int]:
 def test_fast_decoder_on_unit_streams(tok, tok_plus, units):
     for t in (tok, tok_plus):
         ids = _unit_ids(t, units)
-        plain = t._decode_symato(ids)
+        plain = t._decode_plain(ids)
         assert t.decode_bytes(ids) == plain
         fast = t._decode_fast(np.array(ids, dtype=np.int64))
         assert fast == plain or (fast is None and any(k == 5 for k, _, _ in units))
@@ -213,7 +225,7 @@ def test_decode_iterators_and_long_specials(tok):
     t = Tokenizer.from_dict(d)
     ids = [*t.encode(GOLDEN), t.piece_to_id(long)] * 4
     want = ((GOLDEN + long) * 4).encode()
-    assert t._decode_fast(np.array(ids)) == t._decode_symato(ids) == want
+    assert t._decode_fast(np.array(ids)) == t._decode_plain(ids) == want
 
 
 def test_ids_out_of_range(tok):
@@ -236,7 +248,7 @@ def test_save_load_and_dict(tok_plus, tmp_path):
     again = Tokenizer.from_dict(tok_plus.to_dict())
     assert loaded.to_dict() == tok_plus.to_dict() == again.to_dict()
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert (data["format"], data["version"], data["kind"]) == ("symato-vocab", 1, "symato+3000")
+    assert (data["format"], data["version"], data["kind"]) == ("symato-vocab", 2, "symato+3000")
     assert loaded.encode(GOLDEN) == tok_plus.encode(GOLDEN)
 
 
@@ -273,13 +285,13 @@ def _write(tmp_path, obj) -> str:
     ("mutate", "message"),
     [
         (lambda d: d.update(format="other"), "key 'format'"),
-        (lambda d: d.update(version=2), "key 'version'"),
+        (lambda d: d.update(version=3), "key 'version'"),
         (lambda d: d.update(kind="wordpiece"), "key 'kind'"),
         (lambda d: d.update(tone_style="modern"), "key 'tone_style'"),
         (lambda d: d.update(specials=[]), "key 'specials'"),
         (lambda d: d.update(specials=["<|endoftext|>", ""]), "key 'specials'"),
         (lambda d: d["syms"].__setitem__(0, ["a"]), "'syms'\\[0\\] = \\['a'\\]"),
-        (lambda d: d["syms"].append("xyz"), "'syms'\\[2256\\] = 'xyz'"),
+        (lambda d: d["syms"].append("xyz"), "'syms'\\[2275\\] = 'xyz'"),
         (lambda d: d["syms"].pop(), "lacks 1 legal syms"),
         (lambda d: d.update(size=300), "key 'size'"),
         (lambda d: d.update(syllables=["hoà"]), "must not list 'syllables'"),
@@ -317,7 +329,7 @@ def test_fast_decoder_matches_plain_on_encoded_text(tok, tok_plus, parts):
     text = "".join(a + b for a, b in parts)
     for t in (tok, tok_plus):
         ids = t.encode(text)
-        assert t._decode_symato(ids) == t.decode_bytes(ids) == text.encode("utf-8", "surrogatepass")
+        assert t._decode_plain(ids) == t.decode_bytes(ids) == text.encode("utf-8", "surrogatepass")
 
 
 def test_restoration_prepare(tok, tok_plus):
@@ -361,3 +373,145 @@ def test_restoration_whole_choices(tok, tok_plus):
             piece = tok_plus.decode([ids[pos - 1], mt_id])  # lower case: no case token there
             encoded = tok_plus.encode(piece)
             assert (encoded == [whole[mt_id]]) if mt_id in whole else (len(encoded) == 2), piece
+
+
+# ----------------------------------------------------------------------------- symato-bpe
+
+
+def test_symato_bpe_keeps_syllables_and_merges_the_rest(tok, tok_bpe):
+    text = "Năm 1995, giá 5000 đồng (USD 5.5). https://example.com/a5.html ok"
+    ids = tok_bpe.encode(text)
+    assert tok_bpe.decode(ids) == text
+    assert len(ids) < len(tok.encode(text)) - 15
+    pieces = [tok_bpe.id_to_piece(i) for i in ids]
+    assert pieces[:3] == ["<Title>", "nam", "<ă>"] and "gia" in pieces and "<á>" in pieces
+    assert any(p.startswith("+") and len(p) > 2 for p in pieces)
+    # the same syllables cost the same as in plain symato: [case] sym marktone
+    for word in ("Việt", "người", "QUỐC", "buýt"):
+        assert tok_bpe.encode(word) == [tok_bpe.sym_id(tok.sym_of(i)) if tok.sym_of(i) else i
+                                         for i in tok.encode(word)]
+    assert tok_bpe.is_merge(ids[3]) is (not tok_bpe.is_syllable_start(ids[3]))
+    assert not tok_bpe.is_merge(tok_bpe.sym_id("nam")) and not tok.is_merge(300)
+
+
+def test_symato_bpe_runs_span_chunks_and_spaces(tok_bpe):
+    for text in ("ok  ok", " ok", "ok ", "Việt 1995 Nam", "Việt  Nam", "a, b", "1,5 ok Việt",
+                 "Việt, Nam", "\n\n  Việt", "ok\tok", "Việt\u2581Nam", "", " ", "   "):
+        assert tok_bpe.decode(tok_bpe.encode(text)) == text
+    runs = tok_bpe.non_syllable_runs("Việt, Nam 1995 ok. Hà Nội")
+    assert sorted(runs) == sorted([b", ", b" 1995 ok. "])
+
+
+def test_symato_bpe_restoration(tok_bpe):
+    from symato.text.restoration import prepare
+
+    text = "Nuoc Viet Nam hinh chu S. DIEU 7, ok  Việt ac https://x.vn ok"
+    ids, slots = prepare(text, tok_bpe)
+    assert tok_bpe.decode(ids) == text and len(slots) == 7
+
+
+def test_symato_bpe_corrupt_merges(tok_bpe, tmp_path):
+    d = tok_bpe.to_dict()
+    for bad, message in ((["zz", "20"], "not a pair of hex"), (["6162", "63"], "not a pair"),
+                         (d["merges"][0], "repeats")):
+        broken = {**d, "merges": [*d["merges"], bad]}
+        with pytest.raises(SymatoError, match=message):
+            Tokenizer.from_file(_write(tmp_path, broken))
+    with pytest.raises(SymatoError, match="key 'size'"):
+        Tokenizer.from_dict({**d, "size": 2701})
+
+
+# ----------------------------------------------------------------------------- old files
+
+
+def test_version_1_symato_files_are_refused_with_how_to_rebuild(tmp_path):
+    old = symato_dict(all_syms()[:2256])  # a version-1 file listed 2,256 syms
+    old["version"] = 1
+    path = _write(tmp_path, old)
+    with pytest.raises(SymatoError, match=r"format version 1.*symato vocab --name symato "
+                                          r".*snakemake --forcerun vocab") as err:
+        Tokenizer.from_file(path)
+    assert path in str(err.value)
+    old["kind"], old["syllables"] = "symato+2", ["việt", "nam"]
+    with pytest.raises(SymatoError, match="symato vocab --name symato\\+2"):
+        Tokenizer.from_dict(old)
+
+
+def test_version_1_bytes_and_sentencepiece_files_still_load(tok_sp, tmp_path):
+    for d in (build_vocab("bytes").to_dict(), tok_sp.to_dict()):
+        d["version"] = 1
+        t = Tokenizer.from_file(_write(tmp_path, d))
+        assert t.decode(t.encode(GOLDEN)) == GOLDEN
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def _all_kinds(*toks):
+    return [t for t in toks if t is not None]
+
+
+def _stream(t: Tokenizer, ids: list[int], cuts: list[int]) -> str:
+    dec = t.stream_decoder()
+    out, prev = [], 0
+    for c in sorted(set(cuts)):
+        out.append(dec.feed(ids[prev:c]))
+        prev = c
+    out.append(dec.feed(ids[prev:]))
+    return "".join(out) + dec.finish()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_streaming_equals_one_shot_decoding(tok, tok_plus, tok_bpe, tok_sp, data):
+    """Random ids (well formed or not) cut at random points decode as in one call."""
+    for t in (tok, tok_plus, tok_bpe, tok_sp, build_vocab("bytes")):
+        ids = data.draw(st.lists(st.one_of(st.integers(0, t.vocab_size - 1),
+                                           st.sampled_from([0xE1, 0xBB, 0x87, 0xED, 0xA0, 0x80,
+                                                            0xF0, 0x9F, 0x98, 0x80, 32, 274]
+                                                           ).map(lambda i, n=t.vocab_size: i % n)),
+                                 max_size=60))
+        cuts = data.draw(st.lists(st.integers(0, len(ids)), max_size=6))
+        assert _stream(t, ids, cuts) == t.decode(ids)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(vi_text, st.text(max_size=30)))
+def test_streaming_at_every_split_of_encoded_text(tok, tok_plus, tok_bpe, text):
+    for t in (tok, tok_plus, tok_bpe):
+        ids = t.encode(text)
+        for k in range(len(ids) + 1):
+            assert _stream(t, ids, [k]) == text
+        dec = t.stream_decoder()
+        assert "".join(dec.feed([i]) for i in ids) + dec.finish() == text
+
+
+def test_streaming_holds_back_only_what_can_change(tok):
+    dec = tok.stream_decoder()
+    nuoc = tok.piece_to_id("nuoc")
+    assert dec.feed([274, nuoc]) == ""  # the marktone decides the letters
+    assert dec.feed([256 + 13]) == "Nước"
+    assert dec.feed([nuoc]) == ""
+    assert dec.feed([0xE1, 0xBB]) == " nuoc"  # a sym without marktone is bare
+    assert dec.feed([0x87]) == "ệ" and dec.finish() == ""
+    assert dec.feed([0xE1]) == "" and dec.finish() == "\ufffd"  # a cut sequence at the end
+    with pytest.raises(SymatoError, match="out of range"):
+        dec.feed([5, 99999])
+
+
+def test_short_decoder_matches_the_reference(tok, tok_plus, tok_bpe):
+    text = (GOLDEN + " Quyền được thông tin (1992), xe buýt.\n") * 3
+    for t in (tok, tok_plus, tok_bpe):
+        ids = t.encode(text)
+        assert t._decode_short(ids) == t._decode_plain(ids) == text.encode()
+        assert t._decode_short([t.marktone_ids[0]]) is None  # stray marktone: not well formed
+    nuoc = tok.piece_to_id("nuoc")
+    for bad in ([nuoc], [nuoc, 65], [274, 65], [274], [nuoc, 256 + 2 * 6 + 2 + 100]):
+        with pytest.raises((IndexError, TypeError, StopIteration)):
+            if tok._decode_short(bad) is None:
+                raise TypeError
+        assert tok.decode(bad) == tok._decode_plain(bad).decode("utf-8", "replace")
+    with pytest.raises(SymatoError, match="position 1 is out of range"):
+        tok.decode([65, -1])
+    with pytest.raises(SymatoError, match="not an integer"):
+        tok.decode([65, "a"])

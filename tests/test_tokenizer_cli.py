@@ -43,7 +43,7 @@ def test_vocab_info(vocab):
     assert out.returncode == 0
     text = out.stdout.decode()
     assert "kind: symato+50" in text and "vocab_size: 2866" in text
-    assert "syllable 50" in text and "sym 2256" in text and "marktone 18" in text
+    assert "syllable 50" in text and "sym 2275" in text and "marktone 18" in text
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,19 @@ def test_corrupt_vocab_file(tmp_path, vocab):
     out = run("vocab-info", str(bad))
     assert out.returncode == 1 and b"not valid JSON" in out.stderr
     assert str(bad).encode() in out.stderr
+
+
+def test_symato_bpe_through_the_cli(tmp_path):
+    import pandas as pd
+
+    texts = tmp_path / "t.parquet"
+    pd.DataFrame({"text": [f"Năm {1990 + i}, xem https://a.vn/{i} ok." for i in range(30)]}
+                 ).to_parquet(texts)
+    path = tmp_path / "symato-bpe2600.json"
+    made = run("vocab", "--name", "symato-bpe2600", "--texts", str(texts), "--out", str(path))
+    assert made.returncode == 0, made.stderr
+    info = run("vocab-info", str(path)).stdout.decode()
+    assert "kind: symato-bpe2600" in info and "vocab_size: 2600" in info and "merge " in info
+    data = "Năm 1995, xem https://a.vn/7 ok.\n".encode() + b"\xff"
+    enc = run("encode", "--vocab", str(path), stdin=data)
+    assert run("decode", "--vocab", str(path), stdin=enc.stdout).stdout == data

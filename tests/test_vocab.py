@@ -82,16 +82,16 @@ def test_bad_statistics_are_named(tmp_path, stats):
 def test_bad_names_and_sizes():
     with pytest.raises(SymatoError, match=r"unknown tokenizer 'wordpiece'; kinds"):
         build_vocab("wordpiece")
-    with pytest.raises(SymatoError, match="below the 2533 ids"):
+    with pytest.raises(SymatoError, match="below the 2552 ids"):
         build_vocab("symato", size=2000)
     with pytest.raises(SymatoError, match="tone style"):
         build_vocab("symato", tone_style="modern")
-    assert build_vocab("symato", size=2533).vocab_size == 2533
+    assert build_vocab("symato", size=2552).vocab_size == 2552
 
 
 def test_sentencepiece_from_cleaned_shards(clean):
     shards = sorted((clean / "shards").glob("*.parquet"))
-    tok = build_vocab("sentencepiece", text=shards, size=300)
+    tok = build_vocab("sentencepiece", texts=shards, size=300)
     meta = tok.to_dict()["meta"]
     assert meta["lines"] == 80 and meta["requested_size"] == 300
     assert tok.vocab_size <= 300
@@ -100,9 +100,9 @@ def test_sentencepiece_from_cleaned_shards(clean):
     with pytest.raises(SymatoError, match="no text files given"):
         build_vocab("sentencepiece")
     with pytest.raises(SymatoError, match=r"cannot read column 'text' of .*missing\.parquet"):
-        build_vocab("sentencepiece", text=[clean / "missing.parquet"])
+        build_vocab("sentencepiece", texts=[clean / "missing.parquet"])
     with pytest.raises(SymatoError, match=r"unknown option\(s\) \['vocab_sizes'\]"):
-        build_vocab("sentencepiece", text=shards, vocab_sizes=3)
+        build_vocab("sentencepiece", texts=shards, vocab_sizes=3)
     with pytest.raises(SymatoError, match=r"unknown option\(s\) \['clean_dir'\]"):
         build_vocab("symato", clean_dir=clean)
 
@@ -120,7 +120,63 @@ def test_cli_writes_loadable_files(tmp_path, stats, clean):
         main(["--name", "bytes", "--size", "300", "--out", str(tmp_path / "b.json")])
     out = tmp_path / "sp.json"
     shards = [str(f) for f in sorted((clean / "shards").glob("*.parquet"))]
-    assert main(["--name", "sentencepiece", "--text", *shards, "--out", str(out),
+    assert main(["--name", "sentencepiece", "--texts", *shards, "--out", str(out),
                  "--size", "300", "--sp-character-coverage", "1.0"]) == 0
     tok = Tokenizer.from_file(out)
     assert tok.kind == "sentencepiece" and tok.to_dict()["meta"]["character_coverage"] == 1.0
+
+
+def test_sentencepiece_from_a_list_of_text_files(clean):
+    files = sorted((clean / "shards").glob("*.parquet"))
+    tok = build_vocab("sentencepiece", texts=files[:1], size=300)
+    assert tok.to_dict()["meta"]["lines"] == 40  # one of the two shards
+    with pytest.raises(SymatoError, match=r"cannot read column 'text' of .*nope\.parquet"):
+        build_vocab("sentencepiece", texts=[clean / "nope.parquet"], size=300)
+
+
+@pytest.fixture
+def bpe_texts(tmp_path):
+    """Training text with numbers, Latin words, punctuation and markup between syllables."""
+    docs = [f"Năm {1990 + i}, giá là {i * 1000} đồng (khoảng {i} USD). Xem https://example.com/"
+            f"page{i}.html hoặc <b>email</b> ok.\n" for i in range(60)]
+    path = tmp_path / "train.parquet"
+    pd.DataFrame({"text": docs}).to_parquet(path)
+    return path
+
+
+def test_symato_bpe_learns_merges_only_between_syllables(stats, bpe_texts):
+    tok = build_vocab("symato-bpe2800", syms=stats / "syms.parquet", texts=[bpe_texts])
+    d = tok.to_dict()
+    assert tok.kind == "symato-bpe2800" and tok.vocab_size == 2800 and d["size"] == 2800
+    assert d["syms"][:4] == ["viet", "nam", "nguoi", "hoa"]  # corpus order, as symato
+    base = 277 + len(all_syms())
+    assert d["meta"]["merges_requested"] == 2800 - base
+    assert 0 < d["meta"]["merges_learned"] == len(d["merges"]) <= 2800 - base
+    merges = {bytes.fromhex(a) + bytes.fromhex(b) for a, b in d["merges"]}
+    assert b" https" in merges and b", " in merges and b" 199" in merges
+    text = "Năm 1995, giá là 5000 đồng (khoảng 5 USD). Xem https://example.com/page5.html"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    plain = Tokenizer.default()
+    assert len(ids) < len(plain.encode(text)) - 20
+    # every syllable is still [case] sym marktone
+    assert [tok.id_to_piece(i) for i in ids[:3]] == ["<Title>", "nam", "<ă>"]
+    assert "+ https" in {tok.id_to_piece(i) for i in ids}
+    assert all(tok.sym_of(i) or tok.is_merge(i) or i < 276 for i in ids)
+
+
+def test_symato_bpe_sizes_and_errors(stats, bpe_texts, tmp_path):
+    with pytest.raises(SymatoError, match="needs more than the 2552 ids"):
+        build_vocab("symato-bpe2552", texts=[bpe_texts])
+    with pytest.raises(SymatoError, match="no text files given"):
+        build_vocab("symato-bpe3000")
+    tok = build_vocab("symato-bpe3000", texts=[bpe_texts])  # more room than merges found
+    meta = tok.to_dict()["meta"]
+    assert tok.vocab_size == 3000 and meta["merges_learned"] < meta["merges_requested"]
+    assert tok.id_to_piece(2999).startswith("<|reserved_")
+    out = tmp_path / "b.json"
+    assert main(["--name", "symato-bpe2700", "--texts", str(bpe_texts), "--syms",
+                 str(stats / "syms.parquet"), "--out", str(out)]) == 0
+    again = Tokenizer.from_file(out)
+    assert again.kind == "symato-bpe2700" and again.encode("ok 1995,") == Tokenizer.from_dict(
+        again.to_dict()).encode("ok 1995,")

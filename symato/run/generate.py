@@ -13,7 +13,8 @@ A checkpoint carries its vocabulary in ``meta["tokenizer"]`` (``Tokenizer.to_dic
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -107,10 +108,12 @@ def generate_ids(
     top_p: float = 0.9,
     seed: int | None = None,
     stop_id: int | None = None,
+    on_token: Callable[[int], None] | None = None,
 ) -> list[int]:
     """Sample up to ``max_new_tokens`` ids after ``prompt_ids`` (non-empty).
 
-    Stops early when ``stop_id`` is drawn (it is not returned). Returns only the new ids.
+    Stops early when ``stop_id`` is drawn (it is not returned). Returns only the new ids;
+    ``on_token`` is called with each as soon as it is drawn.
     """
     if not prompt_ids:
         raise SymatoError("generation needs at least one prompt token")
@@ -127,6 +130,8 @@ def generate_ids(
         if token == stop_id:
             break
         out.append(token)
+        if on_token is not None:
+            on_token(token)
         if len(out) < max_new_tokens:
             logits = feeder.feed([token])
     return out
@@ -140,14 +145,20 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 0.9,
     seed: int | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> str:
     """Continue ``prompt``; return the decoded prompt + continuation.
 
     The model first sees the end-of-text token (the document boundary it saw in
     training), so an empty prompt starts a fresh document. Sampling stops at the next
-    end-of-text token.
+    end-of-text token. ``on_text`` (e.g. a printer) receives the text as it becomes final,
+    prompt first, through the tokenizer's stream decoder; the pieces it receives join to
+    the returned string.
     """
     prompt_ids = list(tokenizer.encode(prompt))
+    stream = tokenizer.stream_decoder() if on_text is not None else None
+    if stream is not None:
+        on_text(stream.feed(prompt_ids))
     new = generate_ids(
         model,
         [tokenizer.eot_id, *prompt_ids],
@@ -156,7 +167,10 @@ def generate(
         top_p=top_p,
         seed=seed,
         stop_id=tokenizer.eot_id,
+        on_token=(lambda t: on_text(stream.feed([t]))) if stream is not None else None,
     )
+    if stream is not None:
+        on_text(stream.finish())
     return tokenizer.decode(prompt_ids + new)
 
 
@@ -206,7 +220,12 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     model, tokenizer = load_for_inference(args.ckpt, args.vocab, args.device)
-    text = generate(
+
+    def emit(text: str) -> None:  # print each piece as it becomes final
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    generate(
         model,
         tokenizer,
         args.prompt,
@@ -214,6 +233,7 @@ def generate_main(argv: list[str]) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
+        on_text=emit,
     )
-    print(text)
+    emit("\n")
     return 0

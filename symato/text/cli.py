@@ -75,6 +75,8 @@ def describe(tok: Tokenizer) -> str:
             kinds["special"] += 1
         elif piece.startswith("=") and tok.kind.startswith("symato"):
             kinds["syllable"] += 1
+        elif tok.is_merge(i):
+            kinds["merge"] += 1
         else:
             kinds["other"] += 1
     lines = [

@@ -33,6 +33,12 @@ def _symato_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
     return [("size", config["vocab"]["symato_size"]), ("tone-style", config["clean"]["tone_style"])]
 
 
+def _symato_bpe_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    # the size is in the name (symato-bpe2816): V ids in all
+    return [("tone-style", config["clean"]["tone_style"]),
+            ("bpe-min-count", config["vocab"]["bpe_min_count"])]
+
+
 def _sentencepiece_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
     sp = config["vocab"]["sentencepiece"]
     return [("size", config["vocab"]["sentencepiece_size"]),
@@ -70,6 +76,11 @@ KINDS: dict[str, TokenizerKind] = {
         TokenizerKind("symato+N", r"symato\+([1-9][0-9]*)",
                       "symato plus the N most frequent whole syllables of the train split",
                       ("syms", "syllables"), _symato_options, "symato.text.vocab:build_symato"),
+        TokenizerKind("symato-bpeV", r"symato-bpe([1-9][0-9]*)",
+                      "symato with V ids in all: byte-pair merges for the text between "
+                      "syllables, learned from the train split",
+                      ("syms", "text"), _symato_bpe_options,
+                      "symato.text.vocab:build_symato_bpe"),
         TokenizerKind("bytes", r"bytes", "the 256 UTF-8 byte values (the floor)",
                       (), _no_options, "symato.text.vocab:build_bytes"),
         TokenizerKind("sentencepiece", r"sentencepiece",

@@ -35,7 +35,7 @@ def _run_tokens(run: str, tokenizer: Tokenizer) -> tuple[list[int], bool, tuple[
         allowed = tuple(mts[mt] for mt in S.legal_marktones(lower))
         return [*prefix, sym_id, mts[0]], True, allowed
     toks = tokenizer.encode(run)
-    return toks, bool(toks) and toks[0] >= 256, ()
+    return toks, bool(toks) and tokenizer.is_syllable_start(toks[0]), ()
 
 
 def prepare(text: str, tokenizer: Tokenizer) -> tuple[list[int], list[Slot]]:

@@ -80,7 +80,25 @@ oe oem oen oeo oet uân uâng uât uây uê uêch uên uênh uêt
 uy uych uynh uyt uyu uya uyên uyêt uơ
 """)
 # Without an onset, iê is written yê; "y" alone is a syllable (ý, ỷ).
-_BARE_Y_RIMES = ("y", "yêm", "yên", "yêt", "yêu")
+_BARE_Y_RIMES = ("y", "yêm", "yên", "yêng", "yêt", "yêu")
+# Syllables outside the regular onset x rime pattern that the word lists agree on (at
+# least two of the five sources of scripts/dictionary_check.py; docs/tokenizer.md):
+# labial onsets with the medial in loans that became Vietnamese words (buýt, boa, phuy,
+# voan, moay), gi with the medial (gioăng), and rimes that occur with only a few
+# onsets (tuýp, tuyn, xoẻng, and the reduplicatives quắp, quạu quọ, quều quào, quềnh
+# quoàng, quay quoắt, quờn quới, quấc). For qu the rime is written without the u of qu.
+_ATTESTED: dict[str, tuple[str, ...]] = {
+    "b": ("oa", "uyt"),
+    "gi": ("oăng",),
+    "kh": ("uyp",),
+    "l": ("uyn",),
+    "m": ("oay",),
+    "ph": ("uy",),
+    "qu": ("ăp", "âc", "au", "êu", "o", "oang", "oăt", "ơi", "ơn", "yp"),
+    "t": ("uyn", "uyp"),
+    "v": ("oan",),
+    "x": ("oeng",),
+}
 _Y_ONSETS = frozenset(("h", "k", "l", "m", "n", "s", "t", "th", "v"))
 _MEDIAL_ONSETS = frozenset(("h", "kh", "ng", "l", "t", "th", "tr", "ch", "d", "đ", "g", "x",
                             "s", "n", "nh", "r"))
@@ -92,6 +110,11 @@ ONSETS = ("", *sorted({*_OTHER_ONSETS, *_FRONT_ONSETS, *_BACK_ONSETS, "gi", "qu"
 
 
 def _onset_rimes(onset: str) -> list[str]:
+    """Written rimes that may follow ``onset``: the regular ones, then the attested extras."""
+    return _regular_rimes(onset) + list(_ATTESTED.get(onset, ()))
+
+
+def _regular_rimes(onset: str) -> list[str]:
     """Written rimes that may follow ``onset`` under the spelling rules (k/gh/ngh, gi, qu)."""
     if onset == "":
         plain = [r for r in _PLAIN_RIMES if not r.startswith("iê")]
@@ -99,7 +122,9 @@ def _onset_rimes(onset: str) -> list[str]:
     if onset == "qu":  # the u is the medial: qua = qu + a, quyên = qu + yên
         return [r[1:] for r in _MEDIAL_RIMES] + ["i", "it", "ôc"]
     if onset == "gi":  # gi + in is written gin, gi + iêng giêng (see _inventory)
-        return [r for r in _PLAIN_RIMES if r != "ia"]
+        # gi + iu and gi + u are both written giu; the dictionaries write giũ, giú (the
+        # tone on the u), so giu is gi + u and gi + iu is left out
+        return [r for r in _PLAIN_RIMES if r not in ("ia", "iu")]
     if onset in _FRONT_ONSETS:
         rimes = [r for r in _PLAIN_RIMES if r[0] in "ieê"]
         return rimes + (["y"] if onset == "k" else [])

@@ -1,8 +1,10 @@
 """``Tokenizer``: lossless encode/decode for every vocabulary kind.
 
 Kinds: ``symato`` (bytes + 18 marktones + case + specials + syms), ``symato+N`` (plus N
-whole lower-case syllables), and the peers ``bytes`` and ``sentencepiece`` used by the
-pipeline's tokenizer comparison. All share one interface and one invariant:
+whole lower-case syllables), ``symato-bpeV`` (V ids in all: symato plus byte-pair merges
+for the text between syllables, ``symato.text.bpe``), and the peers ``bytes`` and
+``sentencepiece`` used by the pipeline's tokenizer comparison. All share one interface
+and one invariant:
 ``decode(encode(s)) == s`` for every str and ``decode_bytes(encode_bytes(b)) == b`` for
 every byte string.
 
@@ -14,7 +16,9 @@ One ASCII space between two syllables is implicit: not emitted, restored by ``de
 Speed: text is split on spaces and each space-free chunk is looked up in a dict cache
 (chunk -> tokens); Vietnamese is mostly short repeated words, so after warm-up encoding is
 one dict lookup per word. Decoding a well-formed stream is a few numpy passes over lookup
-tables (token -> output slice of one flat byte array); anything else takes a plain loop.
+tables (token -> output slice of one flat byte array); a short one (a line, a token) a
+plain loop over per-id tables, which has no fixed per-call cost; anything ill-formed the
+reference loop. ``stream_decoder`` decodes incrementally (generation prints as it samples).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import copy
 import os
 import re
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +38,14 @@ import numpy as np
 
 from symato.errors import SymatoError
 from symato.text import syllable as S
+from symato.text.bpe import BpeCodec
 from symato.text.kinds import kind_of, name_pattern
 
 FORMAT = "symato-vocab"
-VERSION = 1
+# 2: the grammar accepts the dictionary syllables of docs/tokenizer.md (2,275 syms).
+# Version-1 files of the bytes and sentencepiece kinds mean the same and still load;
+# version-1 symato files list the old 2,256 syms and are refused with how to rebuild.
+VERSION = 2
 EOT = "<|endoftext|>"
 N_BYTES = 256
 MT_BASE = N_BYTES  # 256..273: the 18 marktones
@@ -44,7 +53,7 @@ TITLE_ID = MT_BASE + S.MARKTONES  # 274
 UPPER_ID = TITLE_ID + 1  # 275
 SPECIAL_BASE = UPPER_ID + 1  # 276: <|endoftext|>, then the other specials
 SYMATO_SIZE = 2816
-_FAST_MIN = 128  # ids; shorter sequences decode faster in the plain loop (~10 us fixed cost)
+_FAST_MIN = 384  # ids; shorter sequences decode faster in the short loop (~10 us fixed cost)
 _C_BYTE, _C_MT, _C_CASE, _C_SYM, _C_WHOLE, _C_OTHER = range(6)
 _BAD = 1 << 40  # a fast-decoder code past every table: an ill-formed token pair
 _CACHE_LIMIT = 1 << 20  # chunks; the cache is cleared when it grows past this
@@ -74,7 +83,8 @@ def _recover_surrogates(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeDecodeError):
         raise exc
     chunk = exc.object[exc.start : exc.start + 3]
-    if len(chunk) == 3 and chunk[0] == 0xED and 0xA0 <= chunk[1] <= 0xBF and chunk[2] >= 0x80:
+    if (len(chunk) == 3 and chunk[0] == 0xED and 0xA0 <= chunk[1] <= 0xBF
+            and chunk[2] & 0xC0 == 0x80):
         return chunk.decode("utf-8", "surrogatepass"), exc.start + 3
     return "\ufffd", exc.start + 1
 
@@ -125,6 +135,32 @@ def _gather(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
     return flat[src[:total]].tobytes()
 
 
+def _merge_piece(data: bytes) -> str:
+    """Readable, unique piece name of a merge: ``+`` and its text, or its hex if it is
+    not valid UTF-8."""
+    try:
+        return "+" + data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<+0x{data.hex().upper()}>"
+
+
+def _utf8_cut(data: bytes) -> int:
+    """Length of the longest prefix of ``data`` whose decoding cannot change with more
+    bytes: everything before a trailing lead byte whose sequence is still incomplete.
+
+    Why this is enough for exactness: the decoders resolve every invalid byte where it
+    stands (U+FFFD, resume at the next byte) except a 3-byte encoded surrogate, which
+    starts with a lead byte; so text decoded up to a lead byte never depends on what
+    follows it."""
+    n = len(data)
+    for back in range(1, min(4, n) + 1):
+        b = data[n - back]
+        if b & 0xC0 != 0x80:  # not a continuation byte
+            need = 2 if b < 0xE0 and b >= 0xC0 else 3 if 0xE0 <= b < 0xF0 else 4 if b >= 0xF0 else 1
+            return n - back if need > back else n
+    return n
+
+
 def _bad(where: str, msg: str) -> SymatoError:
     return SymatoError(f"corrupt vocabulary {where}: {msg}")
 
@@ -144,6 +180,9 @@ class Tokenizer:
         self._fast: tuple[Any, ...] | None = None
         self._syms: tuple[str, ...] = ()
         self._syllables: tuple[str, ...] = ()
+        self._bpe: BpeCodec | None = None
+        self._bpe_cache: dict[str, tuple[bytes, tuple[int, ...], bytes, bool]] = {}
+        self._short: tuple[Any, ...] | None = None
         if self.kind == "sentencepiece":
             self._init_sentencepiece()
         else:
@@ -156,11 +195,18 @@ class Tokenizer:
             raise _bad(where, "top level is not a JSON object")
         if d.get("format") != FORMAT:
             raise _bad(where, f"key 'format' is {d.get('format')!r}, expected {FORMAT!r}")
-        if d.get("version") != VERSION:
-            raise _bad(where, f"key 'version' is {d.get('version')!r}, expected {VERSION}")
         kind = d.get("kind")
         if not isinstance(kind, str) or not re.fullmatch(name_pattern(), kind):
             raise _bad(where, f"key 'kind' is {kind!r}")
+        version = d.get("version")
+        if version == 1 and kind.startswith("symato"):
+            raise SymatoError(
+                f"vocabulary {where} (kind {kind!r}) was built with format version 1, whose "
+                f"syllable grammar had 2,256 syms; the grammar now has {len(S.all_syms())}. "
+                f"Rebuild it: `symato vocab --name {kind} ...` (in the pipeline: "
+                "`snakemake --forcerun vocab`), and retrain models that used it")
+        if version not in (1, VERSION):
+            raise _bad(where, f"key 'version' is {version!r}, expected {VERSION}")
         if d.get("tone_style", "new") not in S.STYLES:
             raise _bad(where, f"key 'tone_style' is {d.get('tone_style')!r}")
         specials = d.get("specials")
@@ -189,6 +235,13 @@ class Tokenizer:
             self._syms, self._syllables = tuple(syms), tuple(syllables)
             self._sym_base = len(pieces)
             pieces += syms
+            kind, match = kind_of(self.kind, where)
+            bpe_size = match.group(1) if kind.name == "symato-bpeV" else None
+            if bpe_size is not None:
+                self._bpe = BpeCodec(d.get("merges"), len(pieces), where)
+                pieces += [_merge_piece(b) for b in self._bpe.token_bytes]
+                if d.get("size") != int(bpe_size):
+                    raise _bad(where, f"key 'size' is {d.get('size')!r}, the kind says {bpe_size}")
             size = d.get("size", len(pieces))
             if not isinstance(size, int) or size < len(pieces):
                 raise _bad(where, f"key 'size' is {size!r}, below the {len(pieces)} ids it needs")
@@ -231,6 +284,9 @@ class Tokenizer:
         """Decode tables: per id a byte string; per (sym id, marktone) the syllable bytes."""
         self._id_bytes: list[bytes] = [bytes([b]) for b in range(N_BYTES)]
         self._id_bytes += [_utf8(p) for p in self._pieces[N_BYTES:]]
+        if self._bpe is not None:  # a merge's piece name is not its bytes
+            base = self._sym_base + len(self._syms)
+            self._id_bytes[base : base + len(self._bpe.token_bytes)] = self._bpe.token_bytes
         self._sym_ids = {s: self._sym_base + i for i, s in enumerate(self._syms)}
         self._syl_ids = {s: self._syl_base + i for i, s in enumerate(self._syllables)}
         self._compose: dict[int, list[bytes]] = {}  # key sym_id * 18 + mt -> [lower, title, upper]
@@ -327,6 +383,25 @@ class Tokenizer:
             return ()
         return tuple(range(self._mt_base, self._mt_base + S.MARKTONES))
 
+    def is_syllable_start(self, token_id: int) -> bool:
+        """True for the ids a syllable starts with: case, sym and whole-syllable ids.
+
+        Why: a single space between two syllables is implicit, so code that lays out ids
+        by hand (restoration) must know which ids begin a syllable; merges and bytes
+        (also ids >= 256 in symato-bpe) do not."""
+        if not self._syms:
+            return False
+        return (token_id in (TITLE_ID, UPPER_ID)
+                or self._sym_base <= token_id < self._sym_base + len(self._syms)
+                or self._syl_base <= token_id < len(self._pieces))
+
+    def is_merge(self, token_id: int) -> bool:
+        """True for the byte-pair merge ids of a symato-bpe vocabulary."""
+        if self._bpe is None:
+            return False
+        base = self._sym_base + len(self._syms)
+        return base <= token_id < base + len(self._bpe.token_bytes)
+
     def marktone_index(self, token_id: int) -> int | None:
         """Marktone 0..17 of a marktone id, else None."""
         if self._mt_base >= 0 and self._mt_base <= token_id < self._mt_base + S.MARKTONES:
@@ -404,6 +479,8 @@ class Tokenizer:
         return list(data)
 
     def _encode_symato(self, text: str) -> list[int]:
+        if self._bpe is not None:
+            return self._encode_bpe(text)
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
@@ -443,6 +520,89 @@ class Tokenizer:
             self._cache[chunk] = entry
         return entry
 
+    def _chunk_parts(self, chunk: str) -> tuple[bytes, list[int | bytes], bytes, bool]:
+        """A space-free chunk as (bytes before its first syllable, the syllable tokens
+        and the byte runs between them in order, bytes after its last syllable, whether
+        it has a syllable): the split symato-bpe merges by."""
+        toks = (self._cache.get(chunk) or self._encode_chunk(chunk))[0]
+        syl = [i for i, t in enumerate(toks) if t >= N_BYTES]  # case, sym, marktone, whole
+        if not syl:
+            return bytes(toks), [], b"", False
+        items: list[int | bytes] = [toks[syl[0]]]
+        for prev, i in pairwise(syl):
+            if i > prev + 1:
+                items.append(bytes(toks[prev + 1 : i]))
+            items.append(toks[i])
+        return bytes(toks[: syl[0]]), items, bytes(toks[syl[-1] + 1 :]), True
+
+    def _bpe_chunk(self, chunk: str) -> tuple[bytes, tuple[int, ...], bytes, bool]:
+        """``_chunk_parts`` with the inner runs merged into ids (cached per chunk)."""
+        got = self._bpe_cache.get(chunk)
+        if got is not None:
+            return got
+        head, items, tail, has_syl = self._chunk_parts(chunk)
+        body: list[int] = []
+        for item in items:
+            if isinstance(item, bytes):
+                body += self._bpe.encode_run(item)
+            else:
+                body.append(item)
+        got = (head, tuple(body), tail, has_syl)
+        if len(chunk) <= _CACHE_CHUNK:
+            if len(self._bpe_cache) > _CACHE_LIMIT:
+                self._bpe_cache.clear()
+            self._bpe_cache[chunk] = got
+        return got
+
+    def _runs_and_tokens(self, text: str, parts, run) -> list[int]:
+        """Walk the chunks of ``text`` joining the byte runs that span chunks (the space
+        between two chunks is implicit only between two syllables); ``run`` turns each
+        complete run into ids. Shared by encoding and ``non_syllable_runs``."""
+        out: list[int] = []
+        ext = out.extend
+        pending = b""
+        ends_syl = False  # the previous chunk ended with a syllable
+        for k, w in enumerate(text.split(" ")):
+            head, body, tail, has_syl = parts(w)
+            if k and not (ends_syl and has_syl and not head):
+                pending += b" "
+            pending += head
+            if has_syl:
+                if pending:
+                    ext(run(pending))
+                ext(body)
+                pending = tail
+                ends_syl = not tail
+            else:
+                ends_syl = False
+        if pending:
+            ext(run(pending))
+        return out
+
+    def _encode_bpe(self, text: str) -> list[int]:
+        """symato-bpe: the symato tokens with each maximal non-syllable run merged."""
+        if len(self._cache) > _CACHE_LIMIT:
+            self._cache.clear()
+        return self._runs_and_tokens(text, self._bpe_chunk, self._bpe.encode_run)
+
+    def non_syllable_runs(self, text: str) -> list[bytes]:
+        """The maximal non-syllable runs of ``text`` (in no particular order), spaces
+        included: the bytes plain symato writes as byte tokens, cut where a syllable
+        stands (what symato-bpe merges, and learns its merges from)."""
+        runs: list[bytes] = []
+
+        def parts(w: str) -> tuple[bytes, tuple[int, ...], bytes, bool]:
+            head, items, tail, has_syl = self._chunk_parts(w)
+            runs.extend(x for x in items if isinstance(x, bytes))
+            return head, (), tail, has_syl
+
+        def run(data: bytes) -> tuple[int, ...]:
+            runs.append(data)
+            return ()
+
+        self._runs_and_tokens(text, parts, run)
+        return runs
+
     def _encode_run(self, word: str) -> list[int] | None:
         """``[case] sym marktone`` / ``[case] syllable`` for a canonical syllable, else None."""
         syl = S.parse(word)
@@ -478,10 +638,25 @@ class Tokenizer:
     # ------------------------------------------------------------------ decoding
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; invalid UTF-8 from byte tokens becomes U+FFFD."""
+        if type(ids) is list and len(ids) < _FAST_MIN:  # a line or a token: see decode_bytes
+            try:
+                got = self._decode_short(ids)
+            except (IndexError, TypeError, StopIteration):
+                got = None
+            if got is not None:
+                return got.decode("utf-8", "symato-surrogates")
         return _to_text(self.decode_bytes(ids))
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The exact bytes of ``ids`` (inverse of ``encode_bytes``)."""
+        if type(ids) is list and len(ids) < _FAST_MIN:
+            # a line or a token: no array conversion, no numpy call (each ~1 us fixed)
+            try:
+                got = self._decode_short(ids)
+            except (IndexError, TypeError, StopIteration):
+                got = None  # out of range, not integers or ill-formed: the paths below say which
+            if got is not None:
+                return got
         if not isinstance(ids, (list, tuple, np.ndarray)):
             ids = list(ids)  # an iterator is read once; the checking path needs every id
         arr = _as_id_array(ids)
@@ -498,7 +673,96 @@ class Tokenizer:
             fast = self._decode_fast(arr)
             if fast is not None:
                 return fast
-        return self._decode_symato(arr.tolist())
+        return self._decode_plain(arr.tolist())
+
+    def _short_tables(self) -> tuple[Any, ...]:
+        """Per-id lookup lists for ``_decode_short`` (built on first use, ~30 ms).
+
+        ``own[t]``: the bytes of a byte, merge, special or reserved id, None for the
+        syllable ids. ``rows[sym id][marktone id]``: the syllable's six renderings
+        (lower, Title, UPPER, each without and with the implicit space before it) or
+        None for an illegal pair; indexing by the marktone id itself saves a subtraction.
+        ``whole[t]``: the same six for a whole-syllable id. ``case[t]``: 2 (Title) or 4
+        (UPPER), the offset into those six.
+
+        Every list is twice as long as the ids it serves, the second half None / 0: a
+        negative id -k (k up to that length) then lands there, reads as ill-formed and
+        goes to the checking path, so the loop needs no separate sign check (a ``min``
+        over the ids cost 15% of a line's decode). The rows take ~4 kB per sym.
+        """
+        if self._short is not None:
+            return self._short
+        v = len(self._pieces)
+        own: list[bytes | None] = list(self._id_bytes) + [None] * v
+        rows: list[list[tuple[bytes, ...] | None] | None] = [None] * (2 * v)
+        whole: list[tuple[bytes, ...] | None] = [None] * (2 * v)
+        case = [0] * (2 * v)
+        if self._syms:
+            case[TITLE_ID], case[UPPER_ID] = 2, 4
+            for t in range(MT_BASE, SPECIAL_BASE):
+                own[t] = None
+            mt_hi = MT_BASE + S.MARKTONES
+            for i in range(len(self._syms)):
+                sym_id = self._sym_base + i
+                own[sym_id] = None
+                row: list[tuple[bytes, ...] | None] = [None] * (2 * mt_hi)
+                for mt in range(S.MARKTONES):
+                    forms = self._compose.get(sym_id * S.MARKTONES + mt)
+                    if forms is not None:
+                        row[MT_BASE + mt] = _six(forms)
+                rows[sym_id] = tuple(row)
+            for i, forms in enumerate(self._whole):
+                own[self._syl_base + i] = None
+                whole[self._syl_base + i] = _six(forms)
+        # tuples of bytes: once the garbage collector has seen them it stops tracking
+        # them, so these 10^6 slots do not slow every later collection (lists would)
+        self._short = (tuple(own), tuple(rows), tuple(whole), tuple(case))
+        return self._short
+
+    def _decode_short(self, ids: list[int]) -> bytes | None:
+        """Plain-loop decode of a well-formed list; None if it is not well formed.
+
+        Why a second loop: decoding a line or a single token is dominated by fixed costs
+        in the vectorized decoder (array conversion, a dozen numpy calls) and by the
+        branches of ``_decode_symato``. Here a syllable is two list lookups and a tuple
+        index, a byte or merge one lookup. Raises IndexError / TypeError / StopIteration
+        or returns None for ids out of range, not integers or ill-formed (the caller then
+        takes the checking path, which reports them or decodes them as the reference).
+        """
+        own, rows, whole, case = self._short or self._short_tables()
+        out: list[bytes] = []
+        app = out.append
+        prev = 0  # 1 after a syllable: the next syllable gets the implicit space
+        it = iter(ids)
+        nxt = it.__next__
+        for t in it:
+            row = rows[t]
+            if row is not None:
+                app(row[nxt()][prev])
+                prev = 1
+                continue
+            b = own[t]
+            if b is not None:
+                app(b)
+                prev = 0
+                continue
+            w = whole[t]
+            if w is None:
+                c = case[t]
+                if not c:
+                    return None  # a marktone without a sym
+                t = nxt()
+                w = whole[t]
+                app(w[prev + c] if w is not None else rows[t][nxt()][prev + c])
+            else:
+                app(w[prev])
+            prev = 1
+        return b"".join(out)
+
+    def stream_decoder(self) -> StreamDecoder:
+        """An incremental decoder: ``feed(ids)`` returns the text that is final so far,
+        ``finish()`` the rest; together exactly ``decode`` of all the ids."""
+        return StreamDecoder(self)
 
     def _fast_tables(self) -> tuple[Any, ...]:
         """Lookup arrays for the vectorized decoder (built on first use, ~0.1 s).
@@ -580,11 +844,14 @@ class Tokenizer:
             return None
         return _gather(flat, code >> bits, code & ((1 << bits) - 1))
 
-    def _decode_symato(self, ids: list[int]) -> bytes:
+    def _decode_symato(self, ids: Iterable[int], state: tuple[int, int, bool] = (0, -1, False)
+                       ) -> tuple[bytes, tuple[int, int, bool]]:
         """Walk the ids: bytes pass through; [case] sym marktone composes a syllable.
 
         Ill-formed sequences (a model's output) still decode: a sym without a marktone or
         with an illegal one is written bare, a stray case or marktone token is dropped.
+        Resumable: returns the bytes so far and the state (pending case, pending sym id,
+        last output a syllable); ``_flush(state)`` writes a pending sym at the end.
         """
         out: list[bytes] = []
         app = out.append
@@ -592,7 +859,7 @@ class Tokenizer:
         sym_lo, sym_hi = self._sym_base, self._sym_base + len(self._syms)
         syl_lo = self._syl_base
         mt_lo, mt_hi = MT_BASE, MT_BASE + S.MARKTONES
-        case, sym, prev = 0, -1, False  # pending case, pending sym id, last output a syllable
+        case, sym, prev = state
         for t in ids:
             if mt_lo <= t < mt_hi:
                 if sym >= 0:
@@ -621,17 +888,67 @@ class Tokenizer:
                 prev, case = True, 0
             elif t in (TITLE_ID, UPPER_ID):
                 case = 1 if t == TITLE_ID else 2
-            else:  # specials and reserved ids
+            else:  # specials, merges and reserved ids
                 app(id_bytes[t])
                 prev, case = False, 0
-        if sym >= 0:
-            if prev:
-                app(b" ")
-            app(self._bare_sym(sym, case))
-        return b"".join(out)
+        return b"".join(out), (case, sym, prev)
+
+    def _decode_plain(self, ids: Iterable[int]) -> bytes:
+        """The reference decode of a symato stream (every other path must agree)."""
+        out, state = self._decode_symato(ids)
+        return out + self._flush(state)
+
+    def _flush(self, state: tuple[int, int, bool]) -> bytes:
+        """The bytes a decode still owes at the end: a pending sym, written bare."""
+        case, sym, prev = state
+        if sym < 0:
+            return b""
+        return (b" " if prev else b"") + self._bare_sym(sym, case)
 
     def _bare_sym(self, sym_id: int, case: int) -> bytes:
         return _utf8(S.apply_case(self._syms[sym_id - self._sym_base], S.CASES[case]))
+
+
+def _six(forms: Sequence[bytes]) -> tuple[bytes, ...]:
+    """(lower, Title, UPPER) -> each without and with a space before it."""
+    return (forms[0], b" " + forms[0], forms[1], b" " + forms[1], forms[2], b" " + forms[2])
+
+
+class StreamDecoder:
+    """Decodes ids as they come (``Tokenizer.stream_decoder``).
+
+    ``feed(ids)`` returns the text that no later id can change: a sym waits for its
+    marktone (and a case token for its sym), and bytes that end in an incomplete UTF-8
+    sequence wait for the rest. ``finish()`` returns what is still held, decoded as
+    ``decode`` would at the end (a bare sym, U+FFFD for a cut sequence). So for every
+    split of ``ids``, the outputs joined equal ``tokenizer.decode(ids)``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tok = tokenizer
+        self._state: tuple[int, int, bool] = (0, -1, False)
+        self._held = b""  # bytes of an incomplete UTF-8 sequence at the end
+
+    def feed(self, ids: Iterable[int]) -> str:
+        """Decode more ids; return the new final text (possibly empty)."""
+        ids = list(ids)
+        tok = self._tok
+        tok._check_ids(ids)
+        if tok._syms:
+            data, self._state = tok._decode_symato(ids, self._state)
+        else:
+            table = tok._id_bytes
+            data = b"".join([table[t] for t in ids])
+        data = self._held + data
+        cut = _utf8_cut(data)
+        self._held = data[cut:]
+        return _to_text(data[:cut])
+
+    def finish(self) -> str:
+        """The rest: a pending sym and held bytes; the decoder starts afresh after it."""
+        data = self._held + (self._tok._flush(self._state) if self._tok._syms else b"")
+        self._held, self._state = b"", (0, -1, False)
+        return _to_text(data)
 
 
 _DEFAULT: Tokenizer | None = None
@@ -644,6 +961,17 @@ def symato_dict(syms: Sequence[str], syllables: Sequence[str] = (), *, size: int
     return {"format": FORMAT, "version": VERSION, "kind": kind, "tone_style": tone_style,
             "size": size, "specials": [EOT], "syms": list(syms), "syllables": list(syllables),
             "meta": dict(meta or {})}
+
+
+def symato_bpe_dict(syms: Sequence[str], merges: list[list[str]], *, size: int,
+                    tone_style: str = "new", meta: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """The vocabulary dict of a symato-bpe tokenizer: ``size`` ids in all (bytes,
+    marktones, case, specials, syms, the merges, then reserved ids if fewer merges were
+    learned than fit)."""
+    return {"format": FORMAT, "version": VERSION, "kind": f"symato-bpe{size}",
+            "tone_style": tone_style, "size": size, "specials": [EOT], "syms": list(syms),
+            "merges": [list(m) for m in merges], "meta": dict(meta or {})}
 
 
 def bytes_dict(meta: dict[str, Any] | None = None) -> dict[str, Any]:

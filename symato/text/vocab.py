@@ -1,10 +1,12 @@
-"""Building vocabularies: symato, symato+N, and the peers bytes and sentencepiece.
+"""Building vocabularies: symato, symato+N, symato-bpeV, and the peers bytes and sentencepiece.
 
 Why corpus order for syms: a model's embedding rows for frequent syms then sit together
 and ``symato`` vocabularies of different corpora differ only in order, never in coverage:
 every legal sym is present whatever corpus built it. ``symato+N`` adds the N most frequent
 whole syllables of the corpus (filled up from the grammar inventory when the corpus has
-fewer, so N is always exact). sentencepiece trains BPE on the same cleaned text, same size.
+fewer, so N is always exact). ``symato-bpeV`` learns V - (symato's ids) byte-pair merges
+from the non-syllable runs of the training text (``symato.text.bpe``). sentencepiece trains
+BPE on the same cleaned text, same size.
 
 Inputs, each a declared file (``symato vocab --syms --syllables --text``): the statistics
 tables ``syms.parquet`` (sym, count) and ``syllables.parquet`` (syllable, sym, marktone,
@@ -27,6 +29,7 @@ from typing import Any
 from symato.errors import SymatoError
 from symato.spec import Option, object_schema
 from symato.text import syllable as S
+from symato.text.bpe import learn_merges, merges_to_json
 from symato.text.kinds import kind_of
 from symato.text.tokenizer import (
     EOT,
@@ -34,6 +37,7 @@ from symato.text.tokenizer import (
     Tokenizer,
     bytes_dict,
     sentencepiece_dict,
+    symato_bpe_dict,
     symato_dict,
 )
 
@@ -110,26 +114,32 @@ def _top_syllables(path: Path | None, n: int, style: str) -> tuple[list[str], di
     return ranked, {"syllables_from_corpus": from_corpus}
 
 
-def _clean_texts(files: list[Path], max_len: int, stats: Counter[str]) -> Iterator[str]:
-    """Non-empty lines of the given cleaned Parquet files (sentencepiece trains on lines)."""
+def _documents(files: list[Path]) -> Iterator[str]:
+    """The ``text`` column of each cleaned Parquet file, document by document."""
     import pyarrow.parquet as pq
 
     if not files:
-        raise SymatoError("no text files given (--text: cleaned Parquet files, column 'text')")
-    for shard in files:
+        raise SymatoError("no text files given (--texts: cleaned Parquet files, column 'text')")
+    for path in files:
         try:
-            column = pq.read_table(shard, columns=["text"]).column("text").to_pylist()
+            column = pq.read_table(path, columns=["text"]).column("text").to_pylist()
         except Exception as exc:
-            raise SymatoError(f"cannot read column 'text' of {shard}: {exc}") from None
+            raise SymatoError(f"cannot read column 'text' of {path}: {exc}") from None
         for text in column:
-            for line in (text or "").split("\n"):
-                if not line:
-                    continue
-                if len(line.encode("utf-8", "surrogatepass")) > max_len:
-                    stats["lines_too_long"] += 1  # sentencepiece skips these; we count them
-                    continue
-                stats["lines"] += 1
-                yield line
+            yield text or ""
+
+
+def _clean_texts(files: list[Path], max_len: int, stats: Counter[str]) -> Iterator[str]:
+    """Non-empty lines of the given cleaned Parquet files (sentencepiece trains on lines)."""
+    for text in _documents(files):
+        for line in text.split("\n"):
+            if not line:
+                continue
+            if len(line.encode("utf-8", "surrogatepass")) > max_len:
+                stats["lines_too_long"] += 1  # sentencepiece skips these; we count them
+                continue
+            stats["lines"] += 1
+            yield line
 
 
 def build_sentencepiece(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
@@ -192,6 +202,35 @@ def build_symato(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
                                            meta=meta))
 
 
+def build_symato_bpe(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
+                     options: dict[str, Any]) -> Tokenizer:
+    """symato-bpeV: V ids in all; the byte-pair merges (``symato.text.bpe``) fill what the
+    syms leave, learned from the non-syllable runs of ``inputs["text"]``; ``options``:
+    ``tone_style``, ``bpe_min_count`` (occurrences a merge needs)."""
+    _allow(name, options, {"tone_style", "bpe_min_count"})
+    size, tone_style = int(match.group(1)), options.get("tone_style", "new")
+    min_count = int(options.get("bpe_min_count", 2))
+    if tone_style not in S.STYLES:
+        raise SymatoError(f"tone style {tone_style!r} is not 'new' or 'old'")
+    syms, meta = _sym_order(_one(inputs, "syms"))
+    base = 256 + S.MARKTONES + 2 + 1 + len(syms)
+    if size <= base:
+        raise SymatoError(f"{name}: needs more than the {base} ids of symato's bytes, "
+                          "marktones, case tokens, specials and syms")
+    files = inputs.get("text", [])
+    plain = Tokenizer.from_dict(symato_dict(syms, tone_style=tone_style))
+    runs: Counter[bytes] = Counter()
+    documents = 0
+    for text in _documents(files):
+        runs.update(plain.non_syllable_runs(text))
+        documents += 1
+    merges = learn_merges(runs, size - base, min_count)
+    meta = {**meta, "merges_requested": size - base, "merges_learned": len(merges),
+            "min_count": min_count, "documents": documents, "text_files": len(files)}
+    return Tokenizer.from_dict(symato_bpe_dict(syms, merges_to_json(merges), size=size,
+                                               tone_style=tone_style, meta=meta))
+
+
 def _allow(name: str, options: dict[str, Any], allowed: set[str]) -> None:
     """Refuse options the kind does not read (a typo must not be ignored)."""
     unknown = sorted(set(options) - allowed)
@@ -208,17 +247,17 @@ def _one(inputs: dict[str, list[Path]], source: str) -> Path | None:
 
 
 def build_vocab(name: str, *, syms: str | Path | None = None,
-                syllables: str | Path | None = None, text: Sequence[str | Path] = (),
+                syllables: str | Path | None = None, texts: Sequence[str | Path] = (),
                 **options: Any) -> Tokenizer:
     """Build the vocabulary ``name`` (any registered kind, ``symato.text.kinds``).
 
-    ``syms``/``syllables`` are the statistics tables, ``text`` cleaned Parquet files;
+    ``syms``/``syllables`` are the statistics tables, ``texts`` cleaned Parquet files;
     each kind reads only what it learns from (none given: the grammar's own order).
     ``options`` are the kind's settings (``size``, ``tone_style``, ``sp_model_type``, ...).
     """
     kind, match = kind_of(name, "vocabulary")
     given = {"syms": [syms] if syms else [], "syllables": [syllables] if syllables else [],
-             "text": list(text)}
+             "text": list(texts)}
     inputs = {src: [Path(f) for f in given[src]] for src in kind.learns_from}
     return kind.builder()(name, match, inputs, options)
 
@@ -229,7 +268,10 @@ def _parser() -> argparse.ArgumentParser:
                    "bytes, sentencepiece (kinds: symato.text.kinds)")
     p.add_argument("--syms", help="syms.parquet (sym, count) of the train split")
     p.add_argument("--syllables", help="syllables.parquet (syllable, count) of the train split")
-    p.add_argument("--text", nargs="+", default=[], help="cleaned Parquet files (column text)")
+    p.add_argument("--texts", nargs="+", default=[], metavar="FILE",
+                   help="training text: cleaned Parquet files (column text) of the train split")
+    p.add_argument("--bpe-min-count", type=int, default=argparse.SUPPRESS,
+                   help="symato-bpeV: occurrences a merge needs (default 2)")
     p.add_argument("--out", required=True, help="vocabulary JSON file to write")
     # Options the kind does not read are refused, so none has a default here: each build
     # function holds its own.
@@ -248,7 +290,7 @@ def main(argv: list[str]) -> int:
     """``symato vocab``: build a vocabulary and write it atomically."""
     args = vars(_parser().parse_args(argv))
     name, out = args.pop("name"), args.pop("out")
-    files = {key: args.pop(key) for key in ("syms", "syllables", "text")}
+    files = {key: args.pop(key) for key in ("syms", "syllables", "texts")}
     tok = build_vocab(name, **files, **args)
     tok.save(out)
     meta = tok.to_dict().get("meta", {})
