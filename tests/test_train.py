@@ -71,6 +71,10 @@ def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     assert meta["train_flops"] == pytest.approx(model.flops_per_token() * meta["train_tokens"])
     assert meta["tokenizer"] == {"kind": "test", "size": 24}  # vocab embedded
     assert meta["settings"] == load_settings(settings)
+    # what actually ran: precision auto is fp32 on CPU, no TF32 there
+    assert meta["precision"] == "fp32" and meta["tf32"] is False
+    assert meta["torch_version"] == torch.__version__
+    assert isinstance(meta["device_name"], str) and meta["device_name"]
 
 
 def test_same_seed_same_bits_and_seed_matters(tmp_path: Path) -> None:
@@ -199,6 +203,21 @@ def test_nan_loss_names_the_step_and_keeps_the_checkpoint(tmp_path: Path) -> Non
         trainer.run()
     assert (run / CHECKPOINT_FILE).read_bytes() == good
     assert not (run / "model.pt").exists()
+
+
+def test_bf16_on_cpu_is_refused_before_training(tmp_path: Path) -> None:
+    """precision bf16 used to run as plain float32 on CPU without a word; now it is an
+    error naming the setting and the fixes, raised before anything is written."""
+    settings = make_settings(tmp_path, precision="bf16")
+    run = tmp_path / "run"
+    with pytest.raises(SymatoError, match=r"precision='bf16' cannot be honoured on a CPU "
+                                          r"device; set precision to 'fp32' or 'auto'.*CUDA"):
+        _train(settings, run)
+    assert not run.exists()
+    for asked in ("fp32", "auto"):
+        s = load_settings(make_settings(tmp_path / asked, precision=asked))
+        trainer = Trainer(s, tmp_path / asked / "run", resume=False)
+        assert (trainer.precision, trainer.bf16, trainer.tf32) == ("fp32", False, False)
 
 
 def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:

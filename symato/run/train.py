@@ -15,6 +15,8 @@ Why it looks like this:
   (Slurm preemption) saves a checkpoint and exits with ``EXIT_PREEMPTED`` (143) so the
   workflow retries and resumes, and a NaN/inf loss stops the run naming the step while
   the last good checkpoint stays untouched.
+* A precision the device cannot honour is an error before training
+  (``symato.run.precision``); the model file records what ran.
 
 Outputs in DIR: ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.pt``
 (resumable state) and, at the end, ``model.pt`` (``symato.run.checkpoint.save_model``, with
@@ -43,6 +45,7 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
+from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.settings import load_settings
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -195,6 +198,10 @@ class Trainer:
         self.resume = resume
         self.dist = Dist()
         self.device = pick_device(settings, self.dist)
+        # Before anything else: a precision the device cannot honour stops the run here.
+        self.precision = resolve_precision(settings["precision"], self.device, settings["run"])
+        self.bf16 = self.precision == "bf16"
+        self.tf32 = enable_tf32(self.device)
         make_deterministic(settings, self.device)
         self.dist.init(self.device)
         self.train_ds = TokenDataset(settings["shards_dir"], "train", settings["ctx_len"])
@@ -208,7 +215,6 @@ class Trainer:
         self.step = 0
         self.records: list[dict[str, Any]] = []
         self.train_seconds = 0.0
-        self.bf16 = self.device.type == "cuda" and settings["precision"] in ("auto", "bf16")
         self.peak = self._peak_flops()
 
     def _micro_batch_size(self) -> int:
@@ -400,6 +406,9 @@ class Trainer:
         tokens_per_step = s["batch_size"] * s["ctx_len"]
         flops_per_token = float(self.model.flops_per_token())
         last_ckpt_time = time.monotonic()
+        meta = arithmetic_meta(self.device, self.precision, self.tf32)
+        self.log(f"device {self.device} ({meta['device_name']}), precision {self.precision}, "
+                 f"TF32 matmuls {'on' if self.tf32 else 'off'}, torch {meta['torch_version']}")
         bar = self._progress()
         with Preemption() as preempt:
             while self.step < s["steps"]:
@@ -482,6 +491,7 @@ class Trainer:
             "params": self.model.param_counts(),
             "world_size": self.dist.world,
             "device": str(self.device),
+            **arithmetic_meta(self.device, self.precision, self.tf32),
         }
         save_model(self.out / "model.pt", self.model, meta)
         self.log(f"done: {self.step} steps, {tokens} tokens -> {self.out / 'model.pt'}")
