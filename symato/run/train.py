@@ -15,6 +15,9 @@ Why it looks like this:
   (Slurm preemption) saves a checkpoint and exits with ``EXIT_PREEMPTED`` (143) so the
   workflow retries and resumes, and a NaN/inf loss stops the run naming the step while
   the last good checkpoint stays untouched.
+* The GPU stays busy: a step reads nothing back to the host. Losses and gradient norms
+  add up on the device (``symato.run.stepstats``) and are read, with the NaN guard, only
+  when a metrics line, a validation or a checkpoint is due.
 * A precision the device cannot honour is an error before training
   (``symato.run.precision``); the model file records what ran.
 
@@ -47,6 +50,7 @@ from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.settings import load_settings
+from symato.run.stepstats import IntervalStats, Reading, Stopwatch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -85,6 +89,7 @@ class Dist:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.control: Any = None  # group for host-side flags (None: the default group)
 
     @property
     def enabled(self) -> bool:
@@ -98,6 +103,11 @@ class Dist:
         if self.enabled and not torch.distributed.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
+            if backend == "nccl":
+                # Host flags (SIGTERM, checkpoint due) are agreed on every step: through
+                # NCCL that needs a CUDA tensor and .item(), a device sync per step; a gloo
+                # group on the CPU leaves the GPU's queue alone.
+                self.control = torch.distributed.new_group(backend="gloo")
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """Average a scalar tensor over processes (identity for one process)."""
@@ -107,13 +117,16 @@ class Dist:
             value /= self.world
         return value
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every process if ``flag`` is true on any (so all stop together)."""
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag true on every process if it is true on any (so all act together).
+
+        Host-side only: a CPU tensor through the gloo ``control`` group, no device sync.
+        """
         if not self.enabled:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        torch.distributed.all_reduce(t)
-        return bool(t.item() > 0)
+            return flags
+        t = torch.tensor([1.0 if f else 0.0 for f in flags])
+        torch.distributed.all_reduce(t, group=self.control)
+        return tuple(bool(v > 0) for v in t.tolist())
 
     def close(self) -> None:
         """Leave the group together: a rank tearing down while its peer still works (rank 0
@@ -215,6 +228,8 @@ class Trainer:
         self.step = 0
         self.records: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        self.stats = IntervalStats(self.device)
+        self.clock = Stopwatch(self.device)
         self.peak = self._peak_flops()
 
     def _micro_batch_size(self) -> int:
@@ -260,7 +275,9 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue: weights, optimizer, schedule, RNGs, log."""
+        """Everything needed to continue: weights, optimizer, schedule, RNGs, log, and the
+        open metrics interval (its sums and seconds so far), so the next line is the same."""
+        reading = self.stats.read()
         state = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -273,6 +290,7 @@ class Trainer:
             "numpy_rng_json": json.dumps(self.rng.bit_generator.state),
             "records_json": json.dumps(self.records),
             "train_seconds": self.train_seconds,
+            "interval_json": json.dumps({**reading.state(), "seconds": self.clock.seconds}),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -289,6 +307,12 @@ class Trainer:
             self.records = json.loads(state["records_json"])
             self.step = int(state["step"])
             self.train_seconds = float(state["train_seconds"])
+            # Checkpoints from before the interval existed lack it: their run logged
+            # every step's own values, so an empty interval continues them correctly.
+            interval = json.loads(state.get("interval_json", "null"))
+            if interval is not None:
+                self.stats.load(interval)
+                self.clock.seconds = float(interval["seconds"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SymatoError(f"checkpoint {path} does not fit this run: {first}") from None
@@ -309,8 +333,27 @@ class Trainer:
         self.log(f"resumed from {path} at step {self.step}")
 
     def checkpoint(self) -> None:
+        """Save the resumable state, unless any step so far had a NaN/inf loss: the guard
+        runs first, so a checkpoint never holds weights a bad step touched. Every process
+        checks (the guard's values are the same everywhere), so all stop together."""
+        self.guard()
         if self.dist.main:
             save_checkpoint(self.out / CHECKPOINT_FILE, self.state_dict())
+
+    def guard(self) -> Reading:
+        """Stop the run if any loss so far was NaN/inf, naming the first such step; else
+        return the open interval's reading (one host sync). The bad step's update (and any
+        after it) already ran in memory, but nothing is written after it: no checkpoint,
+        no model.pt."""
+        reading = self.stats.read()
+        if reading.bad_step is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise SymatoError(
+                f"run {self.s['run']}: training loss became {reading.bad_loss} at step "
+                f"{reading.bad_step}; stopped (last good checkpoint kept: "
+                f"{self.out / CHECKPOINT_FILE})"
+            )
+        return reading
 
     # -- one step --------------------------------------------------------------------
     def micro_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -327,8 +370,12 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimizer step; returns (train loss, grad norm). Raises on NaN/inf loss."""
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns (train loss, grad norm) as device tensors.
+
+        Nothing is read back (no host sync): the values are added to ``self.stats``, whose
+        NaN guard the loop checks at the next metrics line or checkpoint.
+        """
         lr = learning_rate(self.step, self.s)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -344,18 +391,13 @@ class Trainer:
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
                 (loss / n).backward()
             total += loss.detach()
-        train_loss = float(self.dist.mean(total / n))
-        if not math.isfinite(train_loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise SymatoError(
-                f"run {self.s['run']}: training loss became {train_loss} at step {self.step + 1}; "
-                f"stopped (last good checkpoint kept: {self.out / CHECKPOINT_FILE})"
-            )
+        train_loss = self.dist.mean(total / n)
         clip = self.s["grad_clip"] if self.s["grad_clip"] > 0 else float("inf")
-        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.stats.add(self.step, train_loss, grad_norm)
         return train_loss, grad_norm
 
     @torch.no_grad()
@@ -411,23 +453,22 @@ class Trainer:
                  f"TF32 matmuls {'on' if self.tf32 else 'off'}, torch {meta['torch_version']}")
         bar = self._progress()
         with Preemption() as preempt:
+            self.clock.start()
             while self.step < s["steps"]:
-                t0 = time.perf_counter()
-                loss, gnorm = self.train_step()
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                dt = time.perf_counter() - t0
-                self.train_seconds += dt
-                rec = self._step_record(loss, gnorm, tokens_per_step / dt, flops_per_token)
-                if rec is not None:
+                self.train_step()  # queues the step's work; reads nothing back
+                if self._record_due():
+                    self.clock.pause()  # syncs: the interval's time ends when its work does
+                    rec = self._step_record(tokens_per_step, flops_per_token)
                     self.record(rec)
-                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", refresh=False)
+                    self.clock.start()
                 bar.update(1)
-                due = self._checkpoint_due(last_ckpt_time)
-                stop = self.dist.any(preempt.requested, self.device)
+                due, stop = self.dist.any(self._checkpoint_due(last_ckpt_time), preempt.requested)
                 if due or stop:
+                    self.clock.pause()
                     self.checkpoint()
                     last_ckpt_time = time.monotonic()
+                    self.clock.start()
                 if stop:
                     bar.close()
                     self.log(f"SIGTERM: saved checkpoint at step {self.step}; exiting "
@@ -451,24 +492,39 @@ class Trainer:
             return True
         return bool(minutes) and time.monotonic() - last_time >= 60.0 * minutes
 
-    def _step_record(
-        self, loss: float, gnorm: float, tok_s: float, flops_per_token: float
-    ) -> dict[str, Any] | None:
+    def _eval_due(self) -> bool:
         s, step = self.s, self.step
-        eval_now = step == s["steps"] or (s["eval_interval"] and step % s["eval_interval"] == 0)
-        if not eval_now and step % s["log_interval"] and step != 1:
-            return None
+        return step == s["steps"] or bool(s["eval_interval"] and step % s["eval_interval"] == 0)
+
+    def _record_due(self) -> bool:
+        """A metrics line after step 1, every ``log_interval`` steps and at evaluations."""
+        return self.step == 1 or self.step % self.s["log_interval"] == 0 or self._eval_due()
+
+    def _step_record(self, tokens_per_step: int, flops_per_token: float) -> dict[str, Any]:
+        """The metrics line closing the interval since the previous one (clock paused).
+
+        ``train_loss`` and ``grad_norm`` are the means over the interval's steps;
+        ``tokens_per_second`` is the interval's tokens over its training wall time
+        (validation, logging and checkpoints excluded). With ``log_interval: 1`` every
+        line covers one step, as before.
+        """
+        s, step = self.s, self.step
+        reading = self.guard()
+        self.stats.reset()
+        seconds = self.clock.take()
+        self.train_seconds += seconds
+        tok_s = reading.steps * tokens_per_step / max(seconds, 1e-9)
         rec: dict[str, Any] = {
             "step": step,
-            "tokens": step * s["batch_size"] * s["ctx_len"],
-            "train_loss": loss,
+            "tokens": step * tokens_per_step,
+            "train_loss": reading.loss,
             "lr": learning_rate(step - 1, s),
-            "grad_norm": gnorm,
+            "grad_norm": reading.grad_norm,
             "tokens_per_second": tok_s,
         }
         if self.peak:
             rec["mfu"] = flops_per_token * tok_s / (self.peak * self.dist.world)
-        if eval_now:
+        if self._eval_due():
             rec["val_loss"], rec["val_bpb"] = self.validate()
         return rec
 
