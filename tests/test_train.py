@@ -30,6 +30,7 @@ from symato.run.train import (
     learning_rate,
     load_settings,
     main,
+    window_share,
 )
 
 
@@ -122,6 +123,15 @@ def test_interval_means_equal_per_step_reading(tmp_path: Path) -> None:
     assert lines[-1]["val_loss"] == per_step[12]["val_loss"]
     wa, wb = _weights(tmp_path / "each/run"), _weights(tmp_path / "every4/run")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_window_share_splits_the_eval_windows() -> None:
+    for n in range(12):
+        for world in range(1, 5):
+            shares = [window_share(n, rank, world) for rank in range(world)]
+            assert [i for a, b in shares for i in range(a, b)] == list(range(n))
+            sizes = [b - a for a, b in shares]
+            assert max(sizes) - min(sizes) <= 1
 
 
 def test_schedules() -> None:
