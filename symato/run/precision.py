@@ -51,13 +51,15 @@ def enable_tf32(device: torch.device) -> bool:
 
     The process-wide ``set_float32_matmul_precision("high")`` is used rather than the
     per-backend ``fp32_precision`` flags because mixing the two APIs makes
-    ``torch.get_float32_matmul_precision()`` raise, and inductor calls it. CPU runs do
-    not call this (it would also switch oneDNN's float32 matmuls), so they stay exact.
+    ``torch.get_float32_matmul_precision()`` raise, and inductor calls it. On CPU this
+    does nothing (the call would also switch oneDNN's float32 matmuls), so CPU runs stay
+    exact. GPUs older than Ampere have no TF32: the flag is set but reported as off.
     """
     if device.type != "cuda":
         return False
     torch.set_float32_matmul_precision("high")
-    return torch.backends.cuda.matmul.fp32_precision == "tf32"
+    has_tf32 = torch.cuda.get_device_capability(device)[0] >= 8
+    return has_tf32 and torch.backends.cuda.matmul.fp32_precision == "tf32"
 
 
 def device_name(device: torch.device) -> str:

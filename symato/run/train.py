@@ -281,8 +281,8 @@ class Trainer:
         """AdamW; weight decay on matrices only (not on norms, biases, RWKV time_* vectors).
 
         Fused on every device: one kernel per parameter instead of a dozen on CUDA, and on
-        CPU 2.5-4x faster than the per-tensor or foreach paths at the demo sizes
-        (docs/benchmarks.md); elementwise, so as deterministic as they are.
+        CPU 2-5x faster than the per-tensor path (and faster than foreach) at the demo
+        sizes (benchmarks/bench_adamw.py); elementwise, so as deterministic as they are.
         """
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
         rest = [p for p in self.model.parameters() if p.ndim < 2]
