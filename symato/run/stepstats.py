@@ -8,9 +8,10 @@ device tensors; the trainer reads them (one host sync) when it writes a metrics 
 validates or saves a checkpoint.
 
 The NaN guard lives here too: ``first_bad`` is the first step whose loss was not
-finite, kept on the device with ``masked_fill_`` (no host value enters a kernel
-argument as a tensor, so no copy and no sync). A read reports it, so the run still stops
-naming the first bad step even when it lies between two metrics lines.
+finite, kept on the device with ``masked_fill_`` (the step number goes in as a scalar
+kernel argument, not as a tensor copied from the host, so no copy and no sync). A read
+reports it, so the run still stops naming the first bad step even when it lies between
+two metrics lines.
 
 Everything here is device-agnostic and runs the same on CPU, where the tests exercise it.
 """
