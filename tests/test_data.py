@@ -121,6 +121,21 @@ def test_strided_windows_score_every_target_once_with_context(
         next(ds.strided_batches(batch_size, ctx_len + 1))
 
 
+@pytest.mark.parametrize(("start", "stop"), [(0, 3), (2, 7), (5, None), (4, 10**6), (3, 3)])
+def test_sequential_range_is_a_slice_of_the_pass(corpus: tuple[Path, np.ndarray], start: int,
+                                                 stop: int | None) -> None:
+    """Windows [start, stop) (one process's evaluation share) are those of the full pass."""
+    root, _ = corpus
+    ds = TokenDataset(root, "train", ctx_len=5)
+    full_tokens, full_masks = (np.concatenate(a) for a in zip(*ds.sequential_batches(4),
+                                                               strict=True))
+    parts = list(ds.sequential_batches(2, start, stop))
+    tokens = np.concatenate([t for t, _ in parts]) if parts else np.zeros((0, 6), np.int64)
+    masks = np.concatenate([m for _, m in parts]) if parts else np.zeros((0, 5), bool)
+    np.testing.assert_array_equal(tokens, full_tokens[start:stop])
+    np.testing.assert_array_equal(masks, full_masks[start:stop])
+
+
 def test_pickles_by_path(corpus: tuple[Path, np.ndarray]) -> None:
     root, _ = corpus
     ds = TokenDataset(root, "train", ctx_len=8)

@@ -25,10 +25,12 @@ from symato.run.checkpoint import load_model
 from symato.run.train import (
     CHECKPOINT_FILE,
     EXIT_PREEMPTED,
+    METRICS_FILE,
     Trainer,
     learning_rate,
     load_settings,
     main,
+    window_share,
 )
 
 
@@ -71,6 +73,10 @@ def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     assert meta["train_flops"] == pytest.approx(model.flops_per_token() * meta["train_tokens"])
     assert meta["tokenizer"] == {"kind": "test", "size": 24}  # vocab embedded
     assert meta["settings"] == load_settings(settings)
+    # what actually ran: precision auto is fp32 on CPU, no TF32 there
+    assert meta["precision"] == "fp32" and meta["tf32"] is False
+    assert meta["torch_version"] == torch.__version__
+    assert isinstance(meta["device_name"], str) and meta["device_name"]
 
 
 def test_same_seed_same_bits_and_seed_matters(tmp_path: Path) -> None:
@@ -92,6 +98,40 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
     l1 = [r["train_loss"] for r in read_metrics(tmp_path / "one/run")]
     l2 = [r["train_loss"] for r in read_metrics(tmp_path / "two/run")]
     assert l1 == pytest.approx(l2, rel=1e-5)
+
+
+def test_interval_means_equal_per_step_reading(tmp_path: Path) -> None:
+    """With log_interval 4 the loop reads the device once per line; each line's loss and
+    grad norm are exactly the means of the per-step values a log_interval-1 run reads,
+    and the training itself is untouched (same weights)."""
+    each = make_settings(tmp_path / "each", steps=12, eval_interval=0)
+    every4 = make_settings(tmp_path / "every4", steps=12, eval_interval=0, log_interval=4)
+    for s in (each, every4):
+        assert _train(s, s.parent / "run") == 0
+    per_step = {r["step"]: r for r in read_metrics(tmp_path / "each/run")}
+    lines = read_metrics(tmp_path / "every4/run")
+    assert [r["step"] for r in lines] == [1, 4, 8, 12]
+    previous = 0
+    for line in lines:
+        steps = range(previous + 1, line["step"] + 1)
+        for key in ("train_loss", "grad_norm"):
+            values = [per_step[i][key] for i in steps]
+            assert line[key] == sum(values) / len(values), (line["step"], key)
+        assert line["lr"] == per_step[line["step"]]["lr"]
+        assert line["tokens_per_second"] > 0
+        previous = line["step"]
+    assert lines[-1]["val_loss"] == per_step[12]["val_loss"]
+    wa, wb = _weights(tmp_path / "each/run"), _weights(tmp_path / "every4/run")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_window_share_splits_the_eval_windows() -> None:
+    for n in range(12):
+        for world in range(1, 5):
+            shares = [window_share(n, rank, world) for rank in range(world)]
+            assert [i for a, b in shares for i in range(a, b)] == list(range(n))
+            sizes = [b - a for a, b in shares]
+            assert max(sizes) - min(sizes) <= 1
 
 
 def test_schedules() -> None:
@@ -129,18 +169,22 @@ SLOW = {"n_layer": 2, "n_embd": 64, "head_size": 16, "ctx_len": 32, "steps": 60,
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path) -> None:
-    ref = make_settings(tmp_path / "ref", **SLOW)
+@pytest.mark.parametrize("log_interval", [1, 5])
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path, log_interval: int) -> None:
+    """With log_interval 5 the checkpoints (every 7 steps) fall inside a metrics interval:
+    the resumed run must continue that interval's sums and log the same means."""
+    ref = make_settings(tmp_path / "ref", **SLOW, log_interval=log_interval)
     assert _train(ref, tmp_path / "ref/run") == 0
-    settings = make_settings(tmp_path / "killed", **SLOW)
+    settings = make_settings(tmp_path / "killed", **SLOW, log_interval=log_interval)
     run = tmp_path / "killed/run"
     proc = _start(settings, run)
-    _wait_for_steps(proc, run, 16)
+    lines = 16 if log_interval == 1 else 4  # step 16 or 15: past the first checkpoint
+    _wait_for_steps(proc, run, lines)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    done = len(read_metrics(run))
-    assert 16 <= done < SLOW["steps"], "the kill must land mid-run"
+    done = read_metrics(run)
+    assert len(done) >= lines and done[-1]["step"] < SLOW["steps"], "the kill must land mid-run"
     assert not (run / "model.pt").exists()
     assert (run / CHECKPOINT_FILE).exists()
     assert _train(settings, run, resume=True) == 0
@@ -199,6 +243,46 @@ def test_nan_loss_names_the_step_and_keeps_the_checkpoint(tmp_path: Path) -> Non
         trainer.run()
     assert (run / CHECKPOINT_FILE).read_bytes() == good
     assert not (run / "model.pt").exists()
+
+
+@pytest.mark.parametrize("checkpoint_steps", [0, 4])
+def test_nan_between_log_lines_names_its_first_step(tmp_path: Path,
+                                                    checkpoint_steps: int) -> None:
+    """Losses are read only at metrics lines (every 5 steps here) and checkpoints, yet the
+    error names step 3, the first bad one, not the step where it was read; a checkpoint due
+    after the bad step (step 4) is not written, the good one stays."""
+    settings = load_settings(make_settings(tmp_path, steps=10, log_interval=5, eval_interval=0,
+                                           checkpoint_steps=checkpoint_steps))
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = Trainer(settings, run, resume=False)
+    for _ in range(2):
+        trainer.train_step()
+    trainer.checkpoint()
+    good = (run / CHECKPOINT_FILE).read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(SymatoError, match=r"loss became nan at step 3;.*last good checkpoint"):
+        trainer.run()
+    assert trainer.step == (4 if checkpoint_steps else 5)  # where the guard read the device
+    assert (run / CHECKPOINT_FILE).read_bytes() == good
+    assert not (run / "model.pt").exists()
+    assert not (run / METRICS_FILE).exists()  # no line was written after the bad step
+
+
+def test_bf16_on_cpu_is_refused_before_training(tmp_path: Path) -> None:
+    """precision bf16 used to run as plain float32 on CPU without a word; now it is an
+    error naming the setting and the fixes, raised before anything is written."""
+    settings = make_settings(tmp_path, precision="bf16")
+    run = tmp_path / "run"
+    with pytest.raises(SymatoError, match=r"precision='bf16' cannot be honoured on a CPU "
+                                          r"device; set precision to 'fp32' or 'auto'.*CUDA"):
+        _train(settings, run)
+    assert not run.exists()
+    for asked in ("fp32", "auto"):
+        s = load_settings(make_settings(tmp_path / asked, precision=asked))
+        trainer = Trainer(s, tmp_path / asked / "run", resume=False)
+        assert (trainer.precision, trainer.bf16, trainer.tf32) == ("fp32", False, False)
 
 
 def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:

@@ -111,18 +111,22 @@ class TokenDataset:
         starts = rng.integers(0, self.num_tokens - span + 1, size=batch_size)
         return np.stack([self.window(int(s), span) for s in starts])
 
-    def sequential_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def sequential_batches(
+        self, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One fixed pass: (tokens (b, ctx_len+1) int64, target mask (b, ctx_len) bool).
 
         Window ``i`` starts at ``i * ctx_len``, so consecutive windows share one token and
         every token but the very first is a target exactly once; the last window is
-        padded with 0 and its padded targets are masked out.
+        padded with 0 and its padded targets are masked out. ``start``/``stop`` restrict
+        the pass to windows ``[start, stop)`` (one process's share of an evaluation).
         """
         if batch_size < 1:
             raise SymatoError(f"batch_size must be >= 1, got {batch_size}")
         n, span = len(self), self.ctx_len + 1
-        for first in range(0, n, batch_size):
-            rows = range(first, min(first + batch_size, n))
+        stop = n if stop is None else min(stop, n)
+        for first in range(start, stop, batch_size):
+            rows = range(first, min(first + batch_size, stop))
             tokens = np.zeros((len(rows), span), dtype=np.int64)
             mask = np.zeros((len(rows), self.ctx_len), dtype=bool)
             for r, i in enumerate(rows):

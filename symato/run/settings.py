@@ -72,12 +72,14 @@ SETTINGS: tuple[Setting, ...] = (
     _shared("eps", float, 1.0e-8, "AdamW epsilon", above=0),
     _shared("grad_clip", float, 1.0, "max gradient norm; 0 = off", minimum=0),
     _shared("seed", int, 1234, "random seed (init and data order)", minimum=0),
-    _shared("precision", str, "auto", "auto = fp32 on CPU, bf16 autocast on CUDA",
+    _shared("precision", str, "auto", "auto = bf16 autocast on a CUDA device with bf16, "
+            "else fp32; bf16 where the device cannot is an error",
             choices=("auto", "fp32", "bf16")),
     _shared("compile", bool, False, "torch.compile the model"),
     _shared("eval_interval", int, 25, "steps between validation evals; 0 = end only", minimum=0),
     _shared("eval_windows", int, 16, "validation windows per training-time eval", minimum=1),
-    _shared("log_interval", int, 1, "steps between metrics.jsonl lines", minimum=1),
+    _shared("log_interval", int, 1, "steps between metrics.jsonl lines (each holds the means of "
+            "its steps; the device is read once per line)", minimum=1),
     _shared("checkpoint_steps", int, 50, "checkpoint every N steps; 0 = off", minimum=0),
     _shared("checkpoint_minutes", float, 10, "checkpoint every M minutes; 0 = off", minimum=0),
     _shared("device", str, "auto", "auto = cuda when the run holds a GPU, else cpu",
