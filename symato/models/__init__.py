@@ -1,6 +1,7 @@
-"""The two architectures the pipeline compares, behind one constructor.
+"""The architectures the pipeline compares, behind one constructor.
 
-Both models share one interface so the trainer, evaluation, generation and restoration
+RWKV-4 (``rwkv``), GPT (``gpt``) and Transformer++ (``llama``).
+All share one interface so the trainer, evaluation, generation and restoration
 never branch on the architecture: ``model(idx) -> logits (B, T, V)``, ``.config`` (a
 dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)``,
 ``forward_step(idx, state) -> (logits, new_state)`` and ``max_context`` (None when the
@@ -17,6 +18,7 @@ from torch import nn
 from symato.errors import SymatoError
 from symato.models.common import make_config
 from symato.models.gpt import GPT, GPTConfig
+from symato.models.llama import Llama, LlamaConfig
 from symato.models.rwkv import RWKV, RWKVConfig
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "GPT",
     "RWKV",
     "GPTConfig",
+    "Llama",
+    "LlamaConfig",
     "RWKVConfig",
     "arch_of",
     "build_model",
@@ -31,7 +35,13 @@ __all__ = [
     "model_from_config",
 ]
 
-ARCHS = ("rwkv", "gpt")
+ARCHS = ("rwkv", "gpt", "llama")
+# arch name -> (model class, config class); the order of ARCHS is the order of the docs.
+_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+    "rwkv": (RWKV, RWKVConfig),
+    "gpt": (GPT, GPTConfig),
+    "llama": (Llama, LlamaConfig),
+}
 
 
 def build_model(
@@ -44,25 +54,23 @@ def build_model(
     ctx_len: int,
     **extra: Any,
 ) -> nn.Module:
-    """Build an untrained model. ``n_head`` is ignored by RWKV; ``extra`` are config keys
-    such as ``wkv_backend`` (RWKV) or ``tie_weights`` (GPT); unknown keys are errors."""
+    """Build an untrained model. ``n_head`` is ignored by RWKV-4. ``extra`` are config
+    keys such as ``wkv_backend`` (RWKV) or ``tie_weights`` (GPT); unknown keys are errors."""
     shape = {"vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd, "ctx_len": ctx_len}
-    if arch == "rwkv":
-        return RWKV(make_config(RWKVConfig, "rwkv model config", **shape, **extra))
-    if arch == "gpt":
+    if arch not in _CLASSES:
+        raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
+    if arch in ("gpt", "llama"):
         if n_head is None:
-            raise SymatoError("gpt model config: n_head is required")
-        config = make_config(GPTConfig, "gpt model config", **shape, n_head=n_head, **extra)
-        return GPT(config)
-    raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
+            raise SymatoError(f"{arch} model config: n_head is required")
+        shape["n_head"] = n_head
+    return model_from_config(arch, {**shape, **extra})
 
 
 def arch_of(model: nn.Module) -> str:
-    """The arch name of a model built here ("rwkv" or "gpt")."""
-    if isinstance(model, RWKV):
-        return "rwkv"
-    if isinstance(model, GPT):
-        return "gpt"
+    """The arch name of a model built here (one of ``ARCHS``)."""
+    for arch, (cls, _) in _CLASSES.items():
+        if isinstance(model, cls):
+            return arch
     raise SymatoError(f"not a symato model: {type(model).__name__}")
 
 
@@ -73,8 +81,7 @@ def config_dict(model: nn.Module) -> dict[str, Any]:
 
 def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild an (untrained) model from ``arch`` and a ``config_dict`` result."""
-    if arch == "rwkv":
-        return RWKV(make_config(RWKVConfig, "rwkv model config", **config))
-    if arch == "gpt":
-        return GPT(make_config(GPTConfig, "gpt model config", **config))
-    raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
+    if arch not in _CLASSES:
+        raise SymatoError(f"unknown model arch {arch!r}; expected one of {list(ARCHS)}")
+    model_cls, config_cls = _CLASSES[arch]
+    return model_cls(make_config(config_cls, f"{arch} model config", **config))
