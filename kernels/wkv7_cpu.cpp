@@ -41,17 +41,19 @@ struct Task {
   int64_t state() const { return (b * H + h) * N * N; }
 };
 
-// The inputs of one step, converted to the compute type; d = exp(-exp(w)).
+// The inputs of one step, converted to the compute type; d = exp(-exp(w)) and its
+// derivative f = dd/dw = -exp(w - exp(w)) (finite for any w, where -d * exp(w) is 0 * inf).
 template <typename acc_t>
 struct StepIn {
-  std::vector<acc_t> r, d, k, v, a, b, ew;
-  explicit StepIn(int64_t N) : r(N), d(N), k(N), v(N), a(N), b(N), ew(N) {}
+  std::vector<acc_t> r, d, k, v, a, b, f;
+  explicit StepIn(int64_t N) : r(N), d(N), k(N), v(N), a(N), b(N), f(N) {}
   template <typename io_t>
   void load(const io_t* const* in, int64_t off, int64_t N) {
     for (int64_t j = 0; j < N; ++j) {
       r[j] = to_acc(in[0][off + j], acc_t{});
-      ew[j] = std::exp(to_acc(in[1][off + j], acc_t{}));
-      d[j] = std::exp(-ew[j]);
+      const acc_t w = to_acc(in[1][off + j], acc_t{}), ew = std::exp(w);
+      d[j] = std::exp(-ew);
+      f[j] = -std::exp(w - ew);
       k[j] = to_acc(in[2][off + j], acc_t{});
       v[j] = to_acc(in[3][off + j], acc_t{});
       a[j] = to_acc(in[4][off + j], acc_t{});
@@ -173,7 +175,7 @@ void backward_task(const io_t* const* in, const acc_t* s_in, const io_t* gy, con
                     dy.data(), g, N);
       for (int64_t j = 0; j < N; ++j) {
         out[0][off + j] = static_cast<io_t>(g.dr[j]);
-        out[1][off + j] = static_cast<io_t>(-g.dd[j] * x.d[j] * x.ew[j]);
+        out[1][off + j] = static_cast<io_t>(g.dd[j] * x.f[j]);
         out[2][off + j] = static_cast<io_t>(g.dk[j]);
         out[3][off + j] = static_cast<io_t>(g.dv[j]);
         out[4][off + j] = static_cast<io_t>(g.da[j]);
