@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import threading
 import warnings
 from collections.abc import Callable
@@ -327,8 +328,21 @@ def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
                 "and supports this GPU (SYMATO_CUDA_ARCH / TORCH_CUDA_ARCH_LIST)"
             )
     else:
-        facts = f"torch {torch.__version__}"
-        fix = "install a C++ compiler with OpenMP and ninja (apt-get install g++ ninja-build)"
+        from torch.utils.cpp_extension import is_ninja_available
+
+        compiler = os.environ.get("CXX", "c++")
+        facts = f"torch {torch.__version__}, compiler {shutil.which(compiler) or compiler}"
+        if "kernel sources not found" in text:
+            fix = "point $SYMATO_KERNELS_DIR at the repository's kernels/ folder"
+        elif shutil.which(compiler) is None:
+            fix = f"no {compiler}: install a C++ compiler with OpenMP (apt-get install g++)"
+        elif not is_ninja_available():
+            fix = "ninja not found: pip install ninja"
+        else:
+            fix = (
+                f"the sources in {_kernels_dir(family)} do not compile with {compiler}: "
+                "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)"
+            )
     return (
         f"{family}: the {kind} kernel could not be built ({facts}).\n"
         f"  cause: {head}\n"
