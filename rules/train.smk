@@ -49,7 +49,7 @@ TORCHRUN = f"{shlex.quote(sys.executable)} -m torch.distributed.run --standalone
 # Used by this stage's rules only (a global constraint would bind other stages' rules).
 RUN_WILDCARDS = {
     "tokenizer": "|".join(re.escape(t) for t in config.get("tokenizers", [])) or "[^/]+",
-    "run": r"(rwkv|gpt)-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?",
+    "run": r"(rwkv7|rwkv|gpt|llama)-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?",
 }
 
 

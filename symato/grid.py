@@ -33,7 +33,9 @@ from typing import Any
 from symato.errors import SymatoError
 from symato.io import read_json, write_json_atomic
 
-ARCHS = ("rwkv", "gpt")
+ARCHS = ("rwkv", "gpt", "rwkv7", "llama")
+# Archs whose width is split into heads of head_size channels.
+HEADED_ARCHS = ("gpt", "rwkv7", "llama")
 SCHEDULES = ("cosine", "exponential")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -53,10 +55,10 @@ def _bool(text: str) -> bool:
 SETTINGS_SPEC: dict[str, tuple[Callable[[str], Any], str]] = {
     "tokenizer": (str, "tokenizer name (results/vocab/{tokenizer}.json)"),
     "run": (str, "run name, e.g. rwkv-L4-D128-T200k"),
-    "arch": (str, "architecture: rwkv or gpt"),
+    "arch": (str, "architecture: rwkv, gpt, rwkv7 or llama"),
     "n_layer": (int, "number of blocks"),
     "n_embd": (int, "model width"),
-    "n_head": (int, "attention heads (GPT; recorded for RWKV)"),
+    "n_head": (int, "heads = n_embd / head_size (GPT, Llama, RWKV-7; recorded for RWKV-4)"),
     "ctx_len": (int, "training window length in tokens"),
     "batch_size": (int, "global batch per optimizer step, in windows"),
     "grad_accum": (int, "micro-batches per optimizer step (per process)"),
@@ -154,10 +156,13 @@ def run_settings(
     head_size = int(shared.pop("head_size"))
     if arch not in ARCHS:
         raise SymatoError(f"config train.grids: unknown arch {arch!r}; known: {list(ARCHS)}")
-    if arch == "gpt" and n_embd % head_size:
+    if arch in HEADED_ARCHS and n_embd % head_size:
         raise SymatoError(
             f"config train: size {size} width {n_embd} is not divisible by head_size {head_size}"
         )
+    if arch == "llama" and head_size % 2:
+        raise SymatoError(f"config train: llama needs an even head_size (RoPE rotates pairs of "
+                          f"dimensions), got {head_size}")
     n_head = max(1, n_embd // head_size)
     if shared["device"] == "auto":  # a job that declared no GPU must not take one
         shared["device"] = "cuda" if int(train.get("gpus_per_run", 0)) > 0 else "cpu"

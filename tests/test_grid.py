@@ -90,6 +90,33 @@ def test_run_settings_cli_round_trip(tmp_path: Path) -> None:
         settings_main(["--out", str(out), *args])
 
 
+def test_rwkv7_and_llama_in_the_grid() -> None:
+    """Both new archs expand to runs the train rules accept, with head_size as heads."""
+    from symato.models import build_model
+
+    config = demo_config()
+    config["train"]["grids"] = [{"tokenizers": ["symato"], "archs": ["rwkv7", "llama"],
+                                 "sizes": ["L2-D64"], "tokens": [30000]}]  # fmt: skip
+    runs = {r["run"]: r["settings"] for r in expand_grid(config)}
+    assert set(runs) == {"rwkv7-L2-D64-T30k", "llama-L2-D64-T30k"}
+    smk = (REPO / "rules/train.smk").read_text(encoding="utf-8")
+    pattern = re.search(r'"run": r"([^"]+)"', smk).group(1)
+    assert all(re.fullmatch(pattern, name) for name in [*runs, "rwkv-L1-D8-B7k", "gpt-L1-D8-T1"])
+    assert not re.fullmatch(pattern, "mamba-L2-D64-T30k")
+    s = runs["rwkv7-L2-D64-T30k"]
+    model = build_model("rwkv7", vocab_size=10, n_layer=s["n_layer"], n_embd=s["n_embd"],
+                        n_head=s["n_head"], ctx_len=s["ctx_len"])  # fmt: skip
+    assert model.config.head_size == config["train"]["settings"].get("head_size", 16) == 16
+    config["train"]["grids"][0]["sizes"] = ["L2-D40"]  # 40 is not a multiple of 16
+    with pytest.raises(SymatoError, match="L2-D40"):
+        expand_grid(config)
+    config["train"]["grids"][0]["sizes"] = ["L2-D45"]
+    config["train"]["settings"]["head_size"] = 15
+    config["train"]["grids"][0]["archs"] = ["llama"]
+    with pytest.raises(SymatoError, match="even head_size"):
+        expand_grid(config)
+
+
 # ----------------------------------------------------------------------------- dry runs
 STUB = """#!/bin/sh
 cmd=$1; shift
@@ -183,9 +210,9 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
 SNAKEFILE_REAL = SNAKEFILE.replace('SYMATO = os.path.abspath("stub_symato")\n', "")
 
 
-@pytest.mark.slow
-def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
-    """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
+def _real_workdir(tmp_path: Path, archs: list[str]) -> None:
+    """A tiny symato corpus, its vocabulary and a one-size grid of ``archs``, for the real
+    `symato` behind the rules."""
     import pandas as pd
 
     from symato.shards import write_manifest, write_token_shard
@@ -206,17 +233,37 @@ def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
     pd.DataFrame([("là", "la", 2, 5)], columns=["syllable", "sym", "marktone", "count"]).to_parquet(
         tmp_path / "results/stats/syllables.parquet")
     config = {"tokenizers": ["symato"],
-              "train": {"grids": [{"tokenizers": "all", "archs": ["gpt"], "sizes": ["L1-D16"],
+              "train": {"grids": [{"tokenizers": "all", "archs": archs, "sizes": ["L1-D16"],
                                    "tokens": [1280]}],
                         "settings": {"ctx_len": 16, "batch_size": 8, "eval_interval": 5}},
               "eval": {"restoration_syllables": 20, "sample_tokens": 4}}  # fmt: skip
     _write_config(tmp_path, config)
     (tmp_path / "Snakefile").write_text(SNAKEFILE_REAL)
-    _snakemake(tmp_path, "--quiet", "all")
-    run = tmp_path / "results/runs/symato/gpt-L1-D16-T1280"
+
+
+def _check_real_run(tmp_path: Path, arch: str) -> None:
+    run = tmp_path / f"results/runs/symato/{arch}-L1-D16-T1280"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_tokens"] == 10 * 8 * 16 and metrics["restoration_syllables"] == 20
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 10
-    assert (tmp_path / "results/benchmarks/train/symato/gpt-L1-D16-T1280.tsv").exists()
-    assert "done: 10 steps" in (tmp_path / "results/logs/train/symato/gpt-L1-D16-T1280.log"
+    assert (tmp_path / f"results/benchmarks/train/symato/{arch}-L1-D16-T1280.tsv").exists()
+    assert "done: 10 steps" in (tmp_path / f"results/logs/train/symato/{arch}-L1-D16-T1280.log"
                                 ).read_text()  # fmt: skip
+
+
+@pytest.mark.slow
+def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
+    """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
+    _real_workdir(tmp_path, ["gpt"])
+    _snakemake(tmp_path, "--quiet", "all")
+    _check_real_run(tmp_path, "gpt")
+
+
+@pytest.mark.slow
+def test_rules_train_rwkv7_and_llama_for_real(tmp_path: Path) -> None:
+    """A config with archs [rwkv7, llama] validates, trains and evaluates in the pipeline
+    (RWKV-7 with its default wkv_backend "auto": the compiled CPU kernel)."""
+    _real_workdir(tmp_path, ["rwkv7", "llama"])
+    _snakemake(tmp_path, "--quiet", "all")
+    for arch in ("rwkv7", "llama"):
+        _check_real_run(tmp_path, arch)
