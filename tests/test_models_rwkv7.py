@@ -21,8 +21,9 @@ R = 8  # every low-rank width at C = 32 (the cap C/4)
 
 def rwkv7(**extra) -> RWKV7:
     torch.manual_seed(0)
+    extra = {"wkv_backend": "torch", **extra}  # the reference loop unless asked otherwise
     return build_model("rwkv7", vocab_size=V, n_layer=L, n_embd=C, n_head=H, ctx_len=CTX,
-                       wkv_backend="torch", **extra)  # fmt: skip
+                       **extra)  # fmt: skip
 
 
 @torch.no_grad()
@@ -222,3 +223,28 @@ def test_any_head_size_that_divides_the_width(n):
     assert model.blocks[0].att.r_k.shape == (32 // n, n)
     with torch.no_grad():
         assert math.isfinite(float(model(torch.tensor([[1, 2, 3]])).sum()))
+
+
+def test_compiled_backend_matches_the_reference_in_both_modes():
+    """wkv_backend "auto" (the compiled kernel of the device) computes what "torch" does:
+    logits, parameter gradients, and the RNN-mode state."""
+    from symato.wkv7 import last_backend_used
+
+    ref, fast = randomize(rwkv7()), randomize(rwkv7(wkv_backend="auto"))
+    idx = torch.randint(0, V, (2, 40), generator=torch.Generator().manual_seed(5))
+    outs = []
+    for model in (ref, fast):
+        logits = model(idx)
+        logits.square().mean().backward()
+        outs.append((logits.detach(), [p.grad for p in model.parameters()]))
+    assert last_backend_used() != "torch"
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-5, rtol=1e-5)
+    for g_fast, g_ref in zip(outs[1][1], outs[0][1], strict=True):
+        torch.testing.assert_close(g_fast, g_ref, atol=1e-6, rtol=1e-4)
+    with torch.no_grad():
+        a, s_ref = ref.forward_step(idx[:, :7], None)
+        b, s_fast = fast.forward_step(idx[:, :7], None)
+        c, _ = fast.forward_step(idx[:, 7:9], s_fast)
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s_fast.wkv, s_ref.wkv, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c, outs[0][0][:, 7:9], atol=1e-5, rtol=1e-5)
