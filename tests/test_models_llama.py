@@ -193,3 +193,12 @@ def test_checkpoint_round_trip(tmp_path):
     idx = torch.randint(0, V, (1, 9))
     with torch.no_grad():
         torch.testing.assert_close(loaded(idx), model(idx), rtol=0, atol=0)
+
+
+def test_torch_compile_traces_one_graph():
+    model = randomize(llama())
+    idx = torch.randint(0, V, (2, CTX), generator=torch.Generator().manual_seed(6))
+    out = torch.compile(model, fullgraph=True, backend="aot_eager")(idx)
+    out.square().mean().backward()
+    torch.testing.assert_close(out, model(idx), atol=1e-5, rtol=1e-5)
+    assert model.layers[0].attention.wq.weight.grad is not None

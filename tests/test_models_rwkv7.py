@@ -248,3 +248,15 @@ def test_compiled_backend_matches_the_reference_in_both_modes():
     torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(s_fast.wkv, s_ref.wkv, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c, outs[0][0][:, 7:9], atol=1e-5, rtol=1e-5)
+
+
+def test_torch_compile_traces_one_graph():
+    """``compile: true`` in training: fullgraph=True fails on any graph break (the WKV-7
+    custom op and the backend choice must trace); compiled equals eager."""
+    model = randomize(rwkv7(wkv_backend="auto"))
+    idx = torch.randint(0, V, (2, 16), generator=torch.Generator().manual_seed(6))
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    out = compiled(idx)
+    out.square().mean().backward()
+    torch.testing.assert_close(out, model(idx), atol=1e-5, rtol=1e-5)
+    assert model.blocks[1].att.w1.grad is not None
