@@ -198,29 +198,34 @@ class RWKV7TimeMix(nn.Module):
 
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
-        xx = _shift(x, last) - x
-        xr, xw, xk = x + xx * self.x_r, x + xx * self.x_w, x + xx * self.x_k
-        xv, xa, xg = x + xx * self.x_v, x + xx * self.x_a, x + xx * self.x_g
-        r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
-        # log-log decay, soft-clamped below -0.5: per-step decay exp(-e^-0.5 sigmoid(.))
-        w = -F.softplus(-(self.w0 + torch.tanh(xw @ self.w1) @ self.w2)) - 0.5
+        xx = _shift(x, last) - x  # x_m = x + xx * x_m, as one op each (addcmul)
+        xr, xw, xk = (torch.addcmul(x, xx, m) for m in (self.x_r, self.x_w, self.x_k))
+        xv, xa, xg = (torch.addcmul(x, xx, m) for m in (self.x_v, self.x_a, self.x_g))
+        r = F.linear(xr, self.receptance.weight)  # F.linear: no module-call overhead
+        k, v = F.linear(xk, self.key.weight), F.linear(xv, self.value.weight)
+        # log-log decay soft-clamped below -0.5, -softplus(-z) - 0.5 = logsigmoid(z) - 0.5:
+        # per-step decay exp(-e^-0.5 sigmoid(z))
+        w = F.logsigmoid(self.w0 + torch.tanh(xw @ self.w1) @ self.w2) - 0.5
         if self.layer_id == 0:
             v_first = v
-        else:  # value residual: mix in layer 0's value
-            v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)
+        else:  # value residual: v + (v_first - v) * gate
+            v = torch.lerp(v, v_first, torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2))
         a = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)  # in-context learning rate
         g = torch.sigmoid(xg @ self.g1) @ self.g2
         kk = F.normalize((k * self.k_k).view(B, T, H, N), dim=-1, p=2.0).view(B, T, C)
         k = k * (1 + (a - 1) * self.k_a)
         heads, dtype = (B, T, H, N), r.dtype  # the operator takes one dtype for all six
         y, new_state = wkv7(
-            *(t.to(dtype).view(heads) for t in (r, w, k, v, -kk, kk * a)),
+            *(t.view(heads) if t.dtype == dtype else t.to(dtype).view(heads)
+              for t in (r, w, k, v, -kk, kk * a)),
             state=state, backend=self.backend,
-        )
-        y = self.ln_x(y.reshape(B * T, C)).view(B, T, C).to(dtype)
+        )  # fmt: skip
+        ln_x = self.ln_x
+        y = F.group_norm(y.reshape(B * T, C), H, ln_x.weight, ln_x.bias, ln_x.eps)
+        y = y.view(B, T, C).to(dtype)
         bonus = (r.view(heads) * k.view(heads) * self.r_k).sum(dim=-1, keepdim=True)
         y = y + (bonus * v.view(heads)).view(B, T, C)
-        return self.output(y * g), v_first, new_state
+        return F.linear(y * g, self.output.weight), v_first, new_state
 
 
 class RWKV7ChannelMix(nn.Module):
@@ -236,8 +241,8 @@ class RWKV7ChannelMix(nn.Module):
 
     def forward(self, x: Tensor, last: Tensor | None) -> Tensor:
         """Mix ``x`` (B,T,C); ``last`` (B,C) is the previous token's input or None."""
-        k = x + (_shift(x, last) - x) * self.x_k
-        return self.value(torch.relu(self.key(k)) ** 2)
+        k = torch.addcmul(x, _shift(x, last) - x, self.x_k)
+        return F.linear(torch.relu(F.linear(k, self.key.weight)) ** 2, self.value.weight)
 
 
 class RWKV7Block(nn.Module):
@@ -255,17 +260,19 @@ class RWKV7Block(nn.Module):
 
     def forward(
         self, x: Tensor, v_first: Tensor | None, shift: Tensor | None, state: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """Apply the block. ``shift`` (B,2,C) and ``state`` (B,H,N,N) are this layer's
-        slices of the RNN state, or None. Returns x, v_first, new shift, new state."""
+        slices of the RNN state, or None (GPT mode). Returns x, v_first, the new shift
+        (None in GPT mode) and the new WKV state."""
         h = self.ln1(x)
         att, v_first, new_state = self.att(h, v_first, None if shift is None else shift[:, 0],
                                            state)  # fmt: skip
         x = x + att
         h2 = self.ln2(x)
         x = x + self.ffn(h2, None if shift is None else shift[:, 1])
-        new_shift = torch.stack([h[:, -1].float(), h2[:, -1].float()], dim=1)
-        return x, v_first, new_shift, new_state
+        if shift is None:
+            return x, v_first, None, new_state
+        return x, v_first, torch.stack([h[:, -1], h2[:, -1]], dim=1).float(), new_state
 
 
 class RWKV7(nn.Module):
