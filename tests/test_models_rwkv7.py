@@ -260,3 +260,32 @@ def test_torch_compile_traces_one_graph():
     out.square().mean().backward()
     torch.testing.assert_close(out, model(idx), atol=1e-5, rtol=1e-5)
     assert model.blocks[1].att.w1.grad is not None
+
+
+def test_cpu_generation_fast_path_is_exact_and_follows_weight_changes():
+    """One token without autograd multiplies tall weights (ffn.key, head) by a cached
+    transposed copy; it must equal the plain product and be rebuilt when weights change."""
+    model = randomize(rwkv7()).eval()
+    idx = torch.randint(0, V, (1, 6), generator=torch.Generator().manual_seed(8))
+
+    def steps() -> torch.Tensor:
+        state, out = None, []
+        with torch.inference_mode():
+            for t in range(idx.shape[1]):
+                logits, state = model.forward_step(idx[:, t : t + 1], state)
+                out.append(logits)
+        return torch.cat(out, 1)
+
+    with torch.no_grad():
+        torch.testing.assert_close(steps(), model(idx), atol=1e-5, rtol=1e-5)
+    assert "_rows_weight" in model.head.__dict__
+    assert "_rows_weight" in model.blocks[0].ffn.key.__dict__
+    assert "_rows_weight" not in model.blocks[0].att.key.__dict__  # square: plain product
+    assert not any("rows_weight" in k for k in model.state_dict())
+    with torch.no_grad():  # an in-place change (as an optimizer step makes) bumps the version
+        model.head.weight.mul_(-1.5)
+        model.blocks[1].ffn.key.weight.add_(0.3)
+        torch.testing.assert_close(steps(), model(idx), atol=1e-5, rtol=1e-5)
+    fresh = randomize(rwkv7())
+    fresh.forward_step(idx[:, :1], None)[0].sum().backward()  # with autograd: no copy made
+    assert "_rows_weight" not in fresh.head.__dict__ and fresh.head.weight.grad is not None

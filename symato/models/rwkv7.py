@@ -116,6 +116,30 @@ class RWKV7State(NamedTuple):
     wkv: Tensor
 
 
+def _project(x: Tensor, layer: nn.Linear) -> Tensor:
+    """``layer(x)`` (no bias), with a fast path for generating on the CPU.
+
+    Why: for one row (one generated token) the product only streams the weight through
+    memory, and with the BLAS of torch's CPU builds a tall weight (out > in: ``ffn.key``,
+    ``head``) in nn.Linear's (out, in) layout streams at about half the speed of the same
+    matrix stored (in, out) (benchmarks/bench_rnn.py, docs/benchmarks.md). So without
+    autograd, on the CPU, one row times a tall weight uses a transposed copy, kept on the
+    module until the weight changes (its version counter; an optimizer step or a load
+    bumps it). The copy costs memory (about a third of the weights) and is never made in
+    training, where autograd is on.
+    """
+    w = layer.weight
+    if (torch.is_grad_enabled() or x.device.type != "cpu" or x.numel() != x.shape[-1]
+            or w.shape[0] <= w.shape[1]):  # fmt: skip
+        return F.linear(x, w)
+    key = (w._version, w.data_ptr(), w.dtype)
+    cached = layer.__dict__.get("_rows_weight")
+    if cached is None or cached[0] != key:
+        cached = (key, w.detach().t().contiguous())
+        layer.__dict__["_rows_weight"] = cached  # a plain attribute: not in the state dict
+    return x @ cached[1]
+
+
 def _shift(x: Tensor, last: Tensor | None) -> Tensor:
     """Token shift: each position sees the previous one; position 0 sees ``last`` (or 0)."""
     first = torch.zeros_like(x[:, :1]) if last is None else last[:, None].to(x.dtype)
@@ -201,8 +225,7 @@ class RWKV7TimeMix(nn.Module):
         xx = _shift(x, last) - x  # x_m = x + xx * x_m, as one op each (addcmul)
         xr, xw, xk = (torch.addcmul(x, xx, m) for m in (self.x_r, self.x_w, self.x_k))
         xv, xa, xg = (torch.addcmul(x, xx, m) for m in (self.x_v, self.x_a, self.x_g))
-        r = F.linear(xr, self.receptance.weight)  # F.linear: no module-call overhead
-        k, v = F.linear(xk, self.key.weight), F.linear(xv, self.value.weight)
+        r, k, v = _project(xr, self.receptance), _project(xk, self.key), _project(xv, self.value)
         # log-log decay soft-clamped below -0.5, -softplus(-z) - 0.5 = logsigmoid(z) - 0.5:
         # per-step decay exp(-e^-0.5 sigmoid(z))
         w = F.logsigmoid(self.w0 + torch.tanh(xw @ self.w1) @ self.w2) - 0.5
@@ -225,7 +248,7 @@ class RWKV7TimeMix(nn.Module):
         y = y.view(B, T, C).to(dtype)
         bonus = (r.view(heads) * k.view(heads) * self.r_k).sum(dim=-1, keepdim=True)
         y = y + (bonus * v.view(heads)).view(B, T, C)
-        return F.linear(y * g, self.output.weight), v_first, new_state
+        return _project(y * g, self.output), v_first, new_state
 
 
 class RWKV7ChannelMix(nn.Module):
@@ -242,7 +265,7 @@ class RWKV7ChannelMix(nn.Module):
     def forward(self, x: Tensor, last: Tensor | None) -> Tensor:
         """Mix ``x`` (B,T,C); ``last`` (B,C) is the previous token's input or None."""
         k = torch.addcmul(x, _shift(x, last) - x, self.x_k)
-        return F.linear(torch.relu(F.linear(k, self.key.weight)) ** 2, self.value.weight)
+        return _project(torch.relu(_project(k, self.key)) ** 2, self.value)
 
 
 class RWKV7Block(nn.Module):
@@ -347,7 +370,7 @@ class RWKV7(nn.Module):
             x, v_first, s, w = block(x, v_first, shift, wkv)
             shifts.append(s)
             wkvs.append(w)
-        logits = self.head(self.ln_out(x))
+        logits = _project(self.ln_out(x), self.head)
         if state is None:
             return logits, None
         return logits, RWKV7State(torch.stack(shifts, 1), torch.stack(wkvs, 1).float())
