@@ -3,39 +3,12 @@
 // CPU tensors. Slow (one OS thread per CUDA thread); meant for small shapes in tests.
 #include <torch/extension.h>  // first: the emulation macros must not reach torch's headers
 
-#include <thread>
 #include <vector>
 
 #define WKV_HOST_EMULATION 1
 #include "wkv_cuda.cu"
 
 namespace {
-
-// Run `kernel` over a grid, one block at a time, one std::thread per CUDA thread.
-template <typename F>
-void launch(dim3 grid, dim3 block, F&& kernel) {
-  const unsigned n = block.x * block.y;
-  for (unsigned by = 0; by < grid.y; ++by) {
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
-      pthread_barrier_t barrier;
-      pthread_barrier_init(&barrier, nullptr, n);
-      g_block_barrier = &barrier;
-      std::vector<std::thread> threads;
-      threads.reserve(n);
-      for (unsigned ty = 0; ty < block.y; ++ty) {
-        for (unsigned tx = 0; tx < block.x; ++tx) {
-          threads.emplace_back([=, &kernel] {
-            threadIdx = dim3{tx, ty, 1};
-            blockIdx = dim3{bx, by, 1};
-            kernel();
-          });
-        }
-      }
-      for (auto& t : threads) t.join();
-      pthread_barrier_destroy(&barrier);
-    }
-  }
-}
 
 void check(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "wkv emulation: ", name,
@@ -63,12 +36,12 @@ std::vector<torch::Tensor> forward(torch::Tensor w, torch::Tensor u, torch::Tens
   const dim3 block{CH, NSEG_F, 1};
   if (bf16) {
     using bf = __nv_bfloat16;
-    launch(grid, block, [&] {
+    emulate_launch(grid, block, [&] {
       wkv_forward_kernel<bf>(T, C, ptr<float>(w), ptr<float>(u), ptr<bf>(k), ptr<bf>(v),
                              ptr<float>(state), ptr<bf>(y), ptr<float>(s_out), cp);
     });
   } else {
-    launch(grid, block, [&] {
+    emulate_launch(grid, block, [&] {
       wkv_forward_kernel<float>(T, C, ptr<float>(w), ptr<float>(u), ptr<float>(k),
                                 ptr<float>(v), ptr<float>(state), ptr<float>(y),
                                 ptr<float>(s_out), cp);
@@ -92,14 +65,14 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
   const dim3 block{CH, NSEG_B, 1};
   if (bf16) {
     using bf = __nv_bfloat16;
-    launch(grid, block, [&] {
+    emulate_launch(grid, block, [&] {
       wkv_backward_kernel<bf>(T, C, ptr<float>(w), ptr<float>(u), ptr<bf>(k), ptr<bf>(v),
                               ptr<float>(state), ptr<float>(s_out), ptr<float>(ckpt),
                               ptr<bf>(gy), ptr<float>(gs), ptr<float>(gw), ptr<float>(gu),
                               ptr<bf>(gk), ptr<bf>(gv), ptr<float>(gs_in));
     });
   } else {
-    launch(grid, block, [&] {
+    emulate_launch(grid, block, [&] {
       wkv_backward_kernel<float>(T, C, ptr<float>(w), ptr<float>(u), ptr<float>(k),
                                  ptr<float>(v), ptr<float>(state), ptr<float>(s_out),
                                  ptr<float>(ckpt), ptr<float>(gy), ptr<float>(gs),

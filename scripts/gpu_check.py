@@ -1,4 +1,4 @@
-"""GPU check of the CUDA WKV kernel: build, correctness against float64, timing.
+"""GPU check of the CUDA WKV kernels: build, correctness against float64, timing.
 
 Run on a machine with a CUDA GPU (``scripts/gpu_check.sh`` sets up the environment):
 
@@ -16,6 +16,9 @@ The float64 reference for the large shapes is the C++ CPU backend in float64, it
 checked in tests/test_wkv.py against an O(T^2) weighted average and by gradcheck; small
 shapes also use the pure-PyTorch loop in float64 on the GPU. ``--compile-only`` just builds
 (works without a GPU when TORCH_CUDA_ARCH_LIST / SYMATO_CUDA_ARCH is set).
+
+The RWKV-7 kernel (kernels/wkv7_cuda.cu) gets the same treatment from
+scripts/gpu_check_wkv7.py, into the same report: correctness, then timings.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import gpu_check_wkv7  # beside this file: scripts/ is on sys.path when run as a script
+
 from symato.models.ops.wkv4 import initial_state, load_extension, wkv
+from symato.models.ops.wkv7 import load_wkv7_extension
 
 SHAPES_CHECK = [(2, 37, 40), (3, 1000, 96), (1, 16384, 64), (4, 2048, 512)]
 SHAPES_TIME = [(8, 1024, 512), (16, 1024, 1024), (8, 4096, 2048)]
@@ -308,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     ext = load_extension("cuda", verbose=False)
     log(f"built wkv cuda extension in {time.time() - t0:.1f}s: {ext.__name__}")
+    t0 = time.time()
+    ext7 = load_wkv7_extension("cuda")
+    log(f"built wkv7 cuda extension in {time.time() - t0:.1f}s: {ext7.__name__}")
     if args.compile_only:
         build_baseline()
         log("built baseline kernel; --compile-only: done")
@@ -329,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if all(r["ok"] for r in rows) else "FAIL"
             log(f"check {(B, T, C)} {worst['dtype']}: {status}; worst {worst['tensor']} "
                 f"vs {worst['ref']} rel err {worst['rel_err']:.2e} ({time.time() - t1:.1f}s)")
+    check_rows += gpu_check_wkv7.check_all(log)
     failed = [r for r in check_rows if not r["ok"]]
     for r in failed:
         log(f"  FAIL {r}")
-    time_rows, bw = [], None
+    time_rows, time7, bw = [], [], None
     if not args.skip_timing:
         base = build_baseline()
         bw = copy_bandwidth()
@@ -340,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         for B, T, C in SHAPES_TIME:
             for dtype in (torch.float32, torch.bfloat16):
                 time_rows += time_shape(ext, base, B, T, C, dtype, bw)
+        time7 = gpu_check_wkv7.time_all(bw, time_ms, log)
     lines = [
         f"device: {prop.name}; copy bandwidth {bw / 1e12:.2f} TB/s" if bw else "",
         "",
@@ -353,13 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * r['fwd_bw_frac']:.0f}% | {r['fb_ms']:.3f} | {100 * r['fb_bw_frac']:.0f}% | "
             f"{r['fwd_speedup']:.2f}x | {r['fb_speedup']:.2f}x |"
         )
-    table = "\n".join(lines)
+    table = "\n".join(lines) + ("\n" + gpu_check_wkv7.table(time7) if time7 else "")
     log(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.md").write_text(table + "\n")
     payload = dict(device=prop.name, copy_bw=bw, checks=check_rows, timing=time_rows,
-                   torch=torch.__version__)
+                   timing_wkv7=time7, torch=torch.__version__)
     (out / "gpu_check.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     log(f"correctness: {len(check_rows) - len(failed)}/{len(check_rows)} ok")
     return 1 if failed else 0

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One prepared GPU check of the WKV CUDA kernel (see scripts/gpu_check.py for what it does).
+# One prepared GPU check of the WKV CUDA kernels, RWKV-4 and RWKV-7 (see scripts/gpu_check.py
+# and scripts/gpu_check_wkv7.py for what it does).
 #
 # Usage, from the repository root on a machine with an NVIDIA GPU:
 #   bash scripts/gpu_check.sh                 # build, check vs float64, time, print a table,
 #                                             # then run the CUDA cases of tests/test_wkv.py
+#                                             # and tests/test_wkv7.py
 #   bash scripts/gpu_check.sh --compile-only  # just build (works without a GPU given nvcc)
 # Results go to $OUT (when set) or results/gpu_check/: gpu_check.md and gpu_check.json.
 #
@@ -46,7 +48,8 @@ status=0
 case " $* " in *" --compile-only "*) ;; *)
   if "$PY" -c 'import pytest' 2>/dev/null; then
     PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pytest -q -p no:cacheprovider \
-      tests/test_wkv.py -k "cuda and not emulated" || status=$?
+      tests/test_wkv.py tests/test_wkv7.py -k "cuda and not emulated and not compiles" \
+      || status=$?
   fi ;;
 esac
 exit $status

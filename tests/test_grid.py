@@ -91,6 +91,32 @@ def test_run_settings_cli_round_trip(tmp_path: Path) -> None:
         settings_main(["--out", str(out), *command_args({**settings, "grad_accum": 3})])
 
 
+def test_rwkv7_and_llama_in_the_grid() -> None:
+    """Both new archs expand to runs the train rules accept, with head_size shaping heads."""
+    from symato.models import model_for_run
+
+    config = demo_config()
+    config["train"]["grids"] = [{"tokenizers": ["symato"], "archs": ["rwkv7", "llama"],
+                                 "sizes": ["L2-D64"], "tokens": [30000]}]  # fmt: skip
+    runs = {r["run"]: r["settings"] for r in expand_grid(config)}
+    assert set(runs) == {"rwkv7-L2-D64-T30k", "llama-L2-D64-T30k"}
+    pattern = run_name_pattern()
+    assert all(re.fullmatch(pattern, name) for name in [*runs, "rwkv-L1-D8-B7k", "gpt-L1-D8-T1"])
+    assert not re.fullmatch(pattern, "mamba-L2-D64-T30k")
+    rwkv7 = model_for_run(runs["rwkv7-L2-D64-T30k"], vocab_size=10)
+    assert rwkv7.config.head_size == config["train"]["settings"]["head_size"] == 16
+    llama = model_for_run(runs["llama-L2-D64-T30k"], vocab_size=10)
+    assert llama.config.n_head == 64 // 16
+    config["train"]["grids"][0]["sizes"] = ["L2-D40"]  # 40 is not a multiple of 16
+    with pytest.raises(SymatoError, match="L2-D40"):
+        expand_grid(config)
+    config["train"]["grids"][0]["sizes"] = ["L2-D45"]
+    config["train"]["settings"]["head_size"] = 15
+    config["train"]["grids"][0]["archs"] = ["llama"]
+    with pytest.raises(SymatoError, match="llama needs a head_size that is a multiple of 2"):
+        expand_grid(config)
+
+
 # ----------------------------------------------------------------------------- dry runs
 STUB = """#!/bin/sh
 cmd=$1; shift
@@ -190,9 +216,9 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
 SNAKEFILE_REAL = SNAKEFILE.replace('SYMATO = os.path.abspath("stub_symato")\n', "")
 
 
-@pytest.mark.slow
-def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
-    """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
+def _real_workdir(tmp_path: Path, archs: list[str]) -> None:
+    """A tiny symato corpus, its vocabulary and a one-size grid of ``archs``, for the real
+    `symato` behind the rules."""
     import pandas as pd
 
     from symato.data.tokenize import write_manifest, write_token_shard
@@ -213,19 +239,21 @@ def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
     pd.DataFrame([("là", "la", 2, 5)], columns=["syllable", "sym", "marktone", "count"]).to_parquet(
         tmp_path / "results/stats/syllables.parquet")
     config = {"tokenizers": ["symato"],
-              "train": {"grids": [{"tokenizers": "all", "archs": ["gpt"], "sizes": ["L1-D16"],
+              "train": {"grids": [{"tokenizers": "all", "archs": archs, "sizes": ["L1-D16"],
                                    "tokens": [1280]}],
                         "settings": {"ctx_len": 16, "batch_size": 8, "eval_interval": 5}},
               "eval": {"restoration_syllables": 20, "sample_tokens": 4}}  # fmt: skip
     _write_config(tmp_path, config)
     (tmp_path / "Snakefile").write_text(SNAKEFILE_REAL)
-    _snakemake(tmp_path, "--quiet", "all")
-    run = tmp_path / "results/runs/symato/gpt-L1-D16-T1280"
+
+
+def _check_real_run(tmp_path: Path, arch: str) -> None:
+    run = tmp_path / f"results/runs/symato/{arch}-L1-D16-T1280"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_tokens"] == 10 * 8 * 16 and metrics["restoration_syllables"] == 20
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 10
-    assert (tmp_path / "results/benchmarks/train/symato/gpt-L1-D16-T1280.tsv").exists()
-    assert "done: 10 steps" in (tmp_path / "results/logs/train/symato/gpt-L1-D16-T1280.log"
+    assert (tmp_path / f"results/benchmarks/train/symato/{arch}-L1-D16-T1280.tsv").exists()
+    assert "done: 10 steps" in (tmp_path / f"results/logs/train/symato/{arch}-L1-D16-T1280.log"
                                 ).read_text()  # fmt: skip
 
 
@@ -250,3 +278,21 @@ def test_vary_sweeps_settings_and_names_the_runs() -> None:
     config["train"]["grids"][0]["vary"] = {"seed": [1, 2]}
     with pytest.raises(SymatoError, match=r"vary: Additional properties .*'seed'"):
         prepared(config)
+
+
+@pytest.mark.slow
+def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
+    """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
+    _real_workdir(tmp_path, ["gpt"])
+    _snakemake(tmp_path, "--quiet", "all")
+    _check_real_run(tmp_path, "gpt")
+
+
+@pytest.mark.slow
+def test_rules_train_rwkv7_and_llama_for_real(tmp_path: Path) -> None:
+    """A config with archs [rwkv7, llama] validates, trains and evaluates in the pipeline
+    (RWKV-7 with its default wkv_backend "auto": the compiled CPU kernel)."""
+    _real_workdir(tmp_path, ["rwkv7", "llama"])
+    _snakemake(tmp_path, "--quiet", "all")
+    for arch in ("rwkv7", "llama"):
+        _check_real_run(tmp_path, arch)

@@ -299,7 +299,7 @@ def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:
 @pytest.mark.slow  # torch.compile of forward and backward: about 30 s on 2 cores
 def test_compiled_rwkv_run_matches_eager(tmp_path: Path) -> None:
     """``compile: true`` traces RWKV with its WKV custom op as one graph (no graph break:
-    symato/wkv.py) and trains the same model as eager mode, to float rounding."""
+    symato/models/ops/wkv4.py) and trains the same model as eager mode, to float rounding."""
     torch._dynamo.reset()
     over = {"arch": "rwkv", "run": "rwkv-L1-D16-T4k", "steps": 6, "eval_interval": 0}
     eager = make_settings(tmp_path / "e", **over)

@@ -1,4 +1,4 @@
-"""Tests of the WKV operator (symato/wkv.py, kernels/): every backend against an
+"""Tests of the WKV operator (symato/models/ops/wkv4.py, kernels/): every backend against an
 independent float64 reference, gradcheck, stability at large |k|, chunked state passing.
 
 The reference here is written differently from the kernels on purpose: it evaluates the

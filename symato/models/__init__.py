@@ -5,8 +5,8 @@ never branch on the architecture: ``model(idx) -> logits (B, T, V)``, ``.config`
 dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)``,
 ``forward_step(idx, state) -> (logits, new_state)`` and ``max_context`` (None when the
 model has no context limit at inference). Which architectures exist is
-``symato.models.registry``; one file per model (``rwkv.py``, ``gpt.py``), operators in
-``ops/``.
+``symato.models.registry``; one file per model (``rwkv.py``, ``gpt.py``, ``rwkv7.py``,
+``llama.py``), operators in ``ops/``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from symato.errors import SymatoError
 from symato.models.common import make_config
 from symato.models.registry import ARCHITECTURES, architecture_of, get_architecture
 
@@ -45,12 +46,19 @@ def build_model(
     arch: str, *, vocab_size: int, n_layer: int, n_embd: int, ctx_len: int,
     n_head: int | None = None, **extra: Any,
 ) -> nn.Module:
-    """Build an untrained model. ``n_head`` is used by architectures with attention heads
-    and ignored by the others; ``extra`` are config keys such as ``wkv_backend`` (RWKV)
-    or ``tie_weights`` (GPT); unknown keys are errors."""
+    """Build an untrained model. ``n_head`` is used by architectures with heads (RWKV-7
+    takes its head size as ``n_embd / n_head`` unless ``extra`` gives ``head_size``) and
+    ignored by RWKV-4; ``extra`` are config keys such as ``wkv_backend`` (RWKV) or
+    ``tie_weights`` (GPT); unknown keys are errors."""
     config = {"vocab_size": vocab_size, "n_layer": n_layer, "n_embd": n_embd, "ctx_len": ctx_len}
-    if n_head is not None and get_architecture(arch).heads == "n_head":
+    heads = get_architecture(arch).heads
+    if n_head is not None and heads == "n_head":
         config["n_head"] = n_head
+    elif n_head is not None and heads == "head_size" and "head_size" not in extra:
+        if n_head < 1 or n_embd % n_head:
+            raise SymatoError(f"{arch} model config: n_embd ({n_embd}) must be divisible by "
+                              f"n_head ({n_head})")
+        config["head_size"] = n_embd // n_head
     return model_from_config(arch, {**config, **extra})
 
 

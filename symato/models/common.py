@@ -1,8 +1,9 @@
-"""What the two architectures share: parameter counting and the training-FLOPs convention.
+"""What the architectures share: parameter counting and the training-FLOPs convention.
 
-Why one place: the scaling fits compare RWKV and GPT runs on the same axes (parameters,
-compute). If each model counted in its own way, a difference in the fits could come from
-bookkeeping rather than from the architectures. docs/models.md writes the formulas out.
+Why one place: the scaling fits compare RWKV, GPT and Llama runs on the same axes
+(parameters, compute). If each model counted in its own way, a difference in the fits
+could come from bookkeeping rather than from the architectures. docs/models.md writes
+the formulas out.
 
 Convention (Kaplan et al. 2020, "6N"):
 
@@ -13,9 +14,11 @@ Convention (Kaplan et al. 2020, "6N"):
   count; its matmul is added back to the compute below.)
 * ``flops_per_token`` — training FLOPs per token, forward + backward:
   ``6 * (non_embedding + tied_head) + 6 * n_layer * ctx_len * n_embd`` where the second
-  term (attention scores and their weighted sum over the context) only exists for GPT.
-  RWKV's WKV recurrence costs O(n_embd) per token per layer and is left out, like the
-  LayerNorms and element-wise operations.
+  term (attention scores and their weighted sum over the context) only exists for GPT
+  and Llama. RWKV-4's WKV recurrence costs O(n_embd) per token per layer and is left
+  out, like the LayerNorms and element-wise operations; RWKV-7's state update costs
+  O(head_size * n_embd) and is added by that model (``27 * n_layer * head_size *
+  n_embd``, docs/models.md says why).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def count_parameters(model: nn.Module, embedding_names: tuple[str, ...]) -> dict
 def training_flops_per_token(
     matmul_params: int, n_layer: int, ctx_len: int, n_embd: int, attention: bool
 ) -> float:
-    """Training FLOPs per token: 6 per matmul parameter, plus the attention term for GPT.
+    """Training FLOPs per token: 6 per matmul parameter, plus the attention term.
 
     The factor 6 is 2 (multiply + add) for the forward pass and 4 for the backward pass
     (gradients with respect to both the activations and the weights).

@@ -26,7 +26,9 @@ class Architecture:
 
     ``heads`` says how the run setting ``head_size`` shapes the model: ``"n_head"``
     (attention: n_head = n_embd / head_size), ``"head_size"`` (passed as is) or
-    ``"none"`` (unused). ``defaults`` are training settings this architecture uses
+    ``"none"`` (unused); ``head_multiple`` is what the head size must be a multiple of
+    (2 where rotary embeddings rotate pairs of dimensions). ``defaults`` are training
+    settings this architecture uses
     unless ``train.arch_overrides`` says otherwise. ``run_fields`` are the settings that
     name a run (``{arch}-L{n_layer}-D{n_embd}-...``).
     """
@@ -37,6 +39,7 @@ class Architecture:
     config_class: str
     summary: str
     heads: str = "none"
+    head_multiple: int = 1
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     run_fields: tuple[str, ...] = ("n_layer", "n_embd")
 
@@ -53,6 +56,9 @@ class Architecture:
         if width % head:
             raise SymatoError(f"{where}: {self.name} width {width} is not divisible by "
                               f"head_size {head}")
+        if head % self.head_multiple:
+            raise SymatoError(f"{where}: {self.name} needs a head_size that is a multiple of "
+                              f"{self.head_multiple}, got {head}")
 
     def model_kwargs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         """The model-config keys a run's settings fix beyond the vocabulary size."""
@@ -73,6 +79,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("gpt", "symato.models.gpt", "GPT", "GPTConfig",
                      "GPT-2-style Transformer: LayerNorm, learned positions, GELU MLP",
                      heads="n_head"),
+        Architecture("rwkv7", "symato.models.rwkv7", "RWKV7", "RWKV7Config",
+                     "RWKV-7 'Goose' (x070): matrix-valued state, in-context learning rate",
+                     heads="head_size"),
+        Architecture("llama", "symato.models.llama", "Llama", "LlamaConfig",
+                     "Transformer++: RMSNorm, rotary positions, SwiGLU, no biases",
+                     heads="n_head", head_multiple=2),
     )
 }
 

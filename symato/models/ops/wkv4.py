@@ -17,7 +17,9 @@ a state from this operator can be fed to the ``rwkv`` package and back. It is fl
 (float64 when k/v are float64, which gradcheck needs).
 
 Compiled backends are built on first use with ``torch.utils.cpp_extension.load``
-(ninja) into ``$SYMATO_BUILD_DIR/wkv/<hash>`` (default ``~/.cache/symato/wkv/<hash>``);
+(ninja) into ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>`` (default
+``~/.cache/symato/...``; family ``wkv`` here, ``wkv7`` for the RWKV-7 operator in
+``symato.wkv7``, which shares this loader through ``load_extension(kind, family=...)``);
 the hash covers the kernel sources, compile flags, torch version and CPU, so an edit to
 a kernel rebuilds it and different machines sharing a home folder never share a binary.
 Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, then the repository's
@@ -32,8 +34,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -43,8 +47,10 @@ from symato.errors import SymatoError
 
 __all__ = [
     "BACKENDS",
+    "FAMILIES",
     "INIT_PP",
     "available_backends",
+    "explain_build_failure",
     "initial_state",
     "last_backend_used",
     "load_extension",
@@ -139,7 +145,25 @@ def wkv_torch(w, u, k, v, state=None):
 # ----------------------------------------------------------------------------- building
 
 
-def _kernels_dir() -> Path:
+# Kernel families: each compiled kind of each operator, as (sources compiled, other files
+# the build reads). One table, so both operators share one loader, one source lookup and
+# one hashed build-folder scheme: $SYMATO_BUILD_DIR/<family>/<kind>-<hash>.
+FAMILIES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "wkv": {
+        "cpu": (("wkv_cpu.cpp",), ()),
+        "cuda": (("wkv_cuda_bind.cpp", "wkv_cuda.cu"), ()),
+        # the CUDA kernels compiled for the CPU (tests)
+        "cuda-emulated": (("wkv_cuda_emulate.cpp",), ("wkv_cuda.cu", "wkv_host_emulation.h")),
+    },
+    "wkv7": {
+        "cpu": (("wkv7_cpu.cpp",), ()),
+        "cuda": (("wkv7_cuda_bind.cpp", "wkv7_cuda.cu"), ()),
+        "cuda-emulated": (("wkv7_cuda_emulate.cpp",), ("wkv7_cuda.cu", "wkv_host_emulation.h")),
+    },
+}
+
+
+def _kernels_dir(family: str = "wkv") -> Path:
     """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else the package data
     ``symato.kernels`` (the repository's ``kernels/`` folder, mapped by pyproject.toml,
     in a checkout and in an installed wheel alike)."""
@@ -148,11 +172,13 @@ def _kernels_dir() -> Path:
     env = os.environ.get("SYMATO_KERNELS_DIR")
     candidates = [Path(env)] if env else []
     candidates.append(Path(str(resources.files("symato.kernels"))))
+    marker = FAMILIES[family]["cpu"][0][0]
     for cand in candidates:
-        if (cand / "wkv_cpu.cpp").is_file():
+        if (cand / marker).is_file():
             return cand
     raise SymatoError(
-        "wkv: kernel sources not found; looked in " + ", ".join(str(c) for c in candidates)
+        f"{family}: kernel sources not found; looked in "
+        + ", ".join(str(c) for c in candidates)
         + " (a symato install without its kernels: reinstall it with `pip install .`)"
     )
 
@@ -167,25 +193,19 @@ def _cpu_fingerprint() -> str:
         return platform.processor()
 
 
-def _sources(kind: str) -> list[Path]:
-    d = _kernels_dir()
-    if kind == "cpu":
-        return [d / "wkv_cpu.cpp"]
-    if kind == "cuda-emulated":  # the CUDA kernels compiled for the CPU (tests)
-        return [d / "wkv_cuda_emulate.cpp"]
-    return [d / "wkv_cuda_bind.cpp", d / "wkv_cuda.cu"]
+def _sources(kind: str, family: str = "wkv") -> list[Path]:
+    d = _kernels_dir(family)
+    return [d / name for name in FAMILIES[family][kind][0]]
 
 
-def _hashed_files(kind: str) -> list[Path]:
+def _hashed_files(kind: str, family: str = "wkv") -> list[Path]:
     """Every file the build reads (sources and included kernel files)."""
-    if kind == "cuda-emulated":
-        d = _kernels_dir()
-        return [*_sources(kind), d / "wkv_cuda.cu", d / "wkv_host_emulation.h"]
-    return _sources(kind)
+    d = _kernels_dir(family)
+    return [*_sources(kind, family), *(d / name for name in FAMILIES[family][kind][1])]
 
 
-def _build_dir(kind: str, flags: list[str]) -> tuple[Path, str]:
-    srcs = _hashed_files(kind)
+def _build_dir(kind: str, flags: list[str], family: str = "wkv") -> tuple[Path, str]:
+    srcs = _hashed_files(kind, family)
     h = hashlib.sha256()
     for s in srcs:
         h.update(s.name.encode())
@@ -197,34 +217,48 @@ def _build_dir(kind: str, flags: list[str]) -> tuple[Path, str]:
     digest = h.hexdigest()[:16]
     root = os.environ.get("SYMATO_BUILD_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "symato"
-    return base / "wkv" / f"{kind}-{digest}", digest
+    return base / family / f"{kind}-{digest}", digest
 
 
-def load_extension(kind: str, verbose: bool = False) -> ModuleType:
-    """Build (or load from the cache) the ``cpu`` or ``cuda`` extension; raise on failure.
+def load_extension(
+    kind: str,
+    verbose: bool = False,
+    family: str = "wkv",
+    check: Callable[[str, ModuleType], None] | None = None,
+) -> ModuleType:
+    """Build (or load from the cache) the ``cpu`` or ``cuda`` extension of ``family``
+    (``wkv``: RWKV-4, ``wkv7``: RWKV-7); raise RuntimeError on failure.
 
     ``cuda-emulated`` builds the CUDA kernels' source for the CPU (one OS thread per CUDA
     thread; kernels/wkv_host_emulation.h) so tests can run them where there is no GPU.
+    ``check(kind, module)`` runs once after a build (e.g. the checkpoint interval the
+    Python side assumes); its failure counts as a failed build.
 
     One build per process: later calls return the cached module (or re-raise the
     cached failure) so a test suite pays for the compile once.
     """
-    if kind not in ("cpu", "cuda", "cuda-emulated"):
-        raise SymatoError(f"wkv: no compiled backend named {kind!r}")
+    if family not in FAMILIES:
+        raise SymatoError(f"wkv: no kernel family named {family!r}")
+    if kind not in FAMILIES[family]:
+        raise SymatoError(f"{family}: no compiled backend named {kind!r}")
+    if family == "wkv" and check is None:
+        check = _check_checkpoint_interval
+    key = kind if family == "wkv" else f"{family}:{kind}"
     with _lock:
-        if kind in _extensions:
-            mod = _extensions[kind]
+        if key in _extensions:
+            mod = _extensions[key]
             if mod is None:
-                raise RuntimeError(_build_errors[kind])
+                raise RuntimeError(_build_errors[key])
             return mod
         try:
-            mod = _build(kind, verbose)
-            _check_checkpoint_interval(kind, mod)
+            mod = _build(kind, verbose, family)
+            if check is not None:
+                check(kind, mod)
         except Exception as exc:  # compiler missing, nvcc error, ...
-            _extensions[kind] = None
-            _build_errors[kind] = f"wkv: building the {kind} extension failed: {exc}"
-            raise RuntimeError(_build_errors[kind]) from exc
-        _extensions[kind] = mod
+            _extensions[key] = None
+            _build_errors[key] = f"{family}: building the {kind} extension failed: {exc}"
+            raise RuntimeError(_build_errors[key]) from exc
+        _extensions[key] = mod
         return mod
 
 
@@ -237,16 +271,17 @@ def _check_checkpoint_interval(kind: str, mod: ModuleType) -> None:
         )
 
 
-def _build(kind: str, verbose: bool) -> ModuleType:
+def _build(kind: str, verbose: bool, family: str = "wkv") -> ModuleType:
     from torch.utils.cpp_extension import load
 
+    sources = [str(s) for s in _sources(kind, family)]
     if kind in ("cpu", "cuda-emulated"):
         flags = list(_CPU_FLAGS) if kind == "cpu" else ["-O1"]
-        build_dir, digest = _build_dir(kind, flags)
+        build_dir, digest = _build_dir(kind, flags, family)
         build_dir.mkdir(parents=True, exist_ok=True)
         return load(
-            name=f"symato_wkv_{kind.replace('-', '_')}_{digest}",
-            sources=[str(s) for s in _sources(kind)],
+            name=f"symato_{family}_{kind.replace('-', '_')}_{digest}",
+            sources=sources,
             extra_cflags=flags,
             extra_ldflags=_CPU_LDFLAGS,
             build_directory=str(build_dir),
@@ -259,15 +294,62 @@ def _build(kind: str, verbose: bool) -> ModuleType:
     target = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
     if not target and torch.cuda.is_available():  # torch builds for the visible GPU then
         target = "gpu{}.{}".format(*torch.cuda.get_device_capability())
-    build_dir, digest = _build_dir(kind, [*flags, target])
+    build_dir, digest = _build_dir(kind, [*flags, target], family)
     build_dir.mkdir(parents=True, exist_ok=True)
     return load(
-        name=f"symato_wkv_cuda_{digest}",
-        sources=[str(s) for s in _sources(kind)],
+        name=f"symato_{family}_cuda_{digest}",
+        sources=sources,
         extra_cflags=["-O3"],
         extra_cuda_cflags=flags,
         build_directory=str(build_dir),
         verbose=verbose,
+    )
+
+
+def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
+    """A build failure as cause + fix, for an error message a user can act on.
+
+    Why: torch's build error is a wall of compiler output; what a user needs is its first
+    error lines and the one thing to change (a compiler, CUDA_HOME, a torch/nvcc version
+    match), or the name of the slow backend to ask for instead.
+    """
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if "error" in ln.lower() and "Error building" not in ln]
+    head = "\n    ".join((errs or lines)[:6])[:1500]
+    if kind == "cuda":
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        facts = f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}"
+        if torch.version.cuda is None:
+            fix = "this torch has no CUDA: install a CUDA build of torch"
+        elif CUDA_HOME is None:
+            fix = "nvcc not found: install the CUDA toolkit, set CUDA_HOME (/usr/local/cuda)"
+        else:
+            fix = (
+                f"check that nvcc under CUDA_HOME matches torch's CUDA {torch.version.cuda} "
+                "and supports this GPU (SYMATO_CUDA_ARCH / TORCH_CUDA_ARCH_LIST)"
+            )
+    else:
+        from torch.utils.cpp_extension import is_ninja_available
+
+        compiler = os.environ.get("CXX", "c++")
+        facts = f"torch {torch.__version__}, compiler {shutil.which(compiler) or compiler}"
+        if "kernel sources not found" in text:
+            fix = "point $SYMATO_KERNELS_DIR at the repository's kernels/ folder"
+        elif shutil.which(compiler) is None:
+            fix = f"no {compiler}: install a C++ compiler with OpenMP (apt-get install g++)"
+        elif not is_ninja_available():
+            fix = "ninja not found: pip install ninja"
+        else:
+            fix = (
+                f"the sources in {_kernels_dir(family)} do not compile with {compiler}: "
+                "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)"
+            )
+    return (
+        f"{family}: the {kind} kernel could not be built ({facts}).\n"
+        f"  cause: {head}\n"
+        f"  fix: {fix}; or ask for the slow pure-PyTorch loop by name: backend='torch'"
     )
 
 
