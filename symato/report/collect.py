@@ -54,6 +54,12 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("tokens_per_second", "tokens_per_second"),
     ("restoration_accuracy", "restoration_accuracy"),
     ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
+    # restoration asking for the marktone after a bare sym (symato+N split-form runs)
+    ("restoration_accuracy_split", "restoration_accuracy_split"),
+    # the settings the studies vary (learning-rate sweep, split-form probability)
+    ("lr", "lr"),
+    ("lr_min", "lr_min"),
+    ("split_syllables", "split_syllables"),
 ]
 # Without these a run cannot be placed on any figure: missing is an error, not a blank.
 REQUIRED = ("tokenizer", "arch", "run", "params", "tokens")
