@@ -51,7 +51,7 @@ def settings_for(args: argparse.Namespace, arch: str, size: str, root: Path) -> 
     return default_settings(
         tokenizer="bench", run=f"{arch}-{size}", arch=arch, n_layer=n_layer, n_embd=n_embd,
         head_size=args.head_size, ctx_len=args.ctx_len, batch_size=args.batch_size, tokens=1,
-        steps=10**9, lr=1e-3, lr_min=1e-4, warmup_steps=0, seed=0, compile=args.compile,
+        steps=10**9, lr=1e-3, lr_min=1e-4, warmup=0, seed=0, compile=args.compile,
         eval_interval=0, eval_windows=1, checkpoint_steps=0, checkpoint_minutes=0,
         device=args.device, threads=args.threads, shards_dir=str(root / "shards"),
         vocab_file=str(root / "vocab.json"),

@@ -30,6 +30,7 @@ from symato.run.train import (
     learning_rate,
     load_settings,
     main,
+    warmup_steps,
     window_share,
 )
 
@@ -135,7 +136,7 @@ def test_window_share_splits_the_eval_windows() -> None:
 
 
 def test_schedules() -> None:
-    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup_steps": 4, "steps": 20}
+    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup": 0.2, "steps": 20}  # 4 warmup steps
     for schedule in ("cosine", "exponential"):
         s = {**base, "schedule": schedule}
         lrs = [learning_rate(i, s) for i in range(20)]
@@ -144,6 +145,9 @@ def test_schedules() -> None:
         assert all(x >= y for x, y in itertools.pairwise(lrs[4:]))
     mid = learning_rate(4 + 15 // 2, {**base, "schedule": "exponential", "steps": 20})
     assert 1e-3 < mid < 1e-2
+    # the warmup is a share of the run: the same share of a 10x longer run is 10x the steps
+    assert warmup_steps({**base, "steps": 200}) == 40 and warmup_steps({**base, "warmup": 0}) == 0
+    assert learning_rate(0, {**base, "warmup": 0, "schedule": "cosine"}) == pytest.approx(1e-2)
 
 
 def _start(settings: Path, out: Path, resume: bool = False) -> subprocess.Popen:

@@ -53,6 +53,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("loss_nats_per_token", "loss_nats_per_token"),
     ("tokens_per_second", "tokens_per_second"),
     ("restoration_accuracy", "restoration_accuracy"),
+    ("restoration_accuracy_split", "restoration_accuracy_split"),
     ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
 ]
 # Without these a run cannot be placed on any figure: missing is an error, not a blank.

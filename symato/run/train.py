@@ -51,6 +51,7 @@ from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.settings import load_settings
+from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -67,13 +68,22 @@ PEAK_BF16_FLOPS = (
 
 
 # ----------------------------------------------------------------------------- settings
+def warmup_steps(s: dict[str, Any]) -> int:
+    """Warmup steps: the share ``warmup`` of the run's steps, rounded.
+
+    Why a share: a fixed step count is a different part of every run in a grid whose
+    budgets span 30x, which biases small-budget runs (mostly warmup) against large ones.
+    """
+    return round(s["warmup"] * s["steps"])
+
+
 def learning_rate(step: int, s: dict[str, Any]) -> float:
     """LR for optimizer step ``step`` (0-based): linear warmup, then decay to lr_min.
 
     Cosine: ``lr_min + (lr - lr_min) * (1 + cos(pi p)) / 2``; exponential:
     ``lr * (lr_min / lr) ** p``; ``p`` runs from 0 after warmup to 1 at the last step.
     """
-    lr, lr_min, warmup, steps = s["lr"], s["lr_min"], s["warmup_steps"], s["steps"]
+    lr, lr_min, warmup, steps = s["lr"], s["lr_min"], warmup_steps(s), s["steps"]
     if step < warmup:
         return lr * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, steps - 1 - warmup))
@@ -239,12 +249,25 @@ class Trainer:
         self.net: nn.Module = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.rng = np.random.default_rng(int(settings["seed"]))
+        self.splits = self._split_forms()
         self.step = 0
         self.records: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.stats = IntervalStats(self.device)
         self.clock = Stopwatch(self.device)
         self.peak = self._peak_flops()
+
+    def _split_forms(self) -> SplitForms:
+        """Whole syllables written split at random (``split_syllables``; symato+N only)."""
+        if self.s["split_syllables"] == 0:
+            return SplitForms(None, 0.0)
+        from symato.text.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.vocab, source=self.s["vocab_file"])
+        if tokenizer.vocab_size != self.train_ds.vocab_size:
+            raise SymatoError(f"{self.s['vocab_file']} has {tokenizer.vocab_size} ids but the "
+                              f"shards {self.train_ds.vocab_size}")
+        return SplitForms(tokenizer, self.s["split_syllables"])
 
     def _micro_batch_size(self) -> int:
         per_step = self.dist.world * self.s["grad_accum"]
@@ -390,7 +413,8 @@ class Trainer:
 
     def micro_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This process's micro-batches of the next global batch (same RNG everywhere)."""
-        batch = self.train_ds.random_batch(self.s["batch_size"], self.rng)
+        batch = self.splits.apply(self.train_ds.random_batch(self.s["batch_size"], self.rng),
+                                  self.rng)
         per_rank = self.micro * self.s["grad_accum"]
         mine = self.to_device(batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank])
         for i in range(self.s["grad_accum"]):

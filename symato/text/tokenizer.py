@@ -183,7 +183,7 @@ class Tokenizer:
         self._bpe: BpeCodec | None = None
         self._bpe_cache: dict[str, tuple[bytes, tuple[int, ...], bytes, bool]] = {}
         self._short: tuple[Any, ...] | None = None
-        if self.kind == "sentencepiece":
+        if kind_of(self.kind, source)[0].encoding == "sentencepiece":
             self._init_sentencepiece()
         else:
             self._init_table()
