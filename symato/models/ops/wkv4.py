@@ -19,7 +19,7 @@ a state from this operator can be fed to the ``rwkv`` package and back. It is fl
 Compiled backends are built on first use with ``torch.utils.cpp_extension.load``
 (ninja) into ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>`` (default
 ``~/.cache/symato/...``; family ``wkv`` here, ``wkv7`` for the RWKV-7 operator in
-``symato.wkv7``, which shares this loader through ``load_extension(kind, family=...)``);
+``symato.models.ops.wkv7``, which shares this loader through ``load_extension(kind, family=...)``);
 the hash covers the kernel sources, compile flags, torch version and CPU, so an edit to
 a kernel rebuilds it and different machines sharing a home folder never share a binary.
 Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, then the repository's
