@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("symato.shards:main", "tokenize cleaned shards into Arrow shards"),
     "shards-manifest": ("symato.shards:manifest_main", "write a tokenizer's shard manifest"),
     # models (issue 4)
-    "export": ("symato.export:main", "export an RWKV checkpoint for the rwkv package"),
+    "export": ("symato.export:main", "export an RWKV-4 or RWKV-7 checkpoint for the rwkv package"),
     "generate": ("symato.generate:generate_main", "sample text from a checkpoint"),
     "restore": ("symato.generate:restore_main", "restore Vietnamese diacritics"),
     # training and evaluation (issue 5)
