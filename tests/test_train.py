@@ -320,3 +320,18 @@ def test_compiled_rwkv_run_matches_eager(tmp_path: Path) -> None:
     assert we.keys() == wc.keys()  # no "_orig_mod." prefixes from the compiled wrapper
     for key in we:
         torch.testing.assert_close(wc[key], we[key], rtol=1e-3, atol=1e-5, msg=key)
+
+
+def test_weight_decay_only_on_weight_matrices() -> None:
+    from symato.models import build_model
+    from symato.run.train import decays
+
+    rwkv7 = build_model("rwkv7", vocab_size=30, n_layer=2, n_embd=32, n_head=2, ctx_len=8,
+                        wkv_backend="torch")
+    decayed = {n for n, p in rwkv7.named_parameters() if decays(n, p)}
+    assert "blocks.1.att.key.weight" in decayed and "head.weight" in decayed
+    assert "blocks.1.att.w1" not in decayed and "blocks.1.att.x_r" not in decayed  # LoRA, mix
+    assert "blocks.0.ln1.weight" not in decayed  # 1-D
+    rwkv = build_model("rwkv", vocab_size=30, n_layer=1, n_embd=16, ctx_len=8)
+    mixes = [n for n, p in rwkv.named_parameters() if "time_mix" in n]
+    assert mixes and not any(decays(n, p) for n, p in rwkv.named_parameters() if n in mixes)
