@@ -70,7 +70,7 @@ clean: {val_fraction: 0.2}
 train:
   grids:
     - {name: gpu, tokenizers: [symato], archs: [rwkv], sizes: [$SIZE], tokens: [200000]}
-  settings: {ctx_len: 64, batch_size: 16, warmup_steps: 20, eval_interval: 50,
+  settings: {ctx_len: 64, batch_size: 16, warmup: 0.05, eval_interval: 50,
              eval_windows: 4, log_interval: 10, checkpoint_steps: 50, $cpu_overrides
              threads: 2}
   gpus_per_run: $([ "$want_device" = cuda ] && echo 1 || echo 0)

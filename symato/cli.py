@@ -42,7 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("symato.run.evaluate:main", "evaluate a trained run"),
     "generate": ("symato.run.generate:generate_main", "sample text from a checkpoint"),
     "restore": ("symato.run.restore:main", "restore Vietnamese diacritics"),
-    "export": ("symato.run.export:main", "export an RWKV checkpoint for the rwkv package"),
+    "export": ("symato.run.export:main",
+               "export an RWKV-4 or RWKV-7 checkpoint for the rwkv package"),
     # results (symato/report/)
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),

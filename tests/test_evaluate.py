@@ -90,9 +90,27 @@ def test_uniform_model_bits_per_byte_and_restoration(tmp_path: Path) -> None:
     # writes every syllable without marks: right for ma, ma, ma = 3 of 11.
     assert m["restoration_syllables"] == 11
     assert m["restoration_accuracy"] == pytest.approx(3 / 11)
+    assert m["restoration_accuracy_split"] == m["restoration_accuracy"]  # no whole ids
     # The baseline picks ma -> mà, la -> là and marktone 0 for syms without statistics:
     # "mà mà mà" (1 right), "Ha Noi là thu đo" (1 right: là), "mà mà mà" (1 right).
     assert m["restoration_baseline_accuracy"] == pytest.approx(3 / 11)
+
+
+def test_split_form_restoration_with_whole_syllable_ids(tmp_path: Path) -> None:
+    """symato+N: the split-form score asks only for marktones after bare syms, so a
+    uniform model restores as it does with plain symato (3 of 11); the whole-id score
+    prefers any candidate that has a whole id (one token beats two at equal odds)."""
+    from symato.text.vocab import build_vocab
+
+    table = tmp_path / "syllables.parquet"
+    pd.DataFrame({"syllable": ["mà"], "count": [10]}).to_parquet(table)
+    tok = build_vocab("symato+1", syllables=table)  # one whole id: mà
+    run, _ = _uniform_run(tmp_path, tok)
+    assert main(["--run", str(run), "--sample-tokens", "0"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["restoration_accuracy_split"] == pytest.approx(3 / 11)
+    # whole ids: every ma slot becomes mà (right twice), every other slot unmarked (wrong)
+    assert m["restoration_accuracy"] == pytest.approx(2 / 11)
 
 
 def test_bytes_tokenizer_has_no_restoration(tmp_path: Path) -> None:

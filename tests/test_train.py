@@ -30,6 +30,7 @@ from symato.run.train import (
     learning_rate,
     load_settings,
     main,
+    warmup_steps,
     window_share,
 )
 
@@ -139,7 +140,7 @@ def test_window_share_splits_the_eval_windows() -> None:
 
 
 def test_schedules() -> None:
-    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup_steps": 4, "steps": 20}
+    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup": 0.2, "steps": 20}  # 4 warmup steps
     for schedule in ("cosine", "exponential"):
         s = {**base, "schedule": schedule}
         lrs = [learning_rate(i, s) for i in range(20)]
@@ -148,6 +149,9 @@ def test_schedules() -> None:
         assert all(x >= y for x, y in itertools.pairwise(lrs[4:]))
     mid = learning_rate(4 + 15 // 2, {**base, "schedule": "exponential", "steps": 20})
     assert 1e-3 < mid < 1e-2
+    # the warmup is a share of the run: the same share of a 10x longer run is 10x the steps
+    assert warmup_steps({**base, "steps": 200}) == 40 and warmup_steps({**base, "warmup": 0}) == 0
+    assert learning_rate(0, {**base, "warmup": 0, "schedule": "cosine"}) == pytest.approx(1e-2)
 
 
 def _start(settings: Path, out: Path, resume: bool = False) -> subprocess.Popen:
@@ -349,3 +353,18 @@ def test_compiled_rwkv_run_matches_eager(tmp_path: Path) -> None:
     assert we.keys() == wc.keys()  # no "_orig_mod." prefixes from the compiled wrapper
     for key in we:
         torch.testing.assert_close(wc[key], we[key], rtol=1e-3, atol=1e-5, msg=key)
+
+
+def test_weight_decay_only_on_weight_matrices() -> None:
+    from symato.models import build_model
+    from symato.run.train import decays
+
+    rwkv7 = build_model("rwkv7", vocab_size=30, n_layer=2, n_embd=32, n_head=2, ctx_len=8,
+                        wkv_backend="torch")
+    decayed = {n for n, p in rwkv7.named_parameters() if decays(n, p)}
+    assert "blocks.1.att.key.weight" in decayed and "head.weight" in decayed
+    assert "blocks.1.att.w1" not in decayed and "blocks.1.att.x_r" not in decayed  # LoRA, mix
+    assert "blocks.0.ln1.weight" not in decayed  # 1-D
+    rwkv = build_model("rwkv", vocab_size=30, n_layer=1, n_embd=16, ctx_len=8)
+    mixes = [n for n, p in rwkv.named_parameters() if "time_mix" in n]
+    assert mixes and not any(decays(n, p) for n, p in rwkv.named_parameters() if n in mixes)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from _kernels import require_kernel
 
 import symato.models.ops.extension as wkv_loader

@@ -57,6 +57,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("loss_nats_per_token", "loss_nats_per_token"),
     ("tokens_per_second", "tokens_per_second"),
     ("restoration_accuracy", "restoration_accuracy"),
+    ("restoration_accuracy_split", "restoration_accuracy_split"),
     ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
     ("backend", "backend"),
     ("precision", "precision"),
