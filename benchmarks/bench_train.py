@@ -11,7 +11,9 @@ corpus, since throughput does not depend on the text.
     .venv/bin/python benchmarks/bench_train.py --archs rwkv gpt rwkv7 llama \
         --sizes L6-D512 --ctx-len 1024 --head-size 64 --batch-size 2   # all four, one run
 
-Prints a Markdown table (paste into docs/benchmarks.md) with the machine named.
+Prints a Markdown table (paste into docs/benchmarks.md) with the machine named and, per
+row, what ran: the operator backend (``cpu``/``cuda`` kernel, ``torch`` loop, ``none``
+for GPT), the precision and the device. ``--wkv-backend torch`` times the slow loop.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from symato.data.tokenize import write_manifest, write_token_shard
 from symato.io import write_json_atomic
 from symato.models import ARCHITECTURES
 from symato.run.grid import parse_size
+from symato.run.precision import device_name
 from symato.run.settings import default_settings
 from symato.run.train import Trainer
 
@@ -57,16 +60,19 @@ def settings_for(args: argparse.Namespace, arch: str, size: str, root: Path) -> 
         head_size=args.head_size, ctx_len=args.ctx_len, batch_size=args.batch_size, tokens=1,
         steps=10**9, lr=1e-3, lr_min=1e-4, warmup=0, seed=0, compile=args.compile,
         eval_interval=0, eval_windows=1, checkpoint_steps=0, checkpoint_minutes=0,
-        device=args.device, threads=args.threads, shards_dir=str(root / "shards"),
+        device=args.device, threads=args.threads, wkv_backend=args.wkv_backend,
+        shards_dir=str(root / "shards"),
         vocab_file=str(root / "vocab.json"),
     )
 
 
-def measure(settings: dict, out: Path, warmup: int, steps: int) -> tuple[float, dict, float]:
-    """(tokens/s, parameter counts, MFU or nan) over ``steps`` steps after ``warmup``."""
+def measure(settings: dict, out: Path, warmup: int, steps: int) -> tuple[float, dict, float, dict]:
+    """(tokens/s, parameter counts, MFU or nan, what ran) over ``steps`` steps after
+    ``warmup``; what ran = backend, precision and device name, as a run records them."""
     trainer = Trainer(settings, out, resume=False)
-    for _ in range(warmup):
+    for _ in range(max(1, warmup)):
         trainer.train_step()
+    trainer.confirm_backend()
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
@@ -75,7 +81,9 @@ def measure(settings: dict, out: Path, warmup: int, steps: int) -> tuple[float, 
     sync()
     tok_s = steps * settings["batch_size"] * settings["ctx_len"] / (time.perf_counter() - t0)
     mfu = trainer.model.flops_per_token() * tok_s / trainer.peak if trainer.peak else float("nan")
-    return tok_s, trainer.model.param_counts(), mfu
+    ran = {"backend": trainer.backend, "precision": trainer.precision,
+           "device": device_name(trainer.device)}
+    return tok_s, trainer.model.param_counts(), mfu, ran
 
 
 def machine(device: str) -> str:
@@ -103,6 +111,8 @@ def main() -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--wkv-backend", default="auto", choices=["auto", "cpu", "cuda", "torch"],
+                   help="the RWKV operator backend (auto: the device's compiled kernel)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=1,
@@ -124,16 +134,19 @@ def main() -> int:
                     results.setdefault((arch, size), []).append(
                         measure(s, root / "run", args.warmup, args.steps))
         rounds = " (median) | rounds" if args.rounds > 1 else ""
-        print(f"\n| arch | size | params (total / non-emb) | tokens/s{rounds} | MFU |")
-        print("| --- | --- | --- | ---: |" + (" --- |" if rounds else "") + " ---: |")
+        print(f"\n| arch | size | params (total / non-emb) | tokens/s{rounds} | MFU | backend "
+              "| precision | device |")
+        print("| --- | --- | --- | ---: |" + (" --- |" if rounds else "")
+              + " ---: | --- | --- | --- |")
         for (arch, size), runs in results.items():
             tok_s = statistics.median(r[0] for r in runs)
             mfu = statistics.median(r[2] for r in runs)
-            params = runs[0][1]
+            params, ran = runs[0][1], runs[0][3]
             mfu_text = "-" if mfu != mfu else f"{100 * mfu:.1f}%"
             each = f" | {', '.join(f'{r[0]:,.0f}' for r in runs)}" if rounds else ""
             print(f"| {arch} | {size} | {params['total']:,} / {params['non_embedding']:,} "
-                  f"| {tok_s:,.0f}{each} | {mfu_text} |", flush=True)
+                  f"| {tok_s:,.0f}{each} | {mfu_text} | {ran['backend']} | {ran['precision']} "
+                  f"| {ran['device']} |", flush=True)
         if hasattr(os, "getloadavg"):
             print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     return 0

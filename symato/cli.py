@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("symato.data.tokenize:main", "tokenize a cleaned shard into Arrow shards"),
     "tokenize manifest": ("symato.data.tokenize:manifest_main",
                           "write a tokenizer's shard manifest"),
+    # the compiled operators (symato/models/ops/)
+    "build": ("symato.models.ops.build:main", "build the operators' kernels for one device"),
     # runs (symato/run/)
     "settings": ("symato.run.settings:main", "write one grid run's settings.json"),
     "train": ("symato.run.train:main", "train one run from its settings file"),

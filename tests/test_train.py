@@ -78,6 +78,10 @@ def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     assert meta["precision"] == "fp32" and meta["tf32"] is False
     assert meta["torch_version"] == torch.__version__
     assert isinstance(meta["device_name"], str) and meta["device_name"]
+    # the operator backend that ran: RWKV's C++ kernel (auto on CPU), none for GPT
+    assert meta["backend"] == {"rwkv": "cpu", "gpt": "none"}[arch]
+    if arch == "rwkv":
+        assert model.config.wkv_backend == "auto"  # the setting's default reached the model
 
 
 def test_same_seed_same_bits_and_seed_matters(tmp_path: Path) -> None:
@@ -287,6 +291,35 @@ def test_bf16_on_cpu_is_refused_before_training(tmp_path: Path) -> None:
         s = load_settings(make_settings(tmp_path / asked, precision=asked))
         trainer = Trainer(s, tmp_path / asked / "run", resume=False)
         assert (trainer.precision, trainer.bf16, trainer.tf32) == ("fp32", False, False)
+
+
+def test_broken_compiler_fails_the_run_with_cause_and_fix(tmp_path: Path) -> None:
+    """Issue #12: with wkv_backend auto a kernel build that failed used to fall back to the
+    pure-PyTorch loop (100x slower) after one warning in the log. Now `symato train` with
+    a compiler that does not work exits 1, naming cause and fix, before writing anything."""
+    settings = make_settings(tmp_path, arch="rwkv", run="rwkv-L1-D16-T4k", steps=3)
+    run = tmp_path / "run"
+    env = {**os.environ, "CXX": "/bin/false", "SYMATO_BUILD_DIR": str(tmp_path / "build")}
+    proc = subprocess.run([sys.executable, "-m", "symato.cli", "train", "--settings",
+                           str(settings), "--out", str(run)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    err = proc.stderr
+    assert "symato train: error: wkv: the cpu kernel could not be built" in err, err
+    assert "compiler /bin/false" in err and "fix: the compiler /bin/false does not run" in err
+    assert "wkv_backend: torch" in err and "Traceback" not in err
+    assert not run.exists()
+
+
+def test_torch_backend_by_name_runs_and_is_recorded(tmp_path: Path) -> None:
+    """The slow loop runs when asked for by name, and the record says so."""
+    settings = make_settings(tmp_path, arch="rwkv", run="rwkv-L1-D16-T4k", steps=2,
+                             wkv_backend="torch", eval_interval=0)
+    assert _train(settings, tmp_path / "run") == 0
+    model, meta = load_model(tmp_path / "run")
+    assert meta["backend"] == "torch" and model.config.wkv_backend == "torch"
+    gpt = load_settings(make_settings(tmp_path / "gpt", wkv_backend="torch"))
+    assert Trainer(gpt, tmp_path / "gpt" / "run", resume=False).backend == "none"
 
 
 def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:

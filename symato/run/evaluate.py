@@ -47,7 +47,11 @@ METRIC_KEYS = (
     "bits_per_byte", "bits_per_syllable", "loss_nats_per_token", "params_total",
     "params_non_embedding", "train_tokens", "train_flops", "tokens_per_second", "samples",
     "restoration_accuracy", "restoration_baseline_accuracy", "restoration_syllables",
+    "backend", "precision", "device_name",
 )  # fmt: skip
+# Copied from model.pt's meta: the operator backend training ran (cpu, cuda, torch, or
+# none for an architecture without one), its arithmetic (fp32/bf16) and the device's name.
+TRAINING_RECORD = ("backend", "precision", "device_name")
 
 
 # ----------------------------------------------------------------------------- bits per byte
@@ -282,6 +286,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "train_flops": meta.get("train_flops"),
         "tokens_per_second": meta.get("tokens_per_second"),
         "train_steps": meta.get("step"),
+        # what the training ran, so the results say it (None: a model from before the record)
+        **{key: meta.get(key) for key in TRAINING_RECORD},
     }
     metrics.update(text_metrics(model, meta, val, args))
     return metrics

@@ -77,6 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
             "else fp32; bf16 where the device cannot is an error",
             choices=("auto", "fp32", "bf16")),
     _shared("compile", bool, False, "torch.compile the model"),
+    _shared("wkv_backend", str, "auto", "the WKV operator of RWKV runs: auto = the compiled "
+            "kernel of the device (a kernel that cannot be built stops the run), cpu|cuda by "
+            "name, torch = the ~100x slower pure-PyTorch loop; unused by other architectures",
+            choices=("auto", "cuda", "cpu", "torch")),
     _shared("eval_interval", int, 25, "steps between validation evals; 0 = end only", minimum=0),
     _shared("eval_windows", int, 16, "validation windows per training-time eval", minimum=1),
     _shared("log_interval", int, 1, "steps between metrics.jsonl lines (each holds the means of "

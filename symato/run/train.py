@@ -20,7 +20,10 @@ Why it looks like this:
   when a metrics line, a validation or a checkpoint is due; batches go through pinned
   memory asynchronously; AdamW is fused; validation is split across processes.
 * A precision the device cannot honour is an error before training
-  (``symato.run.precision``); the model file records what ran.
+  (``symato.run.precision``), and so is a compiled operator kernel that cannot be built
+  (setting ``wkv_backend``; the slow PyTorch loop runs only by name); the model file
+  records what ran: ``precision``, ``backend`` (``none`` without an operator) and the
+  device's name.
 
 Outputs in DIR: ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.pt``
 (resumable state) and, at the end, ``model.pt`` (``symato.run.checkpoint.save_model``, with
@@ -49,6 +52,7 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
+from symato.models.registry import get_architecture
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.settings import load_settings
 from symato.run.splitform import SplitForms
@@ -251,6 +255,11 @@ class Trainer:
         self.precision = resolve_precision(settings["precision"], self.device, settings["run"])
         self.bf16 = self.precision == "bf16"
         self.tf32 = enable_tf32(self.device)
+        # Likewise a compiled operator that cannot be built (never a silent 100x slower
+        # loop): the backend is chosen, and its kernel loaded, before training.
+        self.arch = get_architecture(settings["arch"])
+        self.backend = self.arch.resolve_backend(
+            settings["wkv_backend"], self.device, torch.bfloat16 if self.bf16 else torch.float32)
         make_deterministic(settings, self.device)
         self.dist.init(self.device)
         self.train_ds = TokenDataset(settings["shards_dir"], "train", settings["ctx_len"])
@@ -500,6 +509,21 @@ class Trainer:
         bpb = mean / math.log(2) / bytes_per_token if bytes_per_token > 0 else float("nan")
         return mean, bpb
 
+    def confirm_backend(self) -> None:
+        """After the first step: the operator ran the backend chosen before training.
+
+        Why check: the record in model.pt, metrics.json and runs.csv must say what ran,
+        not what was planned; a mismatch (a code path that bypassed the choice) stops
+        the run rather than letting a slow or wrong kernel train unnoticed.
+        """
+        used = self.arch.backend_used()
+        if used != self.backend:
+            raise SymatoError(
+                f"run {self.s['run']}: the {self.s['arch']} operator ran backend {used!r}, "
+                f"but {self.backend!r} was chosen for wkv_backend={self.s['wkv_backend']!r} "
+                f"on {self.device}"
+            )
+
     # -- the loop --------------------------------------------------------------------
     def log(self, message: str) -> None:
         if self.dist.main:
@@ -523,12 +547,17 @@ class Trainer:
         last_ckpt_time = time.monotonic()
         meta = arithmetic_meta(self.device, self.precision, self.tf32)
         self.log(f"device {self.device} ({meta['device_name']}), precision {self.precision}, "
-                 f"TF32 matmuls {'on' if self.tf32 else 'off'}, torch {meta['torch_version']}")
+                 f"TF32 matmuls {'on' if self.tf32 else 'off'}, operator backend "
+                 f"{self.backend}, torch {meta['torch_version']}")
         bar = self._progress()
+        first = True
         with Preemption() as preempt:
             self.clock.start()
             while self.step < s["steps"]:
                 self.train_step()  # queues the step's work; reads nothing back
+                if first:
+                    self.confirm_backend()
+                    first = False
                 if self._record_due():
                     self.clock.pause()  # syncs: the interval's time ends when its work does
                     rec = self._step_record(tokens_per_step, flops_per_token)
@@ -620,6 +649,7 @@ class Trainer:
             "params": self.model.param_counts(),
             "world_size": self.dist.world,
             "device": str(self.device),
+            "backend": self.backend,
             **arithmetic_meta(self.device, self.precision, self.tf32),
         }
         save_model(self.out / "model.pt", self.model, meta)
