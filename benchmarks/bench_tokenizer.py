@@ -137,11 +137,10 @@ def _symato(name: str, d: dict) -> Entry:
     from symato.text.tokenizer import Tokenizer
 
     def fresh() -> Tokenizer:
-        # Like loading sentencepiece's model, building the decode tables (once per
-        # instance) is set-up, not decoding; the encode caches stay empty.
+        # Like loading sentencepiece's model, building the compiled decoder's tables
+        # (once per instance) is set-up, not decoding; the encode caches stay empty.
         tok = Tokenizer.from_dict(d)
-        tok._fast_tables()
-        tok._short_tables()
+        tok._c_decoder()
         return tok
 
     def per_token(tok: Tokenizer) -> Callable[[int], str]:
@@ -257,10 +256,13 @@ def main() -> int:
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
                  platform.processor())
     train_mb = sum(len(d.encode("utf-8")) for d in train) / 1e6
+    from symato.text.tokenizer import Tokenizer
+
+    backend = Tokenizer.default().decode_backend  # $SYMATO_DECODER=python measures Python
     print(f"text: {where}; built from {len(train)} documents ({train_mb:.3f} MB), measured on "
           f"{len(held)} held-out documents ({nbytes / 1e6:.3f} MB, {nwords} words); one core of "
-          f"{model}; Python {platform.python_version()}; best of {args.repeat}; load average "
-          f"up to {load:.1f} on {os.cpu_count()} CPUs")
+          f"{model}; Python {platform.python_version()}; symato decode backend {backend!r}; "
+          f"best of {args.repeat}; load average up to {load:.1f} on {os.cpu_count()} CPUs")
     print("\n| tokenizer | ids | tokens/word | tokens/byte | encode doc MB/s (cold) | "
           "encode doc MB/s (warm: same text again) | encode line MB/s | decode doc MB/s | "
           "decode line MB/s | decode token µs/call |")

@@ -24,8 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from symato.io import write_json_atomic
-from symato.models.ops.wkv4 import load_extension, wkv
-from symato.models.ops.wkv7 import load_wkv7_extension, wkv7
+from symato.models.ops.extension import load_extension
+from symato.models.ops.wkv4 import wkv
+from symato.models.ops.wkv7 import wkv7
+from symato.run.precision import device_name
 
 
 def machine() -> str:
@@ -98,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.op == "wkv":
-        load_extension("cpu")  # build outside the timed region
+        load_extension("cpu", family="wkv")  # build outside the timed region
 
         def run(name: str, dims: list[int] = shape) -> tuple[float, float]:
             return time_fwd_bwd(name, *dims, dtype, 1)
 
         small = [1, 8, 16]
     else:
-        load_wkv7_extension("cpu")
+        load_extension("cpu", family="wkv7")
 
         def run(name: str, dims: list[int] = shape) -> tuple[float, float]:
             return time_wkv7(name, dims, dtype, 1)
@@ -124,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     dims = "B,T,C" if args.op == "wkv" else "B,T,H,N"
     print(f"{args.op}: shape ({dims}) = {tuple(shape)}, {args.dtype}, "
           f"best of {args.repeats} (torch: of 3)\n")
-    print("| backend | forward ms | forward+backward ms | fwd+bwd speedup vs torch |")
-    print("|---|---|---|---|")
+    print("| backend | precision | device | forward ms | forward+backward ms "
+          "| fwd+bwd speedup vs torch |")
+    print("|---|---|---|---|---|---|")
+    device = device_name(torch.device("cpu"))
     for name, (f, fb) in rows.items():
-        print(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | {rows['torch'][1] / fb:.1f}x |")
+        print(f"| {name} | {args.dtype} | {device} | {f * 1e3:.2f} | {fb * 1e3:.2f} "
+              f"| {rows['torch'][1] / fb:.1f}x |")
     if args.json:
         write_json_atomic(args.json, {
             "machine": machine(), "op": args.op, "shape": shape, "dtype": args.dtype,

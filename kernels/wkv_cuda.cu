@@ -42,7 +42,12 @@ constexpr int CH = 32;       // channels per block: one warp row
 constexpr int SEG = 8;       // steps per thread per tile = checkpoint interval
 constexpr int NSEG_F = 16;   // segments (warps) per block, forward: 512 threads, tile 128
 constexpr int NSEG_B = 8;    // segments per block, backward: 256 threads (more registers each)
-constexpr float INIT_PP = -1e38f;
+// The empty state's max exponent comes from Python (symato/models/ops/wkv4.py INIT_PP,
+// passed by the loader as -DWKV_INIT_PP=...), so the value is written once.
+#ifndef WKV_INIT_PP
+#error "WKV_INIT_PP is not defined: build through symato.models.ops.extension (it passes INIT_PP of symato/models/ops/wkv4.py)"
+#endif
+constexpr float INIT_PP = WKV_INIT_PP;
 
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }

@@ -1,4 +1,6 @@
-# Stage 6: the training grid. One settings job and one training job per run.
+# Stage 6: the training grid. One settings job and one training job per run, and one
+# kernel build per device kind that the runs of architectures with a compiled operator
+# (RWKV: the WKV kernels) wait for, so training jobs only load a finished build.
 #
 # The grid (symato.run.grid.expand_grid) is the union of config["train"]["grids"]; each
 # run is results/runs/{tokenizer}/{run}/ with settings.json, metrics.jsonl, model.pt.
@@ -7,6 +9,7 @@
 # docs/training.md) resolves its tokens in run_settings from the tokenizer's shard
 # manifest, its one input.
 
+from symato.models.registry import get_architecture
 from symato.run.grid import expand_grid, run_name_pattern
 from symato.run.settings import command_args
 
@@ -37,6 +40,19 @@ def budget_manifest(wildcards) -> list[str]:
     return [f"results/shards/{wildcards.tokenizer}/manifest.json"]
 
 
+def kernel_build(wildcards) -> list:
+    """The kernel build record of the run's device kind, for runs that load compiled
+    kernels (an architecture with an operator, wkv_backend not "torch"); nothing for the
+    others, so a GPT run neither waits for a build nor fails with a broken compiler.
+
+    ancient(): the record only orders the jobs. Rebuilding it (deleted, or forced) must
+    not rerun every training run; the kernels' own folders are keyed by their sources.
+    """
+    s = grid_settings(wildcards)
+    kind = get_architecture(s["arch"]).kernel_kind(s)
+    return [] if kind is None else [ancient(f"results/kernels/{kind}.json")]
+
+
 def settings_options(wildcards) -> str:
     """The run's `symato settings` options, every value shell-quoted."""
     return " ".join(shlex.quote(arg) for arg in command_args(grid_settings(wildcards)))
@@ -51,6 +67,28 @@ TORCHRUN = f"{shlex.quote(sys.executable)} -m torch.distributed.run --standalone
 
 localrules:
     run_settings,
+
+
+rule build_kernels:
+    """Build every operator's kernels for one device kind, once, before the training jobs
+    (symato build: into $SYMATO_BUILD_DIR, keyed by sources, torch, compiler, CPU and CUDA
+    architecture; a build killed mid-way never blocks a later one). A CUDA build holds a
+    GPU so that it targets the GPU the training jobs get."""
+    output:
+        "results/kernels/{device}.json",
+    wildcard_constraints:
+        device="cpu|cuda",
+    threads: 4
+    resources:
+        gpu=lambda wildcards: 1 if wildcards.device == "cuda" else 0,
+        mem_mb=4000,
+        runtime=30,
+    log:
+        "results/logs/build_kernels/{device}.log",
+    benchmark:
+        "results/benchmarks/build_kernels/{device}.tsv"
+    shell:
+        "MAX_JOBS={threads} {SYMATO} build --device {wildcards.device} --out {output} > {log} 2>&1"
 
 
 rule run_settings:
@@ -78,6 +116,7 @@ rule train:
         settings="results/runs/{tokenizer}/{run}/settings.json",
         manifest="results/shards/{tokenizer}/manifest.json",
         vocab="results/vocab/{tokenizer}.json",
+        kernels=kernel_build,
     output:
         model="results/runs/{tokenizer}/{run}/model.pt",
         metrics="results/runs/{tokenizer}/{run}/metrics.jsonl",

@@ -2,8 +2,8 @@
 
 Run on a machine with a CUDA GPU (``scripts/gpu_check.sh`` sets up the environment):
 
-1. builds ``kernels/wkv_cuda.cu`` through ``symato.models.ops.wkv4.load_extension`` (the real
-   build path);
+1. builds ``kernels/wkv_cuda.cu`` through ``symato.models.ops.extension.load_extension`` (the
+   real build path);
 2. checks forward and backward (y, new state, and gradients of w, u, k, v, state) against a
    float64 reference on fresh random inputs at several shapes including T = 16384, in
    float32 (relative error <= 1e-5) and bfloat16 I/O (<= 1e-2), with the CUDA caching
@@ -35,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpu_check_wkv7  # beside this file: scripts/ is on sys.path when run as a script
 
-from symato.models.ops.wkv4 import initial_state, load_extension, wkv
+from symato.models.ops.extension import build_lock, load_extension
+from symato.models.ops.wkv4 import compile_defines, initial_state, wkv
 from symato.models.ops.wkv7 import load_wkv7_extension
 
 SHAPES_CHECK = [(2, 37, 40), (3, 1000, 96), (1, 16384, 64), (4, 2048, 512)]
@@ -44,6 +45,7 @@ TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
 
 # One thread per (b, c) walking all of T: the classic RWKV-4 kernel design, for comparison.
 # Backward: pass 1 stores the state before every step in a scratch buffer, pass 2 walks back.
+# The empty state's pp is symato's INIT_PP, passed as -DWKV_INIT_PP like to the real kernel.
 BASELINE_CU = r"""
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -60,7 +62,7 @@ __global__ void base_fwd(int B, int T, int C, const float* w, const float* u, co
   const int b = i / C, c = i % C;
   const long off = (long)b * T * C + c;
   const float ww = w[c], uu = u[c];
-  float aa = 0.f, bb = 0.f, pp = -1e38f;
+  float aa = 0.f, bb = 0.f, pp = WKV_INIT_PP;
   for (int t = 0; t < T; ++t) {
     const long j = off + (long)t * C;
     const float kk = ld(k + j), vv = ld(v + j);
@@ -80,7 +82,7 @@ __global__ void base_bwd(int B, int T, int C, const float* w, const float* u, co
   const int b = i / C, c = i % C;
   const long off = (long)b * T * C + c;
   const float ww = w[c], uu = u[c];
-  float aa = 0.f, bb = 0.f, pp = -1e38f;
+  float aa = 0.f, bb = 0.f, pp = WKV_INIT_PP;
   for (int t = 0; t < T; ++t) {
     const long j = off + (long)t * C;
     scratch[3 * j] = aa; scratch[3 * j + 1] = bb; scratch[3 * j + 2] = pp;
@@ -160,15 +162,15 @@ def build_baseline():
     from torch.utils.cpp_extension import load_inline
 
     build = Path(os.environ.get("SYMATO_BUILD_DIR", "/tmp/symato-build")) / "wkv-baseline"
-    build.mkdir(parents=True, exist_ok=True)
-    return load_inline(
-        name="symato_wkv_baseline",
-        cpp_sources=[BASELINE_CPP],
-        cuda_sources=["#include <torch/extension.h>\n" + BASELINE_CU],
-        functions=["fwd", "bwd"],
-        extra_cuda_cflags=["-O3"],
-        build_directory=str(build),
-    )
+    with build_lock(build):  # the loader's SIGKILL-safe lock (a killed build blocks nothing)
+        return load_inline(
+            name="symato_wkv_baseline",
+            cpp_sources=[BASELINE_CPP],
+            cuda_sources=["#include <torch/extension.h>\n" + BASELINE_CU],
+            functions=["fwd", "bwd"],
+            extra_cuda_cflags=["-O3", *compile_defines()],
+            build_directory=str(build),
+        )
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

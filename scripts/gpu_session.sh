@@ -16,9 +16,11 @@
 # Steps: (a) scripts/gpu_check.sh: WKV-4 and WKV-7 kernel builds, checks vs float64, timings,
 # CUDA tests;
 # (b) benchmarks/bench_train.py, RWKV vs GPT at L6-D512, ctx 1024, batch 32, head size 64;
-# (c) scripts/gpu_train_check.sh: the real Snakemake workflow with one training run on the
-# GPU; then, only with time left: (d) bench_train.py over the config-gpu grid sizes and
-# (e) L6-D512 with --compile.
+# (c) scripts/gpu_train_check.sh: the real Snakemake workflow with rule build_kernels and one
+# training run of config-gpu.yaml's smallest size on the GPU, checking its backend record;
+# then, only with time left: (d) bench_train.py over the config-gpu grid sizes and
+# (e) L6-D512 with --compile. The bench_train tables name the backend, precision and device
+# of every row.
 # $OUT gets at most 6 files: summary.md, session.log, gpu_check.md, gpu_check.json,
 # bench_train.md and logs.tar.gz (every step's log, the workflow's logs and metrics).
 #
@@ -83,9 +85,9 @@ run_step() {  # run_step NAME CAP_SECONDS COMMAND...: log to $STAGE/NAME.log, re
     tail -n "${TAIL_LINES:-25}" "$STAGE/$name.log"
     say "$name: $status after $(( $(date +%s) - t0 ))s"
     SUMMARY+=("| $name | $status | $(( $(date +%s) - t0 )) | $name.log |")
-    # A build killed by a timeout leaves torch's lock file behind, and the next step's
-    # build of the same extension would wait on it forever: steps never overlap, so drop it.
-    find "$SYMATO_BUILD_DIR" -name lock -type f -delete 2>/dev/null || true
+    # A build killed by a timeout leaves torch's lock file behind; the loader's OS lock
+    # (symato/models/ops/extension.py) lets the next step's build remove it, so nothing
+    # is cleaned here: the session exercises that path for real.
 }
 
 finish() {  # let tee finish $OUT/session.log before the tool collects $OUT
@@ -111,7 +113,8 @@ pack() {  # results into $OUT: <= 8 plain files, flat names, each well under 16 
         if [ -f "$STAGE/bench_train.md" ]; then echo; cat "$STAGE/bench_train.md"; fi
         if [ -f "$STAGE/c_train_check.log" ]; then
             echo; echo "## gpu_train_check"; echo '```'
-            grep -E '^(PASS|FAIL|device |snakemake exit|[0-9]+ check)' "$STAGE/c_train_check.log"
+            grep -E '^(PASS|FAIL|device |backend |kernels |RECORD|snakemake exit|[0-9]+ check)' \
+                "$STAGE/c_train_check.log"
             echo '```'; fi
     } > "$STAGE/summary.md"
     cp "$STAGE/summary.md" "$OUT/summary.md"

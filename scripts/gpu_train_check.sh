@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# One-GPU end-to-end check: the real workflow (data stages, one training run on the GPU,
-# its evaluation) on a tiny config, through the local profile (profiles/default), which
-# must find the GPU and grant it to the training job.
+# One-GPU end-to-end check: the real workflow (data stages, the kernel build, one training
+# run on the GPU, its evaluation) through the local profile (profiles/default), which must
+# find the GPU and grant it to the jobs. The run is config-gpu.yaml's smallest size with
+# its settings (bf16, head size 64, ...), on a tiny corpus: only the token budget and the
+# window (ctx 64: the corpus's validation split is shorter than 1024 tokens) are cut.
 #
 #   scripts/gpu_train_check.sh [WORKDIR]        # default: a fresh temp dir
 #
 # Needs a CUDA build of torch in $PY (default .venv/bin/python, else python3; the device
 # image's python3 needs the wheels of scripts/device_wheels.sh, as scripts/gpu_session.sh does). Checks: Snakemake registers the
-# GPUs nvidia-smi lists as the `gpu` limit; the training job gets gpu=1; the trained
-# model says device=cuda, world_size=1; evaluation writes finite bits per byte. Prints
+# GPUs nvidia-smi lists as the `gpu` limit; the training job gets gpu=1; rule
+# build_kernels built the kernels once (results/kernels/cuda.json); the trained model says
+# device=cuda, world_size=1 and records what ran (backend cuda, precision bf16, the GPU's
+# name) in model.pt and metrics.json; evaluation writes finite bits per byte. Prints
 # one PASS/FAIL line per check and exits non-zero on any failure. ALLOW_CPU=1 runs the
-# same steps on a machine without a GPU (device checks become "cpu"), to test the script.
+# same steps on a machine without a GPU (device checks become "cpu", precision fp32), to
+# test the script.
 # With $OUT set (device runner), the logs and metrics are copied there.
 set -euo pipefail
 
@@ -48,21 +53,31 @@ if [ "$want_device" = cuda ]; then
     check "torch sees CUDA" $cuda_ok
 fi
 
-RUN=results/runs/symato/rwkv-L2-D64-T200k
+# config-gpu.yaml's smallest size; its settings, merged under these overrides
+SIZE=$(awk '/sizes:/ {gsub(/[][,]/, " "); print $2; exit}' "$REPO/config-gpu.yaml")
+RUN=results/runs/symato/rwkv-$SIZE-T200k
+if [ "$want_device" = cuda ]; then
+    want_precision=bf16; cpu_overrides=""
+else  # the rehearsal: what a CPU can do
+    want_precision=fp32; cpu_overrides="precision: auto, device: auto,"
+fi
 cat > "$WORK/config.yaml" <<EOF
 corpus:
   sources: [{name: vi, format: text, paths: ["input/*.txt"]}]
   shards: 2
 tokenizers: [symato]
-tokenize: {val_fraction: 0.2}
+clean: {val_fraction: 0.2}
 train:
   grids:
-    - {name: gpu, tokenizers: [symato], archs: [rwkv], sizes: [L2-D64], tokens: [200000]}
-  settings: {ctx_len: 64, batch_size: 16, eval_interval: 50, eval_windows: 4, threads: 2,
-             device: auto, checkpoint_steps: 50}
+    - {name: gpu, tokenizers: [symato], archs: [rwkv], sizes: [$SIZE], tokens: [200000]}
+  settings: {ctx_len: 64, batch_size: 16, warmup: 0.05, eval_interval: 50,
+             eval_windows: 4, log_interval: 10, checkpoint_steps: 50, $cpu_overrides
+             threads: 2}
   gpus_per_run: $([ "$want_device" = cuda ] && echo 1 || echo 0)
   retries: 0
 eval:
+  device: $want_device
+  threads: 2
   restoration_syllables: 200
   prompts: ["", "Hà Nội"]
   sample_tokens: 16
@@ -74,7 +89,8 @@ start=$(date +%s)
 # --foreground keeps Snakemake in the caller's process group: a caller's own timeout
 # (scripts/gpu_session.sh) then ends Snakemake and its jobs too, instead of orphaning them.
 timeout --foreground -s INT -k 30 900 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" \
-    --configfile "$WORK/config.yaml" --cores 4 data "$RUN/metrics.json" > "$WORK/snakemake.log" 2>&1
+    --configfile "$REPO/config-gpu.yaml" "$WORK/config.yaml" --cores 4 data "$RUN/metrics.json" \
+    > "$WORK/snakemake.log" 2>&1
 rc=$?
 # From here on a failed check is counted, not fatal: every check prints its line.
 echo "snakemake exit $rc after $(( $(date +%s) - start )) s (log: $WORK/snakemake.log)"
@@ -86,23 +102,40 @@ if [ "$want_device" = cuda ]; then
     check "training job was granted gpu=1" $?
 fi
 
+"$PY" - "$WORK/results/kernels/$want_device.json" <<'PYEOF'
+import json, sys
+record = json.loads(open(sys.argv[1]).read())
+print("kernels", record["device"], {k: v["build_dir"] for k, v in record["families"].items()},
+      "target", record.get("cuda_target"), "nvcc", record.get("nvcc"))
+sys.exit(0 if set(record["families"]) == {"wkv", "wkv7"} else 1)
+PYEOF
+check "build_kernels built every family for $want_device once" $?
+grep -q "operator backend $want_device," "$WORK/results/logs/train/symato/rwkv-$SIZE-T200k.log"
+check "the training log names operator backend $want_device" $?
+
 if [ -f "$WORK/$RUN/model.pt" ]; then
-    "$PY" - "$WORK/$RUN" "$want_device" <<'PYEOF'
+    "$PY" - "$WORK/$RUN" "$want_device" "$want_precision" <<'PYEOF'
 import json, math, sys
 from pathlib import Path
 from symato.run.checkpoint import read_payload
-run, want = Path(sys.argv[1]), sys.argv[2]
+run, want, precision = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 meta = read_payload(run)["meta"]
 metrics = json.loads((run / "metrics.json").read_text())
 steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 print("device", meta.get("device"), "world_size", meta.get("world_size"),
-      "steps", len(steps), "tokens/s", round(meta.get("tokens_per_second", 0)),
+      "steps", steps[-1]["step"], "tokens/s", round(meta.get("tokens_per_second", 0)),
       "mfu", steps[-1].get("mfu"), "bpb", metrics.get("bits_per_byte"))
+print("backend", meta.get("backend"), "precision", meta.get("precision"),
+      "device_name", meta.get("device_name"), "| metrics.json:", metrics.get("backend"),
+      metrics.get("precision"), metrics.get("device_name"))
 ok = (str(meta.get("device", "")).startswith(want) and meta.get("world_size") == 1
       and math.isfinite(metrics["bits_per_byte"]) and steps[-1]["train_loss"] < steps[0]["train_loss"])
-sys.exit(0 if ok else 1)
+record = (meta.get("backend"), meta.get("precision")) == (want, precision) and all(
+    metrics.get(k) == meta.get(k) for k in ("backend", "precision", "device_name"))
+print("RECORD", "ok" if record else "WRONG")
+sys.exit(0 if ok and record else 1)
 PYEOF
-    check "model on $want_device, world_size 1, loss went down, finite bits per byte" $?
+    check "model on $want_device, world_size 1, loss went down, finite bits per byte, backend $want_device and precision $want_precision recorded" $?
 else
     check "model.pt written" 1
 fi
@@ -111,6 +144,8 @@ if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
     cp "$WORK/snakemake.log" "$WORK/config.yaml" "$OUT/" 2>/dev/null || true
     cp "$WORK/$RUN/metrics.json" "$WORK/$RUN/metrics.jsonl" "$OUT/" 2>/dev/null || true
+    cp "$WORK/results/kernels/$want_device.json" "$OUT/kernels.json" 2>/dev/null || true
+    cp -r "$WORK/results/logs/build_kernels" "$OUT/build-logs" 2>/dev/null || true
     cp -r "$WORK/results/logs/train" "$OUT/train-logs" 2>/dev/null || true
 fi
 echo "$fails check(s) failed"

@@ -34,13 +34,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("symato.data.tokenize:main", "tokenize a cleaned shard into Arrow shards"),
     "tokenize manifest": ("symato.data.tokenize:manifest_main",
                           "write a tokenizer's shard manifest"),
+    # the compiled operators (symato/models/ops/)
+    "build": ("symato.models.ops.build:main", "build the operators' kernels for one device"),
     # runs (symato/run/)
     "settings": ("symato.run.settings:main", "write one grid run's settings.json"),
     "train": ("symato.run.train:main", "train one run from its settings file"),
     "evaluate": ("symato.run.evaluate:main", "evaluate a trained run"),
     "generate": ("symato.run.generate:generate_main", "sample text from a checkpoint"),
     "restore": ("symato.run.restore:main", "restore Vietnamese diacritics"),
-    "export": ("symato.run.export:main", "export an RWKV checkpoint for the rwkv package"),
+    "export": ("symato.run.export:main",
+               "export an RWKV-4 or RWKV-7 checkpoint for the rwkv package"),
     # results (symato/report/)
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),

@@ -57,7 +57,7 @@ def make_settings(tmp: Path, **over: Any) -> Path:
     values: dict[str, Any] = {
         "tokenizer": "test", "run": "gpt-L1-D16-T10k", "arch": "gpt", "n_layer": 1,
         "n_embd": 16, "head_size": 8, "ctx_len": 16, "batch_size": 8, "tokens": 2560,
-        "steps": 20, "lr": 0.01, "lr_min": 0.001, "warmup_steps": 2, "seed": 7,
+        "steps": 20, "lr": 0.01, "lr_min": 0.001, "warmup": 0.1, "seed": 7,
         "eval_interval": 10, "eval_windows": 4, "checkpoint_steps": 5,
         "checkpoint_minutes": 0.0, "device": "cpu", "shards_dir": str(shards),
         "vocab_file": str(vocab),

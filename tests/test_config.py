@@ -19,7 +19,7 @@ from symato.text.vocab import SP_OPTIONS
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 EXAMPLES = {"symato": "symato", "symato+N": "symato+8192", "symato-bpeV": "symato-bpe2816",
-            "bytes": "bytes",
+            "bytes": "bytes", "sp-bpeV": "sp-bpe2816", "sp-unigramV": "sp-unigram11008",
             "sentencepiece": "sentencepiece"}
 
 

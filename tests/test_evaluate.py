@@ -53,7 +53,8 @@ def _uniform_run(tmp_path: Path, tok: Tokenizer) -> tuple[Path, int]:
     settings = {"tokenizer": "t", "run": "gpt-L1-D8-T1k", "arch": "gpt", "n_layer": 1,
                 "n_embd": 8, "ctx_len": 8, "shards_dir": str(tmp_path / "shards")}
     meta = {"tokenizer": tok.to_dict(), "settings": settings, "train_tokens": 1000,
-            "train_flops": 1e6, "tokens_per_second": 50.0, "step": 3}
+            "train_flops": 1e6, "tokens_per_second": 50.0, "step": 3, "backend": "none",
+            "precision": "bf16", "device_name": "NVIDIA H200"}
     run = tmp_path / "run"
     save_model(run / "model.pt", model, meta)
     return run, n_val
@@ -82,14 +83,34 @@ def test_uniform_model_bits_per_byte_and_restoration(tmp_path: Path) -> None:
     assert m["val_tokens_predicted"] == n_val - 1
     assert m["params_total"] > m["params_non_embedding"] > 0
     assert (m["train_tokens"], m["train_flops"], m["tokens_per_second"]) == (1000, 1e6, 50.0)
+    # what training ran, copied from model.pt's meta (issue #12)
+    assert (m["backend"], m["precision"], m["device_name"]) == ("none", "bf16", "NVIDIA H200")
     assert m["samples"][0]["text"].startswith("Hà")
     # Syllables: ma ma mà | Hà Nội là thủ đô | ma mà má = 11. Uniform greedy restoration
     # writes every syllable without marks: right for ma, ma, ma = 3 of 11.
     assert m["restoration_syllables"] == 11
     assert m["restoration_accuracy"] == pytest.approx(3 / 11)
+    assert m["restoration_accuracy_split"] == m["restoration_accuracy"]  # no whole ids
     # The baseline picks ma -> mà, la -> là and marktone 0 for syms without statistics:
     # "mà mà mà" (1 right), "Ha Noi là thu đo" (1 right: là), "mà mà mà" (1 right).
     assert m["restoration_baseline_accuracy"] == pytest.approx(3 / 11)
+
+
+def test_split_form_restoration_with_whole_syllable_ids(tmp_path: Path) -> None:
+    """symato+N: the split-form score asks only for marktones after bare syms, so a
+    uniform model restores as it does with plain symato (3 of 11); the whole-id score
+    prefers any candidate that has a whole id (one token beats two at equal odds)."""
+    from symato.text.vocab import build_vocab
+
+    table = tmp_path / "syllables.parquet"
+    pd.DataFrame({"syllable": ["mà"], "count": [10]}).to_parquet(table)
+    tok = build_vocab("symato+1", syllables=table)  # one whole id: mà
+    run, _ = _uniform_run(tmp_path, tok)
+    assert main(["--run", str(run), "--sample-tokens", "0"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["restoration_accuracy_split"] == pytest.approx(3 / 11)
+    # whole ids: every ma slot becomes mà (right twice), every other slot unmarked (wrong)
+    assert m["restoration_accuracy"] == pytest.approx(2 / 11)
 
 
 def test_bytes_tokenizer_has_no_restoration(tmp_path: Path) -> None:

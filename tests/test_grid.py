@@ -8,6 +8,7 @@ only creates the expected outputs, so the tests check what reruns, not the train
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import re
 import subprocess
@@ -122,7 +123,7 @@ STUB = """#!/bin/sh
 cmd=$1; shift
 while [ $# -gt 0 ]; do case $1 in --out) out=$2;; --run) run=$2;; esac; shift; done
 case $cmd in
-  settings) echo '{}' > "$out";;
+  settings|build) echo '{}' > "$out";;
   train) touch "$out/model.pt" "$out/metrics.jsonl";;
   evaluate) echo '{}' > "$run/metrics.json";;
 esac
@@ -184,7 +185,9 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     config = demo_config()
     n = len(expand_grid(config))
     work = _workdir(tmp_path, config)
-    assert _job_counts(work) == {"run_settings": n, "train": n, "evaluate": n, "runs": 1}
+    # one kernel build (the CPU one) that the RWKV runs wait for
+    assert _job_counts(work) == {"build_kernels": 1, "run_settings": n, "train": n,
+                                 "evaluate": n, "runs": 1}
     _snakemake(work, "--quiet", "all")  # stub jobs: outputs and their params recorded
     assert _job_counts(work) == {}
     # the same config with every mapping's keys in another order plans nothing
@@ -199,6 +202,13 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
                                  "runs": 1}  # fmt: skip
     _snakemake(work, "--quiet", "all")
 
+    # the kernel record only orders the jobs (an ancient input): rebuilding the kernels
+    # reruns no training run
+    forced = _snakemake(work, "--dry-run", "--quiet", "rules", "--forcerun", "build_kernels")
+    table = forced.split("Job stats:")[1]
+    assert dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)) == {
+        "build_kernels": "1", "total": "1"}
+
     # a new size -> only its runs (one per arch and budget of that sub-grid)
     grid = config["train"]["grids"][0]
     grid["sizes"].append("L4-D128")
@@ -211,6 +221,8 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     config["eval"]["restoration_syllables"] = 10
     _write_config(work, config)
     assert _job_counts(work) == {"evaluate": n + k, "runs": 1}
+    _snakemake(work, "--quiet", "all")
+
 
 
 SNAKEFILE_REAL = SNAKEFILE.replace('SYMATO = os.path.abspath("stub_symato")\n', "")
@@ -282,10 +294,24 @@ def test_vary_sweeps_settings_and_names_the_runs() -> None:
 
 @pytest.mark.slow
 def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
-    """The rules' shell commands with the real `symato`: one tiny run, trained and scored."""
-    _real_workdir(tmp_path, ["gpt"])
+    """The rules' shell commands with the real `symato`: two tiny runs, trained and scored,
+    the RWKV one after the one kernel build; runs.csv says which backend each ran."""
+    _real_workdir(tmp_path, ["gpt", "rwkv"])
     _snakemake(tmp_path, "--quiet", "all")
-    _check_real_run(tmp_path, "gpt")
+    for arch in ("gpt", "rwkv"):
+        _check_real_run(tmp_path, arch)
+    record = json.loads((tmp_path / "results/kernels/cpu.json").read_text())
+    assert record["device"] == "cpu" and set(record["families"]) == {"wkv", "wkv7"}
+    assert all(Path(f["library"]).is_file() for f in record["families"].values())
+    assert (tmp_path / "results/benchmarks/build_kernels/cpu.tsv").exists()
+    assert "2 families for cpu" in (tmp_path / "results/logs/build_kernels/cpu.log").read_text()
+    runs = tmp_path / "results/runs/symato"
+    subprocess.run([str(SNAKEMAKE.with_name("symato")), "collect", "--runs-root", str(runs.parent),
+                    "--out", str(tmp_path / "runs.csv")], check=True, timeout=300)
+    table = {r["arch"]: r for r in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert table["rwkv"]["backend"] == "cpu" and table["gpt"]["backend"] == "none"
+    assert {r["precision"] for r in table.values()} == {"fp32"}
+    assert all(r["device_name"] for r in table.values())
 
 
 @pytest.mark.slow

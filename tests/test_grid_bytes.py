@@ -188,7 +188,7 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
               "train": {"grids": [{"name": "tokenizers", "tokenizers": "all", "archs": ["gpt"],
                                    "sizes": ["L1-D16"], "bytes": [n_bytes]}],
                         "settings": {"ctx_len": 8, "batch_size": 4, "eval_interval": 0,
-                                     "eval_windows": 2, "warmup_steps": 2,
+                                     "eval_windows": 2, "warmup": 0.1,
                                      "checkpoint_steps": 0, "checkpoint_minutes": 0}},
               "eval": {"restoration_syllables": 10, "sample_tokens": 2, "prompts": [""]}}
     _write_config(tmp_path, config)

@@ -239,7 +239,7 @@ TINY = {
             "eval_interval": 0,
             "eval_windows": 2,
             "threads": 1,
-            "warmup_steps": 2,
+            "warmup": 0.1,
             "device": "cpu",  # the cluster's GPUs are fake; gpus_per_run still asks Slurm
         },
         "arch_overrides": {"gpt": {"device": "cuda"}},
@@ -392,7 +392,7 @@ PREEMPT = {
             "eval_interval": 0,
             "eval_windows": 2,
             "threads": 1,
-            "warmup_steps": 2,
+            "warmup": 0.1,
             "device": "cpu",
             "checkpoint_steps": 10,
             "log_interval": 10,

@@ -206,7 +206,7 @@ def test_no_crossover_is_reported_as_such(study_fit):
 
 
 def test_failed_fit_gives_no_numbers(study_fit):
-    rows, entries, results, _ = study_fit
+    rows, _entries, _results, _ = study_fit
     thin = [r for r in rows if not (r["tokenizer"] == "c" and r["n_layer"] != 2)]
     entries2, results2 = study.fit_groups(thin, "params", n_bootstrap=0, seed=0)
     assert results2["c/rwkv"].status == "too_few_runs"

@@ -30,6 +30,7 @@ from symato.run.train import (
     learning_rate,
     load_settings,
     main,
+    warmup_steps,
     window_share,
 )
 
@@ -77,6 +78,10 @@ def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     assert meta["precision"] == "fp32" and meta["tf32"] is False
     assert meta["torch_version"] == torch.__version__
     assert isinstance(meta["device_name"], str) and meta["device_name"]
+    # the operator backend that ran: RWKV's C++ kernel (auto on CPU), none for GPT
+    assert meta["backend"] == {"rwkv": "cpu", "gpt": "none"}[arch]
+    if arch == "rwkv":
+        assert model.config.wkv_backend == "auto"  # the setting's default reached the model
 
 
 def test_same_seed_same_bits_and_seed_matters(tmp_path: Path) -> None:
@@ -135,7 +140,7 @@ def test_window_share_splits_the_eval_windows() -> None:
 
 
 def test_schedules() -> None:
-    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup_steps": 4, "steps": 20}
+    base = {"lr": 1e-2, "lr_min": 1e-3, "warmup": 0.2, "steps": 20}  # 4 warmup steps
     for schedule in ("cosine", "exponential"):
         s = {**base, "schedule": schedule}
         lrs = [learning_rate(i, s) for i in range(20)]
@@ -144,6 +149,9 @@ def test_schedules() -> None:
         assert all(x >= y for x, y in itertools.pairwise(lrs[4:]))
     mid = learning_rate(4 + 15 // 2, {**base, "schedule": "exponential", "steps": 20})
     assert 1e-3 < mid < 1e-2
+    # the warmup is a share of the run: the same share of a 10x longer run is 10x the steps
+    assert warmup_steps({**base, "steps": 200}) == 40 and warmup_steps({**base, "warmup": 0}) == 0
+    assert learning_rate(0, {**base, "warmup": 0, "schedule": "cosine"}) == pytest.approx(1e-2)
 
 
 def _start(settings: Path, out: Path, resume: bool = False) -> subprocess.Popen:
@@ -285,6 +293,35 @@ def test_bf16_on_cpu_is_refused_before_training(tmp_path: Path) -> None:
         assert (trainer.precision, trainer.bf16, trainer.tf32) == ("fp32", False, False)
 
 
+def test_broken_compiler_fails_the_run_with_cause_and_fix(tmp_path: Path) -> None:
+    """Issue #12: with wkv_backend auto a kernel build that failed used to fall back to the
+    pure-PyTorch loop (100x slower) after one warning in the log. Now `symato train` with
+    a compiler that does not work exits 1, naming cause and fix, before writing anything."""
+    settings = make_settings(tmp_path, arch="rwkv", run="rwkv-L1-D16-T4k", steps=3)
+    run = tmp_path / "run"
+    env = {**os.environ, "CXX": "/bin/false", "SYMATO_BUILD_DIR": str(tmp_path / "build")}
+    proc = subprocess.run([sys.executable, "-m", "symato.cli", "train", "--settings",
+                           str(settings), "--out", str(run)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    err = proc.stderr
+    assert "symato train: error: wkv: the cpu kernel could not be built" in err, err
+    assert "compiler /bin/false" in err and "fix: the compiler /bin/false does not run" in err
+    assert "wkv_backend: torch" in err and "Traceback" not in err
+    assert not run.exists()
+
+
+def test_torch_backend_by_name_runs_and_is_recorded(tmp_path: Path) -> None:
+    """The slow loop runs when asked for by name, and the record says so."""
+    settings = make_settings(tmp_path, arch="rwkv", run="rwkv-L1-D16-T4k", steps=2,
+                             wkv_backend="torch", eval_interval=0)
+    assert _train(settings, tmp_path / "run") == 0
+    model, meta = load_model(tmp_path / "run")
+    assert meta["backend"] == "torch" and model.config.wkv_backend == "torch"
+    gpt = load_settings(make_settings(tmp_path / "gpt", wkv_backend="torch"))
+    assert Trainer(gpt, tmp_path / "gpt" / "run", resume=False).backend == "none"
+
+
 def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:
     path = make_settings(tmp_path)
     text = path.read_text().replace('"schedule": "cosine"', '"schedule": "linear"')
@@ -316,3 +353,18 @@ def test_compiled_rwkv_run_matches_eager(tmp_path: Path) -> None:
     assert we.keys() == wc.keys()  # no "_orig_mod." prefixes from the compiled wrapper
     for key in we:
         torch.testing.assert_close(wc[key], we[key], rtol=1e-3, atol=1e-5, msg=key)
+
+
+def test_weight_decay_only_on_weight_matrices() -> None:
+    from symato.models import build_model
+    from symato.run.train import decays
+
+    rwkv7 = build_model("rwkv7", vocab_size=30, n_layer=2, n_embd=32, n_head=2, ctx_len=8,
+                        wkv_backend="torch")
+    decayed = {n for n, p in rwkv7.named_parameters() if decays(n, p)}
+    assert "blocks.1.att.key.weight" in decayed and "head.weight" in decayed
+    assert "blocks.1.att.w1" not in decayed and "blocks.1.att.x_r" not in decayed  # LoRA, mix
+    assert "blocks.0.ln1.weight" not in decayed  # 1-D
+    rwkv = build_model("rwkv", vocab_size=30, n_layer=1, n_embd=16, ctx_len=8)
+    mixes = [n for n, p in rwkv.named_parameters() if "time_mix" in n]
+    assert mixes and not any(decays(n, p) for n, p in rwkv.named_parameters() if n in mixes)

@@ -180,3 +180,24 @@ def test_symato_bpe_sizes_and_errors(stats, bpe_texts, tmp_path):
     again = Tokenizer.from_file(out)
     assert again.kind == "symato-bpe2700" and again.encode("ok 1995,") == Tokenizer.from_dict(
         again.to_dict()).encode("ok 1995,")
+
+
+def test_sentencepiece_kinds_with_the_size_and_algorithm_in_the_name(clean, tmp_path):
+    shards = sorted((clean / "shards").glob("*.parquet"))
+    bpe = build_vocab("sp-bpe300", texts=shards, sp_character_coverage=1.0)
+    uni = build_vocab("sp-unigram300", texts=shards)
+    assert bpe.kind == "sp-bpe300" and uni.kind == "sp-unigram300"
+    assert bpe.to_dict()["meta"]["model_type"] == "bpe"
+    assert uni.to_dict()["meta"]["model_type"] == "unigram"
+    assert bpe.to_dict()["meta"]["requested_size"] == 300
+    text = "Quyền được thông tin của con người, năm 1992."
+    for tok in (bpe, uni):
+        again = Tokenizer.from_dict(tok.to_dict())  # the kind loads as sentencepiece
+        assert again.decode(again.encode(text)) == text
+    with pytest.raises(SymatoError, match=r"unknown option\(s\) \['size'\]"):
+        build_vocab("sp-bpe300", texts=shards, size=400)  # the size is the name's
+    with pytest.raises(SymatoError, match=r"unknown option\(s\) \['sp_model_type'\]"):
+        build_vocab("sp-unigram300", texts=shards, sp_model_type="bpe")
+    out = tmp_path / "u.json"
+    assert main(["--name", "sp-unigram300", "--texts", *map(str, shards), "--out", str(out)]) == 0
+    assert Tokenizer.from_file(out).kind == "sp-unigram300"

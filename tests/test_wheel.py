@@ -1,10 +1,12 @@
-"""The package ships whole: a built wheel holds the kernel sources and data files, and
-an install of it, outside the checkout, compiles and runs the C++ WKV kernel.
+"""The package ships whole: a built wheel holds the kernel sources, data files and the
+compiled tokenizer decoder, and an install of it, outside the checkout, compiles and runs
+the C++ WKV kernel and decodes through the compiled loop.
 
 Why: the kernel sources live in the top-level ``kernels/`` folder (the user asked for
 that layout); pyproject.toml maps the folder to the package ``symato.kernels``. Without
 the mapping a wheel has no ``.cpp``/``.cu`` file and an installed symato cannot build its
-extension, which no test run from the checkout would notice.
+extension, which no test run from the checkout would notice. Likewise the tokenizer's C extension
+(``symato.text._fastdecode``, setup.py) must be built into the wheel, not only in place.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source") / "symato"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "results", "resources", "build", "*.egg-info", ".snakemake",
-        "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".whl"))
+        "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".whl", "*.so"))
     # No build isolation: the venv's setuptools builds it, no download needed.
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
           "-q", "-w", str(out), str(source)])
@@ -55,6 +57,8 @@ def test_wheel_holds_every_package_kernel_and_data_file(wheel: Path) -> None:
     kernels = [p.name for p in (REPO / "kernels").iterdir() if p.suffix in (".cpp", ".cu", ".h")]
     assert kernels and {f"symato/kernels/{k}" for k in kernels} <= names
     assert "symato/data/demo_sources.json" in names
+    ext = [n for n in names if n.startswith("symato/text/_fastdecode.") and n.endswith(".so")]
+    assert len(ext) == 1, sorted(names)  # built by the wheel build, not copied from a checkout
     # every module of the checkout's package is in the wheel
     modules = {str(p.relative_to(REPO)) for p in (REPO / "symato").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
@@ -86,6 +90,14 @@ y0, s0 = wkv4.wkv(w, u, k, v, backend="torch")
 assert wkv4.last_backend_used() == "torch"
 torch.testing.assert_close(y, y0, rtol=1e-5, atol=1e-5)
 torch.testing.assert_close(s, s0, rtol=1e-5, atol=1e-5)
+from symato import Tokenizer
+from symato.text import _fastdecode
+assert _fastdecode.__file__.startswith({str(venv)!r}), _fastdecode.__file__
+tok = Tokenizer.default()
+text = "Nước Việt Nam hình chữ S. ĐIỀU 7, ok"
+ids = tok.encode(text)
+assert tok.decode(ids) == text and tok.decode_backend == "c"
+assert tok._hot is not None and tok._hot.decode(ids) == text  # the compiled loop ran
 print("ok", symato.__file__)
 """
     env = {**os.environ, "SYMATO_BUILD_DIR": str(tmp_path / "build"),

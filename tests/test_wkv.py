@@ -4,24 +4,32 @@ independent float64 reference, gradcheck, stability at large |k|, chunked state 
 The reference here is written differently from the kernels on purpose: it evaluates the
 weighted average directly (softmax over all past positions plus the initial state as one
 extra pseudo-token), so a shared mistake in the max-tracking recurrence cannot hide.
-The C++ extension is built once per process (symato.models.ops.wkv4 caches it).
+The C++ extension is built once per process (symato.models.ops.extension caches it). A
+kernel that should build and does not FAILS its tests; only an absent toolchain (or GPU)
+skips (tests/_kernels.py).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+from _kernels import require_kernel
 
+import symato.models.ops.extension as extension
 import symato.models.ops.wkv4 as wkv_ops
 from symato.errors import SymatoError
+from symato.models.ops.extension import KernelBuildError, compiler, toolchain_missing
 from symato.models.ops.wkv4 import (
     INIT_PP,
     available_backends,
+    compile_defines,
     initial_state,
     last_backend_used,
-    load_extension,
     resolve_backend,
     wkv,
 )
@@ -88,15 +96,15 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def cpu_ok():
-    try:
-        load_extension("cpu")
-        return True
-    except RuntimeError:
-        return False
+CPU_BACKENDS = ["torch", "cpu"]
+KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 
-CPU_BACKENDS = ["torch", pytest.param("cpu", marks=pytest.mark.skipif("not cpu_ok()"))]
+def use(backend: str) -> None:
+    """A test of the ``cpu`` backend needs its kernel: built, or skipped only where the
+    C++ toolchain is absent (a failed build fails the test)."""
+    if backend == "cpu":
+        require_kernel("cpu")
 
 
 def test_naive_reference_matches_definition():
@@ -116,6 +124,7 @@ def test_naive_reference_matches_definition():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_forward_matches_reference(backend, dtype, with_state):
+    use(backend)
     w, u, k, v, s = rand_inputs(3, 37, 21, dtype, with_state=with_state, seed=1)
     y, new_state = wkv(w, u, k, v, s, backend=backend)
     assert last_backend_used() == backend
@@ -129,6 +138,7 @@ def test_forward_matches_reference(backend, dtype, with_state):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("with_state", [False, True])
 def test_gradcheck_float64(backend, with_state):
+    use(backend)
     w, u, k, v, s = rand_inputs(2, 6, 5, torch.float64, with_state=with_state, seed=2)
     if s is None:
         s = initial_state(2, 5, dtype=torch.float64)
@@ -138,8 +148,7 @@ def test_gradcheck_float64(backend, with_state):
 
 def test_cpu_gradients_match_torch_float32():
     """Backward of the C++ kernel == autograd through the reference loop, in float32."""
-    if not cpu_ok():
-        pytest.skip("cpu extension did not build")
+    require_kernel("cpu")
     w, u, k, v, s = rand_inputs(2, 40, 33, torch.float32, with_state=True, seed=3)
     g = torch.Generator().manual_seed(9)
     gy = torch.randn(k.shape, generator=g)
@@ -158,6 +167,7 @@ def test_cpu_gradients_match_torch_float32():
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("kscale", [80.0, 500.0])
 def test_large_k_stays_finite(backend, kscale):
+    use(backend)
     w, u, k, v, _ = rand_inputs(2, 50, 8, torch.float32, kscale=kscale, seed=4)
     ins = [x.clone().requires_grad_(True) for x in (w, u, k, v)]
     y, s = wkv(*ins, backend=backend)
@@ -172,6 +182,7 @@ def test_large_k_stays_finite(backend, kscale):
 def test_chunked_calls_equal_one_call(backend):
     """Training long sequences in chunks: passing the state on gives the same y and
     the same gradients as one call over the whole sequence."""
+    use(backend)
     w, u, k, v, _ = rand_inputs(2, 30, 6, torch.float64, seed=5)
     ins1 = [x.clone().requires_grad_(True) for x in (w, u, k, v)]
     y1, s1 = wkv(*ins1, backend=backend)
@@ -201,7 +212,8 @@ def test_state_matches_rwkv_package_update():
         p = torch.maximum(ww, kk)
         e1, e2 = torch.exp(ww - p), torch.exp(kk - p)
         aa, bb, pp = e1 * aa + e2 * vv, e1 * bb + e2, p
-    for backend in ("torch", "cpu") if cpu_ok() else ("torch",):
+    for backend in ("torch", "cpu"):
+        use(backend)
         _, s = wkv(w, u, k, v, backend=backend)
         torch.testing.assert_close(s[0], torch.stack([aa, bb, pp]), rtol=1e-6, atol=1e-6)
 
@@ -230,57 +242,91 @@ def test_bad_inputs_name_the_argument():
 
 
 def test_auto_resolves_and_reports():
-    backends = available_backends()
-    assert "torch" in backends
-    expected = "cpu" if "cpu" in backends else "torch"
-    assert resolve_backend("auto", torch.device("cpu"), torch.float32) == expected
+    """auto = the device's compiled kernel; torch only for float16, which no kernel takes."""
+    require_kernel("cpu")
+    assert available_backends()[:2] == ["torch", "cpu"]
+    assert resolve_backend("auto", torch.device("cpu"), torch.float32) == "cpu"
+    assert resolve_backend("auto", torch.device("cpu"), torch.float16) == "torch"
+    assert resolve_backend("auto", torch.device("cuda"), torch.float64) == "torch"
     w, u, k, v, _ = rand_inputs(1, 3, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a working build must not warn
-        if expected == "cpu":
-            wkv(w, u, k, v)
-    if expected == "cpu":
-        assert last_backend_used() == "cpu"
+        wkv(w, u, k, v)
+    assert last_backend_used() == "cpu"
+    with pytest.raises(SymatoError, match="no compiled kernel for meta"):
+        wkv(*(x.to("meta") for x in (w, u, k, v)))
+    with pytest.raises(SymatoError, match="backend 'cpu' takes float32, bfloat16, float64"):
+        wkv(w, u, k.half(), v.half(), backend="cpu")
 
 
-def test_failed_build_falls_back_with_one_warning(monkeypatch, tmp_path):
-    """A broken kernel source: 'auto' warns once and uses torch; 'cpu' raises."""
-    import symato.models.ops.wkv4 as wkv_mod
-
+def test_failed_build_is_an_error_not_a_fallback(monkeypatch, tmp_path):
+    """A broken kernel source: 'auto' and 'cpu' raise an error with the compiler's error
+    and the fix; the slow loop never runs unasked (it used to, after one warning)."""
+    if toolchain_missing("cpu") is not None:
+        pytest.skip(f"no toolchain to fail with: {toolchain_missing('cpu')}")
     bad = tmp_path / "kernels"
     bad.mkdir()
     (bad / "wkv_cpu.cpp").write_text("this is not C++\n")
     monkeypatch.setenv("SYMATO_KERNELS_DIR", str(bad))
     monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setattr(wkv_mod, "_extensions", {})
-    monkeypatch.setattr(wkv_mod, "_build_errors", {})
-    monkeypatch.setattr(wkv_mod, "_warned", set())
+    monkeypatch.setattr(extension, "_extensions", {})
+    monkeypatch.setattr(extension, "_build_errors", {})
     w, u, k, v, _ = rand_inputs(1, 3, 2)
-    with pytest.warns(RuntimeWarning, match="falling back") as rec:
-        wkv(w, u, k, v)
-        wkv(w, u, k, v)
-    assert len([r for r in rec if "falling back" in str(r.message)]) == 1
+    for backend in ("auto", "cpu", "auto"):  # the third: the cached failure, same message
+        with pytest.raises(KernelBuildError) as info:
+            wkv(w, u, k, v, backend=backend)
+        msg = str(info.value)
+        assert "wkv: the cpu kernel could not be built" in msg and "error" in msg, msg
+        assert f"sources in {bad} do not compile" in msg and "backend='torch'" in msg, msg
+    assert isinstance(info.value, SymatoError)  # the CLI prints it as one clean error
+    assert available_backends()[:1] == ["torch"] and "cpu" not in available_backends()
+    wkv(w, u, k, v, backend="torch")
     assert last_backend_used() == "torch"
-    with pytest.raises(RuntimeError, match="building the cpu extension failed"):
-        wkv(w, u, k, v, backend="cpu")
+
+
+def test_init_pp_is_defined_once_in_python():
+    """The empty state's pp is INIT_PP here; the CUDA source takes it as -DWKV_INIT_PP and
+    refuses to compile without it (the value used to be written three times)."""
+    (define,) = compile_defines()
+    assert define == f"-DWKV_INIT_PP={INIT_PP!r}f" and float(define.split("=")[1][:-1]) == INIT_PP
+    source = (KERNELS / "wkv_cuda.cu").read_text()
+    assert "1e38" not in source and "constexpr float INIT_PP = WKV_INIT_PP;" in source
+    if toolchain_missing("cpu") is not None:
+        pytest.skip(toolchain_missing("cpu"))
+    cmd = [compiler(), "-E", "-x", "c++", "-DWKV_HOST_EMULATION", str(KERNELS / "wkv_cuda.cu"),
+           "-o", "/dev/null"]
+    bare = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "WKV_INIT_PP is not defined" in bare.stderr
+    ok = subprocess.run([*cmd, define], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc on this machine")
+def test_cuda_source_compiles_for_sm90_with_the_python_define(tmp_path):
+    """nvcc builds the kernels for sm_90 (Hopper) without a GPU, with INIT_PP from Python."""
+    cmd = ["nvcc", "-arch=sm_90", "-O3", "-Xptxas", "-v", "-c", str(KERNELS / "wkv_cuda.cu"),
+           "-o", str(tmp_path / "wkv.o"), *compile_defines()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("Compiling entry function") == 4  # {fwd, bwd} x {f32, bf16}
 
 
 # ----------------------------------------------------------------------------- the op
 
 
-@pytest.mark.skipif("not cpu_ok()")
 def test_custom_op_registration_passes_opcheck():
     """The fake (shape) and autograd registrations agree with the real kernel, which is
     what torch.compile and torch.export rely on."""
+    require_kernel("cpu")
     w, u, k, v, s = rand_inputs(2, 9, 5, with_state=True)
     args = (w, u, k.requires_grad_(), v.requires_grad_(), s, "cpu", True)
     torch.library.opcheck(wkv_ops._wkv_forward, args)
 
 
-@pytest.mark.skipif("not cpu_ok()")
 def test_torch_compile_traces_the_op_without_a_graph_break():
     """fullgraph=True fails on any graph break: resolving the backend and calling the
     compiled kernel must both stay in one graph, forward and backward."""
+    require_kernel("cpu")
     w, u, k, v, s = rand_inputs(2, 11, 6, with_state=True)
 
     def f(w, u, k, v, s):
@@ -304,6 +350,7 @@ def test_torch_compile_traces_the_op_without_a_graph_break():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(2, 37, 40), (1, 300, 64), (2, 1000, 33)])
 def test_cuda_forward_backward_match_reference(dtype, shape):
+    require_kernel("cuda")
     B, T, C = shape
     w, u, k, v, s = rand_inputs(B, T, C, torch.float64, with_state=True, seed=7)
     g = torch.Generator().manual_seed(8)
@@ -334,12 +381,14 @@ def test_cuda_forward_backward_match_reference(dtype, shape):
 
 @needs_cuda
 def test_cuda_long_sequence_and_large_k():
+    require_kernel("cuda")
     w, u, k, v, _ = rand_inputs(1, 16384, 64, torch.float32, kscale=80.0, seed=9)
     dev = [x.cuda().requires_grad_(True) for x in (w, u, k, v)]
     y, _s = wkv(*dev, backend="cuda")
     y.sum().backward()
     assert torch.isfinite(y).all() and all(torch.isfinite(x.grad).all() for x in dev)
-    y_cpu, _ = wkv(w, u, k, v, backend="cpu" if cpu_ok() else "torch")
+    require_kernel("cpu")
+    y_cpu, _ = wkv(w, u, k, v, backend="cpu")
     assert rel_err(y.cpu(), y_cpu) <= 1e-5
 
 
@@ -475,10 +524,7 @@ def test_cuda_algorithm_emulated_matches_autograd(T):
 
 @pytest.fixture(scope="module")
 def cuda_emulated():
-    try:
-        return load_extension("cuda-emulated")
-    except RuntimeError as exc:  # pragma: no cover - a compiler problem shows in the cpu tests
-        pytest.skip(str(exc))
+    return require_kernel("cuda-emulated")  # a failed build fails the tests using it
 
 
 @pytest.mark.slow  # builds a second extension (about a minute on 2 cores), once

@@ -5,7 +5,8 @@ inputs, the custom ops under opcheck and torch.compile, and the error paths.
 
 The naive loop here is written entry by entry from the recurrence, with Python floats, on
 purpose differently from the reference's batched matrix form. A compiled kernel that should
-build and does not makes its tests FAIL (no skip): only a missing GPU skips.
+build and does not makes its tests FAIL: only a missing GPU, or a missing toolchain where
+SYMATO_REQUIRE_KERNELS does not demand it, skips (tests/_kernels.py).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from _kernels import require_kernel
 
-import symato.models.ops.wkv4 as wkv_loader
+import symato.models.ops.extension as wkv_loader
 import symato.models.ops.wkv7 as wkv7_ops
 from symato.errors import SymatoError
-from symato.models.ops.wkv7 import last_backend_used, load_wkv7_extension, resolve_backend, wkv7
+from symato.models.ops.extension import toolchain_missing
+from symato.models.ops.wkv7 import last_backend_used, resolve_backend, wkv7
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine")
@@ -90,12 +93,12 @@ def random_like(shape, dtype=torch.float64, seed=99):
 
 @pytest.fixture(scope="module")
 def cpu_ext():
-    return load_wkv7_extension("cpu")  # a failed build fails the tests that use it
+    return require_kernel("cpu", "wkv7")  # a failed build fails the tests that use it
 
 
 @pytest.fixture(scope="module")
 def emulated():
-    return load_wkv7_extension("cuda-emulated")
+    return require_kernel("cuda-emulated", "wkv7")
 
 
 # ----------------------------------------------------------------------------- reference
@@ -286,6 +289,8 @@ def test_auto_uses_the_cpu_kernel(cpu_ext):
 def test_failed_build_is_an_error_not_a_fallback(monkeypatch, tmp_path):
     """A kernel that cannot be built: 'auto' raises a SymatoError with the compiler's
     error and the fix (never runs the slow loop silently); 'torch' by name still runs."""
+    if toolchain_missing("cpu") is not None:
+        pytest.skip(f"no toolchain to fail with: {toolchain_missing('cpu')}")
     bad = tmp_path / "kernels"
     bad.mkdir()
     (bad / "wkv7_cpu.cpp").write_text("this is not C++\n")
@@ -406,7 +411,8 @@ def test_cuda_source_compiles_for_sm90(tmp_path):
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(2, 37, 2, 64), (1, 300, 3, 32), (2, 1000, 1, 16)])
-def test_cuda_matches_reference(dtype, shape):
+def test_cuda_matches_reference(dtype, shape, cpu_ext):
+    require_kernel("cuda", "wkv7")
     B, T, H, N = shape
     xs, s = make_inputs(B, T, H, N, seed=26)
     xs = [x.to(dtype).double() for x in xs]
@@ -422,7 +428,8 @@ def test_cuda_matches_reference(dtype, shape):
 
 
 @needs_cuda
-def test_cuda_long_sequence():
+def test_cuda_long_sequence(cpu_ext):
+    require_kernel("cuda", "wkv7")
     xs, s = make_inputs(1, 16384, 2, 64, torch.float32, seed=29)
     dev = [x.cuda().requires_grad_(True) for x in (*xs, s)]
     y, ns = wkv7(*dev, backend="cuda")

@@ -1,4 +1,4 @@
-"""Cleaning raw shards into the cleaned corpus (``symato clean``, ``symato clean-report``).
+"""Cleaning raw shards into the cleaned corpus (``symato clean``, ``symato clean report``).
 
 Three steps, so the expensive part runs in parallel and deduplication stays global and
 deterministic whatever ``--cores`` is:
@@ -20,7 +20,7 @@ deterministic whatever ``--cores`` is:
    vocabularies, the restoration baseline) reads the train files only, so validation
    text never shapes a tokenizer.
 
-``symato clean-report`` merges the reading report of every source and the per-shard
+``symato clean report`` merges the reading report of every source and the per-shard
 reports of steps 1 and 3 into ``report.json`` and checks that for every source
 kept + dropped = seen for documents, paragraphs and bytes (bytes are the UTF-8 bytes of
 the paragraphs as read).

@@ -30,7 +30,11 @@ class Architecture:
     (2 where rotary embeddings rotate pairs of dimensions). ``defaults`` are training
     settings this architecture uses
     unless ``train.arch_overrides`` says otherwise. ``run_fields`` are the settings that
-    name a run (``{arch}-L{n_layer}-D{n_embd}-...``).
+    name a run (``{arch}-L{n_layer}-D{n_embd}-...``). ``operator`` names the compiled
+    operator's kernel family (``symato.models.ops.extension.FAMILIES``) when the model has
+    one: the run setting ``wkv_backend`` then reaches its config, training waits for the
+    family's kernels (rule ``build_kernels``) and records the backend that ran; ``""``
+    for architectures without one (their record says ``none``).
     """
 
     name: str
@@ -42,6 +46,7 @@ class Architecture:
     head_multiple: int = 1
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     run_fields: tuple[str, ...] = ("n_layer", "n_embd")
+    operator: str = ""
 
     def classes(self) -> tuple[type, type]:
         """(model class, config class), imported on first use."""
@@ -68,20 +73,50 @@ class Architecture:
             kwargs["n_head"] = settings["n_embd"] // settings["head_size"]
         elif self.heads == "head_size":
             kwargs["head_size"] = settings["head_size"]
+        if self.operator:
+            kwargs["wkv_backend"] = settings["wkv_backend"]
         return kwargs
+
+    def kernel_kind(self, settings: Mapping[str, Any]) -> str | None:
+        """The compiled kernel kind (``cpu``/``cuda``) a run of these settings loads, or
+        None when it loads none (no operator, or ``wkv_backend: torch``)."""
+        backend = settings["wkv_backend"]
+        if not self.operator or backend == "torch":
+            return None
+        return settings["device"] if backend == "auto" else backend
+
+    def resolve_backend(self, backend: str, device: Any, dtype: Any) -> str:
+        """The operator backend a run on ``device`` will use (building its kernel now if
+        needed; a kernel that cannot be built is an error naming cause and fix), or
+        ``"none"`` for an architecture without a compiled operator."""
+        if not self.operator:
+            return "none"
+        from symato.models.ops.extension import operator_module
+
+        return operator_module(self.operator).resolve_backend(backend, device, dtype)
+
+    def backend_used(self) -> str:
+        """The backend the operator's latest call ran (``"none"`` without an operator or
+        before any call)."""
+        if not self.operator:
+            return "none"
+        from symato.models.ops.extension import operator_module
+
+        return operator_module(self.operator).last_backend_used()
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
         Architecture("rwkv", "symato.models.rwkv", "RWKV", "RWKVConfig",
-                     "RWKV-4: linear-time recurrence (the WKV operator), no attention"),
+                     "RWKV-4: linear-time recurrence (the WKV operator), no attention",
+                     operator="wkv"),
         Architecture("gpt", "symato.models.gpt", "GPT", "GPTConfig",
                      "GPT-2-style Transformer: LayerNorm, learned positions, GELU MLP",
                      heads="n_head"),
         Architecture("rwkv7", "symato.models.rwkv7", "RWKV7", "RWKV7Config",
                      "RWKV-7 'Goose' (x070): matrix-valued state, in-context learning rate",
-                     heads="head_size"),
+                     heads="head_size", operator="wkv7"),
         Architecture("llama", "symato.models.llama", "Llama", "LlamaConfig",
                      "Transformer++: RMSNorm, rotary positions, SwiGLU, no biases",
                      heads="n_head", head_multiple=2),

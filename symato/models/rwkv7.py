@@ -129,8 +129,8 @@ def _project(x: Tensor, layer: nn.Linear) -> Tensor:
     training, where autograd is on.
     """
     w = layer.weight
-    if (torch.is_grad_enabled() or x.device.type != "cpu" or x.numel() != x.shape[-1]
-            or w.shape[0] <= w.shape[1]):  # fmt: skip
+    if (w.shape[0] <= w.shape[1] or x.numel() != x.shape[-1] or torch.is_grad_enabled()
+            or x.device.type != "cpu"):  # fmt: skip
         return F.linear(x, w)
     key = (w._version, w.data_ptr(), w.dtype)
     cached = layer.__dict__.get("_rows_weight")
@@ -235,7 +235,9 @@ class RWKV7TimeMix(nn.Module):
             v = torch.lerp(v, v_first, torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2))
         a = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)  # in-context learning rate
         g = torch.sigmoid(xg @ self.g1) @ self.g2
-        kk = F.normalize((k * self.k_k).view(B, T, H, N), dim=-1, p=2.0).view(B, T, C)
+        kk = (k * self.k_k).view(B, T, H, N)  # L2-normalized per head (F.normalize's eps)
+        kk = (kk / torch.linalg.vector_norm(kk, dim=-1, keepdim=True).clamp_min(1e-12))
+        kk = kk.view(B, T, C)
         k = k * (1 + (a - 1) * self.k_a)
         heads, dtype = (B, T, H, N), r.dtype  # the operator takes one dtype for all six
         y, new_state = wkv7(

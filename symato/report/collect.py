@@ -10,7 +10,11 @@ tables come out:
   the model's own formula. ``text_bytes`` is the budget in bytes of training text of a
   byte-budget run (empty for a token budget) and ``budget`` a label of the budget asked
   for (``300k tokens`` or ``700k text bytes``): runs with the same label are comparable
-  across tokenizers.
+  across tokenizers. ``backend`` (the operator backend training ran: ``cpu``, ``cuda``,
+  ``torch``, or ``none`` for an architecture without a compiled operator), ``precision``
+  (``fp32``/``bf16``) and ``device_name`` say what ran, so a speed or loss is read
+  knowing its arithmetic; they come from metrics.json only (settings.json holds what was
+  asked for, e.g. ``precision: auto``), empty for runs evaluated before they were recorded.
 - curves: one row per validation evaluation in each run's ``metrics.jsonl`` (val bits
   per byte against tokens and FLOPs seen), for the training-curve figure.
 - tokenizers: per tokenizer and split, tokens per syllable and per byte from the shard
@@ -53,14 +57,19 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("loss_nats_per_token", "loss_nats_per_token"),
     ("tokens_per_second", "tokens_per_second"),
     ("restoration_accuracy", "restoration_accuracy"),
-    ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
-    # restoration asking for the marktone after a bare sym (symato+N split-form runs)
     ("restoration_accuracy_split", "restoration_accuracy_split"),
+    ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
+    ("backend", "backend"),
+    ("precision", "precision"),
+    ("device_name", "device_name"),
     # the settings the studies vary (learning-rate sweep, split-form probability)
     ("lr", "lr"),
     ("lr_min", "lr_min"),
     ("split_syllables", "split_syllables"),
 ]
+# Text columns; RECORDED ones are what training ran, read from metrics.json alone.
+TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name")
+RECORDED = ("backend", "precision", "device_name")
 # Without these a run cannot be placed on any figure: missing is an error, not a blank.
 REQUIRED = ("tokenizer", "arch", "run", "params", "tokens")
 CURVE_COLUMNS = ["tokenizer", "arch", "run", "params", "step", "tokens", "flops", "val_bpb",
@@ -100,8 +109,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     merged.setdefault("tokenizer", run_dir.parent.name)
     row: dict[str, Any] = {}
     for column, key in RUN_COLUMNS:
-        value = merged.get(key)
-        if column in ("tokenizer", "arch", "run"):
+        value = metrics.get(key) if column in RECORDED else merged.get(key)
+        if column in TEXT_COLUMNS:
             row[column] = None if value is None else str(value)
         else:
             row[column] = _number(value, str(metrics_path), key)

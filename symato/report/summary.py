@@ -22,7 +22,8 @@ RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),
               ("tokens", "tokens"), ("flops", "FLOPs"), ("loss", "bits/byte"),
               ("bits_per_syllable", "bits/syllable"),
-              ("restoration_accuracy", "restoration acc.")]
+              ("restoration_accuracy", "restoration acc."), ("backend", "backend"),
+              ("precision", "precision"), ("device_name", "device")]
 
 
 def fmt(value: Any) -> str:

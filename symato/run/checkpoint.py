@@ -5,9 +5,10 @@ architecture and config travel with the weights) and decode its output (the voca
 travels in ``meta``). It holds only tensors and JSON-like values, so it loads with
 ``torch.load(weights_only=True)``: opening a downloaded checkpoint cannot run code.
 
-Layout (a dict): ``format`` = "symato-model", ``version`` = 1, ``arch`` ("rwkv"|"gpt"),
-``config`` (the model config as a dict), ``state_dict`` and ``meta`` (JSON-like: e.g.
-``tokenizer`` = ``Tokenizer.to_dict()``, ``run``, ``settings``, ``step``).
+Layout (a dict): ``format`` = "symato-model", ``version`` = 1, ``arch`` (a name in
+``symato.models.registry.ARCHITECTURES``), ``config`` (the model config as a dict),
+``state_dict`` and ``meta`` (JSON-like: e.g. ``tokenizer`` = ``Tokenizer.to_dict()``,
+``run``, ``settings``, ``step``).
 """
 
 from __future__ import annotations

@@ -47,7 +47,11 @@ METRIC_KEYS = (
     "bits_per_byte", "bits_per_syllable", "loss_nats_per_token", "params_total",
     "params_non_embedding", "train_tokens", "train_flops", "tokens_per_second", "samples",
     "restoration_accuracy", "restoration_baseline_accuracy", "restoration_syllables",
+    "backend", "precision", "device_name",
 )  # fmt: skip
+# Copied from model.pt's meta: the operator backend training ran (cpu, cuda, torch, or
+# none for an architecture without one), its arithmetic (fp32/bf16) and the device's name.
+TRAINING_RECORD = ("backend", "precision", "device_name")
 
 
 # ----------------------------------------------------------------------------- bits per byte
@@ -196,7 +200,23 @@ def baseline_table(stats_path: Path) -> dict[str, int]:
 
 def restoration(model: Any, tokenizer: Any, docs: list[str],
                 baseline: dict[str, int] | None) -> dict[str, Any]:
-    """Restoration accuracy of ``model`` and of the baseline on ``docs``."""
+    """Restoration accuracy of ``model`` and of the baseline on ``docs``.
+
+    With whole-syllable ids (symato+N) the model is scored two ways:
+    ``restoration_accuracy`` lets a candidate be its whole id (P(whole | context)), and
+    ``restoration_accuracy_split`` only asks for the marktone after a bare sym, which a
+    model trained with ``split_syllables > 0`` has seen; without whole ids they are one.
+    """
+    out = _restoration_run(model, tokenizer, docs, baseline, wholes=True)
+    has_wholes = bool(tokenizer.to_dict().get("syllables"))
+    split = (_restoration_run(model, tokenizer, docs, None, wholes=False)
+             if has_wholes else out)
+    out["restoration_accuracy_split"] = split["restoration_accuracy"]
+    return out
+
+
+def _restoration_run(model: Any, tokenizer: Any, docs: list[str],
+                     baseline: dict[str, int] | None, wholes: bool) -> dict[str, Any]:
     from symato.run.restore import restore_ids
     from symato.text.restoration import prepare, whole_choices
     from symato.text.syllable import strip_marks
@@ -205,8 +225,9 @@ def restoration(model: Any, tokenizer: Any, docs: list[str],
     for text in docs:
         original = _syllables(text)
         ids, slots = prepare(strip_marks(text), tokenizer)
-        wholes = whole_choices(ids, slots, tokenizer)
-        restored_text = tokenizer.decode(restore_ids(model, ids, slots, tokenizer.eot_id, wholes))
+        choices = whole_choices(ids, slots, tokenizer) if wholes else None
+        restored_text = tokenizer.decode(restore_ids(model, ids, slots, tokenizer.eot_id,
+                                                     choices))
         restored = _syllables(restored_text)
         if len(restored) != len(original):
             raise SymatoError(
@@ -265,6 +286,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "train_flops": meta.get("train_flops"),
         "tokens_per_second": meta.get("tokens_per_second"),
         "train_steps": meta.get("step"),
+        # what the training ran, so the results say it (None: a model from before the record)
+        **{key: meta.get(key) for key in TRAINING_RECORD},
     }
     metrics.update(text_metrics(model, meta, val, args))
     return metrics
@@ -300,13 +323,14 @@ def text_metrics(model: Any, meta: dict[str, Any], val: Any,
     if not tokenizer.marktone_ids:
         return out | {
             "restoration_accuracy": None, "restoration_baseline_accuracy": None,
-            "restoration_syllables": 0,
+            "restoration_accuracy_split": None, "restoration_syllables": 0,
             "restoration_note": f"tokenizer {meta['settings']['tokenizer']!r} has no marktone "
                                 "tokens: restoration needs a symato vocabulary",
         }  # fmt: skip
     if args.restoration_syllables == 0:
         return out | {"restoration_accuracy": None, "restoration_baseline_accuracy": None,
-                      "restoration_syllables": 0, "restoration_note": "disabled by config"}
+                      "restoration_accuracy_split": None, "restoration_syllables": 0,
+                      "restoration_note": "disabled by config"}
     baseline = baseline_table(Path(args.stats)) if args.stats else None
     docs = val_documents(val, tokenizer.eot_id, args.restoration_syllables, tokenizer)
     out.update(restoration(model, tokenizer, docs, baseline))

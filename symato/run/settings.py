@@ -63,7 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     _shared("grad_accum", int, 1, "micro-batches per step; must divide batch_size", minimum=1),
     _varied("lr", "lr", float, 0.004, "peak learning rate", above=0),
     _varied("lr_min", "lrmin", float, 0.0004, "learning rate at the end of the decay", above=0),
-    _shared("warmup_steps", int, 10, "linear warmup steps", minimum=0),
+    _varied("warmup", "wu", float, 0.05, "linear warmup, as a share of the run's steps",
+            minimum=0, below=1),
     _shared("schedule", str, "cosine", "learning-rate decay after warmup",
             choices=("cosine", "exponential")),
     _shared("weight_decay", float, 0.01, "AdamW weight decay (matrices only)", minimum=0),
@@ -76,6 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
             "else fp32; bf16 where the device cannot is an error",
             choices=("auto", "fp32", "bf16")),
     _shared("compile", bool, False, "torch.compile the model"),
+    _shared("wkv_backend", str, "auto", "the WKV operator of RWKV runs: auto = the compiled "
+            "kernel of the device (a kernel that cannot be built stops the run), cpu|cuda by "
+            "name, torch = the ~100x slower pure-PyTorch loop; unused by other architectures",
+            choices=("auto", "cuda", "cpu", "torch")),
     _shared("eval_interval", int, 25, "steps between validation evals; 0 = end only", minimum=0),
     _shared("eval_windows", int, 16, "validation windows per training-time eval", minimum=1),
     _shared("log_interval", int, 1, "steps between metrics.jsonl lines (each holds the means of "
@@ -87,6 +92,8 @@ SETTINGS: tuple[Setting, ...] = (
     _shared("threads", int, 1, "torch CPU threads per run (fixed: determinism)", minimum=1),
     _shared("head_size", int, 16, "attention head width: n_head = n_embd / head_size",
             minimum=1),
+    _varied("split_syllables", "split", float, 0.0, "symato+N: probability that a whole "
+            "syllable of a training window is written as sym + marktone", minimum=0, below=1),
     Setting("shards_dir", str, "token shards folder (manifest.json, {split}/*.arrow)"),
     Setting("vocab_file", str, "vocabulary file, embedded into the final model"),
 )

@@ -20,7 +20,10 @@ Why it looks like this:
   when a metrics line, a validation or a checkpoint is due; batches go through pinned
   memory asynchronously; AdamW is fused; validation is split across processes.
 * A precision the device cannot honour is an error before training
-  (``symato.run.precision``); the model file records what ran.
+  (``symato.run.precision``), and so is a compiled operator kernel that cannot be built
+  (setting ``wkv_backend``; the slow PyTorch loop runs only by name); the model file
+  records what ran: ``precision``, ``backend`` (``none`` without an operator) and the
+  device's name.
 
 Outputs in DIR: ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.pt``
 (resumable state) and, at the end, ``model.pt`` (``symato.run.checkpoint.save_model``, with
@@ -49,8 +52,10 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
+from symato.models.registry import get_architecture
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.settings import load_settings
+from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -67,19 +72,40 @@ PEAK_BF16_FLOPS = (
 
 
 # ----------------------------------------------------------------------------- settings
+def warmup_steps(s: dict[str, Any]) -> int:
+    """Warmup steps: the share ``warmup`` of the run's steps, rounded.
+
+    Why a share: a fixed step count is a different part of every run in a grid whose
+    budgets span 30x, which biases small-budget runs (mostly warmup) against large ones.
+    """
+    return round(s["warmup"] * s["steps"])
+
+
 def learning_rate(step: int, s: dict[str, Any]) -> float:
     """LR for optimizer step ``step`` (0-based): linear warmup, then decay to lr_min.
 
     Cosine: ``lr_min + (lr - lr_min) * (1 + cos(pi p)) / 2``; exponential:
     ``lr * (lr_min / lr) ** p``; ``p`` runs from 0 after warmup to 1 at the last step.
     """
-    lr, lr_min, warmup, steps = s["lr"], s["lr_min"], s["warmup_steps"], s["steps"]
+    lr, lr_min, warmup, steps = s["lr"], s["lr_min"], warmup_steps(s), s["steps"]
     if step < warmup:
         return lr * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, steps - 1 - warmup))
     if s["schedule"] == "cosine":
         return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
     return lr * (lr_min / lr) ** p
+
+
+def decays(name: str, param: torch.Tensor) -> bool:
+    """Whether AdamW's weight decay applies: 2-D weight matrices (``*.weight``) only.
+
+    Why by name and shape: norms and biases are 1-D, but RWKV's per-channel mixes are
+    stored as (1, 1, C) and RWKV-7's low-rank paths and per-head vectors are 2-D without
+    being weights of a linear map; decaying those pulls the token shift and the decay
+    towards zero. This is the rule of the RWKV authors' training code, and for GPT and
+    Llama it is the usual "matrices, not norms" rule.
+    """
+    return param.ndim == 2 and name.endswith(".weight")
 
 
 # ----------------------------------------------------------------------------- processes
@@ -229,6 +255,11 @@ class Trainer:
         self.precision = resolve_precision(settings["precision"], self.device, settings["run"])
         self.bf16 = self.precision == "bf16"
         self.tf32 = enable_tf32(self.device)
+        # Likewise a compiled operator that cannot be built (never a silent 100x slower
+        # loop): the backend is chosen, and its kernel loaded, before training.
+        self.arch = get_architecture(settings["arch"])
+        self.backend = self.arch.resolve_backend(
+            settings["wkv_backend"], self.device, torch.bfloat16 if self.bf16 else torch.float32)
         make_deterministic(settings, self.device)
         self.dist.init(self.device)
         self.train_ds = TokenDataset(settings["shards_dir"], "train", settings["ctx_len"])
@@ -239,12 +270,25 @@ class Trainer:
         self.net: nn.Module = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.rng = np.random.default_rng(int(settings["seed"]))
+        self.splits = self._split_forms()
         self.step = 0
         self.records: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.stats = IntervalStats(self.device)
         self.clock = Stopwatch(self.device)
         self.peak = self._peak_flops()
+
+    def _split_forms(self) -> SplitForms:
+        """Whole syllables written split at random (``split_syllables``; symato+N only)."""
+        if self.s["split_syllables"] == 0:
+            return SplitForms(None, 0.0)
+        from symato.text.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.vocab, source=self.s["vocab_file"])
+        if tokenizer.vocab_size != self.train_ds.vocab_size:
+            raise SymatoError(f"{self.s['vocab_file']} has {tokenizer.vocab_size} ids but the "
+                              f"shards {self.train_ds.vocab_size}")
+        return SplitForms(tokenizer, self.s["split_syllables"])
 
     def _micro_batch_size(self) -> int:
         per_step = self.dist.world * self.s["grad_accum"]
@@ -278,14 +322,15 @@ class Trainer:
         return net
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        """AdamW; weight decay on matrices only (not on norms, biases, RWKV time_* vectors).
+        """AdamW; weight decay on weight matrices only (``decays``).
 
         Fused on every device: one kernel per parameter instead of a dozen on CUDA, and on
         CPU 2-5x faster than the per-tensor path (and faster than foreach) at the demo
         sizes (benchmarks/bench_adamw.py); elementwise, so as deterministic as they are.
         """
-        decay = [p for p in self.model.parameters() if p.ndim >= 2]
-        rest = [p for p in self.model.parameters() if p.ndim < 2]
+        named = list(self.model.named_parameters())
+        decay = [p for name, p in named if decays(name, p)]
+        rest = [p for name, p in named if not decays(name, p)]
         groups = [{"params": decay, "weight_decay": self.s["weight_decay"]},
                   {"params": rest, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
@@ -390,7 +435,8 @@ class Trainer:
 
     def micro_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This process's micro-batches of the next global batch (same RNG everywhere)."""
-        batch = self.train_ds.random_batch(self.s["batch_size"], self.rng)
+        batch = self.splits.apply(self.train_ds.random_batch(self.s["batch_size"], self.rng),
+                                  self.rng)
         per_rank = self.micro * self.s["grad_accum"]
         mine = self.to_device(batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank])
         for i in range(self.s["grad_accum"]):
@@ -463,6 +509,21 @@ class Trainer:
         bpb = mean / math.log(2) / bytes_per_token if bytes_per_token > 0 else float("nan")
         return mean, bpb
 
+    def confirm_backend(self) -> None:
+        """After the first step: the operator ran the backend chosen before training.
+
+        Why check: the record in model.pt, metrics.json and runs.csv must say what ran,
+        not what was planned; a mismatch (a code path that bypassed the choice) stops
+        the run rather than letting a slow or wrong kernel train unnoticed.
+        """
+        used = self.arch.backend_used()
+        if used != self.backend:
+            raise SymatoError(
+                f"run {self.s['run']}: the {self.s['arch']} operator ran backend {used!r}, "
+                f"but {self.backend!r} was chosen for wkv_backend={self.s['wkv_backend']!r} "
+                f"on {self.device}"
+            )
+
     # -- the loop --------------------------------------------------------------------
     def log(self, message: str) -> None:
         if self.dist.main:
@@ -486,12 +547,17 @@ class Trainer:
         last_ckpt_time = time.monotonic()
         meta = arithmetic_meta(self.device, self.precision, self.tf32)
         self.log(f"device {self.device} ({meta['device_name']}), precision {self.precision}, "
-                 f"TF32 matmuls {'on' if self.tf32 else 'off'}, torch {meta['torch_version']}")
+                 f"TF32 matmuls {'on' if self.tf32 else 'off'}, operator backend "
+                 f"{self.backend}, torch {meta['torch_version']}")
         bar = self._progress()
+        first = True
         with Preemption() as preempt:
             self.clock.start()
             while self.step < s["steps"]:
                 self.train_step()  # queues the step's work; reads nothing back
+                if first:
+                    self.confirm_backend()
+                    first = False
                 if self._record_due():
                     self.clock.pause()  # syncs: the interval's time ends when its work does
                     rec = self._step_record(tokens_per_step, flops_per_token)
@@ -583,6 +649,7 @@ class Trainer:
             "params": self.model.param_counts(),
             "world_size": self.dist.world,
             "device": str(self.device),
+            "backend": self.backend,
             **arithmetic_meta(self.device, self.precision, self.tf32),
         }
         save_model(self.out / "model.pt", self.model, meta)

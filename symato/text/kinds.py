@@ -45,6 +45,12 @@ def _sentencepiece_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
             *((f"sp-{key.replace('_', '-')}", sp[key]) for key in sorted(sp))]
 
 
+def _sentencepiece_sized_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    # size and algorithm are in the name (sp-bpe2816, sp-unigram11008)
+    sp = config["vocab"]["sentencepiece"]
+    return [(f"sp-{key.replace('_', '-')}", sp[key]) for key in sorted(sp) if key != "model_type"]
+
+
 @dataclass(frozen=True)
 class TokenizerKind:
     """One kind of tokenizer.
@@ -53,7 +59,9 @@ class TokenizerKind:
     from nothing); ``options`` turns the complete config into the ``symato vocab``
     options of this kind (only the settings it reads, so changing another kind's
     setting never rebuilds it); ``build`` is ``module:function`` with the signature
-    ``build(name, match, inputs, options) -> Tokenizer``.
+    ``build(name, match, inputs, options) -> Tokenizer``. ``encoding`` is how the
+    ``Tokenizer`` encodes with a vocabulary of the kind: ``table`` (symato's syllable
+    split with its id table) or ``sentencepiece`` (a sentencepiece model).
     """
 
     name: str
@@ -62,6 +70,7 @@ class TokenizerKind:
     learns_from: tuple[str, ...]
     options: Callable[[dict[str, Any]], list[tuple[str, Any]]]
     build: str
+    encoding: str = "table"
 
     def builder(self) -> Callable[..., Any]:
         module, func = self.build.split(":")
@@ -86,7 +95,15 @@ KINDS: dict[str, TokenizerKind] = {
         TokenizerKind("sentencepiece", r"sentencepiece",
                       "sentencepiece (BPE by default) trained on the train split's text",
                       ("text",), _sentencepiece_options,
-                      "symato.text.vocab:build_sentencepiece"),
+                      "symato.text.vocab:build_sentencepiece", encoding="sentencepiece"),
+        TokenizerKind("sp-bpeV", r"sp-bpe([1-9][0-9]*)",
+                      "sentencepiece BPE with V ids, trained on the train split's text",
+                      ("text",), _sentencepiece_sized_options,
+                      "symato.text.vocab:build_sentencepiece_sized", encoding="sentencepiece"),
+        TokenizerKind("sp-unigramV", r"sp-unigram([1-9][0-9]*)",
+                      "sentencepiece Unigram with V ids, trained on the train split's text",
+                      ("text",), _sentencepiece_sized_options,
+                      "symato.text.vocab:build_sentencepiece_sized", encoding="sentencepiece"),
     )
 }
 

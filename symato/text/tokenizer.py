@@ -15,10 +15,13 @@ One ASCII space between two syllables is implicit: not emitted, restored by ``de
 
 Speed: text is split on spaces and each space-free chunk is looked up in a dict cache
 (chunk -> tokens); Vietnamese is mostly short repeated words, so after warm-up encoding is
-one dict lookup per word. Decoding a well-formed stream is a few numpy passes over lookup
-tables (token -> output slice of one flat byte array); a short one (a line, a token) a
-plain loop over per-id tables, which has no fixed per-call cost; anything ill-formed the
-reference loop. ``stream_decoder`` decodes incrementally (generation prints as it samples).
+one dict lookup per word. Decoding is one call into a compiled loop over flat tables
+(``symato.text.fastdecode``: ids in, text out, the reference decoder's output for every
+in-range id sequence); ids it does not take go to the checking Python path. The Python
+decoders stay selectable by name (``backend="python"``): a numpy pass over lookup tables
+for long streams, a plain loop over per-id tables for short ones, the reference loop for
+anything ill-formed. ``stream_decoder`` decodes incrementally (generation prints as it
+samples).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from symato.errors import SymatoError
+from symato.text import fastdecode
 from symato.text import syllable as S
 from symato.text.bpe import BpeCodec
 from symato.text.kinds import kind_of, name_pattern
@@ -183,7 +187,10 @@ class Tokenizer:
         self._bpe: BpeCodec | None = None
         self._bpe_cache: dict[str, tuple[bytes, tuple[int, ...], bytes, bool]] = {}
         self._short: tuple[Any, ...] | None = None
-        if self.kind == "sentencepiece":
+        self._backend = fastdecode.default_backend()  # of calls that name none
+        self._cdec: Any = None  # the compiled decoder, built on first use
+        self._hot: Any = None  # the compiled decoder once built, if it is the default
+        if kind_of(self.kind, source)[0].encoding == "sentencepiece":
             self._init_sentencepiece()
         else:
             self._init_table()
@@ -367,6 +374,12 @@ class Tokenizer:
         return len(self._pieces)
 
     @property
+    def decode_backend(self) -> str:
+        """The decode backend of calls that name none: ``c`` (compiled), or ``python``
+        when ``$SYMATO_DECODER`` asked for it (``symato.text.fastdecode``)."""
+        return self._backend
+
+    @property
     def eot_id(self) -> int:
         """Id of ``<|endoftext|>``, the document separator."""
         return self._piece_ids[EOT]
@@ -441,6 +454,13 @@ class Tokenizer:
                 raise SymatoError(f"token id {t!r} at position {pos} is not an integer")
             if not 0 <= t < n:
                 raise SymatoError(f"token id {t} at position {pos} is out of range 0..{n - 1}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (e.g. to worker processes) leaves out the compiled decoder, which is
+        rebuilt on the first decode after unpickling."""
+        state = self.__dict__.copy()
+        state["_cdec"] = state["_hot"] = None
+        return state
 
     def __repr__(self) -> str:
         return (f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, "
@@ -636,19 +656,54 @@ class Tokenizer:
         return out
 
     # ------------------------------------------------------------------ decoding
-    def decode(self, ids: Iterable[int]) -> str:
-        """The text of ``ids``; invalid UTF-8 from byte tokens becomes U+FFFD."""
-        if type(ids) is list and len(ids) < _FAST_MIN:  # a line or a token: see decode_bytes
-            try:
-                got = self._decode_short(ids)
-            except (IndexError, TypeError, StopIteration):
-                got = None
-            if got is not None:
-                return got.decode("utf-8", "symato-surrogates")
-        return _to_text(self.decode_bytes(ids))
+    def decode(self, ids: Iterable[int], backend: str | None = None) -> str:
+        """The text of ``ids``; invalid UTF-8 from byte tokens becomes U+FFFD.
 
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The exact bytes of ``ids`` (inverse of ``encode_bytes``)."""
+        ``backend``: ``c`` or ``python`` (``symato.text.fastdecode``); None for the
+        default (``decode_backend``). Every backend gives the same text."""
+        hot = self._hot
+        if hot is not None and backend is None:  # one C call: a token, a line, a document
+            got = hot.decode(ids)
+            if got is not None:
+                return got
+        return self._decode_named(ids, backend, True)
+
+    def decode_bytes(self, ids: Iterable[int], backend: str | None = None) -> bytes:
+        """The exact bytes of ``ids`` (inverse of ``encode_bytes``); ``backend`` as in
+        ``decode``."""
+        hot = self._hot
+        if hot is not None and backend is None:
+            got = hot.decode_bytes(ids)
+            if got is not None:
+                return got
+        return self._decode_named(ids, backend, False)
+
+    def _decode_named(self, ids: Iterable[int], backend: str | None, text: bool
+                      ) -> str | bytes:
+        """Decode with the backend named (or the default): the compiled loop for what it
+        takes, else the Python path, which checks the ids and reports a bad one."""
+        name = self._backend if backend is None else fastdecode.check_backend(backend)
+        if not isinstance(ids, (list, tuple, np.ndarray)):
+            ids = list(ids)  # an iterator is read once; the checking path needs every id
+        if name == "c":
+            dec = self._c_decoder()
+            got = dec.decode(ids) if text else dec.decode_bytes(ids)
+            if got is not None:
+                return got
+        data = self._python_decode_bytes(ids)
+        return _to_text(data) if text else data
+
+    def _c_decoder(self) -> Any:
+        """The compiled decoder of this vocabulary (tables built on first use: ~0.05 s,
+        ~2 MB), or SymatoError naming cause and fix if the extension is missing."""
+        if self._cdec is None:
+            self._cdec = fastdecode.build_decoder(self)
+        if self._backend == "c":
+            self._hot = self._cdec
+        return self._cdec
+
+    def _python_decode_bytes(self, ids: Sequence[int] | np.ndarray) -> bytes:
+        """The Python decoders (backend ``python``, and the checking path of ``c``)."""
         if type(ids) is list and len(ids) < _FAST_MIN:
             # a line or a token: no array conversion, no numpy call (each ~1 us fixed)
             try:
@@ -657,8 +712,6 @@ class Tokenizer:
                 got = None  # out of range, not integers or ill-formed: the paths below say which
             if got is not None:
                 return got
-        if not isinstance(ids, (list, tuple, np.ndarray)):
-            ids = list(ids)  # an iterator is read once; the checking path needs every id
         arr = _as_id_array(ids)
         if arr is None:  # not plain non-negative integers: report the first bad one
             self._check_ids(ids)
@@ -759,10 +812,11 @@ class Tokenizer:
             prev = 1
         return b"".join(out)
 
-    def stream_decoder(self) -> StreamDecoder:
+    def stream_decoder(self, backend: str | None = None) -> StreamDecoder:
         """An incremental decoder: ``feed(ids)`` returns the text that is final so far,
-        ``finish()`` the rest; together exactly ``decode`` of all the ids."""
-        return StreamDecoder(self)
+        ``finish()`` the rest; together exactly ``decode`` of all the ids. ``backend``
+        as in ``decode``."""
+        return StreamDecoder(self, backend)
 
     def _fast_tables(self) -> tuple[Any, ...]:
         """Lookup arrays for the vectorized decoder (built on first use, ~0.1 s).
@@ -922,15 +976,46 @@ class StreamDecoder:
     sequence wait for the rest. ``finish()`` returns what is still held, decoded as
     ``decode`` would at the end (a bare sym, U+FFFD for a cut sequence). So for every
     split of ``ids``, the outputs joined equal ``tokenizer.decode(ids)``.
+
+    With the ``c`` backend the state lives in the compiled stream (one C call per
+    ``feed``); ids it does not take go through the checking Python loop on that state.
     """
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, backend: str | None = None) -> None:
         self._tok = tokenizer
-        self._state: tuple[int, int, bool] = (0, -1, False)
+        name = tokenizer.decode_backend if backend is None else fastdecode.check_backend(backend)
+        self._c = tokenizer._c_decoder().stream() if name == "c" else None
+        self._state: tuple[int, int, bool] = (0, -1, False)  # the python backend's
         self._held = b""  # bytes of an incomplete UTF-8 sequence at the end
 
     def feed(self, ids: Iterable[int]) -> str:
         """Decode more ids; return the new final text (possibly empty)."""
+        c = self._c
+        if c is not None:
+            got = c.feed(ids)
+            if got is not None:
+                return got
+            return self._feed_checked(ids)
+        return self._feed_python(ids)
+
+    def _feed_checked(self, ids: Iterable[int]) -> str:
+        """What the compiled stream did not take: an iterator (read once, then compiled),
+        bad ids (SymatoError naming the position), ints of other types (numpy integers:
+        the Python loop on the compiled stream's state)."""
+        c = self._c
+        ids = list(ids)
+        got = c.feed(ids)
+        if got is not None:
+            return got
+        self._tok._check_ids(ids)
+        case, sym, prev, self._held = c.state
+        self._state = (case, sym, bool(prev))
+        out = self._feed_python(ids)
+        case, sym, prev = self._state
+        c.state = (case, sym, int(prev), self._held)
+        return out
+
+    def _feed_python(self, ids: Iterable[int]) -> str:
         ids = list(ids)
         tok = self._tok
         tok._check_ids(ids)
@@ -946,6 +1031,8 @@ class StreamDecoder:
 
     def finish(self) -> str:
         """The rest: a pending sym and held bytes; the decoder starts afresh after it."""
+        if self._c is not None:
+            return self._c.finish()
         data = self._held + (self._tok._flush(self._state) if self._tok._syms else b"")
         self._held, self._state = b"", (0, -1, False)
         return _to_text(data)

@@ -173,6 +173,17 @@ def build_sentencepiece(name: str, match: re.Match[str], inputs: dict[str, list[
     return Tokenizer.from_dict(sentencepiece_dict(model.getvalue(), meta))
 
 
+def build_sentencepiece_sized(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
+                              options: dict[str, Any]) -> Tokenizer:
+    """sp-bpeV / sp-unigramV: sentencepiece with the algorithm and size its name gives;
+    ``options``: the other ``sp_*`` trainer settings."""
+    _allow(name, options, {f"sp_{key}" for key in SP_DEFAULTS if key != "model_type"})
+    model_type = "unigram" if name.startswith("sp-unigram") else "bpe"
+    tok = build_sentencepiece("sentencepiece", match, inputs,
+                              {**options, "size": int(match.group(1)), "sp_model_type": model_type})
+    return Tokenizer.from_dict({**tok.to_dict(), "kind": name})
+
+
 def build_bytes(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
                 options: dict[str, Any]) -> Tokenizer:
     """The bytes vocabulary: built from nothing."""

@@ -23,7 +23,7 @@ def draw(study: dict, style: figures.Style):
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False,
                              sharey=True)
     for ax, (arch, size) in zip(axes.flat, panels, strict=False):
-        for key, g in sorted(study["groups"].items()):
+        for _key, g in sorted(study["groups"].items()):
             if g["by"]["arch"] != arch:
                 continue
             tok = g["by"]["tokenizer"]

@@ -5,7 +5,7 @@ batch row and channel, the decayed weighted average of the values seen so far
 (docs/wkv.md has the math). Why three backends:
 
 - ``torch``: a readable pure-PyTorch loop over time. It is the reference the others are
-  tested against, and the fallback when a compiled backend cannot be built.
+  tested against, and runs only when asked for by name (it is ~100x slower).
 - ``cpu``: C++ with OpenMP (``kernels/wkv_cpu.cpp``), so CPU training of small models
   is practical.
 - ``cuda``: a chunked parallel scan over time (``kernels/wkv_cuda.cu``), so training is
@@ -16,14 +16,11 @@ the RNN-state convention of the RWKV-4 runtime (ChatRWKV's ``att_aa/att_bb/att_p
 a state from this operator can be fed to the ``rwkv`` package and back. It is float32
 (float64 when k/v are float64, which gradcheck needs).
 
-Compiled backends are built on first use with ``torch.utils.cpp_extension.load``
-(ninja) into ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>`` (default
-``~/.cache/symato/...``; family ``wkv`` here, ``wkv7`` for the RWKV-7 operator in
-``symato.wkv7``, which shares this loader through ``load_extension(kind, family=...)``);
-the hash covers the kernel sources, compile flags, torch version and CPU, so an edit to
-a kernel rebuilds it and different machines sharing a home folder never share a binary.
-Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, then the repository's
-``kernels/`` (editable installs), then ``symato/kernels/`` (package data).
+The kernels (family ``wkv``) are built and loaded by ``symato.models.ops.extension``,
+the loader and backend policy this operator shares with RWKV-7's: ``auto`` takes the
+compiled kernel of the device and a kernel that cannot be built is an error naming cause
+and fix. The empty state's ``pp`` (``INIT_PP``) is defined here only; the CUDA source
+receives it as the define ``WKV_INIT_PP`` (:func:`compile_defines`).
 
 The compiled kernels are the custom operators ``symato::wkv_forward`` and
 ``symato::wkv_backward``, so ``torch.compile`` traces an RWKV model as one graph.
@@ -31,48 +28,32 @@ The compiled kernels are the custom operators ``symato::wkv_forward`` and
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
-import shutil
-import threading
-import warnings
-from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import torch
 
 from symato.errors import SymatoError
+from symato.models.ops import extension
 
 __all__ = [
     "BACKENDS",
-    "FAMILIES",
     "INIT_PP",
     "available_backends",
-    "explain_build_failure",
+    "check_extension",
+    "compile_defines",
     "initial_state",
     "last_backend_used",
-    "load_extension",
     "resolve_backend",
     "wkv",
     "wkv_torch",
 ]
 
-BACKENDS = ("auto", "cuda", "cpu", "torch")
+BACKENDS = extension.BACKENDS
 # The max exponent of an empty state. Finite (not -inf) so that "pp - max(pp, x)" stays
 # finite; exp(-1e38 - x) underflows to exactly 0 for any realistic x. The rwkv package
-# uses -1e30, which is equivalent.
+# uses -1e30, which is equivalent. The CUDA kernels get it as -DWKV_INIT_PP.
 INIT_PP = -1e38
 
-_CPU_FLAGS = ["-O3", "-fopenmp", "-march=native"]  # C++ standard: torch picks it
-_CPU_LDFLAGS = ["-fopenmp"]
-_CUDA_FLAGS = ["-O3", "-lineinfo"]  # no fast-math: accurate expf and division
-
-_lock = threading.Lock()
-_extensions: dict[str, ModuleType | None] = {}
-_build_errors: dict[str, str] = {}
-_warned: set[str] = set()
 _last_used: list[str] = ["none"]
 
 
@@ -145,250 +126,31 @@ def wkv_torch(w, u, k, v, state=None):
 # ----------------------------------------------------------------------------- building
 
 
-# Kernel families: each compiled kind of each operator, as (sources compiled, other files
-# the build reads). One table, so both operators share one loader, one source lookup and
-# one hashed build-folder scheme: $SYMATO_BUILD_DIR/<family>/<kind>-<hash>.
-FAMILIES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
-    "wkv": {
-        "cpu": (("wkv_cpu.cpp",), ()),
-        "cuda": (("wkv_cuda_bind.cpp", "wkv_cuda.cu"), ()),
-        # the CUDA kernels compiled for the CPU (tests)
-        "cuda-emulated": (("wkv_cuda_emulate.cpp",), ("wkv_cuda.cu", "wkv_host_emulation.h")),
-    },
-    "wkv7": {
-        "cpu": (("wkv7_cpu.cpp",), ()),
-        "cuda": (("wkv7_cuda_bind.cpp", "wkv7_cuda.cu"), ()),
-        "cuda-emulated": (("wkv7_cuda_emulate.cpp",), ("wkv7_cuda.cu", "wkv_host_emulation.h")),
-    },
-}
+def compile_defines() -> list[str]:
+    """Constants the kernel sources take from here (``symato.models.ops.extension`` passes
+    them to every build of this family): the empty state's ``pp``, written once."""
+    return [f"-DWKV_INIT_PP={INIT_PP!r}f"]
 
 
-def _kernels_dir(family: str = "wkv") -> Path:
-    """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else the package data
-    ``symato.kernels`` (the repository's ``kernels/`` folder, mapped by pyproject.toml,
-    in a checkout and in an installed wheel alike)."""
-    from importlib import resources
-
-    env = os.environ.get("SYMATO_KERNELS_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(str(resources.files("symato.kernels"))))
-    marker = FAMILIES[family]["cpu"][0][0]
-    for cand in candidates:
-        if (cand / marker).is_file():
-            return cand
-    raise SymatoError(
-        f"{family}: kernel sources not found; looked in "
-        + ", ".join(str(c) for c in candidates)
-        + " (a symato install without its kernels: reinstall it with `pip install .`)"
-    )
-
-
-def _cpu_fingerprint() -> str:
-    """CPU model + flags: -march=native binaries must not travel between machines."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
-        return "\n".join(keep)
-    except OSError:
-        return platform.processor()
-
-
-def _sources(kind: str, family: str = "wkv") -> list[Path]:
-    d = _kernels_dir(family)
-    return [d / name for name in FAMILIES[family][kind][0]]
-
-
-def _hashed_files(kind: str, family: str = "wkv") -> list[Path]:
-    """Every file the build reads (sources and included kernel files)."""
-    d = _kernels_dir(family)
-    return [*_sources(kind, family), *(d / name for name in FAMILIES[family][kind][1])]
-
-
-def _build_dir(kind: str, flags: list[str], family: str = "wkv") -> tuple[Path, str]:
-    srcs = _hashed_files(kind, family)
-    h = hashlib.sha256()
-    for s in srcs:
-        h.update(s.name.encode())
-        h.update(s.read_bytes())
-    h.update(" ".join(flags).encode())
-    h.update(torch.__version__.encode())
-    h.update(str(torch.version.cuda).encode())
-    h.update(_cpu_fingerprint().encode())
-    digest = h.hexdigest()[:16]
-    root = os.environ.get("SYMATO_BUILD_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "symato"
-    return base / family / f"{kind}-{digest}", digest
-
-
-def load_extension(
-    kind: str,
-    verbose: bool = False,
-    family: str = "wkv",
-    check: Callable[[str, ModuleType], None] | None = None,
-) -> ModuleType:
-    """Build (or load from the cache) the ``cpu`` or ``cuda`` extension of ``family``
-    (``wkv``: RWKV-4, ``wkv7``: RWKV-7); raise RuntimeError on failure.
-
-    ``cuda-emulated`` builds the CUDA kernels' source for the CPU (one OS thread per CUDA
-    thread; kernels/wkv_host_emulation.h) so tests can run them where there is no GPU.
-    ``check(kind, module)`` runs once after a build (e.g. the checkpoint interval the
-    Python side assumes); its failure counts as a failed build.
-
-    One build per process: later calls return the cached module (or re-raise the
-    cached failure) so a test suite pays for the compile once.
-    """
-    if family not in FAMILIES:
-        raise SymatoError(f"wkv: no kernel family named {family!r}")
-    if kind not in FAMILIES[family]:
-        raise SymatoError(f"{family}: no compiled backend named {kind!r}")
-    if family == "wkv" and check is None:
-        check = _check_checkpoint_interval
-    key = kind if family == "wkv" else f"{family}:{kind}"
-    with _lock:
-        if key in _extensions:
-            mod = _extensions[key]
-            if mod is None:
-                raise RuntimeError(_build_errors[key])
-            return mod
-        try:
-            mod = _build(kind, verbose, family)
-            if check is not None:
-                check(kind, mod)
-        except Exception as exc:  # compiler missing, nvcc error, ...
-            _extensions[key] = None
-            _build_errors[key] = f"{family}: building the {kind} extension failed: {exc}"
-            raise RuntimeError(_build_errors[key]) from exc
-        _extensions[key] = mod
-        return mod
-
-
-def _check_checkpoint_interval(kind: str, mod: ModuleType) -> None:
+def check_extension(kind: str, mod: ModuleType) -> None:
     """The op's fake implementation predicts the checkpoint shape; it must match."""
     if _has_checkpoints(kind) and mod.checkpoint_interval() != _CKPT_INTERVAL:
         raise SymatoError(
             f"wkv: the {kind} kernels keep a state every {mod.checkpoint_interval()} steps, "
-            f"symato/wkv.py expects {_CKPT_INTERVAL}: update _CKPT_INTERVAL"
+            f"symato/models/ops/wkv4.py expects {_CKPT_INTERVAL}: update _CKPT_INTERVAL"
         )
-
-
-def _build(kind: str, verbose: bool, family: str = "wkv") -> ModuleType:
-    from torch.utils.cpp_extension import load
-
-    sources = [str(s) for s in _sources(kind, family)]
-    if kind in ("cpu", "cuda-emulated"):
-        flags = list(_CPU_FLAGS) if kind == "cpu" else ["-O1"]
-        build_dir, digest = _build_dir(kind, flags, family)
-        build_dir.mkdir(parents=True, exist_ok=True)
-        return load(
-            name=f"symato_{family}_{kind.replace('-', '_')}_{digest}",
-            sources=sources,
-            extra_cflags=flags,
-            extra_ldflags=_CPU_LDFLAGS,
-            build_directory=str(build_dir),
-            verbose=verbose,
-        )
-    arch = os.environ.get("SYMATO_CUDA_ARCH")  # e.g. "9.0"; default: the visible GPU
-    if arch:
-        os.environ["TORCH_CUDA_ARCH_LIST"] = arch
-    flags = list(_CUDA_FLAGS)
-    target = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
-    if not target and torch.cuda.is_available():  # torch builds for the visible GPU then
-        target = "gpu{}.{}".format(*torch.cuda.get_device_capability())
-    build_dir, digest = _build_dir(kind, [*flags, target], family)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    return load(
-        name=f"symato_{family}_cuda_{digest}",
-        sources=sources,
-        extra_cflags=["-O3"],
-        extra_cuda_cflags=flags,
-        build_directory=str(build_dir),
-        verbose=verbose,
-    )
-
-
-def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
-    """A build failure as cause + fix, for an error message a user can act on.
-
-    Why: torch's build error is a wall of compiler output; what a user needs is its first
-    error lines and the one thing to change (a compiler, CUDA_HOME, a torch/nvcc version
-    match), or the name of the slow backend to ask for instead.
-    """
-    text = str(exc)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if "error" in ln.lower() and "Error building" not in ln]
-    head = "\n    ".join((errs or lines)[:6])[:1500]
-    if kind == "cuda":
-        from torch.utils.cpp_extension import CUDA_HOME
-
-        facts = f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}"
-        if torch.version.cuda is None:
-            fix = "this torch has no CUDA: install a CUDA build of torch"
-        elif CUDA_HOME is None:
-            fix = "nvcc not found: install the CUDA toolkit, set CUDA_HOME (/usr/local/cuda)"
-        else:
-            fix = (
-                f"check that nvcc under CUDA_HOME matches torch's CUDA {torch.version.cuda} "
-                "and supports this GPU (SYMATO_CUDA_ARCH / TORCH_CUDA_ARCH_LIST)"
-            )
-    else:
-        from torch.utils.cpp_extension import is_ninja_available
-
-        compiler = os.environ.get("CXX", "c++")
-        facts = f"torch {torch.__version__}, compiler {shutil.which(compiler) or compiler}"
-        if "kernel sources not found" in text:
-            fix = "point $SYMATO_KERNELS_DIR at the repository's kernels/ folder"
-        elif shutil.which(compiler) is None:
-            fix = f"no {compiler}: install a C++ compiler with OpenMP (apt-get install g++)"
-        elif not is_ninja_available():
-            fix = "ninja not found: pip install ninja"
-        else:
-            fix = (
-                f"the sources in {_kernels_dir(family)} do not compile with {compiler}: "
-                "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)"
-            )
-    return (
-        f"{family}: the {kind} kernel could not be built ({facts}).\n"
-        f"  cause: {head}\n"
-        f"  fix: {fix}; or ask for the slow pure-PyTorch loop by name: backend='torch'"
-    )
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """The backend that will actually run for ``backend`` on tensors of this device/dtype.
 
-    ``auto`` picks ``cuda`` for CUDA tensors and ``cpu`` for CPU tensors, and falls back
-    to ``torch`` with ONE warning per process when the extension cannot be built.
-    An explicit ``cpu``/``cuda`` that cannot run is an error, not a silent fallback.
+    The policy shared by every operator (``symato.models.ops.extension.resolve_backend``):
+    ``auto`` = the compiled kernel of the device, built now if needed; a kernel that
+    cannot be built is a ``KernelBuildError`` naming cause and fix, never a silent fall
+    back to the slow loop. ``auto`` runs ``torch`` only for float16 (and float64 on
+    CUDA), which the kernels have no math for.
     """
-    if backend not in BACKENDS:
-        raise SymatoError(f"wkv: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return "torch"
-    want = backend
-    if backend == "auto":
-        want = "cuda" if device.type == "cuda" else "cpu"
-        if device.type not in ("cuda", "cpu"):
-            return "torch"
-        if dtype == torch.float16 or (want == "cuda" and dtype == torch.float64):
-            return "torch"  # kernels: float32/bfloat16 (+ float64 on CPU) only
-    if want == "cuda" and device.type != "cuda":
-        raise SymatoError(f"wkv: backend 'cuda' needs CUDA tensors, got {device}")
-    if want == "cpu" and device.type != "cpu":
-        raise SymatoError(f"wkv: backend 'cpu' needs CPU tensors, got {device}")
-    try:
-        load_extension(want)
-    except RuntimeError as exc:
-        if backend != "auto":
-            raise
-        _warn_once(want, f"{exc}\nwkv: falling back to the slow pure-PyTorch backend.")
-        return "torch"
-    return want
+    return extension.resolve_backend("wkv", backend, device, dtype)
 
 
 @torch.compiler.assume_constant_result
@@ -406,9 +168,9 @@ def available_backends() -> list[str]:
         if kind == "cuda" and not torch.cuda.is_available():
             continue
         try:
-            load_extension(kind)
+            extension.load_extension(kind, family="wkv")
             out.append(kind)
-        except RuntimeError:
+        except extension.KernelBuildError:
             pass
     return out
 
@@ -448,7 +210,7 @@ def _wkv_forward(
     state: torch.Tensor, kind: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, new_state, checkpoints): checkpoints is empty unless ``kind`` keeps them."""
-    ext = load_extension(kind)
+    ext = extension.load_extension(kind, family="wkv")
     if _has_checkpoints(kind):
         return tuple(ext.forward(w, u, k, v, state, save))
     y, s_out = ext.forward(w, u, k, v, state)
@@ -468,7 +230,7 @@ def _wkv_backward(
     gy: torch.Tensor, gs: torch.Tensor, kind: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gw, gu, gk, gv, gstate); gw and gu per batch row, summed by the caller."""
-    ext = load_extension(kind)
+    ext = extension.load_extension(kind, family="wkv")
     if _has_checkpoints(kind):
         return tuple(ext.backward(w, u, k, v, state, s_out, ckpt, gy, gs))
     return tuple(ext.backward(w, u, k, v, state, s_out, gy, gs))
@@ -542,8 +304,4 @@ def wkv(w, u, k, v, state=None, backend: str = "auto"):
     _last_used[0] = chosen
     if chosen == "torch" or T == 0:
         return wkv_torch(w, u, k, v, state)
-    if chosen == "cpu" and k.dtype == torch.float16:
-        raise SymatoError("wkv: backend 'cpu' supports float32/bfloat16/float64, not float16")
-    if chosen == "cuda" and k.dtype not in (torch.float32, torch.bfloat16):
-        raise SymatoError(f"wkv: backend 'cuda' supports float32/bfloat16, not {k.dtype}")
     return _wkv_compiled(w, u, k, v, state, chosen)

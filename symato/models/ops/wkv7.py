@@ -25,8 +25,8 @@ Why three backends:
 naming cause and fix when it cannot be built: a silent fall back to the slow loop would
 make a training run 100x slower without anyone noticing (project policy).
 
-The kernels are built by the loader ``symato.models.ops.wkv4`` shares between operator families
-(``load_extension(kind, family="wkv7")``) and reach PyTorch as the custom operators
+The kernels (family ``wkv7``) are built by ``symato.models.ops.extension``, the loader and
+backend policy shared by both operators, and reach PyTorch as the custom operators
 ``symato::wkv7_forward`` and ``symato::wkv7_backward``, so ``torch.compile`` traces a
 model that uses ``wkv7`` as one graph.
 """
@@ -38,12 +38,13 @@ from types import ModuleType
 import torch
 
 from symato.errors import SymatoError
-from symato.models.ops.wkv4 import explain_build_failure, load_extension
+from symato.models.ops import extension
 
 __all__ = [
     "BACKENDS",
     "CKPT_INTERVAL",
     "CUDA_HEAD_SIZES",
+    "check_extension",
     "last_backend_used",
     "load_wkv7_extension",
     "resolve_backend",
@@ -51,7 +52,7 @@ __all__ = [
     "wkv7_torch",
 ]
 
-BACKENDS = ("auto", "cuda", "cpu", "torch")
+BACKENDS = extension.BACKENDS
 # The CUDA kernels keep the state every CKPT_INTERVAL steps for the backward (checked
 # against kernels/wkv7_cuda.cu when the extension loads) and support these head sizes.
 CKPT_INTERVAL = 16
@@ -132,7 +133,7 @@ def wkv7_torch(r, w, k, v, a, b, state=None):
 # ----------------------------------------------------------------------------- building
 
 
-def _check_extension(kind: str, mod: ModuleType) -> None:
+def check_extension(kind: str, mod: ModuleType) -> None:
     """The op's fake implementation predicts the checkpoint shape; it must match."""
     if kind.startswith("cuda") and mod.checkpoint_interval() != CKPT_INTERVAL:
         raise SymatoError(
@@ -142,42 +143,21 @@ def _check_extension(kind: str, mod: ModuleType) -> None:
 
 
 def load_wkv7_extension(kind: str, verbose: bool = False) -> ModuleType:
-    """Build (or load from the cache) the ``cpu``, ``cuda`` or ``cuda-emulated`` WKV-7
-    extension; a failed build raises SymatoError with its cause and fix."""
-    try:
-        return load_extension(kind, verbose, family="wkv7", check=_check_extension)
-    except RuntimeError as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        raise SymatoError(explain_build_failure("wkv7", kind, cause)) from exc
+    """Build (or load from its folder) the ``cpu``, ``cuda`` or ``cuda-emulated`` WKV-7
+    extension; a failed build raises ``KernelBuildError`` (a SymatoError) with its cause
+    and fix."""
+    return extension.load_extension(kind, verbose, family="wkv7")
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """The backend that will run for ``backend`` on tensors of this device and dtype.
 
+    The policy shared by every operator (``symato.models.ops.extension.resolve_backend``):
     ``auto`` = the compiled kernel of the device (``cuda`` / ``cpu``), built now if
-    needed; a kernel that cannot be built is a SymatoError, never a slow fallback. The
-    one exception is float64 on CUDA, which only ``torch`` computes.
+    needed; a kernel that cannot be built is an error, never a slow fallback. The one
+    exception is float64 on CUDA, which only ``torch`` computes.
     """
-    if backend not in BACKENDS:
-        raise SymatoError(f"wkv7: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return "torch"
-    want = backend
-    if backend == "auto":
-        if device.type not in ("cuda", "cpu"):
-            raise SymatoError(
-                f"wkv7: no compiled kernel for {device.type} tensors; "
-                "ask for the pure-PyTorch loop by name: backend='torch'"
-            )
-        want = device.type
-        if want == "cuda" and dtype == torch.float64:
-            return "torch"  # documented: the CUDA kernel has float32 math only
-    if device.type != want:
-        raise SymatoError(f"wkv7: backend {want!r} needs {want.upper()} tensors, got {device}")
-    if want == "cuda" and dtype not in (torch.float32, torch.bfloat16):
-        raise SymatoError(f"wkv7: backend 'cuda' takes float32 or bfloat16, not {dtype}")
-    load_wkv7_extension(want)
-    return want
+    return extension.resolve_backend("wkv7", backend, device, dtype)
 
 
 @torch.compiler.assume_constant_result

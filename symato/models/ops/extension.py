@@ -1,0 +1,416 @@
+"""Building the compiled operators: one loader, one backend policy, one build per workflow.
+
+Why a module of its own: both WKV operators (``symato.models.ops.wkv4`` for RWKV-4,
+``wkv7`` for RWKV-7) compile their kernels from ``kernels/`` with
+``torch.utils.cpp_extension``, and both must behave the same way when that goes wrong:
+
+* **No silent slow path.** ``auto`` takes the compiled kernel of the tensors' device; a
+  kernel that cannot be built is a :class:`KernelBuildError` naming the cause (the
+  compiler's first error lines, the compiler, torch's CUDA version, ``CUDA_HOME``) and
+  the fix. The pure-PyTorch loop (100x slower) runs only when asked for by name,
+  ``backend="torch"`` (:func:`resolve_backend`).
+* **Keyed builds.** Each family (one operator's kernels) and kind (``cpu``, ``cuda``,
+  ``cuda-emulated``) builds into ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>`` (default
+  ``~/.cache/symato``). The hash covers the sources, the flags (Python-side constants
+  passed as ``-D`` defines included), torch and its CUDA version, the compiler, the CPU
+  (the C++ uses ``-march=native``) and, for CUDA, the target architecture, so an edited
+  kernel rebuilds and no binary reaches a machine it was not built for.
+* **Builds survive SIGKILL.** torch guards a build with a lock *file* (``lock``) that
+  exists until the builder removes it; a builder killed by SIGKILL (out of memory,
+  node failure, preemption) leaves it behind and every later build waits on it forever.
+  So each build first takes an OS lock (``fcntl.flock`` on ``build.flock`` in the build
+  folder), which the kernel releases when its holder dies; whoever holds it knows any
+  ``lock`` file is stale and removes it.
+* **One build per workflow.** ``symato build --device cpu|cuda`` (``build.py``) builds
+  every family for one device kind before the training jobs (rule ``build_kernels``);
+  the jobs then only load what is there.
+
+Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, else the package data
+``symato.kernels`` (the repository's ``kernels/`` folder, mapped by pyproject.toml, in a
+checkout and in an installed wheel alike).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from symato.errors import SymatoError
+
+__all__ = [
+    "BACKENDS",
+    "DEVICE_KINDS",
+    "FAMILIES",
+    "Family",
+    "KernelBuildError",
+    "build_dir",
+    "build_lock",
+    "compiler",
+    "cpu_fingerprint",
+    "cuda_home",
+    "cuda_target",
+    "explain_build_failure",
+    "kernels_dir",
+    "load_extension",
+    "operator_module",
+    "resolve_backend",
+    "toolchain_missing",
+]
+
+BACKENDS = ("auto", "cuda", "cpu", "torch")
+DEVICE_KINDS = ("cpu", "cuda")  # the kinds a device type runs (the others are for tests)
+LOCK_FILE = "build.flock"  # the OS lock; torch's own lock file is "lock"
+
+_CPU_FLAGS = ["-O3", "-fopenmp", "-march=native"]  # C++ standard: torch picks it
+_CPU_LDFLAGS = ["-fopenmp"]
+_CUDA_FLAGS = ["-O3", "-lineinfo"]  # no fast-math: accurate expf and division
+_FLOAT_KERNELS = (torch.float32, torch.bfloat16)
+
+
+class KernelBuildError(SymatoError, RuntimeError):
+    """A compiled kernel that cannot be built or loaded; the message says cause and fix."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One operator's compiled kernels.
+
+    ``kinds`` maps each kind to (sources compiled, other files the build reads).
+    ``operator`` is the module that owns the family: it provides ``compile_defines()``
+    (constants the kernel sources take from Python as ``-D`` flags, so each is written
+    once), ``check_extension(kind, module)`` (run once after loading; a failure counts as
+    a failed build), ``resolve_backend`` and ``last_backend_used``. ``dtypes`` are the
+    input dtypes each compiled kind computes.
+    """
+
+    name: str
+    operator: str
+    kinds: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    dtypes: Mapping[str, tuple[torch.dtype, ...]]
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "wkv", "symato.models.ops.wkv4",
+            {"cpu": (("wkv_cpu.cpp",), ()),
+             "cuda": (("wkv_cuda_bind.cpp", "wkv_cuda.cu"), ()),
+             # the CUDA kernels compiled for the CPU (tests)
+             "cuda-emulated": (("wkv_cuda_emulate.cpp",),
+                               ("wkv_cuda.cu", "wkv_host_emulation.h"))},
+            {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS},
+        ),
+        Family(
+            "wkv7", "symato.models.ops.wkv7",
+            {"cpu": (("wkv7_cpu.cpp",), ()),
+             "cuda": (("wkv7_cuda_bind.cpp", "wkv7_cuda.cu"), ()),
+             "cuda-emulated": (("wkv7_cuda_emulate.cpp",),
+                               ("wkv7_cuda.cu", "wkv_host_emulation.h"))},
+            {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS},
+        ),
+    )
+}  # fmt: skip
+
+_lock = threading.Lock()
+_extensions: dict[tuple[str, str], ModuleType | None] = {}
+_build_errors: dict[tuple[str, str], str] = {}
+
+
+# ----------------------------------------------------------------------------- facts
+def _family(family: str) -> Family:
+    if family not in FAMILIES:
+        raise SymatoError(f"no kernel family named {family!r}; known: {list(FAMILIES)}")
+    return FAMILIES[family]
+
+
+def operator_module(family: str) -> ModuleType:
+    """The operator module that owns ``family`` (imported on first use)."""
+    return importlib.import_module(_family(family).operator)
+
+
+def kernels_dir(family: str = "wkv") -> Path:
+    """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else the package data
+    ``symato.kernels``."""
+    from importlib import resources
+
+    env = os.environ.get("SYMATO_KERNELS_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(str(resources.files("symato.kernels"))))
+    marker = _family(family).kinds["cpu"][0][0]
+    for cand in candidates:
+        if (cand / marker).is_file():
+            return cand
+    raise SymatoError(
+        f"{family}: kernel sources not found; looked in "
+        + ", ".join(str(c) for c in candidates)
+        + " (a symato install without its kernels: reinstall it with `pip install .`)"
+    )
+
+
+def compiler() -> str:
+    """The C++ compiler torch's extension builder runs: ``$CXX``, else ``c++``."""
+    return os.environ.get("CXX", "c++")
+
+
+def cpu_fingerprint() -> str:
+    """CPU model + flags: -march=native binaries must not travel between machines."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(keep)
+    except OSError:
+        return platform.processor()
+
+
+def cuda_home() -> str | None:
+    """The CUDA toolkit torch's extension builder uses (``CUDA_HOME``, nvcc on PATH, ...)."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return CUDA_HOME
+
+
+def toolchain_missing(kind: str) -> str | None:
+    """Why the tools to build ``kind`` are absent here, or None when they are present.
+
+    "Absent" means not installed at all (no compiler on PATH, no ninja, no CUDA toolkit
+    or a torch without CUDA): only then may a test skip a kernel. A compiler that is
+    there but fails is a broken build, not an absent toolchain.
+    """
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if shutil.which(compiler()) is None:
+        return f"no C++ compiler {compiler()!r} on PATH"
+    if not is_ninja_available():
+        return "ninja not found"
+    if kind == "cuda":
+        if torch.version.cuda is None:
+            return f"torch {torch.__version__} has no CUDA"
+        if cuda_home() is None:
+            return "no CUDA toolkit (nvcc / CUDA_HOME) found"
+    return None
+
+
+def cuda_target() -> str:
+    """The CUDA architecture a ``cuda`` build compiles for: ``$SYMATO_CUDA_ARCH``, else
+    ``$TORCH_CUDA_ARCH_LIST``, else the visible GPU's compute capability (``gpu9.0``)."""
+    arch = os.environ.get("SYMATO_CUDA_ARCH") or os.environ.get("TORCH_CUDA_ARCH_LIST", "")
+    if not arch and torch.cuda.is_available():
+        arch = "gpu{}.{}".format(*torch.cuda.get_device_capability())
+    return arch
+
+
+def _flags(family: str, kind: str) -> tuple[list[str], list[str]]:
+    """(C++ flags, nvcc flags) of one build, the operator's defines included."""
+    defines = list(getattr(operator_module(family), "compile_defines", list)())
+    if kind == "cpu":
+        return [*_CPU_FLAGS, *defines], []
+    if kind == "cuda-emulated":
+        return ["-O1", *defines], []
+    return ["-O3", *defines], [*_CUDA_FLAGS, *defines]
+
+
+def build_dir(family: str, kind: str) -> tuple[Path, str]:
+    """(folder, hash) of one build: ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>``."""
+    fam = _family(family)
+    if kind not in fam.kinds:
+        raise SymatoError(f"{family}: no compiled backend named {kind!r}")
+    d = kernels_dir(family)
+    sources, extra = fam.kinds[kind]
+    h = hashlib.sha256()
+    for name in (*sources, *extra):
+        h.update(name.encode())
+        h.update((d / name).read_bytes())
+    cflags, cuda_flags = _flags(family, kind)
+    facts = [*cflags, *cuda_flags, torch.__version__, str(torch.version.cuda), compiler(),
+             cpu_fingerprint()]
+    if kind == "cuda":
+        facts += [cuda_target(), str(cuda_home())]
+    h.update("\n".join(facts).encode())
+    digest = h.hexdigest()[:16]
+    root = os.environ.get("SYMATO_BUILD_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "symato"
+    return base / family / f"{kind}-{digest}", digest
+
+
+# ----------------------------------------------------------------------------- building
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold the OS lock of one build folder; remove a stale torch lock file under it.
+
+    ``fcntl.flock`` is released by the kernel when its process dies, SIGKILL included,
+    and the file descriptor is not inherited by the compiler processes (Python opens
+    files non-inheritable), so a killed build never blocks a later one. Every symato
+    build of ``folder`` holds this lock, so a torch ``lock`` file seen while holding it
+    was left by a builder that died.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            baton = folder / "lock"
+            if baton.exists():
+                baton.unlink(missing_ok=True)
+                print(f"symato: removed a stale build lock {baton} (a build was killed)",
+                      file=sys.stderr)
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> ModuleType:
+    """Build (or load from its folder) the ``kind`` extension of ``family`` (``wkv``:
+    RWKV-4, ``wkv7``: RWKV-7); a failure raises :class:`KernelBuildError` with its cause
+    and fix.
+
+    ``cuda-emulated`` builds the CUDA kernels' source for the CPU (one OS thread per CUDA
+    thread; kernels/wkv_host_emulation.h) so tests can run them where there is no GPU.
+    One build per process: later calls return the cached module (or re-raise the cached
+    failure), so a test suite pays for the compile once.
+    """
+    key = (family, kind)
+    with _lock:
+        if key in _extensions:
+            mod = _extensions[key]
+            if mod is None:
+                raise KernelBuildError(_build_errors[key])
+            return mod
+        folder, digest = build_dir(family, kind)
+        try:
+            mod = _build(family, kind, folder, digest, verbose)
+            check = getattr(operator_module(family), "check_extension", None)
+            if check is not None:
+                check(kind, mod)
+        except Exception as exc:  # compiler missing, nvcc error, a failed check, ...
+            _extensions[key] = None
+            _build_errors[key] = explain_build_failure(family, kind, exc)
+            raise KernelBuildError(_build_errors[key]) from exc
+        _extensions[key] = mod
+        return mod
+
+
+def _build(family: str, kind: str, folder: Path, digest: str, verbose: bool) -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    sources = [str(kernels_dir(family) / name) for name in FAMILIES[family].kinds[kind][0]]
+    cflags, cuda_flags = _flags(family, kind)
+    name = f"symato_{family}_{kind.replace('-', '_')}_{digest}"
+    if kind != "cuda":
+        with build_lock(folder):
+            return load(name=name, sources=sources, extra_cflags=cflags,
+                        extra_ldflags=_CPU_LDFLAGS, build_directory=str(folder),
+                        verbose=verbose)
+    target = cuda_target()
+    if not target:
+        raise SymatoError("no GPU is visible to choose the CUDA architecture for: set "
+                          "TORCH_CUDA_ARCH_LIST (e.g. 9.0 for H100/H200) or build where the "
+                          "training jobs' GPU is")
+    if not target.startswith("gpu"):
+        os.environ["TORCH_CUDA_ARCH_LIST"] = target  # torch reads it; gpuX.Y = its default
+    with build_lock(folder):
+        return load(name=name, sources=sources, extra_cflags=cflags,
+                    extra_cuda_cflags=cuda_flags, build_directory=str(folder), verbose=verbose)
+
+
+def _compiler_runs() -> bool:
+    try:
+        return subprocess.run([compiler(), "--version"], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
+    """A build failure as cause + fix, for an error message a user can act on.
+
+    Why: torch's build error is a wall of compiler output; what a user needs is its first
+    error lines and the one thing to change (a compiler, CUDA_HOME, a torch/nvcc version
+    match), or the name of the slow backend to ask for instead.
+    """
+    text = str(exc) or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if "error" in ln.lower() and "Error building" not in ln]
+    head = "\n    ".join((errs or lines)[:6])[:1500]
+    cxx = compiler()
+    missing = toolchain_missing(kind)
+    if kind == "cuda":
+        facts = (f"torch {torch.__version__} (CUDA {torch.version.cuda}), "
+                 f"CUDA_HOME={cuda_home()}, arch {cuda_target() or 'none'}")
+        if torch.version.cuda is None:
+            fix = "this torch has no CUDA: install a CUDA build of torch"
+        elif cuda_home() is None:
+            fix = (f"nvcc not found: install the CUDA toolkit matching torch's CUDA "
+                   f"{torch.version.cuda} and set CUDA_HOME (e.g. /usr/local/cuda)")
+        elif "TORCH_CUDA_ARCH_LIST" in text:
+            fix = "set TORCH_CUDA_ARCH_LIST to the GPU's compute capability (e.g. 9.0)"
+        else:
+            fix = (f"check that nvcc under CUDA_HOME has the same major version as torch's "
+                   f"CUDA {torch.version.cuda} and supports this GPU "
+                   "(SYMATO_CUDA_ARCH / TORCH_CUDA_ARCH_LIST), and the C++ compiler "
+                   f"{shutil.which(cxx) or cxx}")
+    else:
+        facts = f"torch {torch.__version__}, compiler {shutil.which(cxx) or cxx}"
+        if "kernel sources not found" in text:
+            fix = "point $SYMATO_KERNELS_DIR at the repository's kernels/ folder"
+        elif missing is not None:
+            fix = f"{missing}: install a C++ compiler with OpenMP and ninja (apt-get install " \
+                  "g++; pip install ninja), or set CXX"
+        elif not _compiler_runs():
+            fix = f"the compiler {cxx} does not run (`{cxx} --version` fails): install " \
+                  "g++ >= 9 with OpenMP, or point CXX at a working one"
+        else:
+            fix = (f"the sources in {kernels_dir(family)} do not compile with {cxx}: "
+                   "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)")
+    return (
+        f"{family}: the {kind} kernel could not be built ({facts}).\n"
+        f"  cause: {head}\n"
+        f"  fix: {fix}; or ask for the slow pure-PyTorch loop by name: backend='torch' "
+        f"(run setting wkv_backend: torch)"
+    )
+
+
+# ----------------------------------------------------------------------------- policy
+def resolve_backend(family: str, backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The backend that runs ``family``'s operator for ``backend`` on tensors of this
+    device and dtype; builds (or loads) the kernel it names.
+
+    ``auto`` = the compiled kernel of the device (``cuda`` / ``cpu``); one that cannot be
+    built is a :class:`KernelBuildError`, never a fall back to the slow loop. The one
+    case ``auto`` routes to ``torch`` is an input dtype the device's kernel has no math
+    for (float64 on CUDA, float16): a property of the call, the same on every machine.
+    ``cpu``/``cuda`` by name must fit the tensors; ``torch`` always runs.
+    """
+    fam = _family(family)
+    if backend not in BACKENDS:
+        raise SymatoError(f"{family}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    want = backend
+    if backend == "auto":
+        if device.type not in DEVICE_KINDS:
+            raise SymatoError(f"{family}: no compiled kernel for {device.type} tensors; ask "
+                              "for the pure-PyTorch loop by name: backend='torch'")
+        want = device.type
+        if dtype not in fam.dtypes[want]:
+            return "torch"
+    if device.type != want:
+        raise SymatoError(f"{family}: backend {want!r} needs {want.upper()} tensors, got {device}")
+    if dtype not in fam.dtypes[want]:
+        names = ", ".join(str(d).removeprefix("torch.") for d in fam.dtypes[want])
+        raise SymatoError(f"{family}: backend {want!r} takes {names}, not {dtype}")
+    load_extension(want, family=family)
+    return want

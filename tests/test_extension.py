@@ -1,0 +1,115 @@
+"""The kernel build machinery (symato/models/ops/extension.py, build.py), through real
+builds in fresh build folders: a build killed by SIGKILL mid-compile never blocks the
+next one, the build folder's key separates what must not share a binary, and a compiler
+that does not work makes `symato build` fail with the cause and the fix.
+
+Why: torch guards a build with a lock *file*; before the OS lock, a job killed while
+compiling (out of memory, a node failure, preemption) left it behind and every later job
+waited on it forever (issue #12).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _kernels import require_toolchain
+
+from symato.models.ops.extension import LOCK_FILE, build_dir
+
+# Builds and loads the RWKV-7 C++ kernel, then runs it once.
+BUILD = """
+import torch
+from symato.models.ops.extension import load_extension
+from symato.models.ops.wkv7 import last_backend_used, wkv7
+load_extension("cpu", family="wkv7")
+wkv7(*(torch.randn(1, 3, 1, 16) for _ in range(6)), backend="cpu")
+assert last_backend_used() == "cpu"
+print("loaded and ran")
+"""
+COMPILERS = ("cc1plus", "clang", "clang++")
+
+
+def _descendants(pid: int) -> list[str]:
+    """Command names of every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        names[int(stat.parent.name)] = name
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(names.get(p, "?"))
+        todo += children.get(p, [])
+    return out
+
+
+@pytest.mark.slow  # one and a half C++ builds: about a minute on 2 cores
+def test_build_killed_mid_compile_does_not_block_the_next(tmp_path, monkeypatch):
+    require_toolchain("cpu")
+    monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path / "build"))
+    folder, _ = build_dir("wkv7", "cpu")
+    baton = folder / "lock"
+    env = {**os.environ, "SYMATO_BUILD_DIR": str(tmp_path / "build")}
+    # its own session: SIGKILL to the whole group, as Slurm, the OOM killer of a job's
+    # cgroup or a dying node end a job (Python, ninja and the compiler at once)
+    first = subprocess.Popen([sys.executable, "-c", BUILD], env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (baton.exists() and any(n in COMPILERS for n in _descendants(first.pid))):
+        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+        assert time.monotonic() < deadline, "the build never reached the compiler"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert baton.exists()  # torch's lock file, left behind: it used to block forever
+    assert not list(folder.glob("*.so")), "the kill must land before the build finished"
+
+    second = subprocess.run([sys.executable, "-c", BUILD], env=env, capture_output=True,
+                            text=True, timeout=900)  # waiting on the stale lock: timeout
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "loaded and ran" in second.stdout
+    assert f"removed a stale build lock {baton}" in second.stderr
+    assert not baton.exists() and (folder / LOCK_FILE).exists()
+    assert list(folder.glob("*.so"))
+
+
+def test_build_folder_key(monkeypatch, tmp_path):
+    """Another compiler or CUDA architecture is another folder; the same facts, the same."""
+    monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
+    cpu, digest = build_dir("wkv", "cpu")
+    assert cpu == tmp_path / "wkv" / f"cpu-{digest}" and build_dir("wkv", "cpu")[0] == cpu
+    assert build_dir("wkv7", "cpu")[0].parent == tmp_path / "wkv7"
+    monkeypatch.setenv("CXX", "clang++")
+    assert build_dir("wkv", "cpu")[0] != cpu
+    monkeypatch.setenv("SYMATO_CUDA_ARCH", "9.0")
+    hopper = build_dir("wkv", "cuda")[0]
+    monkeypatch.setenv("SYMATO_CUDA_ARCH", "8.0")
+    assert build_dir("wkv", "cuda")[0] != hopper
+
+
+def test_symato_build_with_a_broken_compiler_fails_with_cause_and_fix(tmp_path):
+    require_toolchain("cpu")
+    out = tmp_path / "kernels" / "cpu.json"
+    env = {**os.environ, "CXX": "/bin/false", "SYMATO_BUILD_DIR": str(tmp_path / "build")}
+    proc = subprocess.run([sys.executable, "-m", "symato.cli", "build", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "symato build: error: wkv: the cpu kernel could not be built" in proc.stderr
+    assert "fix: the compiler /bin/false does not run" in proc.stderr
+    assert not out.exists()
