@@ -355,3 +355,24 @@ def test_rules_train_rwkv7_and_llama_for_real(tmp_path: Path) -> None:
     _snakemake(tmp_path, "--quiet", "all")
     for arch in ("rwkv7", "llama"):
         _check_real_run(tmp_path, arch)
+
+
+def test_grid_cost_counts_the_grid(tmp_path: Path) -> None:
+    """scripts/grid_cost.py expands the same runs as the workflow and counts FLOPs with
+    the models' own accounting; a manifest's bytes per token sets a byte budget's tokens."""
+    import sys
+
+    manifests = tmp_path / "shards"
+    (manifests / "bytes").mkdir(parents=True)
+    (manifests / "bytes" / "manifest.json").write_text(json.dumps(
+        {"vocab_size": 257, "splits": {"train": {"bytes": 1000, "tokens": 500}}}))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "grid_cost.py"),
+                          "--manifests", str(manifests), "--flops-per-second", "1e12"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    n = len(expand_grid(demo_config()))
+    assert f"total: {n} runs" in out and "hours at 1e+12 FLOP/s" in out
+    assert "bytes " + str(manifests / "bytes" / "manifest.json") in out
+    rows = dict(re.findall(r"^\| (\w+) \| (L\d+-D\d+) \|", out, flags=re.M))
+    assert set(rows) == {"rwkv", "gpt", "rwkv7", "llama"}
+    total = float(re.search(r"tokens, ([0-9.e+]+) training FLOPs", out).group(1))
+    assert total > 0
