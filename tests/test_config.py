@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -116,3 +118,11 @@ def test_registry_settings_check_widths() -> None:
     config["train"]["grids"][0]["sizes"] = ["L2-D63"]
     with pytest.raises(SymatoError, match=r"train\.grids\[0\]: run gpt-L2-D63-T30k: gpt width"):
         expand_grid(prepared(config))
+
+
+def test_parsing_the_workflow_does_not_import_torch() -> None:
+    """The Snakefile and `symato settings` (one job per run) read the registries, the
+    grid and the settings contract; importing torch there costs ~2 s per process."""
+    code = ("import sys, symato.config, symato.run.grid, symato.run.settings, symato.models, "
+            "symato.text.kinds; assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -12,13 +12,17 @@ model has no context limit at inference). Which architectures exist is
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from symato.errors import SymatoError
-from symato.models.common import make_config
 from symato.models.registry import ARCHITECTURES, architecture_of, get_architecture
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported when a model is built, not with this package: the Snakefile and the
+# small commands (`symato settings`, one per run) read the registry and must not pay
+# the ~2 s of importing torch (tests/test_config.py checks it).
 
 __all__ = [
     "ARCHITECTURES",
@@ -37,6 +41,8 @@ def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
     ``n_embd``, ``ctx_len``, plus ``n_head`` or ``head_size`` where the architecture
     has heads) and options such as ``wkv_backend`` (RWKV) or ``tie_weights`` (GPT).
     """
+    from symato.models.common import make_config
+
     entry = get_architecture(arch)
     model_class, config_class = entry.classes()
     return model_class(make_config(config_class, f"{arch} model config", **config))
