@@ -390,3 +390,18 @@ def test_gpu_config_has_the_full_studies():
                    and (r["n_layer"], r["n_embd"]) == size}
             assert len(lrs) >= 3, (arch, size)
     assert all(parse_size(s) for g in gpu["train"]["grids"] for s in g["sizes"])
+
+
+def test_a_sweep_only_one_tokenizer_got_is_not_compared() -> None:
+    """Best-of-three against one configured run would be tuning, not tokenization."""
+    rows = [_row("rwkv-L1-D32-B200k", 2.0, 0.004, line=1),
+            _row("rwkv-L1-D32-B200k-lr0.008", 1.9, 0.008, line=2),
+            _row("rwkv-L1-D32-B200k", 2.1, 0.004, tok="bytes", line=3),
+            _row("rwkv-L2-D64-B200k", 1.7, 0.004, line=4),
+            _row("rwkv-L2-D64-B200k-lr0.008", 1.6, 0.008, line=5),
+            _row("rwkv-L2-D64-B200k", 1.8, 0.004, tok="bytes", line=6),
+            _row("rwkv-L2-D64-B200k-lr0.008", 1.75, 0.008, tok="bytes", line=7)]
+    kept, notes = study.equally_tuned(rows)
+    assert [(r["tokenizer"], r["run"]) for r in kept] == [
+        (r["tokenizer"], r["run"]) for r in rows if r["_line"] != 2]
+    assert len(notes) == 1 and "rwkv-L1-D32-B200k-lr0.008" in notes[0]

@@ -98,6 +98,41 @@ def study_rows(rows: list[dict[str, Any]], bpt: dict[str, float], where: str) ->
                                       r["text"]))
 
 
+def equally_tuned(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows the comparison may use, and a note per learning-rate sweep set aside.
+
+    Why: the fits keep the best run of each learning-rate sweep. Where, at one
+    architecture, size and budget, only some tokenizers were swept (the demo sweeps
+    symato's architecture runs), their best-of-three would be compared with the others'
+    single configured run: an advantage of tuning, not of the tokenizer. In such a cell
+    only the configured runs (no ``-lr``/``-lrmin`` suffix) take part; where every
+    tokenizer has the same sweep, each keeps its best run.
+    """
+    def tuned(r: dict[str, Any]) -> tuple[str | None, tuple[tuple[str, float], ...]]:
+        if not r.get("run"):
+            return None, ()
+        base, varied = scaling.split_run_name(r["run"])
+        return base, tuple(sorted((k, v) for k, v in varied.items()
+                                  if k in scaling.TUNED_SETTINGS))
+
+    swept: dict[tuple[Any, ...], dict[Any, set]] = {}
+    for r in rows:
+        base, values = tuned(r)
+        swept.setdefault((r.get("arch"), base), {}).setdefault(r.get("tokenizer"), set()).add(
+            values)
+    kept, notes = [], []
+    for r in rows:
+        base, values = tuned(r)
+        cell = swept[(r.get("arch"), base)]
+        if values and len({frozenset(v) for v in cell.values()}) > 1:
+            notes.append(f"run {r.get('tokenizer')}/{r['run']}: a learning-rate sweep the other "
+                         "tokenizers of its size and budget did not get (the study compares "
+                         "their configured runs)")
+            continue
+        kept.append(r)
+    return kept, notes
+
+
 def budget_of(run: str | None) -> str | None:
     """The budget field of a run name: ``rwkv-L2-D64-B600k-lr0.002`` -> ``B600k``."""
     if not run:
@@ -309,7 +344,9 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
     """The study document (study.json) from runs.csv and tokenizers.csv."""
     params_key = scaling.PARAMS_COLUMNS[params_column]
     rows, _, _ = scaling.read_runs(runs, params_key)
+    rows, unequal = equally_tuned(rows)
     rows, _, set_aside = scaling.choose_runs(rows)
+    set_aside += unequal
     if any("tokenizer" not in r or "arch" not in r for r in rows):
         raise SymatoError(f"{runs}: the study needs the columns 'tokenizer' and 'arch'")
     rows = study_rows(rows, bytes_per_token(tokenizers), str(runs))
