@@ -113,3 +113,22 @@ def test_symato_build_with_a_broken_compiler_fails_with_cause_and_fix(tmp_path):
     assert "symato build: error: wkv: the cpu kernel could not be built" in proc.stderr
     assert "fix: the compiler /bin/false does not run" in proc.stderr
     assert not out.exists()
+
+
+def test_constant_under_compile_marks_like_torch() -> None:
+    """Our stand-in for torch.compiler.assume_constant_result (which imports
+    torch._dynamo) marks a function exactly as the real decorator does."""
+    code = (
+        "import sys, torch\n"
+        "from symato.models.ops import wkv4, wkv7\n"
+        "from symato.models.ops.extension import constant_under_compile\n"
+        "assert 'torch._dynamo' not in sys.modules, 'loading the operators imported dynamo'\n"
+        "def a(): return 1\n"
+        "def b(): return 1\n"
+        "constant_under_compile(a)\n"
+        "torch.compiler.assume_constant_result(b)\n"
+        "assert vars(a) == vars(b) and vars(a), (vars(a), vars(b))\n"
+        "assert wkv4._resolve_traced._dynamo_marked_constant\n"
+        "assert wkv7._resolve_traced._dynamo_marked_constant\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

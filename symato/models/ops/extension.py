@@ -46,10 +46,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
 
 import torch
 
 from symato.errors import SymatoError
+
+F = TypeVar("F", bound=Any)
 
 __all__ = [
     "BACKENDS",
@@ -414,3 +417,18 @@ def resolve_backend(family: str, backend: str, device: torch.device, dtype: torc
         raise SymatoError(f"{family}: backend {want!r} takes {names}, not {dtype}")
     load_extension(want, family=family)
     return want
+
+
+def constant_under_compile(fn: F) -> F:
+    """``torch.compiler.assume_constant_result(fn)`` without importing ``torch._dynamo``.
+
+    Why: that decorator imports torch._dynamo (~1-2 s), and every process that loads an
+    operator module would pay for it: the evaluation and training jobs of every RWKV run,
+    most of which never compile. The decorator only marks the function (PyTorch 2.4 to
+    2.14); once torch._dynamo is imported the real decorator is used, and
+    tests/test_extension.py checks that both mark a function the same way.
+    """
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.assume_constant_result(fn)
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn

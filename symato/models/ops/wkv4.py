@@ -153,7 +153,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
     return extension.resolve_backend("wkv", backend, device, dtype)
 
 
-@torch.compiler.assume_constant_result
+@extension.constant_under_compile
 def _resolve_traced(backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """``resolve_backend`` for code torch.compile traces: run once while tracing (it may
     build an extension, under a lock) and kept in the graph as a constant, so resolving

@@ -160,7 +160,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
     return extension.resolve_backend("wkv7", backend, device, dtype)
 
 
-@torch.compiler.assume_constant_result
+@extension.constant_under_compile
 def _resolve_traced(backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """``resolve_backend`` kept out of the traced graph: run once while tracing (it may
     build the extension) and recorded as a constant; the graph is guarded on device and
