@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -438,3 +439,34 @@ def test_cuda_long_sequence(cpu_ext):
     with torch.no_grad():
         y64, _ = wkv7(*(x.double() for x in xs), s.double(), backend="cpu")
     assert rel_err(y, y64) <= 1e-5
+
+
+def test_inference_calls_the_kernels_without_the_custom_op_dispatch() -> None:
+    """Under no_grad outside tracing both operators call their CPU kernel directly (the
+    custom op's dispatch imports torch._dynamo, ~2 s per evaluation process), with the
+    same outputs as the differentiable custom-op path."""
+    require_kernel("cpu", "wkv")
+    require_kernel("cpu", "wkv7")
+    code = """
+import sys, torch
+from symato.models.ops import wkv4, wkv7
+torch.manual_seed(0)
+B, T, C, H, N = 2, 19, 16, 2, 8
+w, u = -torch.rand(C) - 0.1, torch.randn(C)
+k, v = torch.randn(B, T, C), torch.randn(B, T, C)
+r, k7, v7, a = (torch.randn(B, T, H, N) for _ in range(4))
+w7 = -torch.rand(B, T, H, N) - 0.1
+kk = torch.nn.functional.normalize(torch.randn(B, T, H, N), dim=-1)
+with torch.no_grad():
+    y4, s4 = wkv4.wkv(w, u, k, v, backend="cpu")
+    y7, s7 = wkv7.wkv7(r, w7, k7, v7, -kk, kk * a.sigmoid(), backend="cpu")
+assert "torch._dynamo" not in sys.modules, "inference went through the custom-op dispatch"
+g4 = wkv4.wkv(w.requires_grad_(), u, k, v, backend="cpu")
+g7 = wkv7.wkv7(r.requires_grad_(), w7, k7, v7, -kk, kk * a.sigmoid(), backend="cpu")
+for x, y in zip((y4, s4, y7, s7), (*g4, *g7)):
+    assert torch.equal(x, y.detach()), (x - y).abs().max()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

@@ -204,8 +204,7 @@ def _checkpoint_shape(kind: str, save: bool, k: torch.Tensor) -> tuple[int, ...]
     return (B, (T + _CKPT_INTERVAL - 1) // _CKPT_INTERVAL, 3, C)
 
 
-@torch.library.custom_op("symato::wkv_forward", mutates_args=())
-def _wkv_forward(
+def _forward_kernel(
     w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     state: torch.Tensor, kind: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -215,6 +214,15 @@ def _wkv_forward(
         return tuple(ext.forward(w, u, k, v, state, save))
     y, s_out = ext.forward(w, u, k, v, state)
     return y, s_out, state.new_empty(0)
+
+
+@torch.library.custom_op("symato::wkv_forward", mutates_args=())
+def _wkv_forward(
+    w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    state: torch.Tensor, kind: str, save: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel as a custom op: traced as one node by torch.compile, with autograd."""
+    return _forward_kernel(w, u, k, v, state, kind, save)
 
 
 @_wkv_forward.register_fake
@@ -272,7 +280,11 @@ def _wkv_compiled(w, u, k, v, state, kind: str):
     save = torch.is_grad_enabled() and any(
         t.requires_grad for t in (w, u, k, v, state)
     )
-    y, s_out, _ = _wkv_forward(
+    # Inference outside tracing calls the kernel itself: the custom op's dispatch would
+    # import torch._dynamo (~2 s in every evaluation and generation process) and adds
+    # nothing without autograd or a graph to trace.
+    op = _wkv_forward if save or torch.compiler.is_compiling() else _forward_kernel
+    y, s_out, _ = op(
         w.to(cdt).contiguous(), u.to(cdt).contiguous(), k.contiguous(), v.contiguous(),
         state.to(cdt).contiguous(), kind, save,
     )

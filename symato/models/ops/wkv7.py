@@ -189,8 +189,7 @@ def _saved_shapes(kind: str, save: bool, r: torch.Tensor) -> tuple[tuple, tuple]
     return (B, H, (T + CKPT_INTERVAL - 1) // CKPT_INTERVAL, N, N), (B, T, H, N)
 
 
-@torch.library.custom_op("symato::wkv7_forward", mutates_args=())
-def _wkv7_forward(
+def _forward_kernel(
     r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, kind: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -200,6 +199,15 @@ def _wkv7_forward(
         return tuple(ext.forward(r, w, k, v, a, b, state, save))
     y, s_out = ext.forward(r, w, k, v, a, b, state)
     return y, s_out, state.new_empty(0), state.new_empty(0)
+
+
+@torch.library.custom_op("symato::wkv7_forward", mutates_args=())
+def _wkv7_forward(
+    r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, kind: str, save: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel as a custom op: traced as one node by torch.compile, with autograd."""
+    return _forward_kernel(r, w, k, v, a, b, state, kind, save)
 
 
 @_wkv7_forward.register_fake
@@ -254,7 +262,11 @@ def _wkv7_compiled(r, w, k, v, a, b, state, kind: str):
     save = torch.is_grad_enabled() and any(
         t.requires_grad for t in (r, w, k, v, a, b, state)
     )
-    y, s_out, _, _ = _wkv7_forward(
+    # Inference outside tracing calls the kernel itself: the custom op's dispatch would
+    # import torch._dynamo (~2 s in every evaluation and generation process) and adds
+    # nothing without autograd or a graph to trace.
+    op = _wkv7_forward if save or torch.compiler.is_compiling() else _forward_kernel
+    y, s_out, _, _ = op(
         *(x.contiguous() for x in (r, w, k, v, a, b)),
         state.to(_state_dtype(r)).contiguous(), kind, save,
     )
