@@ -50,14 +50,14 @@ def test_demo_grid_has_the_required_runs() -> None:
     # the lr sweep: 3 values at the smallest and the largest size of each architecture
     for arch in ("rwkv", "gpt", "rwkv7", "llama"):
         sym = [r for r in runs if r["arch"] == arch and r["tokenizer"] == "symato"
-               and r["text_bytes"] == 150000 and r["settings"]["split_syllables"] == 0]
+               and r["text_bytes"] == 100000 and r["settings"]["split_syllables"] == 0]
         widths = sorted({r["n_embd"] for r in sym})
         for width in (widths[0], widths[-1]):
             lrs = {r["settings"]["lr"] for r in sym if r["n_embd"] == width}
             assert len(lrs) >= 3, (arch, width, lrs)
     # split-form probabilities 0, 0.1 and 0.3 for a symato+N kind
     split = {r["settings"]["split_syllables"] for r in runs
-             if r["tokenizer"].startswith("symato+") and r["run"].startswith("rwkv-L2-D64-B450k")}
+             if r["tokenizer"].startswith("symato+") and r["run"].startswith("rwkv-L2-D64-B300k")}
     assert {0.0, 0.1, 0.3} <= split
     keys = [(r["tokenizer"], r["run"]) for r in runs]
     assert len(keys) == len(set(keys))  # a run asked for by two sub-grids exists once
@@ -72,11 +72,11 @@ def _configured_lr(config: dict, arch: str) -> float:
 def test_settings_and_overrides() -> None:
     config = demo_config()
     by_name = {(r["tokenizer"], r["run"]): r["settings"] for r in expand_grid(config)}
-    gpt = by_name[("symato", "gpt-L2-D64-B150k")]
-    rwkv = by_name[("symato", "rwkv-L2-D64-B150k")]
+    gpt = by_name[("symato", "gpt-L2-D64-B100k")]
+    rwkv = by_name[("symato", "rwkv-L2-D64-B100k")]
     assert gpt["lr"] == config["train"]["arch_overrides"]["gpt"]["lr"]
     assert rwkv["lr"] == config["train"]["settings"]["lr"]
-    assert gpt["text_bytes"] == 150000 and "steps" not in gpt  # resolved at training
+    assert gpt["text_bytes"] == 100000 and "steps" not in gpt  # resolved at training
     assert gpt["n_embd"] % gpt["head_size"] == 0
     assert rwkv["shards_dir"] == "results/shards/symato"
     assert rwkv["vocab_file"] == "results/vocab/symato.json"
