@@ -8,7 +8,7 @@ Text: without --text / --jsonl, the VLSP-2013 POS test sentences shipped inside 
 ``underthesea==9.5.0`` wheel (fetched once with ``pip download`` into
 ~/.cache/symato/bench; words detokenized back into sentences), cut into documents of
 --doc-lines lines. ``--jsonl`` reads documents (key ``text``) such as the demo corpus of
-``symato demo-corpus`` and keeps those whose letter runs are at least half Vietnamese
+``symato demo`` and keeps those whose letter runs are at least half Vietnamese
 syllables (``symato.data.clean.vietnamese_share``; the demo's untranslated pages go). Every
 fifth document is held out; **every tokenizer is built from the other four fifths and
 measured on the held-out fifth**, text none of them was built from.

@@ -7,7 +7,8 @@
 # (editing its script) reruns only that rule: Snakemake reruns a script rule whose
 # script is newer than its outputs.
 
-REPORT_FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers"]
+REPORT_FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers",
+                  "tokenizer_study", "lr_sweep"]
 REPORT_RUNS = [f"results/runs/{r['tokenizer']}/{r['run']}" for r in GRID_RUNS]
 
 
@@ -23,6 +24,9 @@ localrules:
     plot_loss_vs_compute,
     plot_training_curves,
     plot_tokenizers,
+    fit_study,
+    plot_tokenizer_study,
+    plot_lr_sweep,
     results_summary,
 
 
@@ -69,6 +73,76 @@ rule fit_scaling:
         "{SYMATO} fit --runs {input:q} --out {output.json:q} --csv {output.csv:q}"
         " --params-column {params.params_column} --bootstrap {params.bootstrap}"
         " --seed {params.seed} > {log:q} 2>&1"
+
+
+rule fit_study:
+    """The tokenizer study: L(N, D) per tokenizer with D in bytes of text, and crossovers."""
+    input:
+        runs="results/scaling/runs.csv",
+        tokenizers="results/scaling/tokenizers.csv",
+    output:
+        json="results/scaling/study.json",
+        csv=report(
+            "results/scaling/study.csv", caption=caption("study_table"), category="Scaling laws"
+        ),
+        crossovers=report(
+            "results/scaling/crossovers.csv",
+            caption=caption("crossovers_table"),
+            category="Vocabulary",
+        ),
+    params:
+        params_column=config["report"]["params_column"],
+        bootstrap=config["report"]["bootstrap"],
+        seed=config["report"]["seed"],
+    log:
+        "results/logs/fit_study/fit_study.log",
+    benchmark:
+        "results/benchmarks/fit_study/fit_study.tsv"
+    shell:
+        "{SYMATO} study --runs {input.runs:q} --tokenizers {input.tokenizers:q}"
+        " --out {output.json:q} --csv {output.csv:q} --crossovers {output.crossovers:q}"
+        " --params-column {params.params_column} --bootstrap {params.bootstrap}"
+        " --seed {params.seed} > {log:q} 2>&1"
+
+
+rule plot_tokenizer_study:
+    """Figure: bits per byte vs text per tokenizer at each size, fitted curves, crossovers."""
+    input:
+        study="results/scaling/study.json",
+    output:
+        png=report(
+            "results/plots/tokenizer_study.png",
+            caption=caption("tokenizer_study"),
+            category="Vocabulary",
+        ),
+        svg="results/plots/tokenizer_study.svg",
+    params:
+        dpi=config["report"]["dpi"],
+    log:
+        "results/logs/plot_tokenizer_study/plot_tokenizer_study.log",
+    benchmark:
+        "results/benchmarks/plot_tokenizer_study/plot_tokenizer_study.tsv"
+    script:
+        "../workflow/scripts/tokenizer_study.py"
+
+
+rule plot_lr_sweep:
+    """Figure: bits per byte vs learning rate per sweep, the chosen value marked."""
+    input:
+        fits="results/scaling/fits.json",
+    output:
+        png=report(
+            "results/plots/lr_sweep.png", caption=caption("lr_sweep"), category="Training"
+        ),
+        svg="results/plots/lr_sweep.svg",
+    params:
+        dpi=config["report"]["dpi"],
+    log:
+        "results/logs/plot_lr_sweep/plot_lr_sweep.log",
+    benchmark:
+        "results/benchmarks/plot_lr_sweep/plot_lr_sweep.tsv"
+    script:
+        "../workflow/scripts/lr_sweep.py"
 
 
 rule plot_scaling_params:
@@ -163,6 +237,7 @@ rule results_summary:
         runs="results/scaling/runs.csv",
         tokenizers="results/scaling/tokenizers.csv",
         fits="results/scaling/fits.json",
+        study="results/scaling/study.json",
     output:
         md=report("results/summary.md", caption=caption("results_summary"), category="Scaling laws"),
     log:
@@ -176,6 +251,8 @@ rule results_summary:
 TARGETS["report"] += [
     "results/scaling/fits.json",
     "results/scaling/fits.csv",
+    "results/scaling/study.csv",
+    "results/scaling/crossovers.csv",
     "results/summary.md",
     *(f"results/plots/{name}.{ext}" for name in REPORT_FIGURES for ext in ("png", "svg")),
 ]

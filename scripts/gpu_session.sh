@@ -156,6 +156,18 @@ if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
         --target "$SITE" "$WHEELS"/*.whl || say "WARNING: wheel install failed"
 fi
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+# The tokenizer's compiled decoder (symato/text/_fastdecode.c), built in place as `pip
+# install -e .` would: symato runs from this tree on PYTHONPATH, and decoding without the
+# extension is an error unless the Python decoders are asked for by name.
+if "$PY" setup.py -q build_ext --inplace > "$STAGE/build_ext.log" 2>&1; then
+    say "built symato.text._fastdecode in place"
+else
+    tail -n 5 "$STAGE/build_ext.log"
+    say "WARNING: symato.text._fastdecode did not build (build_ext.log); decoding runs the" \
+        "Python decoders, by name: SYMATO_DECODER=python"
+    export SYMATO_DECODER=python
+    echo "SYMATO_DECODER=python (the compiled decoder did not build)" >> "$STAGE/facts.txt"
+fi
 "$PY" - "$WHEELS/device-wheels.txt" <<'PYEOF' 2>&1 | tee -a "$STAGE/facts.txt"
 # Which closure packages came from the image, at which version vs the one resolved for it.
 import importlib, importlib.metadata as md, sys

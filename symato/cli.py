@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # results (symato/report/)
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),
+    "study": ("symato.report.study:main", "tokenizer study: fits in bytes of text, crossovers"),
     # the figures and results/summary.md: workflow/scripts/, run by rules/report.smk
 }
 

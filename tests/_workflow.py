@@ -19,6 +19,10 @@ _TINY_DATA: dict[str, Any] = {
                "shards": 2},
     "tokenizers": ["symato", "bytes"],
     "clean": {"val_fraction": 0.2},
+    # One small grid over whatever tokenizers a test configures: config.yaml's demo grids
+    # name tokenizers (symato+256, the sweep's) that the tiny configs leave out.
+    "train": {"grids": [{"name": "tiny", "tokenizers": "all", "archs": ["rwkv"],
+                         "sizes": ["L1-D32"], "tokens": [2000]}]},
 }
 
 

@@ -29,27 +29,54 @@ def demo_config() -> dict:
 
 
 def test_demo_grid_has_the_required_runs() -> None:
+    """The demo answers both studies (issues #13, #14) with the sizes they ask for."""
     config = demo_config()
     runs = expand_grid(config)
-    sym = [r for r in runs if r["tokenizer"] == "symato"]
-    for arch in ("rwkv", "gpt"):
-        sizes = {(r["n_layer"], r["n_embd"]) for r in sym if r["arch"] == arch}
+    base = [r for r in runs if r["settings"]["split_syllables"] == 0
+            and r["settings"]["lr"] == _configured_lr(config, r["arch"])]
+    # the tokenizer study: every tokenizer at >= 2 sizes and >= 4 text budgets over >= 30x
+    study = [r for r in base if "tokenizers" in r["grids"]]
+    assert {r["tokenizer"] for r in study} == set(config["tokenizers"])
+    for tok in config["tokenizers"]:
+        mine = [r for r in study if r["tokenizer"] == tok]
+        assert len({(r["n_layer"], r["n_embd"]) for r in mine}) >= 2, tok
+        budgets = sorted({r["text_bytes"] for r in mine})
+        assert len(budgets) >= 4 and budgets[-1] >= 30 * budgets[0], (tok, budgets)
+    # every architecture at >= 4 sizes (an L(N) fit each)
+    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+        sizes = {(r["n_layer"], r["n_embd"]) for r in base
+                 if r["arch"] == arch and r["tokenizer"] == "symato"}
         assert len(sizes) >= 4, arch
-    compared = {r["tokenizer"] for r in runs if "tokenizers" in r["grids"]}
-    assert compared == set(config["tokenizers"])
+    # the lr sweep: 3 values at the smallest and the largest size of each architecture
+    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+        sym = [r for r in runs if r["arch"] == arch and r["tokenizer"] == "symato"
+               and r["text_bytes"] == 100000 and r["settings"]["split_syllables"] == 0]
+        widths = sorted({r["n_embd"] for r in sym})
+        for width in (widths[0], widths[-1]):
+            lrs = {r["settings"]["lr"] for r in sym if r["n_embd"] == width}
+            assert len(lrs) >= 3, (arch, width, lrs)
+    # split-form probabilities 0, 0.1 and 0.3 for a symato+N kind
+    split = {r["settings"]["split_syllables"] for r in runs
+             if r["tokenizer"].startswith("symato+") and r["run"].startswith("rwkv-L2-D64-B300k")}
+    assert {0.0, 0.1, 0.3} <= split
     keys = [(r["tokenizer"], r["run"]) for r in runs]
     assert len(keys) == len(set(keys))  # a run asked for by two sub-grids exists once
     assert all(re.fullmatch(run_name_pattern(), r["run"]) for r in runs)
 
 
+def _configured_lr(config: dict, arch: str) -> float:
+    return config["train"]["arch_overrides"].get(arch, {}).get(
+        "lr", config["train"]["settings"]["lr"])
+
+
 def test_settings_and_overrides() -> None:
     config = demo_config()
     by_name = {(r["tokenizer"], r["run"]): r["settings"] for r in expand_grid(config)}
-    gpt = by_name[("symato", "gpt-L2-D64-T300k")]
-    rwkv = by_name[("symato", "rwkv-L2-D64-T300k")]
+    gpt = by_name[("symato", "gpt-L2-D64-B100k")]
+    rwkv = by_name[("symato", "rwkv-L2-D64-B100k")]
     assert gpt["lr"] == config["train"]["arch_overrides"]["gpt"]["lr"]
     assert rwkv["lr"] == config["train"]["settings"]["lr"]
-    assert gpt["steps"] == -(-300000 // (gpt["batch_size"] * gpt["ctx_len"]))
+    assert gpt["text_bytes"] == 100000 and "steps" not in gpt  # resolved at training
     assert gpt["n_embd"] % gpt["head_size"] == 0
     assert rwkv["shards_dir"] == "results/shards/symato"
     assert rwkv["vocab_file"] == "results/vocab/symato.json"
@@ -79,12 +106,16 @@ def test_bad_grid_configs_name_the_key() -> None:
         expand_grid(bad)
     bad = copy.deepcopy(config)
     bad["train"]["grids"][0]["sizes"] = ["L2-D63"]  # 63 not divisible by head_size 16
+    bad["train"]["grids"][0]["archs"] = ["gpt"]
     with pytest.raises(SymatoError, match="L2-D63"):
         expand_grid(bad)
 
 
 def test_run_settings_cli_round_trip(tmp_path: Path) -> None:
-    settings = expand_grid(demo_config())[0]["settings"]
+    config = demo_config()  # a token budget: a byte budget resolves against a manifest
+    config["train"]["grids"] = [{"tokenizers": ["symato"], "archs": ["gpt"],
+                                 "sizes": ["L2-D64"], "tokens": [30000]}]
+    settings = expand_grid(config)[0]["settings"]
     out = tmp_path / "settings.json"
     assert settings_main(["--out", str(out), *command_args(settings)]) == 0
     assert json.loads(out.read_text()) == settings
@@ -195,8 +226,9 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     assert _job_counts(work) == {}
 
     # one shared setting of one arch -> exactly that arch's runs
+    # (lr_min: the sweep runs fix lr by name, so an lr override would miss them, rightly)
     n_gpt = sum(r["arch"] == "gpt" for r in expand_grid(config))
-    config["train"]["arch_overrides"]["gpt"]["lr"] = 0.0031
+    config["train"]["arch_overrides"]["gpt"]["lr_min"] = 0.00061
     _write_config(work, config)
     assert _job_counts(work) == {"run_settings": n_gpt, "train": n_gpt, "evaluate": n_gpt,
                                  "runs": 1}  # fmt: skip
@@ -212,7 +244,8 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     # a new size -> only its runs (one per arch and budget of that sub-grid)
     grid = config["train"]["grids"][0]
     grid["sizes"].append("L4-D128")
-    k = len(grid["archs"]) * len(grid["tokens"])
+    toks = config["tokenizers"] if grid["tokenizers"] == "all" else grid["tokenizers"]
+    k = len(toks) * len(grid["archs"]) * len(grid.get("tokens") or grid["bytes"])
     _write_config(work, config)
     assert _job_counts(work) == {"run_settings": k, "train": k, "evaluate": k, "runs": 1}
     _snakemake(work, "--quiet", "all")
@@ -322,3 +355,24 @@ def test_rules_train_rwkv7_and_llama_for_real(tmp_path: Path) -> None:
     _snakemake(tmp_path, "--quiet", "all")
     for arch in ("rwkv7", "llama"):
         _check_real_run(tmp_path, arch)
+
+
+def test_grid_cost_counts_the_grid(tmp_path: Path) -> None:
+    """scripts/grid_cost.py expands the same runs as the workflow and counts FLOPs with
+    the models' own accounting; a manifest's bytes per token sets a byte budget's tokens."""
+    import sys
+
+    manifests = tmp_path / "shards"
+    (manifests / "bytes").mkdir(parents=True)
+    (manifests / "bytes" / "manifest.json").write_text(json.dumps(
+        {"vocab_size": 257, "splits": {"train": {"bytes": 1000, "tokens": 500}}}))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "grid_cost.py"),
+                          "--manifests", str(manifests), "--flops-per-second", "1e12"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    n = len(expand_grid(demo_config()))
+    assert f"total: {n} runs" in out and "hours at 1e+12 FLOP/s" in out
+    assert "bytes " + str(manifests / "bytes" / "manifest.json") in out
+    rows = dict(re.findall(r"^\| (\w+) \| (L\d+-D\d+) \|", out, flags=re.M))
+    assert set(rows) == {"rwkv", "gpt", "rwkv7", "llama"}
+    total = float(re.search(r"tokens, ([0-9.e+]+) training FLOPs", out).group(1))
+    assert total > 0

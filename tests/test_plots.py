@@ -26,10 +26,11 @@ import yaml
 from _workflow import CORPUS, REPO, SNAKEMAKE, load_script, tiny_data_config
 
 from symato.errors import SymatoError
-from symato.report import collect, figures
+from symato.report import collect, figures, study
 from symato.report import fit as scaling
 
-FIGURES = ("scaling_params", "training_curves", "loss_vs_compute", "tokenizers")
+FIGURES = ("scaling_params", "training_curves", "loss_vs_compute", "tokenizers",
+           "tokenizer_study", "lr_sweep")
 PLOT_RULES = {f"plot_{name}": name for name in FIGURES}
 
 # symato/rwkv: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
@@ -41,6 +42,8 @@ FAKE_GRID = (
     + [("symato", "gpt", n_layer, n_embd, 200_000) for n_layer, n_embd in SIZES]
     + [("bytes", "rwkv", 2, 64, 200_000)]
 )
+# A learning-rate sweep around symato/gpt L1-D32 (configured lr 0.006): loss factors.
+FAKE_SWEEP = {0.003: 1.05, 0.012: 0.96}
 VOCAB = {"symato": 2816, "bytes": 260}
 
 
@@ -55,17 +58,20 @@ def make_fake_results(root: Path, seed: int = 0) -> list[Path]:
     """Write fake runs under root/runs and manifests under root/shards; return run dirs."""
     rng = np.random.default_rng(seed)
     dirs = []
-    for tok, arch, n_layer, n_embd, tokens in FAKE_GRID:
+    sweep = [("symato", "gpt", 1, 32, 200_000, lr) for lr in FAKE_SWEEP]
+    for tok, arch, n_layer, n_embd, tokens, *lr in [*FAKE_GRID, *sweep]:
         body = 12 * n_layer * n_embd**2
         params = body + 2 * VOCAB[tok] * n_embd
         flops = 6.0 * params * tokens
-        run = f"{arch}-L{n_layer}-D{n_embd}-T{tokens // 1000}k"
+        run = f"{arch}-L{n_layer}-D{n_embd}-T{tokens // 1000}k" + (f"-lr{lr[0]}" if lr else "")
         d = root / "runs" / tok / run
         d.mkdir(parents=True, exist_ok=True)
         settings = {"tokenizer": tok, "run": run, "arch": arch, "n_layer": n_layer,
-                    "n_embd": n_embd, "tokens": tokens}
+                    "n_embd": n_embd, "tokens": tokens,
+                    "lr": lr[0] if lr else (0.004 if arch == "rwkv" else 0.006)}
         (d / "settings.json").write_text(json.dumps(settings))
         final = fake_law(arch, tok, params, tokens) * math.exp(rng.normal(0, 0.005))
+        final *= FAKE_SWEEP[lr[0]] if lr else 1.0
         metrics = {"bits_per_byte": final, "bits_per_syllable": final * 3.4,
                    "loss_nats_per_token": final * 2.1, "params_total": params,
                    "params_non_embedding": body, "train_tokens": tokens, "train_flops": flops,
@@ -111,6 +117,9 @@ def fake(tmp_path_factory) -> dict[str, Path]:
     paths["fits"] = root / "scaling/fits.json"
     assert scaling.main(["--runs", str(paths["runs"]), "--out", str(paths["fits"]),
                          "--bootstrap", "20"]) == 0
+    paths["study"] = root / "scaling/study.json"
+    assert study.main(["--runs", str(paths["runs"]), "--tokenizers", str(paths["tokenizers"]),
+                       "--out", str(paths["study"]), "--bootstrap", "5"]) == 0
     paths["root"] = root
     return paths
 
@@ -122,12 +131,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_collect_tables(fake):
     runs = _rows(fake["runs"])
-    assert len(runs) == len(FAKE_GRID)
+    assert len(runs) == len(FAKE_GRID) + len(FAKE_SWEEP)
     r = next(r for r in runs if r["run"] == "rwkv-L2-D64-T200k" and r["tokenizer"] == "bytes")
     assert r["arch"] == "rwkv" and int(r["params"]) == 12 * 2 * 64**2 + 2 * 260 * 64
     assert float(r["flops"]) == pytest.approx(6.0 * int(r["params"]) * 200_000)
     curves = _rows(fake["curves"])
-    assert len(curves) == 5 * len(FAKE_GRID)  # val_bpb at every 2nd of 10 steps
+    assert len(curves) == 5 * len(runs)  # val_bpb at every 2nd of 10 steps
     toks = {(t["tokenizer"], t["split"]): t for t in _rows(fake["tokenizers"])}
     assert float(toks["symato", "val"]["tokens_per_syllable"]) == pytest.approx(1.9)
     assert float(toks["bytes", "val"]["tokens_per_byte"]) == pytest.approx(1.0)
@@ -139,6 +148,9 @@ def test_fit_groups_on_fake_runs(fake):
     assert groups["symato/rwkv"]["status"] == "ok" and groups["symato/rwkv"]["law"] == "L(N,D)"
     assert groups["symato/gpt"]["status"] == "ok" and groups["symato/gpt"]["law"] == "L(N)"
     assert groups["symato/gpt"]["fits"]["L_ND"]["status"] == "too_few_runs"
+    sweep, = fits["lr_choice"]["sweeps"]  # the best of the three rates is the one fitted
+    assert sweep["chosen"] == "gpt-L1-D32-T200k-lr0.012" and sweep["at_edge"] == {"lr": "high"}
+    assert "gpt-L1-D32-T200k-lr0.012" in groups["symato/gpt"]["runs"]
     assert groups["bytes/rwkv"]["status"] == "too_few_runs"
     assert "at least 4 runs, got 1" in groups["bytes/rwkv"]["reason"]
 
@@ -152,7 +164,7 @@ def _png_variance(path: Path) -> float:
 def _tables(fake: dict[str, Path]) -> dict:
     return {"runs": figures.load_runs(fake["runs"]), "curves": figures.load_curves(fake["curves"]),
             "toks": figures.load_tokenizers(fake["tokenizers"]),
-            "fits": figures.load_fits(fake["fits"])}
+            "fits": figures.load_fits(fake["fits"]), "study": figures.load_study(fake["study"])}
 
 
 def draw(name: str, t: dict):
@@ -162,6 +174,10 @@ def draw(name: str, t: dict):
         return script.draw(t["curves"], style)
     if name == "tokenizers":
         return script.draw(t["toks"], t["runs"])
+    if name == "tokenizer_study":
+        return script.draw(t["study"], figures.Style([], t["runs"]["tokenizer"]))
+    if name == "lr_sweep":
+        return script.draw(t["fits"], style)
     return script.draw(t["runs"], t["fits"], style)
 
 
@@ -263,7 +279,7 @@ def rules_work(fake, tmp_path_factory) -> Path:
     config = tiny_data_config(report={"dpi": 50})
     (work / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     (work / "results/scaling").mkdir(parents=True)
-    for key in ("runs", "curves", "tokenizers", "fits"):
+    for key in ("runs", "curves", "tokenizers", "fits", "study"):
         shutil.copy2(fake[key], work / "results/scaling" / fake[key].name)
     proc = _snakemake(work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -287,8 +303,10 @@ def test_report_rules_run_the_scripts(fake, rules_work, tmp_path):
     assert summary.startswith("# symato results summary")
     assert "| symato/rwkv | L(N,D) | ok |" in summary
     assert "bytes/rwkv L(N): L(N) needs at least 4 runs" in summary
+    assert "## Learning-rate sweep" in summary and "| gpt | symato | gpt-L1-D32-T200k |" in summary
+    assert "symato's L(N,D) was not fitted" in summary  # the study: one common size only
     assert summary == load_script("summary").document(
-        *(_tables(fake)[k] for k in ("runs", "fits", "toks")))
+        *(_tables(fake)[k] for k in ("runs", "fits", "toks", "study")))
 
 
 def test_restyling_a_figure_reruns_only_its_rule(rules_work):

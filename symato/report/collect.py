@@ -62,6 +62,10 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("backend", "backend"),
     ("precision", "precision"),
     ("device_name", "device_name"),
+    # the settings the studies vary (learning-rate sweep, split-form probability)
+    ("lr", "lr"),
+    ("lr_min", "lr_min"),
+    ("split_syllables", "split_syllables"),
 ]
 # Text columns; RECORDED ones are what training ran, read from metrics.json alone.
 TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name")

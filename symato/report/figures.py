@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +39,9 @@ ARCH_COLOURS = {"rwkv": "#1f77b4", "gpt": "#d62728"}
 ARCH_COLOUR_MAPS = {"rwkv": "Blues", "gpt": "Reds"}
 EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 EXTRA_COLOUR_MAPS = ("Greens", "Purples", "Oranges", "Greys")
+# One colour per tokenizer where a figure compares tokenizers (the tokenizer study).
+TOKENIZER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
 # The house look; a script may override any of these after pyplot().
@@ -81,6 +85,43 @@ def load_curves(path: str | os.PathLike[str]) -> pd.DataFrame:
 def load_tokenizers(path: str | os.PathLike[str]) -> pd.DataFrame:
     """results/scaling/tokenizers.csv: tokens per syllable and per byte, per split."""
     return read_table(path, "tokenizer table", TOKENIZERS_COLUMNS)
+
+
+def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """results/scaling/study.json as written by ``symato study``."""
+    study = read_json(path, "study file")
+    if not isinstance(study, dict) or not isinstance(study.get("groups", {}), dict):
+        raise SymatoError(f"study file {path}: expected an object with a 'groups' object")
+    return study
+
+
+def study_panels(study: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (arch, size) panels of the tokenizer study figure, smallest size first."""
+    keys = {(g["by"]["arch"], s["size"]) for g in study.get("groups", {}).values()
+            for s in g.get("sizes", [])}
+    return sorted(keys, key=lambda k: (k[0], [int(x) for x in k[1][1:].split("-D")]))
+
+
+def sweep_series(fits: dict[str, Any]) -> list[dict[str, Any]]:
+    """The learning-rate sweeps of fits.json (``lr_choice.sweeps``), each with its
+    ``values`` (the swept setting's values, in order) and ``losses``, for the sweep figure.
+
+    The swept setting is ``lr`` when it varies, else the first one that does.
+    """
+    out = []
+    for sw in (fits.get("lr_choice") or {}).get("sweeps", []):
+        key = (sw.get("swept") or ["lr"])[0]
+        runs = [r for r in sw["runs"] if r.get(key) is not None]
+        runs.sort(key=lambda r: r[key])
+        out.append({**sw, "setting": key, "values": [r[key] for r in runs],
+                    "losses": [r["loss"] for r in runs]})
+    return sorted(out, key=lambda s: (s["arch"], s["tokenizer"], _size_key(s["base"])))
+
+
+def _size_key(run: str) -> tuple[int, ...]:
+    """(layers, width) of a run name for sorting, smallest first; (0, 0) if it has none."""
+    match = re.search(r"-L([0-9]+)-D([0-9]+)-", run + "-")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def load_fits(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -207,6 +248,8 @@ class Style:
         toks = sorted({str(t) for t in tokenizers})
         self.marker = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(toks)}
         self.line = {t: LINESTYLES[i % len(LINESTYLES)] for i, t in enumerate(toks)}
+        self.tokenizer_colour = {t: TOKENIZER_COLOURS[i % len(TOKENIZER_COLOURS)]
+                                 for i, t in enumerate(toks)}
 
     @classmethod
     def of(cls, *frames: pd.DataFrame) -> Style:

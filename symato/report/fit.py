@@ -24,6 +24,7 @@ import csv
 import io
 import itertools
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -216,6 +217,9 @@ class FitResult:
     objective: float | None = None
     bootstrap: dict[str, int] = field(default_factory=dict)
     samples: np.ndarray | None = None  # bootstrap parameter vectors (raw), for bands
+    # which replicate (0..n_bootstrap-1) each row of ``samples`` is: fits of other groups
+    # with the same seed and row order drew the same run indices, so they pair by it
+    sample_ids: list[int] = field(default_factory=list)
     at_bound: list[str] = field(default_factory=list)  # parameters pinned to a box bound
 
     def to_json(self) -> dict[str, Any]:
@@ -257,8 +261,8 @@ def fit_law(
     obj, best = optima[0]
     basins = [x for _, x in optima[:BOOTSTRAP_BASINS]]
     rng = np.random.default_rng(seed)
-    samples, skipped = [], 0
-    for _ in range(n_bootstrap):
+    samples, ids, skipped = [], [], 0
+    for replicate in range(n_bootstrap):
         idx = rng.integers(0, len(n), size=len(n))
         thin_d = law.uses_tokens and len(np.unique(d[idx])) < MIN_DISTINCT_D
         if len(np.unique(n[idx])) < MIN_DISTINCT_N or thin_d:
@@ -267,7 +271,9 @@ def fit_law(
         starts = [*basins, *_best_grid_points(law, n[idx], d[idx], loss[idx], BOOTSTRAP_STARTS)]
         _, x = _minimize(law, starts, n[idx], d[idx], loss[idx])[0]
         samples.append(x)
-    result = FitResult(law, "ok", len(n), params=law.to_named(best), objective=obj)
+        ids.append(replicate)
+    result = FitResult(law, "ok", len(n), params=law.to_named(best), objective=obj,
+                       sample_ids=ids)
     result.at_bound = _params_at_bound(law, best)
     result.bootstrap = {"requested": n_bootstrap, "used": len(samples), "skipped": skipped}
     if samples:
@@ -391,6 +397,133 @@ def fit_group(
     return out
 
 
+# ---------------------------------------------------------------- the learning-rate choice
+
+# Settings a sub-grid's ``vary:`` *tunes*: of the runs that differ only in these, the fits
+# keep the one with the lowest bits per byte. Any other varied setting (split_syllables)
+# changes what is trained, not how well it is tuned, so its runs are a study of their own
+# and are not fitted (unless at the setting's default value).
+TUNED_SETTINGS = ("lr", "lr_min")
+# Losses within this relative distance of the best count as tied.
+TIE_RTOL = 1e-9
+CHOICE_RULE = (
+    "Runs that differ only in a tuned setting (lr, lr_min: same tokenizer, architecture, "
+    "size and budget) form one sweep; the fits keep its run with the lowest validation "
+    "bits per byte. Ties (within a relative 1e-9) go to the configured value (the run "
+    "without a -lr suffix), then to the lower learning rate. A chosen value that is the "
+    "lowest or highest one swept is at the edge: the optimum is not bracketed."
+)
+
+
+def split_run_name(run: str) -> tuple[str, dict[str, float]]:
+    """A run name without its varied-setting suffixes, and those settings' values.
+
+    ``rwkv-L2-D64-B200k-lr0.002`` -> ``("rwkv-L2-D64-B200k", {"lr": 0.002})``; the inverse
+    of ``symato.run.grid.run_name``'s suffixes (short names from the settings contract).
+    """
+    from symato.run.settings import varied_names
+
+    by_short = {short: name for name, short in varied_names().items()}
+    pattern = re.compile(rf"^({'|'.join(sorted(map(re.escape, by_short), key=len, reverse=True))})"
+                         r"([0-9]+(?:\.[0-9]+)?)$")
+    fields, varied = run.split("-"), {}
+    while len(fields) > 1 and (match := pattern.match(fields[-1])):
+        varied[by_short[match.group(1)]] = float(match.group(2))
+        fields.pop()
+    return "-".join(fields), varied
+
+
+def _is_default(setting: str, value: float) -> bool:
+    from symato.run.settings import SPEC
+
+    return math.isclose(value, float(SPEC[setting].default), rel_tol=0, abs_tol=1e-12)
+
+
+def choose_runs(
+    rows: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Apply the learning-rate choice rule (``CHOICE_RULE``) to the runs to be fitted.
+
+    Returns (the rows to fit, one record per sweep of two or more runs, notes on the
+    rows set aside because another varied setting is off its default). Rows without a
+    run name are kept as they are. A sweep record: ``tokenizer``, ``arch``, ``base`` (the
+    run name without tuned suffixes), ``runs`` (``run``, ``lr``, ``lr_min``, ``loss`` each,
+    by learning rate), ``chosen`` (its run), ``lr`` and ``lr_min`` (its values),
+    ``swept`` (tuned settings with more than one value) and ``at_edge`` (setting ->
+    ``"low"`` or ``"high"`` where the chosen value is the smallest or largest swept).
+    """
+    kept: list[dict[str, Any]] = []
+    sweeps: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    notes = []
+    for r in rows:
+        if not r.get("run"):
+            kept.append(r)
+            continue
+        base, varied = split_run_name(r["run"])
+        other = {k: v for k, v in varied.items()
+                 if k not in TUNED_SETTINGS and not _is_default(k, v)}
+        if other:
+            what = ", ".join(f"{k} = {format_number(v)}" for k, v in sorted(other.items()))
+            notes.append(f"run {r.get('tokenizer', '')}/{r['run']}: {what} (a study of its own; "
+                         "not fitted)")
+            continue
+        tuned = {k: (r.get(k) if r.get(k) is not None else varied.get(k)) for k in TUNED_SETTINGS}
+        entry = {**r, "_base": base, "_tuned": tuned, "_configured": not (set(varied) &
+                                                                            set(TUNED_SETTINGS))}
+        sweeps.setdefault((r.get("tokenizer"), r.get("arch"), base), []).append(entry)
+    records = []
+    for (tok, arch, base), group in sweeps.items():
+        best = _best_of(group)
+        kept.append({k: v for k, v in best.items() if k not in _CHOICE_KEYS})
+        if len(group) > 1:
+            records.append(_sweep_record(tok, arch, base, group, best))
+    kept.sort(key=lambda r: r.get("_line", 0))
+    return kept, records, notes
+
+
+_CHOICE_KEYS = ("_base", "_tuned", "_configured")  # bookkeeping of choose_runs only
+
+
+def _best_of(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lowest loss; ties to the configured value, then the lower lr and lr_min."""
+    low = min(r["loss"] for r in group)
+    tied = [r for r in group if r["loss"] <= low * (1 + TIE_RTOL)]
+    inf = math.inf
+    return min(tied, key=lambda r: (not r["_configured"],
+                                    *(inf if r["_tuned"][k] is None else r["_tuned"][k]
+                                      for k in TUNED_SETTINGS), r["run"]))
+
+
+def _sweep_record(tok: Any, arch: Any, base: str, group: list[dict[str, Any]],
+                  best: dict[str, Any]) -> dict[str, Any]:
+    runs = sorted(({"run": r["run"], **r["_tuned"], "loss": r["loss"]} for r in group),
+                  key=lambda r: tuple(inf_if_none(r[k]) for k in TUNED_SETTINGS))
+    swept, at_edge = [], {}
+    for key in TUNED_SETTINGS:
+        values = sorted({r[key] for r in runs if r[key] is not None})
+        if len(values) < 2:
+            continue
+        swept.append(key)
+        chosen = best["_tuned"][key]
+        if chosen == values[0]:
+            at_edge[key] = "low"
+        elif chosen == values[-1]:
+            at_edge[key] = "high"
+    return {"tokenizer": tok, "arch": arch, "base": base, "runs": runs, "chosen": best["run"],
+            **{k: best["_tuned"][k] for k in TUNED_SETTINGS}, "loss": best["loss"],
+            "swept": swept, "at_edge": at_edge}
+
+
+def inf_if_none(value: float | None) -> float:
+    """Sort key helper: unknown values last."""
+    return math.inf if value is None else value
+
+
+def format_number(value: float) -> str:
+    """A setting's value as written in run names (0.002, not 2e-03)."""
+    return np.format_float_positional(float(value), trim="-")
+
+
 # ---------------------------------------------------------------- reading the runs table
 
 
@@ -443,8 +576,9 @@ def read_runs(path: Path, params_key: str) -> tuple[list[dict[str, Any]], list[s
         })
         if rec.get("run"):
             row["run"] = rec["run"]
-        if "flops" in header:
-            row["flops"] = _float_cell(rec["flops"], path, line, "flops", False)
+        for column in ("flops", "n_layer", "n_embd", *TUNED_SETTINGS):  # optional columns
+            if column in header:
+                row[column] = _float_cell(rec[column], path, line, column, False)
         rows.append(row)
     return rows, groups, notes
 
@@ -520,7 +654,8 @@ def main(argv: list[str]) -> int:
         raise SymatoError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     params_key = PARAMS_COLUMNS[args.params_column]
     rows, groups, notes = read_runs(args.runs, params_key)
-    for note in notes:
+    rows, sweeps, set_aside = choose_runs(rows)
+    for note in notes + set_aside:
         print(f"symato fit: {note}", file=sys.stderr)
     fitted = fit_table(rows, groups, params_key, args.bootstrap, args.seed)
     doc = {
@@ -533,11 +668,15 @@ def main(argv: list[str]) -> int:
         "min_runs": {"L(N)": MIN_RUNS_N, "L(N,D)": MIN_RUNS_ND,
                      "distinct_sizes": MIN_DISTINCT_N, "distinct_token_counts": MIN_DISTINCT_D},
         "runs_without_loss": notes,
+        "lr_choice": {"rule": CHOICE_RULE, "tuned": list(TUNED_SETTINGS), "sweeps": sweeps},
+        "set_aside": set_aside,
         "groups": fitted,
     }
     write_json_atomic(args.out, doc)
     write_table(args.csv or args.out.with_suffix(".csv"), table_rows(fitted))
     ok = sum(g["status"] == "ok" for g in fitted.values())
+    edge = sum(bool(sw["at_edge"]) for sw in sweeps)
     print(f"symato fit: {len(fitted)} group(s), {ok} fitted, {len(rows)} runs "
-          f"({len(notes)} without loss) -> {args.out}", file=sys.stderr)
+          f"({len(notes)} without loss, {len(set_aside)} set aside); {len(sweeps)} "
+          f"learning-rate sweep(s), {edge} best at an edge -> {args.out}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from symato.report.figures import budget_note, equal_size_table
+from symato.report.figures import budget_note, equal_size_table, short_number
 
 RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),
@@ -141,3 +141,211 @@ def tokenizer_section(toks: pd.DataFrame, runs: pd.DataFrame) -> str:
     else:
         parts.append("No model size was trained with two or more tokenizers.")
     return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------- the tokenizer study
+def _kb(x: float | None) -> str:
+    """Bytes of text as a short number: 612345 -> '612k'."""
+    return "–" if x is None else short_number(float(x))
+
+
+def study_fits_section(study: dict[str, Any]) -> str:
+    """Per tokenizer: L(N, D) with D in bytes of training text, with intervals."""
+    groups = study.get("groups", {})
+    if not groups:
+        return ("No tokenizer study: no architecture was trained with two or more "
+                "tokenizers at a common model size.")
+    header = ["tokenizer/arch", "runs", "sizes", "text seen", "E", "A", "alpha", "B", "beta"]
+    rows, reasons = [], []
+    for key, g in groups.items():
+        texts = [r["text"] for r in g.get("runs", [])]
+        span = f"{_kb(min(texts))}–{_kb(max(texts))}" if texts else "–"
+        sizes = ", ".join(s["size"] for s in g.get("sizes", []))
+        if g["status"] != "ok":
+            rows.append([key, g["n_runs"], sizes, span] + ["not fitted"] + ["–"] * 4)
+            reasons.append(f"- {key}: {g['reason']}")
+            continue
+        rows.append([key, g["n_runs"], sizes, span,
+                     *(_with_ci(g, p) for p in ("E", "A", "alpha", "B", "beta"))])
+        if g.get("at_bound"):
+            reasons.append(f"- {key}: {', '.join(g['at_bound'])} at the edge of the search box: "
+                           "not determined by these runs (the curve still describes them)")
+    intro = ("L(N, D) = E + A/N^α + B/D^β per tokenizer, with D = **bytes of training text "
+             "seen** (tokens trained × the tokenizer's train-split bytes per token), so every "
+             f"tokenizer shares one axis; N = {study.get('params_column', 'total')} parameters. "
+             f"Brackets: 95% bootstrap intervals ({study.get('bootstrap', '?')} resamples of "
+             "runs).\n\n")
+    text = intro + table(header, rows)
+    if reasons:
+        text += "\n\nNot fitted, or not determined:\n" + "\n".join(reasons)
+    return text
+
+
+def study_losses_section(study: dict[str, Any]) -> str:
+    """Measured bits per byte per model size and text budget, one column per tokenizer."""
+    cells: dict[tuple[str, str, str], dict[str, float]] = {}
+    toks: set[str] = set()
+    for g in study.get("groups", {}).values():
+        tok, arch = g["by"]["tokenizer"], g["by"]["arch"]
+        toks.add(tok)
+        for r in g.get("runs", []):
+            cells.setdefault((arch, r["size"], r.get("budget") or "–"), {})[tok] = r["loss"]
+    if not cells:
+        return "No runs in the tokenizer study."
+    cols = sorted(toks)
+
+    def order(key: tuple[str, str, str]) -> tuple[Any, ...]:
+        arch, size, budget = key
+        return (arch, [int(x) for x in size[1:].split("-D")], _budget_value(budget))
+
+    rows = []
+    for key in sorted(cells, key=order):
+        best = min(cells[key].values())
+        rows.append([key[0], key[1], _budget_text(key[2]),
+                     *(_bold_if(cells[key].get(t), best) for t in cols)])
+    return ("Validation bits per byte of each run (lowest of a row in bold); budgets in bytes "
+            "of training text (`B`) or tokens (`T`):\n\n"
+            + table(["arch", "size", "budget", *cols], rows))
+
+
+def _budget_value(budget: str) -> float:
+    units = {"k": 1e3, "M": 1e6, "G": 1e9}
+    text = budget[1:]
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        return math.inf
+
+
+def _budget_text(budget: str) -> str:
+    if budget.startswith("B"):
+        return f"{budget[1:]} bytes"
+    if budget.startswith("T"):
+        return f"{budget[1:]} tokens"
+    return budget
+
+
+def _bold_if(value: float | None, best: float) -> str:
+    if value is None:
+        return "–"
+    return f"**{fmt(value)}**" if value == best else fmt(value)
+
+
+def crossover_section(study: dict[str, Any]) -> str:
+    """Where one tokenizer overtakes another at each size, or that none does in the range."""
+    records = study.get("crossovers", [])
+    if not records:
+        return "No pairs of tokenizers to compare."
+    crossing = [c for c in records if c["status"] == "crossover"]
+    none = [c for c in records if c["status"] == "none"]
+    failed = [c for c in records if c["status"] == "not_computed"]
+    parts = ["Where two tokenizers' fitted curves cross at one model size, inside the text "
+             "range both measured there; interval: 2.5–97.5 percentiles of the crossing over "
+             "the bootstrap fits paired by resample (the share of pairs that cross in the "
+             "range is given too)."]
+    if crossing:
+        rows = []
+        for c in crossing:
+            ci = c.get("ci")
+            where = f"{_kb(c['text_bytes'])} [{_kb(ci[0])}, {_kb(ci[1])}]" if ci else (
+                f"{_kb(c['text_bytes'])} [no bootstrap pair crosses]")
+            extra = ([f"also at {', '.join(_kb(x) for x in c['crossings'][1:])}"]
+                     if len(c["crossings"]) > 1 else []) + c.get("notes", [])
+            boot = c.get("bootstrap", {})
+            rows.append([c["arch"], c["size"], f"{c['a']} vs {c['b']}", where,
+                         f"{boot.get('crossing', 0)}/{boot.get('pairs', 0)}",
+                         c["better_below"], c["better_above"], "; ".join(extra) or "–"])
+        parts.append(table(["arch", "size", "pair", "crossover (text bytes) [95% CI]",
+                            "bootstrap pairs crossing", "better below", "better above",
+                            "notes"], rows))
+    else:
+        parts.append("**No crossover in the measured range** for any pair at any size.")
+    if none:
+        lines = []
+        for (arch, size), cs in _by_size(none).items():
+            rng = cs[0].get("range") or [None, None]
+            shaky = [f"{c['a']}–{c['b']} ({c['bootstrap']['crossing']}/"
+                     f"{c['bootstrap']['pairs']})" for c in cs
+                     if c.get("bootstrap", {}).get("pairs")
+                     and c["bootstrap"]["crossing"] >= 0.25 * c["bootstrap"]["pairs"]]
+            line = (f"- {arch} {size}: {len(cs)} pair(s) with no crossover in the measured range "
+                    f"({_kb(rng[0])}–{_kb(rng[1])} bytes of text)")
+            if shaky:
+                line += ("; but a quarter or more of the bootstrap pairs cross for "
+                         + ", ".join(shaky))
+            lines.append(line)
+        parts.append("\n".join(lines) + "\n\nAll pairs, with which is better where they do not "
+                     "cross: `results/scaling/crossovers.csv`.")
+    if failed:
+        parts.append("Not computed:\n" + "\n".join(
+            f"- {c['arch']} {c['size']} {c['a']} vs {c['b']}: {c['reason']}" for c in failed))
+    return "\n\n".join(parts)
+
+
+def _by_size(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in records:
+        out.setdefault((c["arch"], c["size"]), []).append(c)
+    return out
+
+
+def split_section(runs: pd.DataFrame) -> str:
+    """Runs trained with the split form (split_syllables = p > 0) next to their p = 0 run."""
+    from symato.report.fit import split_run_name
+
+    if "split_syllables" not in runs.columns or not (runs["split_syllables"].fillna(0) > 0).any():
+        return "No run varies `split_syllables`."
+    by_name = {(r["tokenizer"], r["run"]): r for _, r in runs.iterrows()}
+    rows = []
+    split = runs[runs["split_syllables"].fillna(0) > 0]
+    bases = sorted({(r["tokenizer"], split_run_name(r["run"])[0]) for _, r in split.iterrows()})
+    for tok, base in bases:
+        members = [by_name[(tok, base)]] if (tok, base) in by_name else []
+        members += sorted((r for _, r in split.iterrows()
+                           if r["tokenizer"] == tok and split_run_name(r["run"])[0] == base),
+                          key=lambda r: r["split_syllables"])
+        ref = by_name.get((tok, base))
+        for r in members:
+            p = r.get("split_syllables")
+            p = 0.0 if p is None or (isinstance(p, float) and math.isnan(p)) else p
+            delta = (r["loss"] - ref["loss"]) if ref is not None and p > 0 else None
+            rows.append([tok, base, p, r["loss"], delta if delta is not None else "–",
+                         r.get("restoration_accuracy"), r.get("restoration_accuracy_split")])
+    return ("One model for both jobs: symato+N runs whose training windows write each whole "
+            "syllable as sym + marktone with probability p (`split_syllables`), beside the "
+            "p = 0 run of the same size and text. Restoration (whole ids) scores a syllable "
+            "with a whole id by its id; restoration (split form) asks for the marktone after "
+            "a bare sym, which only a model that saw split forms can answer.\n\n"
+            + table(["tokenizer", "run", "p", "bits/byte", "Δ bits/byte vs p = 0",
+                     "restoration acc. (whole ids)", "restoration acc. (split form)"], rows))
+
+
+def lr_sweep_section(fits: dict[str, Any]) -> str:
+    """Each learning-rate sweep: bits per byte at every value, the choice and its edge flag."""
+    choice = fits.get("lr_choice") or {}
+    sweeps = choice.get("sweeps", [])
+    if not sweeps:
+        return "No learning-rate sweep (no sub-grid varies `lr` or `lr_min`)."
+    rows, edges = [], []
+    for sw in sweeps:
+        swept = sw.get("swept") or ["lr"]
+        values = []
+        for r in sw["runs"]:
+            label = " / ".join(fmt(r[k]) for k in swept)
+            mark = "**" if r["run"] == sw["chosen"] else ""
+            values.append(f"{mark}{label}: {fmt(r['loss'])}{mark}")
+        chosen = " / ".join(fmt(sw[k]) for k in swept)
+        edge = ", ".join(f"{k} {side}" for k, side in sw["at_edge"].items()) or "inside"
+        rows.append([sw["arch"], sw["tokenizer"], sw["base"], "; ".join(values), chosen, edge])
+        for k, side in sw["at_edge"].items():
+            edges.append(f"{sw['tokenizer']}/{sw['arch']} {sw['base']}: best {k} "
+                         f"{fmt(sw[k])} is the {'lowest' if side == 'low' else 'highest'} swept")
+    text = (choice.get("rule", "") + "\n\n"
+            + table(["arch", "tokenizer", "runs", f"{' / '.join(sweeps[0].get('swept') or ['lr'])}"
+                     ": bits/byte (chosen in bold)", "chosen", "edge"], rows))
+    if edges:
+        text += ("\n\nOptimum not bracketed (best value at the edge of the sweep; a wider sweep "
+                 "may do better):\n" + "\n".join(f"- {e}" for e in edges))
+    else:
+        text += "\n\nEvery chosen value lies inside its sweep: each optimum is bracketed."
+    return text

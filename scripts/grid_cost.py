@@ -1,0 +1,123 @@
+"""What a config's training grid costs: runs, tokens and training FLOPs, before you run it.
+
+    .venv/bin/python scripts/grid_cost.py --configfile config-gpu.yaml \
+        --manifests results/shards --flops-per-second 1e14
+
+Why: a grid over tokenizers x architectures x sizes x budgets grows fast, and a byte
+budget's token count depends on each tokenizer's bytes per token. This expands the grid
+exactly as the workflow does (``config.yaml`` with ``--configfile`` merged over it, as
+Snakemake merges them), takes bytes per token from tokenized shards' manifests (any
+corpus tokenized with the same tokenizers; missing ones fall back to ``--bytes-per-token``)
+and counts FLOPs with each model's own ``flops_per_token`` (6 x matmul parameters plus
+attention), built on the ``meta`` device (no memory, no weights).
+
+Time is FLOPs / ``--flops-per-second`` (a sustained rate you measured, e.g. with
+benchmarks/bench_train.py on your GPU): an estimate, not a measurement. Small models
+reach far lower utilization than large ones, so give a rate measured at the grid's sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def merged_config(extra: list[Path]) -> dict:
+    """config.yaml with each --configfile merged over it (mappings deep, lists whole)."""
+    from symato.config import prepare
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(
+                out.get(key), dict) else value
+        return out
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    for path in extra:
+        config = merge(config, yaml.safe_load(path.read_text(encoding="utf-8")))
+    return prepare(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def bytes_per_token(manifests: Path | None, tokenizer: str, fallback: float) -> tuple[float, str]:
+    """Train-split bytes per token from ``manifests/{tokenizer}/manifest.json``, or the fallback."""
+    path = manifests / tokenizer / "manifest.json" if manifests else None
+    if path and path.exists():
+        train = json.loads(path.read_text(encoding="utf-8"))["splits"]["train"]
+        return train["bytes"] / train["tokens"], str(path)
+    return fallback, "--bytes-per-token"
+
+
+def vocab_size(manifests: Path | None, tokenizer: str) -> int:
+    """The vocabulary size recorded in the manifest, else what the tokenizer's name says."""
+    path = manifests / tokenizer / "manifest.json" if manifests else None
+    if path and path.exists():
+        return int(json.loads(path.read_text(encoding="utf-8"))["vocab_size"])
+    import re
+
+    base = 2816  # the symato vocabulary
+    if tokenizer == "bytes":
+        return 257
+    if (m := re.fullmatch(r"symato\+([0-9]+)", tokenizer)):
+        return base + int(m.group(1))
+    m = re.search(r"([0-9]+)$", tokenizer)  # symato-bpeV, sp-bpeV, sp-unigramV: V ids
+    return int(m.group(1)) if m else base
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configfile", type=Path, action="append", default=[])
+    p.add_argument("--manifests", type=Path, help="folder of {tokenizer}/manifest.json")
+    p.add_argument("--bytes-per-token", type=float, default=2.3,
+                   help="for tokenizers without a manifest (default 2.3: symato on Vietnamese)")
+    p.add_argument("--flops-per-second", type=float, help="sustained training FLOP/s, for hours")
+    args = p.parse_args(argv)
+    from symato.models import model_for_run
+    from symato.run.grid import expand_grid
+
+    config = merged_config(args.configfile)
+    runs = expand_grid(config)
+    flops, tokens, count = defaultdict(float), defaultdict(float), defaultdict(int)
+    sources = {}
+    for r in runs:
+        s = r["settings"]
+        if r["tokens"] is None:
+            bpt, sources[r["tokenizer"]] = bytes_per_token(args.manifests, r["tokenizer"],
+                                                           args.bytes_per_token)
+            n_tokens = r["text_bytes"] / bpt
+        else:
+            n_tokens = r["tokens"]
+        with torch.device("meta"):
+            model = model_for_run(s, vocab_size(args.manifests, r["tokenizer"]))
+        key = (r["arch"], f"L{r['n_layer']}-D{r['n_embd']}")
+        flops[key] += model.flops_per_token() * n_tokens
+        tokens[key] += n_tokens
+        count[key] += 1
+    print(f"{len(runs)} runs; bytes per token from: "
+          + ", ".join(f"{t} {src}" for t, src in sorted(sources.items())))
+    rate = args.flops_per_second
+    print("\n| arch | size | runs | tokens | training FLOPs |" + (" hours |" if rate else ""))
+    print("| --- | --- | ---: | ---: | ---: |" + (" ---: |" if rate else ""))
+    for key in sorted(flops, key=lambda k: (k[0], flops[k])):
+        hours = f" {flops[key] / args.flops_per_second / 3600:.1f} |" if args.flops_per_second \
+            else ""
+        print(f"| {key[0]} | {key[1]} | {count[key]} | {tokens[key]:.3g} | {flops[key]:.3g} |"
+              + hours)
+    total = sum(flops.values())
+    print(f"\ntotal: {sum(count.values())} runs, {sum(tokens.values()):.3g} tokens, "
+          f"{total:.3g} training FLOPs"
+          + (f", {total / args.flops_per_second / 3600:.1f} hours at "
+             f"{args.flops_per_second:.3g} FLOP/s" if args.flops_per_second else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,392 @@
+"""The tokenizer study: bits per byte against training *text*, per tokenizer; `symato study`.
+
+Why a fit of its own: the scaling fits (``symato fit``) put training tokens on the D axis,
+and a token means a different amount of text for every tokenizer, so their curves cannot
+be laid over each other. Here D is **bytes of training text seen**,
+
+    D = tokens trained x the tokenizer's train-split bytes per token (tokenizers.csv),
+
+the same axis for every tokenizer. That is the text a run actually saw: a byte-budget
+run trains on whole steps, a little more than its budget (up to one step's tokens), and a
+token-budget run has a text size too. Per (tokenizer, architecture) the same
+L(N, D) = E + A/N^α + B/D^β as ``symato.report.fit`` is fitted (Huber on log-loss, grid
+of starts, bootstrap over runs), on the runs the learning-rate choice rule keeps
+(``symato.report.fit.choose_runs``).
+
+Which runs: the architectures trained with two or more tokenizers, and of those the
+model sizes (layers x width) trained with two or more tokenizers; a size only one
+tokenizer has (an architecture ladder's extra size) is not part of the comparison.
+
+Crossovers: at each model size, where two tokenizers' fitted curves cross inside the text
+range both measured there. Each tokenizer's N is its own total (or non-embedding)
+parameter count at that size: the tokenizer changes the embedding, and that is part of
+what is compared. The interval comes from the bootstrap fits paired by replicate: every
+group is fitted with the same seed on its runs in the same (size, text) order, so when
+two tokenizers have the same grid cells, replicate i resampled the same cells for both
+(a paired bootstrap); a pair's crossing nearest the full fit's is taken. A pair of curves
+that does not cross in the range is reported as such ("none"), with the share of
+bootstrap pairs that do cross; a failed fit gives "not_computed" with the reason; a fit
+with a parameter at its search bound is computed and flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from symato.errors import SymatoError
+from symato.io import atomic_path, write_json_atomic
+from symato.report import fit as scaling
+
+# Points of the log grid a difference of two curves is scanned on for sign changes.
+SCAN_POINTS = 400
+CROSSOVER_COLUMNS = ["arch", "size", "a", "b", "status", "text_bytes", "ci_low", "ci_high",
+                     "crossings", "better_below", "better_above", "better", "range_low",
+                     "range_high", "bootstrap_pairs", "bootstrap_crossing", "notes", "reason"]
+
+
+def bytes_per_token(path: Path) -> dict[str, float]:
+    """Train-split bytes per token of each tokenizer in tokenizers.csv (``symato collect``)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SymatoError(f"cannot read tokenizer table {path}: {exc}") from None
+    out = {}
+    for line, rec in enumerate(rows, start=2):
+        if rec.get("split") != "train":
+            continue
+        for key in ("tokenizer", "tokens", "bytes"):
+            if not rec.get(key):
+                raise SymatoError(f"{path}:{line}: column {key!r} is empty or missing")
+        try:
+            tokens, text = float(rec["tokens"]), float(rec["bytes"])
+        except ValueError:
+            raise SymatoError(f"{path}:{line}: 'tokens' and 'bytes' must be numbers") from None
+        if tokens <= 0 or text <= 0:
+            raise SymatoError(f"{path}:{line}: 'tokens' and 'bytes' must be positive")
+        out[rec["tokenizer"]] = text / tokens
+    return out
+
+
+def study_rows(rows: list[dict[str, Any]], bpt: dict[str, float], where: str) -> list[dict]:
+    """The runs of the comparison, each with ``text`` = bytes of training text seen.
+
+    Keeps the architectures with >= 2 tokenizers and, within each, the sizes trained with
+    >= 2 tokenizers. Every run needs ``n_layer`` and ``n_embd`` (runs.csv has them).
+    """
+    for r in rows:
+        if r.get("n_layer") is None or r.get("n_embd") is None:
+            raise SymatoError(f"{where}: run {r.get('run', r.get('_line'))} has no "
+                              "n_layer/n_embd (needed to compare tokenizers at a size)")
+        if r["tokenizer"] not in bpt:
+            raise SymatoError(f"{where}: tokenizer {r['tokenizer']!r} has no train split in "
+                              "the tokenizer table (its bytes per token are unknown)")
+    toks_at: dict[tuple[Any, ...], set[str]] = {}
+    for r in rows:
+        toks_at.setdefault((r["arch"], r["n_layer"], r["n_embd"]), set()).add(r["tokenizer"])
+    out = [{**r, "text": r["tokens"] * bpt[r["tokenizer"]]} for r in rows
+           if len(toks_at[(r["arch"], r["n_layer"], r["n_embd"])]) >= 2]
+    return sorted(out, key=lambda r: (r["arch"], r["tokenizer"], r["n_layer"], r["n_embd"],
+                                      r["text"]))
+
+
+def equally_tuned(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows the comparison may use, and a note per learning-rate sweep set aside.
+
+    Why: the fits keep the best run of each learning-rate sweep. Where, at one
+    architecture, size and budget, only some tokenizers were swept (the demo sweeps
+    symato's architecture runs), their best-of-three would be compared with the others'
+    single configured run: an advantage of tuning, not of the tokenizer. In such a cell
+    only the configured runs (no ``-lr``/``-lrmin`` suffix) take part; where every
+    tokenizer has the same sweep, each keeps its best run.
+    """
+    def tuned(r: dict[str, Any]) -> tuple[str | None, tuple[tuple[str, float], ...]]:
+        if not r.get("run"):
+            return None, ()
+        base, varied = scaling.split_run_name(r["run"])
+        return base, tuple(sorted((k, v) for k, v in varied.items()
+                                  if k in scaling.TUNED_SETTINGS))
+
+    swept: dict[tuple[Any, ...], dict[Any, set]] = {}
+    for r in rows:
+        base, values = tuned(r)
+        swept.setdefault((r.get("arch"), base), {}).setdefault(r.get("tokenizer"), set()).add(
+            values)
+    kept, notes = [], []
+    for r in rows:
+        base, values = tuned(r)
+        cell = swept[(r.get("arch"), base)]
+        if values and len({frozenset(v) for v in cell.values()}) > 1:
+            notes.append(f"run {r.get('tokenizer')}/{r['run']}: a learning-rate sweep the other "
+                         "tokenizers of its size and budget did not get (the study compares "
+                         "their configured runs)")
+            continue
+        kept.append(r)
+    return kept, notes
+
+
+def budget_of(run: str | None) -> str | None:
+    """The budget field of a run name: ``rwkv-L2-D64-B600k-lr0.002`` -> ``B600k``."""
+    if not run:
+        return None
+    return scaling.split_run_name(run)[0].rsplit("-", 1)[-1]
+
+
+def size_name(n_layer: float, n_embd: float) -> str:
+    """(2, 64) -> 'L2-D64', as in config sizes."""
+    return f"L{int(n_layer)}-D{int(n_embd)}"
+
+
+def fit_groups(
+    rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, scaling.FitResult]]:
+    """L(N, D) with D in text bytes per (tokenizer, arch): JSON entries and the raw fits."""
+    by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_group.setdefault((r["tokenizer"], r["arch"]), []).append(r)
+    text_range = {arch: (min(r["text"] for r in rows if r["arch"] == arch),
+                         max(r["text"] for r in rows if r["arch"] == arch))
+                  for arch in {r["arch"] for r in rows}}
+    entries, results = {}, {}
+    for (tok, arch), group in sorted(by_group.items()):
+        key = f"{tok}/{arch}"
+        n = np.array([r[params_key] for r in group], dtype=float)
+        d = np.array([r["text"] for r in group], dtype=float)
+        loss = np.array([r["loss"] for r in group], dtype=float)
+        result = scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap, seed)
+        results[key] = result
+        entry: dict[str, Any] = {"by": {"tokenizer": tok, "arch": arch}, **result.to_json()}
+        entry["fits"] = {"L_ND": result.to_json()}
+        entry["runs"] = [{"run": r.get("run"), "size": size_name(r["n_layer"], r["n_embd"]),
+                          "budget": budget_of(r.get("run")), "params": r[params_key],
+                          "tokens": r["tokens"], "text": r["text"], "loss": r["loss"]}
+                         for r in group]
+        entry["sizes"] = _sizes(group, params_key)
+        if result.status == "ok":
+            entry["curves"] = [_curve(result, s["params"], text_range[arch], s["size"])
+                               for s in entry["sizes"]]
+        entries[key] = entry
+    return entries, results
+
+
+def _sizes(group: list[dict[str, Any]], params_key: str) -> list[dict[str, Any]]:
+    """The model sizes of one group with their N (median over the size's runs)."""
+    by_size: dict[tuple[float, float], list[float]] = {}
+    for r in group:
+        by_size.setdefault((r["n_layer"], r["n_embd"]), []).append(r[params_key])
+    return [{"size": size_name(*k), "n_layer": int(k[0]), "n_embd": int(k[1]),
+             "params": float(np.median(v))} for k, v in sorted(by_size.items())]
+
+
+def _curve(result: scaling.FitResult, params: float, text_range: tuple[float, float],
+           size: str) -> dict[str, Any]:
+    """The fitted loss against text at one size, with its pointwise bootstrap band."""
+    d = np.geomspace(text_range[0] / 1.2, text_range[1] * 1.2, scaling.CURVE_POINTS)
+    out = {"size": size, "params": params, "text": d.tolist(),
+           "loss": scaling.predict(result.params, params, d).tolist()}
+    if result.samples is not None and len(result.samples):
+        preds = np.array([scaling.predict(result.law.to_named(x), params, d)
+                          for x in result.samples])
+        lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
+        out["low"] = np.percentile(preds, lo, axis=0).tolist()
+        out["high"] = np.percentile(preds, hi, axis=0).tolist()
+    return out
+
+
+# ------------------------------------------------------------------------------ crossovers
+def crossings(law_a: dict[str, float], n_a: float, law_b: dict[str, float], n_b: float,
+              low: float, high: float) -> list[float]:
+    """Text sizes in [low, high] where L_a(n_a, D) = L_b(n_b, D), in increasing order.
+
+    The difference of two such laws, c + B_a D^-β_a - B_b D^-β_b, changes sign at most
+    twice; a scan of SCAN_POINTS log-spaced points finds each sign change and Brent's
+    method refines it (in log D).
+    """
+    from scipy.optimize import brentq
+
+    if not 0 < low < high:
+        return []
+
+    def diff(log_d: float) -> float:
+        d = math.exp(log_d)
+        return float(scaling.predict(law_a, n_a, d) - scaling.predict(law_b, n_b, d))
+
+    grid = np.linspace(math.log(low), math.log(high), SCAN_POINTS)
+    values = np.array([diff(x) for x in grid])
+    out = []
+    for i in range(len(grid) - 1):
+        if values[i] == 0.0:
+            out.append(math.exp(grid[i]))
+        elif values[i] * values[i + 1] < 0:
+            out.append(math.exp(brentq(diff, grid[i], grid[i + 1], xtol=1e-10)))
+    if values[-1] == 0.0:
+        out.append(math.exp(grid[-1]))
+    return out
+
+
+def crossover(
+    a: str, b: str, arch: str, size: dict[str, Any], fits: dict[str, scaling.FitResult],
+    sizes: dict[str, dict[str, float]], ranges: dict[str, tuple[float, float]],
+) -> dict[str, Any]:
+    """Where ``a``'s and ``b``'s fitted curves cross at one model size, with an interval.
+
+    ``fits`` by tokenizer, ``sizes`` (tokenizer -> size -> N), ``ranges`` (tokenizer ->
+    the text range it measured at this size).
+    """
+    name = size["size"]
+    out: dict[str, Any] = {"arch": arch, "size": name, "a": a, "b": b}
+    failed = [f"{t}'s L(N,D) was not fitted ({fits[t].reason})" for t in (a, b)
+              if fits[t].status != "ok"]
+    if failed:
+        return {**out, "status": "not_computed", "reason": "; ".join(failed)}
+    low, high = max(ranges[a][0], ranges[b][0]), min(ranges[a][1], ranges[b][1])
+    out["range"] = [low, high]
+    if not low < high:
+        return {**out, "status": "not_computed",
+                "reason": "the two tokenizers' measured text ranges do not overlap"}
+    fa, fb, na, nb = fits[a], fits[b], sizes[a][name], sizes[b][name]
+    notes = [f"{t}'s fit has {', '.join(fits[t].at_bound)} at the search bound"
+             for t in (a, b) if fits[t].at_bound]
+    point = crossings(fa.params, na, fb.params, nb, low, high)
+    boot = _paired_crossings(fa, fb, na, nb, low, high)
+    out["bootstrap"] = {"pairs": len(boot), "crossing": sum(bool(c) for c in boot)}
+    out["notes"] = notes
+    if not point:
+        mid = math.sqrt(low * high)
+        la, lb = scaling.predict(fa.params, na, mid), scaling.predict(fb.params, nb, mid)
+        return {**out, "status": "none", "better": a if la < lb else b}
+    first = point[0]
+    nearest = [min(c, key=lambda x: abs(math.log(x / first))) for c in boot if c]
+    ci = None
+    if nearest:
+        lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
+        ci = [float(np.percentile(nearest, lo)), float(np.percentile(nearest, hi))]
+    below = first * 0.999 if first * 0.999 >= low else low
+    a_below = scaling.predict(fa.params, na, below) < scaling.predict(fb.params, nb, below)
+    return {**out, "status": "crossover", "text_bytes": first, "crossings": point, "ci": ci,
+            "better_below": a if a_below else b, "better_above": b if a_below else a}
+
+
+def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, nb: float,
+                      low: float, high: float) -> list[list[float]]:
+    """Crossings of each bootstrap pair (replicates used by both fits, by replicate id)."""
+    if fa.samples is None or fb.samples is None:
+        return []
+    b_by_id = dict(zip(fb.sample_ids, fb.samples, strict=True))
+    out = []
+    for rid, xa in zip(fa.sample_ids, fa.samples, strict=True):
+        if rid in b_by_id:
+            out.append(crossings(fa.law.to_named(xa), na, fb.law.to_named(b_by_id[rid]), nb,
+                                 low, high))
+    return out
+
+
+def all_crossovers(rows: list[dict[str, Any]], entries: dict[str, dict[str, Any]],
+                   results: dict[str, scaling.FitResult], params_key: str) -> list[dict]:
+    """Every pair of tokenizers at every model size both were trained at, per architecture."""
+    out = []
+    for arch in sorted({r["arch"] for r in rows}):
+        mine = [r for r in rows if r["arch"] == arch]
+        toks = sorted({r["tokenizer"] for r in mine})
+        fits = {t: results[f"{t}/{arch}"] for t in toks}
+        sizes = {t: {s["size"]: s["params"] for s in entries[f"{t}/{arch}"]["sizes"]}
+                 for t in toks}
+        for n_layer, n_embd in sorted({(r["n_layer"], r["n_embd"]) for r in mine}):
+            name = size_name(n_layer, n_embd)
+            here = [r for r in mine if (r["n_layer"], r["n_embd"]) == (n_layer, n_embd)]
+            ranges = {t: (min(r["text"] for r in here if r["tokenizer"] == t),
+                          max(r["text"] for r in here if r["tokenizer"] == t))
+                      for t in toks if any(r["tokenizer"] == t for r in here)}
+            for a, b in itertools.combinations(sorted(ranges), 2):
+                out.append(crossover(a, b, arch, {"size": name}, fits, sizes, ranges))
+    return out
+
+
+def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat rows of crossovers.csv."""
+    out = []
+    for c in records:
+        ci = c.get("ci") or [None, None]
+        rng = c.get("range") or [None, None]
+        boot = c.get("bootstrap", {})
+        out.append({**{k: c.get(k) for k in ("arch", "size", "a", "b", "status",
+                                             "better_below", "better_above", "better",
+                                             "reason")},
+                    "text_bytes": c.get("text_bytes"), "ci_low": ci[0], "ci_high": ci[1],
+                    "crossings": " ".join(f"{x:.6g}" for x in c.get("crossings", [])),
+                    "range_low": rng[0], "range_high": rng[1],
+                    "bootstrap_pairs": boot.get("pairs"),
+                    "bootstrap_crossing": boot.get("crossing"),
+                    "notes": "; ".join(c.get("notes", []))})
+    return out
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else
+                                 ("" if v is None else v)) for k, v in r.items()
+                             if k in columns})
+
+
+def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int,
+              seed: int) -> dict[str, Any]:
+    """The study document (study.json) from runs.csv and tokenizers.csv."""
+    params_key = scaling.PARAMS_COLUMNS[params_column]
+    rows, _, _ = scaling.read_runs(runs, params_key)
+    rows, unequal = equally_tuned(rows)
+    rows, _, set_aside = scaling.choose_runs(rows)
+    set_aside += unequal
+    if any("tokenizer" not in r or "arch" not in r for r in rows):
+        raise SymatoError(f"{runs}: the study needs the columns 'tokenizer' and 'arch'")
+    rows = study_rows(rows, bytes_per_token(tokenizers), str(runs))
+    entries, results = fit_groups(rows, params_key, n_bootstrap, seed)
+    return {
+        "loss": "bits_per_byte",
+        "d_axis": "bytes of training text seen = tokens trained x train-split bytes per token",
+        "params_column": params_column,
+        "bootstrap": n_bootstrap,
+        "seed": seed,
+        "huber_delta": scaling.HUBER_DELTA,
+        "set_aside": set_aside,
+        "groups": entries,
+        "crossovers": all_crossovers(rows, entries, results, params_key),
+    }
+
+
+def main(argv: list[str]) -> int:
+    """`symato study --runs CSV --tokenizers CSV --out JSON [--csv CSV] [--crossovers CSV]`."""
+    p = argparse.ArgumentParser(prog="symato study", description=__doc__.split("\n")[0])
+    p.add_argument("--runs", required=True, type=Path, help="runs table (symato collect)")
+    p.add_argument("--tokenizers", required=True, type=Path,
+                   help="tokenizer table (symato collect): train-split bytes per token")
+    p.add_argument("--out", required=True, type=Path, help="study JSON to write")
+    p.add_argument("--csv", type=Path, help="fitted parameters (default: --out with .csv)")
+    p.add_argument("--crossovers", type=Path, help="crossover table to write")
+    p.add_argument("--params-column", choices=sorted(scaling.PARAMS_COLUMNS), default="total")
+    p.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates (0: no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = p.parse_args(argv)
+    if args.bootstrap < 0:
+        raise SymatoError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    doc = run_study(args.runs, args.tokenizers, args.params_column, args.bootstrap, args.seed)
+    write_json_atomic(args.out, doc)
+    scaling.write_table(args.csv or args.out.with_suffix(".csv"), scaling.table_rows(doc["groups"]))
+    if args.crossovers:
+        _write_csv(args.crossovers, CROSSOVER_COLUMNS, crossover_rows(doc["crossovers"]))
+    ok = sum(g["status"] == "ok" for g in doc["groups"].values())
+    found = sum(c["status"] == "crossover" for c in doc["crossovers"])
+    print(f"symato study: {len(doc['groups'])} tokenizer group(s), {ok} fitted; "
+          f"{len(doc['crossovers'])} pairs at a size, {found} crossing -> {args.out}",
+          file=sys.stderr)
+    return 0
