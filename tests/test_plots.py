@@ -355,3 +355,25 @@ def test_run_without_loss_is_kept_and_reported(tmp_path, capsys):
     collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
     assert "1 without bits_per_byte: symato/r1" in capsys.readouterr().err
     assert _rows(tmp_path / "runs.csv")[0]["loss"] == ""
+
+
+def test_equal_size_table_takes_configured_runs_in_budget_order() -> None:
+    """A sweep's or split-form study's variants are not averaged into a tokenizer's cell,
+    and budgets sort by size (10k before 100k), not as text."""
+    import pandas as pd
+
+    def row(tok: str, run: str, loss: float, budget: str) -> dict:
+        return {"tokenizer": tok, "arch": "rwkv", "run": run, "n_layer": 1, "n_embd": 32,
+                "tokens": 1000, "loss": loss, "budget": budget}
+
+    runs = pd.DataFrame([
+        row("symato", "rwkv-L1-D32-B100k", 2.0, "100k text bytes"),
+        row("symato", "rwkv-L1-D32-B100k-lr0.008", 1.0, "100k text bytes"),
+        row("symato", "rwkv-L1-D32-B100k-split0.3", 3.0, "100k text bytes"),
+        row("bytes", "rwkv-L1-D32-B100k", 2.5, "100k text bytes"),
+        row("symato", "rwkv-L1-D32-B10k", 4.0, "10k text bytes"),
+        row("bytes", "rwkv-L1-D32-B10k", 5.0, "10k text bytes"),
+    ])
+    table = figures.equal_size_table(runs)
+    assert [k[3] for k in table.index] == ["10k text bytes", "100k text bytes"]
+    assert table.loc[("rwkv", 1, 32, "100k text bytes"), "symato"] == 2.0

@@ -20,6 +20,7 @@ between figures, or is a fact worth testing on its own, stays here:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -194,13 +195,31 @@ def equal_size_table(runs: pd.DataFrame) -> pd.DataFrame | None:
     if not len(runs) or any(k not in runs.columns for k in ("arch", "n_layer", "n_embd", "tokens")):
         return None
     pts = runs.dropna(subset=["loss"])
+    if "run" in pts.columns:
+        # One run per cell: a learning-rate sweep's or a split-form study's variants
+        # (run-name suffixes) would otherwise be averaged into their tokenizer's cell.
+        from symato.report.fit import split_run_name
+
+        pts = pts[[not split_run_name(str(run))[1] for run in pts["run"]]]
     tokens_label = pts["tokens"].map(lambda t: f"{short_number(t)} tokens")
     if "budget" in pts.columns:
         pts = pts.assign(budget=pts["budget"].fillna(tokens_label))
     else:
         pts = pts.assign(budget=tokens_label)
     table = pts.pivot_table(index=keys, columns="tokenizer", values="loss", aggfunc="mean")
-    return table[table.notna().sum(axis=1) >= 2]
+    table = table[table.notna().sum(axis=1) >= 2]
+    order = sorted(table.index, key=lambda k: (*k[:3], _budget_size(k[3])))
+    return table.loc[order] if len(order) else table
+
+
+def _budget_size(label: str) -> float:
+    """'300k text bytes' -> 3e5, so budgets sort by size, not as text."""
+    number = str(label).split(" ", 1)[0]
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}.get(number[-1:], 1.0)
+    try:
+        return float(number[:-1] if scale != 1.0 else number) * scale
+    except ValueError:
+        return math.inf
 
 
 def budget_note(budgets: Iterable[Any]) -> str:
