@@ -18,7 +18,8 @@
 # (b) benchmarks/bench_train.py, RWKV vs GPT at L6-D512, ctx 1024, batch 32, head size 64;
 # (c) scripts/gpu_train_check.sh: the real Snakemake workflow with rule build_kernels and one
 # training run of config-gpu.yaml's smallest size on the GPU, checking its backend record;
-# then, only with time left: (d) bench_train.py over the config-gpu grid sizes and
+# then, only with time left: (d0) RWKV-7 and Llama at L6-D512, (d) bench_train.py over
+# the config-gpu grid sizes and
 # (e) L6-D512 with --compile. The bench_train tables name the backend, precision and device
 # of every row.
 # $OUT gets at most 6 files: summary.md, session.log, gpu_check.md, gpu_check.json,
@@ -236,12 +237,16 @@ fi
 run_step c_train_check 160 env ALLOW_CPU="${ALLOW_CPU:-0}" PY="$PY" OUT="$STAGE/train_out" \
     bash scripts/gpu_train_check.sh "$STAGE/train_work"
 if [ "$MODE" = cuda ]; then  # fillers: only what the remaining budget allows
+    # RWKV-7 and Llama beside the L6-D512 pair of step b (issue #14's GPU rows)
+    run_step d0_bench_new_archs 70 "$PY" benchmarks/bench_train.py --archs rwkv7 llama \
+        --device cuda --sizes L6-D512 --ctx-len 1024 --batch-size 32 --head-size 64 \
+        --warmup 5 --steps 20
     run_step d_bench_grid 90 "$PY" "${BENCH[@]}" --device cuda --ctx-len 1024 --batch-size 32 \
         --head-size 64 --sizes L4-D128 L6-D256 L8-D384 L12-D512 L12-D768
     run_step e_bench_compile 120 "$PY" "${BENCH[@]}" --device cuda --sizes L6-D512 \
         --ctx-len 1024 --batch-size 32 --head-size 64 --warmup 5 --steps 20 --compile
 fi
-for s in b_bench_L6-D512 d_bench_grid e_bench_compile; do
+for s in b_bench_L6-D512 d0_bench_new_archs d_bench_grid e_bench_compile; do
     [ -f "$STAGE/$s.log" ] || continue
     { echo "## $s"; echo; grep -E '^(machine:|\|)' "$STAGE/$s.log"; echo; } >> "$STAGE/bench_train.md"
 done
