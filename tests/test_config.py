@@ -87,7 +87,8 @@ def test_prepare_fills_every_default_through_references() -> None:
     assert config["corpus"]["sources"][0]["text_field"] == "text"  # inside an array item
     # given values win; an override is not filled up with defaults
     config = prepared({**demo(), "train": {**demo()["train"]}})
-    assert config["train"]["arch_overrides"] == {"gpt": {"lr": 0.006, "lr_min": 0.0006}}
+    assert config["train"]["arch_overrides"] == {"gpt": {"lr": 0.006, "lr_min": 0.0006},
+                                                 "llama": {"lr": 0.006, "lr_min": 0.0006}}
     assert config["train"]["settings"]["lr"] == 0.004
 
 
@@ -115,8 +116,8 @@ def test_registry_settings_check_widths() -> None:
     from symato.run.grid import expand_grid
 
     config = demo()
-    config["train"]["grids"][0]["sizes"] = ["L2-D63"]
-    with pytest.raises(SymatoError, match=r"train\.grids\[0\]: run gpt-L2-D63-T30k: gpt width"):
+    config["train"]["grids"][0].update(sizes=["L2-D63"], archs=["gpt"])
+    with pytest.raises(SymatoError, match=r"train\.grids\[0\]: run gpt-L2-D63-B10k: gpt width"):
         expand_grid(prepared(config))
 
 
