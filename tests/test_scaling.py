@@ -218,23 +218,28 @@ DEMO_RWKV = [
 
 
 def test_demo_grid_supports_both_laws():
-    """config.yaml's demo grid gives each symato arch what L(N) and L(N, D) need."""
+    """config.yaml's demo grid gives every architecture what L(N) needs and every
+    tokenizer of the study what L(N, D) needs (D: the byte budget, which sets the text)."""
     import yaml
     from _workflow import prepared
 
     from symato.run.grid import expand_grid
 
     config_path = Path(__file__).resolve().parents[1] / "config.yaml"
-    runs = expand_grid(prepared(yaml.safe_load(config_path.read_text(encoding="utf-8"))))
-    for arch in ("rwkv", "gpt"):
-        mine = [r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch
-                and r["tokens"] is not None]  # byte-budget runs: tokens known after tokenizing
-        # (layers, width) stands in for N: distinct sizes are what the checks count.
-        n = np.array([r["n_layer"] * 10_000 + r["n_embd"] for r in mine], dtype=float)
-        d = np.array([r["tokens"] for r in mine], dtype=float)
-        assert scaling._data_problem(scaling.LAW_ND, n, d) is None, arch
+    config = prepared(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+    runs = [r for r in expand_grid(config) if not scaling.split_run_name(r["run"])[1]]
+
+    def data(rows):  # (layers, width) stands in for N: distinct sizes are what is counted
+        n = np.array([r["n_layer"] * 10_000 + r["n_embd"] for r in rows], dtype=float)
+        return n, np.array([r["text_bytes"] for r in rows], dtype=float)
+
+    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+        n, d = data([r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch])
         sel = d == scaling._ln_budget(d, n)
         assert scaling._data_problem(scaling.LAW_N, n[sel], d[sel]) is None, arch
+    for tok in config["tokenizers"]:
+        n, d = data([r for r in runs if r["tokenizer"] == tok and r["arch"] == "rwkv"])
+        assert scaling._data_problem(scaling.LAW_ND, n, d) is None, tok
 
 
 def test_demo_rwkv_fit_is_determined():
