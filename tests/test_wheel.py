@@ -78,9 +78,9 @@ def test_installed_wheel_builds_and_runs_the_cpu_kernel(wheel: Path, tmp_path: P
     Path(target.stdout.strip(), "dependencies.pth").write_text(f"{site}\n")
     script = f"""
 import os, torch, symato
-from symato.models.ops import wkv4
+from symato.models.ops import extension, wkv4
 assert not symato.__file__.startswith({str(REPO)!r}), symato.__file__
-assert str(wkv4._kernels_dir()).startswith({str(venv)!r}), wkv4._kernels_dir()
+assert str(extension.kernels_dir()).startswith({str(venv)!r}), extension.kernels_dir()
 torch.manual_seed(0)
 B, T, C = 2, 33, 8
 w, u = torch.rand(C) * 0.5, torch.randn(C) * 0.3
