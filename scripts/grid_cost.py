@@ -72,6 +72,14 @@ def vocab_size(manifests: Path | None, tokenizer: str) -> int:
     return int(m.group(1)) if m else base
 
 
+def trained_tokens(tokens: int, settings: dict) -> int:
+    """Tokens a run of ``tokens`` actually trains on: whole steps of batch x ctx tokens,
+    as the trainer does (a small budget's last partial step counts whole)."""
+    from symato.run.settings import steps_for
+
+    return steps_for(tokens, settings) * settings["batch_size"] * settings["ctx_len"]
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configfile", type=Path, action="append", default=[])
@@ -92,9 +100,9 @@ def main(argv: list[str]) -> int:
         if r["tokens"] is None:
             bpt, sources[r["tokenizer"]] = bytes_per_token(args.manifests, r["tokenizer"],
                                                            args.bytes_per_token)
-            n_tokens = r["text_bytes"] / bpt
+            n_tokens = trained_tokens(max(1, round(r["text_bytes"] / bpt)), s)
         else:
-            n_tokens = r["tokens"]
+            n_tokens = trained_tokens(r["tokens"], s)
         with torch.device("meta"):
             model = model_for_run(s, vocab_size(args.manifests, r["tokenizer"]))
         key = (r["arch"], f"L{r['n_layer']}-D{r['n_embd']}")

@@ -5,6 +5,7 @@ the workflow's scripts (workflow/scripts/) imported as modules."""
 from __future__ import annotations
 
 import copy
+import csv
 import importlib.util
 import sys
 from pathlib import Path
@@ -59,3 +60,12 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """A CSV table with the first row's keys as header (runs.csv, tokenizers.csv stand-ins)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -376,3 +376,13 @@ def test_grid_cost_counts_the_grid(tmp_path: Path) -> None:
     assert set(rows) == {"rwkv", "gpt", "rwkv7", "llama"}
     total = float(re.search(r"tokens, ([0-9.e+]+) training FLOPs", out).group(1))
     assert total > 0
+    # Whole steps: 1500 bytes at 2 bytes per token is 750 tokens, one step of 8 x 128.
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml.safe_dump({"train": {
+        "grids": [{"name": "one", "tokenizers": ["bytes"], "archs": ["rwkv"],
+                   "sizes": ["L1-D32"], "bytes": [1500]}],
+        "settings": {"batch_size": 8, "ctx_len": 128}}}))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "grid_cost.py"),
+                          "--configfile", str(one), "--manifests", str(manifests)],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    assert "total: 1 runs, 1.02e+03 tokens" in out, out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _workflow import write_csv
 
 from symato.errors import SymatoError
 from symato.report import fit as scaling
@@ -28,14 +29,6 @@ def synthetic_runs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n, d = (a.ravel() for a in np.meshgrid(SIZES, BUDGETS))
     loss = scaling.predict(TRUE_ND, n, d) * np.exp(rng.normal(0.0, NOISE, n.size))
     return n, d, loss
-
-
-def write_runs(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +110,7 @@ def test_huber_ignores_an_outlier():
         ([1e6, 2e6, 4e6], [1e9] * 3, scaling.LAW_N, "needs at least 4 runs, got 3"),
         ([1e6, 1e6, 2e6, 2e6], [1e9] * 4, scaling.LAW_N, "at least 3 distinct model sizes, got 2"),
         ([1e6, 2e6, 4e6, 8e6] * 2, [1e9] * 4 + [2e9] * 4, scaling.LAW_ND,
-         "at least 3 distinct token counts, got 2"),
+         "at least 3 distinct data sizes D"),
         ([1e6, 2e6, 4e6, 8e6], [1e9, 2e9, 4e9, 8e9], scaling.LAW_ND, "at least 7 runs, got 4"),
     ],
 )
@@ -139,7 +132,7 @@ def test_cli_contract(tmp_path):
               "flops": 6e15, "loss": 3.0},
              {"tokenizer": "symato", "arch": "gpt", "run": "g2", "params": 2e6, "tokens": 1e9,
               "flops": "", "loss": ""}]
-    runs = write_runs(tmp_path / "runs.csv", rows)
+    runs = write_csv(tmp_path / "runs.csv", rows)
     out = tmp_path / "fits.json"
     assert scaling.main(["--runs", str(runs), "--out", str(out), "--bootstrap", "10"]) == 0
     doc = json.loads(out.read_text())
@@ -171,7 +164,7 @@ def test_cli_contract(tmp_path):
 def test_cli_non_embedding_and_ungrouped(tmp_path):
     rows = [{"params": 2 * p, "params_non_embedding": p, "tokens": 1e9,
              "loss": 1.0 + 30 * p**-0.3} for p in (1e5, 3e5, 1e6, 3e6, 1e7)]
-    runs = write_runs(tmp_path / "runs.csv", rows)
+    runs = write_csv(tmp_path / "runs.csv", rows)
     out, table = tmp_path / "f.json", tmp_path / "t.csv"
     assert scaling.main(["--runs", str(runs), "--out", str(out), "--csv", str(table),
                          "--params-column", "non_embedding", "--bootstrap", "0"]) == 0

@@ -7,19 +7,17 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from _workflow import REPO, load_script, prepared
+from _workflow import REPO, load_script, prepared, write_csv
 
 from symato.errors import SymatoError
 from symato.report import figures, study, summary
 from symato.report import fit as scaling
 from symato.run.grid import expand_grid, parse_size
-from symato.run.settings import varied_names
 
 # ------------------------------------------------------------------ the choice rule
 
@@ -75,8 +73,6 @@ def test_choice_ties_go_to_the_configured_value_then_the_lower_rate():
     assert scaling.choose_runs(nearly)[1][0]["chosen"] == "rwkv-L1-D32-B200k-lr0.008"
 
 
-@pytest.mark.skipif("split_syllables" not in varied_names(),
-                    reason="needs the split_syllables run setting (lead's trainer change)")
 def test_runs_off_another_varied_default_are_set_aside():
     rows = [_row("rwkv-L2-D64-B600k", 2.0, 0.004),
             _row("rwkv-L2-D64-B600k-split0.3", 1.9, 0.004),
@@ -84,7 +80,27 @@ def test_runs_off_another_varied_default_are_set_aside():
     kept, sweeps, notes = scaling.choose_runs(rows)
     assert [r["run"] for r in kept] == ["rwkv-L2-D64-B600k"]
     assert len(notes) == 1 and "split_syllables = 0.3" in notes[0]
-    assert sweeps[0]["swept"] == []  # the split0 duplicate joins p = 0's group, nothing swept
+    assert sweeps == []  # the split0 duplicate joins p = 0's group: nothing swept, no sweep
+
+
+def test_a_failed_run_is_never_chosen_and_brackets_the_sweep():
+    """A diverged rate (no loss) is a result of the sweep: it is worse than every run with
+    a loss, so a best rate just below it is bracketed, not at the edge."""
+    rows = [_row("rwkv-L1-D32-B200k-lr0.002", 2.1, 0.002),
+            _row("rwkv-L1-D32-B200k", 2.0, 0.004),
+            _row("rwkv-L1-D32-B200k-lr0.008", None, 0.008)]
+    kept, sweeps, _ = scaling.choose_runs(rows)
+    assert [r["run"] for r in kept] == ["rwkv-L1-D32-B200k"]
+    (sweep,) = sweeps
+    assert sweep["chosen"] == "rwkv-L1-D32-B200k" and sweep["at_edge"] == {}
+    assert sweep["failed"] == ["rwkv-L1-D32-B200k-lr0.008"]
+    assert [r.get("failed", False) for r in sweep["runs"]] == [False, False, True]
+    all_failed = [_row("gpt-L1-D32-B200k", None, 0.006, arch="gpt"),
+                  _row("gpt-L1-D32-B200k-lr0.012", None, 0.012, arch="gpt")]
+    kept, sweeps, _ = scaling.choose_runs(all_failed)
+    assert kept == [] and sweeps[0]["chosen"] is None and sweeps[0]["at_edge"] == {}
+    text = summary.lr_sweep_section({"lr_choice": {"rule": "", "sweeps": sweeps}})
+    assert "0.012: failed (no loss)" in text and "none (every run failed)" in text
 
 
 def test_fit_cli_uses_the_best_rate_and_records_the_sweep(tmp_path):
@@ -164,9 +180,17 @@ def test_study_fit_recovers_known_laws_within_intervals(study_fit, tok):
     _, entries, results, _ = study_fit
     fit = results[f"{tok}/rwkv"]
     assert fit.status == "ok" and fit.at_bound == []
-    for name, value in LAWS[tok].items():
+    # The data term and the floor (what the study compares) within their intervals. A
+    # and alpha trade off against each other over three sizes, and a percentile
+    # bootstrap of 12 runs undercovers them (docs/scaling.md): their estimates are
+    # checked against the truth directly.
+    for name in ("E", "B", "beta"):
         low, high = fit.ci[name]
-        assert low <= value <= high, (tok, name, fit.params[name], low, high)
+        assert low <= LAWS[tok][name] <= high, (tok, name, fit.params[name], low, high)
+    for name, value in fit.params.items():
+        assert fit.ci[name][0] <= value <= fit.ci[name][1], name
+    assert fit.params["A"] == pytest.approx(LAWS[tok]["A"], rel=0.15)
+    assert fit.params["alpha"] == pytest.approx(LAWS[tok]["alpha"], abs=0.02)
     assert fit.params["beta"] == pytest.approx(0.5, abs=0.05)
     curves = entries[f"{tok}/rwkv"]["curves"]
     assert [c["size"] for c in curves] == ["L2-D64", "L4-D256", "L8-D1024"]
@@ -195,6 +219,42 @@ def test_known_crossover_recovered_with_interval(study_fit):
         assert (c["better_below"], c["better_above"]) == ("a", "b")
 
 
+def test_resamples_pair_cells_when_a_tokenizer_lacks_a_run():
+    """Replicate i of every tokenizer resamples the same grid cells, also where one
+    tokenizer has no run in a cell (that cell then adds nothing to its replicate)."""
+    rows = study.study_rows(synthetic_study_rows(), BYTES_PER_TOKEN, "x")
+    by_tok = {t: [r for r in rows if r["tokenizer"] == t] for t in "ab"}
+    missing = study.cell_of(by_tok["b"][5])
+    by_tok["b"] = [r for r in by_tok["b"] if study.cell_of(r) != missing]
+    draws = study.paired_resamples(by_tok, n_bootstrap=20, seed=3)
+    for ia, ib in zip(draws["a"], draws["b"], strict=True):
+        cells_a = sorted(study.cell_of(by_tok["a"][i]) for i in ia)
+        cells_b = sorted(study.cell_of(by_tok["b"][i]) for i in ib)
+        assert [c for c in cells_a if c != missing] == cells_b
+    assert any(missing in {study.cell_of(by_tok["a"][i]) for i in ia} for ia in draws["a"])
+
+
+def test_pairs_that_do_not_cross_widen_the_interval_to_an_open_end():
+    """A crossover just above the range's low end: the bootstrap pairs that do not cross
+    in the range count as crossovers below it, so the interval's low end is open."""
+    laws = {"a": LAWS["a"], "b": {**LAWS["b"], "B": 300.0 + 0.2 * math.sqrt(24_000)}}
+    rows = [r for r in synthetic_study_rows() if r["tokenizer"] in laws]
+    for r in rows:
+        r["loss"] *= float(scaling.predict(laws[r["tokenizer"]], r["params"],
+                                           r["tokens"] * BYTES_PER_TOKEN[r["tokenizer"]])
+                           / scaling.predict(LAWS[r["tokenizer"]], r["params"],
+                                             r["tokens"] * BYTES_PER_TOKEN[r["tokenizer"]]))
+    rows = study.study_rows(rows, BYTES_PER_TOKEN, "x")
+    entries, results = study.fit_groups(rows, "params", n_bootstrap=40, seed=0)
+    (c, *_) = study.all_crossovers(rows, entries, results, "params")
+    assert c["status"] == "crossover" and c["text_bytes"] < 30_000, c
+    boot = c["bootstrap"]
+    assert 0 < boot["crossing"] < boot["pairs"], boot  # some pairs do not cross in range
+    assert c["ci_open"] == [True, False] and c["ci"][0] is None and c["ci"][1] > 20_000
+    assert "[< 20k, " in summary.crossover_section({"crossovers": [c]})
+    assert summary._crossover_ci({**c, "bootstrap": {"pairs": 0}}) == "[no bootstrap]"
+
+
 def test_no_crossover_is_reported_as_such(study_fit):
     _, _, _, crossovers = study_fit
     others = [c for c in crossovers if (c["a"], c["b"]) != ("a", "b")]
@@ -218,17 +278,9 @@ def test_failed_fit_gives_no_numbers(study_fit):
     assert "Not computed:" in text and "c's L(N,D) was not fitted" in text
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def test_study_cli_contract(tmp_path):
-    runs = _write(tmp_path / "runs.csv", synthetic_study_rows())
-    toks = _write(tmp_path / "tokenizers.csv",
+    runs = write_csv(tmp_path / "runs.csv", synthetic_study_rows())
+    toks = write_csv(tmp_path / "tokenizers.csv",
                   [{"tokenizer": t, "split": s, "tokens": 1000, "bytes": int(1000 * bpt)}
                    for t, bpt in BYTES_PER_TOKEN.items() for s in ("train", "val")])
     out = tmp_path / "study.json"
@@ -241,7 +293,17 @@ def test_study_cli_contract(tmp_path):
         table = list(csv.DictReader(fh))
     assert len(table) == 9 and {r["status"] for r in table} == {"crossover", "none"}
     assert (tmp_path / "study.csv").read_text().startswith("group,")
-    bad = _write(tmp_path / "bad.csv", [{"tokenizer": "a", "split": "train", "tokens": "",
+    assert doc["runs_without_loss"] == []
+    # A run without a loss is reported in the document and the summary, not dropped silently.
+    failed = [*synthetic_study_rows(), {**synthetic_study_rows()[0], "run": "rwkv-L2-D64-B1k",
+                                        "loss": ""}]
+    runs2 = write_csv(tmp_path / "runs2.csv", failed)
+    assert study.main(["--runs", str(runs2), "--tokenizers", str(toks), "--out", str(out),
+                       "--bootstrap", "0"]) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["runs_without_loss"]) == 1 and "rwkv-L2-D64-B1k" in doc["runs_without_loss"][0]
+    assert "rwkv-L2-D64-B1k has no loss" in summary.study_fits_section(doc)
+    bad = write_csv(tmp_path / "bad.csv", [{"tokenizer": "a", "split": "train", "tokens": "",
                                          "bytes": 5}])
     with pytest.raises(SymatoError, match=r"bad.csv:2: column 'tokens' is empty"):
         study.main(["--runs", str(runs), "--tokenizers", str(bad), "--out", str(out)])
@@ -312,6 +374,12 @@ def test_figures_draw_the_studies(study_fit, tmp_path):
     figures.save_figure(fig, tmp_path / "t.png", tmp_path / "t.svg", dpi=40)
     svg = (tmp_path / "t.svg").read_text()
     assert "rwkv L4-D256: 1 crossover(s)" in svg
+    # the legend names every tokenizer, also one that is missing from the first panel
+    runs_c = entries["c/rwkv"]["runs"]
+    doc["groups"] = {**entries, "c/rwkv": {**entries["c/rwkv"], "runs": [
+        r for r in runs_c if r["size"] != "L2-D64"]}}
+    fig = load_script("tokenizer_study").draw(doc, style)
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["a", "b", "c"]
     fits = _sweep_fits()
     series = figures.sweep_series(fits)
     assert [s["base"] for s in series] == ["gpt-L1-D32-B200k", "rwkv-L1-D32-B200k",

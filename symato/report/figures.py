@@ -34,6 +34,7 @@ import pandas as pd
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json
 from symato.report.fit import CURVE_POINTS, predict
+from symato.run.grid import parse_size
 
 ARCH_COLOURS = {"rwkv": "#1f77b4", "gpt": "#d62728"}
 # Shades by model size (training curves): a colour map matching each ARCH_COLOURS entry.
@@ -100,19 +101,20 @@ def study_panels(study: dict[str, Any]) -> list[tuple[str, str]]:
     """The (arch, size) panels of the tokenizer study figure, smallest size first."""
     keys = {(g["by"]["arch"], s["size"]) for g in study.get("groups", {}).values()
             for s in g.get("sizes", [])}
-    return sorted(keys, key=lambda k: (k[0], [int(x) for x in k[1][1:].split("-D")]))
+    return sorted(keys, key=lambda k: (k[0], parse_size(k[1])))
 
 
 def sweep_series(fits: dict[str, Any]) -> list[dict[str, Any]]:
     """The learning-rate sweeps of fits.json (``lr_choice.sweeps``), each with its
     ``values`` (the swept setting's values, in order) and ``losses``, for the sweep figure.
 
-    The swept setting is ``lr`` when it varies, else the first one that does.
+    The swept setting is ``lr`` when it varies, else the first one that does. Runs
+    without a loss (failed) are left out of the line; the summary's table names them.
     """
     out = []
     for sw in (fits.get("lr_choice") or {}).get("sweeps", []):
         key = (sw.get("swept") or ["lr"])[0]
-        runs = [r for r in sw["runs"] if r.get(key) is not None]
+        runs = [r for r in sw["runs"] if r.get(key) is not None and r.get("loss") is not None]
         runs.sort(key=lambda r: r[key])
         out.append({**sw, "setting": key, "values": [r[key] for r in runs],
                     "losses": [r["loss"] for r in runs]})
@@ -208,13 +210,16 @@ def equal_size_table(runs: pd.DataFrame) -> pd.DataFrame | None:
         pts = pts.assign(budget=tokens_label)
     table = pts.pivot_table(index=keys, columns="tokenizer", values="loss", aggfunc="mean")
     table = table[table.notna().sum(axis=1) >= 2]
-    order = sorted(table.index, key=lambda k: (*k[:3], _budget_size(k[3])))
+    order = sorted(table.index, key=lambda k: (*k[:3], budget_size(k[3])))
     return table.loc[order] if len(order) else table
 
 
-def _budget_size(label: str) -> float:
-    """'300k text bytes' -> 3e5, so budgets sort by size, not as text."""
+def budget_size(label: str) -> float:
+    """'300k text bytes', or a run name's budget field 'B300k' / 'T300k' -> 3e5, so
+    budgets sort by size, not as text (inf when unreadable: sorted last)."""
     number = str(label).split(" ", 1)[0]
+    if number[:1] in ("B", "T"):
+        number = number[1:]
     scale = {"k": 1e3, "M": 1e6, "G": 1e9}.get(number[-1:], 1.0)
     try:
         return float(number[:-1] if scale != 1.0 else number) * scale

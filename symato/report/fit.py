@@ -45,6 +45,12 @@ MIN_DISTINCT_N = 3
 MIN_RUNS_ND = 7
 MIN_DISTINCT_D = 3
 CI_LEVEL = 0.95
+
+
+def interval(values: np.ndarray, axis: int | None = None) -> tuple[Any, Any]:
+    """The central CI_LEVEL interval (2.5 and 97.5 percentiles) of bootstrap values."""
+    lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
+    return np.percentile(values, lo, axis=axis), np.percentile(values, hi, axis=axis)
 GROUP_COLUMNS = ("tokenizer", "arch")
 PARAMS_COLUMNS = {"total": "params", "non_embedding": "params_non_embedding"}
 CURVE_POINTS = 60
@@ -198,8 +204,8 @@ def _data_problem(law: Law, n: np.ndarray, d: np.ndarray) -> str | None:
                 f"got {len(np.unique(n))}")
     if law.uses_tokens and len(np.unique(d)) < MIN_DISTINCT_D:
         return (
-            f"{law.name} needs runs at at least {MIN_DISTINCT_D} distinct token counts, "
-            f"got {len(np.unique(d))}"
+            f"{law.name} needs runs at at least {MIN_DISTINCT_D} distinct data sizes D "
+            f"(token counts; bytes of text in the tokenizer study), got {len(np.unique(d))}"
         )
     return None
 
@@ -244,13 +250,17 @@ def fit_law(
     loss: np.ndarray,
     n_bootstrap: int = 100,
     seed: int = 0,
+    resamples: Sequence[np.ndarray] | None = None,
 ) -> FitResult:
     """Fit ``law`` to runs (sizes ``n``, tokens ``d``, losses ``loss``) with bootstrap CIs.
 
     Each bootstrap replicate resamples runs with replacement and refits from the full
     fit's best distinct optima and its own best few grid points (the full grid per
     replicate would cost ~5x more). Replicates that lose the needed distinct sizes or
-    token counts are skipped and counted.
+    token counts are skipped and counted. ``resamples`` replaces the draws (one index
+    array per replicate, into these runs; ``n_bootstrap`` is then its length): how
+    several groups share one draw of grid cells, for a paired bootstrap
+    (``symato.report.study``).
     """
     problem = _data_problem(law, n, d)
     if problem:
@@ -260,10 +270,13 @@ def fit_law(
     optima = _minimize(law, _best_grid_points(law, n, d, loss, GRID_STARTS), n, d, loss)
     obj, best = optima[0]
     basins = [x for _, x in optima[:BOOTSTRAP_BASINS]]
-    rng = np.random.default_rng(seed)
+    if resamples is None:
+        rng = np.random.default_rng(seed)
+        resamples = [rng.integers(0, len(n), size=len(n)) for _ in range(n_bootstrap)]
+    n_bootstrap = len(resamples)
     samples, ids, skipped = [], [], 0
-    for replicate in range(n_bootstrap):
-        idx = rng.integers(0, len(n), size=len(n))
+    for replicate, idx in enumerate(resamples):
+        idx = np.asarray(idx, dtype=int)
         thin_d = law.uses_tokens and len(np.unique(d[idx])) < MIN_DISTINCT_D
         if len(np.unique(n[idx])) < MIN_DISTINCT_N or thin_d:
             skipped += 1
@@ -280,10 +293,9 @@ def fit_law(
         arr = np.array(samples)
         result.samples = arr
         named = [law.to_named(x) for x in arr]
-        lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
         for key in law.names:
-            vals = np.array([s[key] for s in named])
-            result.ci[key] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+            low, high = interval(np.array([s[key] for s in named]))
+            result.ci[key] = [float(low), float(high)]
     return result
 
 
@@ -346,9 +358,8 @@ def _curve(result: FitResult, n: np.ndarray) -> dict[str, list[float]]:
     out = {"params": grid.tolist(), "loss": predict(result.params, grid).tolist()}
     if result.samples is not None and len(result.samples):
         preds = np.array([predict(result.law.to_named(x), grid) for x in result.samples])
-        lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
-        out["low"] = np.percentile(preds, lo, axis=0).tolist()
-        out["high"] = np.percentile(preds, hi, axis=0).tolist()
+        low, high = interval(preds, axis=0)
+        out["low"], out["high"] = low.tolist(), high.tolist()
     return out
 
 
@@ -411,7 +422,9 @@ CHOICE_RULE = (
     "size and budget) form one sweep; the fits keep its run with the lowest validation "
     "bits per byte. Ties (within a relative 1e-9) go to the configured value (the run "
     "without a -lr suffix), then to the lower learning rate. A chosen value that is the "
-    "lowest or highest one swept is at the edge: the optimum is not bracketed."
+    "lowest or highest one swept is at the edge: the optimum is not bracketed. A run "
+    "without a loss (it diverged or failed) is never chosen and counts as worse than "
+    "every run with one, so a diverged higher rate brackets the optimum from above."
 )
 
 
@@ -444,20 +457,25 @@ def choose_runs(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """Apply the learning-rate choice rule (``CHOICE_RULE``) to the runs to be fitted.
 
-    Returns (the rows to fit, one record per sweep of two or more runs, notes on the
-    rows set aside because another varied setting is off its default). Rows without a
-    run name are kept as they are. A sweep record: ``tokenizer``, ``arch``, ``base`` (the
-    run name without tuned suffixes), ``runs`` (``run``, ``lr``, ``lr_min``, ``loss`` each,
-    by learning rate), ``chosen`` (its run), ``lr`` and ``lr_min`` (its values),
-    ``swept`` (tuned settings with more than one value) and ``at_edge`` (setting ->
-    ``"low"`` or ``"high"`` where the chosen value is the smallest or largest swept).
+    Returns (the rows to fit, one record per sweep, notes on the rows set aside
+    because another varied setting is off its default). Rows without a run name are
+    kept as they are. Rows whose ``loss`` is None (``read_runs(keep_failed=True)``) take
+    part in their sweep as failed runs and are never kept. A sweep is a group of runs
+    with two or more values of a tuned setting; its record: ``tokenizer``, ``arch``,
+    ``base`` (the run name without tuned suffixes), ``runs`` (``run``, ``lr``,
+    ``lr_min``, ``loss`` each, by learning rate; ``failed`` on a run without a loss),
+    ``chosen`` (its run; None when every run failed), ``lr`` and ``lr_min`` (its
+    values), ``swept`` (tuned settings with more than one value) and ``at_edge``
+    (setting -> ``"low"`` or ``"high"`` where the chosen value is the smallest or
+    largest swept, failed runs included).
     """
     kept: list[dict[str, Any]] = []
     sweeps: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     notes = []
     for r in rows:
         if not r.get("run"):
-            kept.append(r)
+            if r.get("loss") is not None:
+                kept.append(r)
             continue
         base, varied = split_run_name(r["run"])
         other = {k: v for k, v in varied.items()
@@ -473,10 +491,13 @@ def choose_runs(
         sweeps.setdefault((r.get("tokenizer"), r.get("arch"), base), []).append(entry)
     records = []
     for (tok, arch, base), group in sweeps.items():
-        best = _best_of(group)
-        kept.append({k: v for k, v in best.items() if k not in _CHOICE_KEYS})
-        if len(group) > 1:
-            records.append(_sweep_record(tok, arch, base, group, best))
+        measured = [r for r in group if r["loss"] is not None]
+        best = _best_of(measured) if measured else None
+        if best is not None:
+            kept.append({k: v for k, v in best.items() if k not in _CHOICE_KEYS})
+        record = _sweep_record(tok, arch, base, group, best)
+        if record["swept"]:
+            records.append(record)
     kept.sort(key=lambda r: r.get("_line", 0))
     return kept, records, notes
 
@@ -495,8 +516,9 @@ def _best_of(group: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _sweep_record(tok: Any, arch: Any, base: str, group: list[dict[str, Any]],
-                  best: dict[str, Any]) -> dict[str, Any]:
-    runs = sorted(({"run": r["run"], **r["_tuned"], "loss": r["loss"]} for r in group),
+                  best: dict[str, Any] | None) -> dict[str, Any]:
+    runs = sorted(({"run": r["run"], **r["_tuned"], "loss": r["loss"],
+                    **({"failed": True} if r["loss"] is None else {})} for r in group),
                   key=lambda r: tuple(inf_if_none(r[k]) for k in TUNED_SETTINGS))
     swept, at_edge = [], {}
     for key in TUNED_SETTINGS:
@@ -504,14 +526,16 @@ def _sweep_record(tok: Any, arch: Any, base: str, group: list[dict[str, Any]],
         if len(values) < 2:
             continue
         swept.append(key)
-        chosen = best["_tuned"][key]
-        if chosen == values[0]:
+        chosen = None if best is None else best["_tuned"][key]
+        if chosen is not None and chosen == values[0]:
             at_edge[key] = "low"
-        elif chosen == values[-1]:
+        elif chosen is not None and chosen == values[-1]:
             at_edge[key] = "high"
-    return {"tokenizer": tok, "arch": arch, "base": base, "runs": runs, "chosen": best["run"],
-            **{k: best["_tuned"][k] for k in TUNED_SETTINGS}, "loss": best["loss"],
-            "swept": swept, "at_edge": at_edge}
+    tuned = best["_tuned"] if best is not None else dict.fromkeys(TUNED_SETTINGS)
+    return {"tokenizer": tok, "arch": arch, "base": base, "runs": runs,
+            "chosen": None if best is None else best["run"], **tuned,
+            "loss": None if best is None else best["loss"], "swept": swept,
+            "at_edge": at_edge, "failed": [r["run"] for r in runs if r.get("failed")]}
 
 
 def inf_if_none(value: float | None) -> float:
@@ -543,11 +567,15 @@ def _float_cell(value: str, path: Path, line: int, column: str, required: bool) 
     return x
 
 
-def read_runs(path: Path, params_key: str) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+def read_runs(
+    path: Path, params_key: str, keep_failed: bool = False
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Rows with numeric params/tokens/loss(/flops); rows with no loss are set aside.
 
     Returns (rows, grouping columns present, notes about set-aside rows). A run without
-    a loss (e.g. it diverged) is reported, not fitted and not silently dropped.
+    a loss (e.g. it diverged) is reported, not fitted and not silently dropped; with
+    ``keep_failed`` it is also returned with ``loss`` None, for ``choose_runs`` (a
+    diverged learning rate is a result of its sweep).
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -566,13 +594,14 @@ def read_runs(path: Path, params_key: str) -> tuple[list[dict[str, Any]], list[s
         label = rec.get("run") or f"line {line}"
         if loss is None:
             notes.append(f"{path}:{line}: run {label} has no loss; not fitted")
-            continue
+            if not keep_failed:
+                continue
         row: dict[str, Any] = {c: rec[c] for c in groups}
         row.update({
             "_line": line,
             "loss": loss,
-            params_key: _float_cell(rec[params_key], path, line, params_key, True),
-            "tokens": _float_cell(rec["tokens"], path, line, "tokens", True),
+            params_key: _float_cell(rec[params_key], path, line, params_key, loss is not None),
+            "tokens": _float_cell(rec["tokens"], path, line, "tokens", loss is not None),
         })
         if rec.get("run"):
             row["run"] = rec["run"]
@@ -624,13 +653,15 @@ def table_rows(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the parameter table as CSV (atomically)."""
+def write_table(path: Path, rows: list[dict[str, Any]],
+                columns: Sequence[str] = tuple(TABLE_FIELDS)) -> None:
+    """Write a table as CSV (atomically): the parameter table by default; floats to 6
+    significant digits, blanks for None."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=TABLE_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: _fmt(r.get(k)) for k in TABLE_FIELDS})
+            writer.writerow({k: _fmt(r.get(k)) for k in columns})
 
 
 def _fmt(value: Any) -> Any:
@@ -653,7 +684,7 @@ def main(argv: list[str]) -> int:
     if args.bootstrap < 0:
         raise SymatoError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     params_key = PARAMS_COLUMNS[args.params_column]
-    rows, groups, notes = read_runs(args.runs, params_key)
+    rows, groups, notes = read_runs(args.runs, params_key, keep_failed=True)
     rows, sweeps, set_aside = choose_runs(rows)
     for note in notes + set_aside:
         print(f"symato fit: {note}", file=sys.stderr)

@@ -20,13 +20,19 @@ tokenizer has (an architecture ladder's extra size) is not part of the compariso
 Crossovers: at each model size, where two tokenizers' fitted curves cross inside the text
 range both measured there. Each tokenizer's N is its own total (or non-embedding)
 parameter count at that size: the tokenizer changes the embedding, and that is part of
-what is compared. The interval comes from the bootstrap fits paired by replicate: every
-group is fitted with the same seed on its runs in the same (size, text) order, so when
-two tokenizers have the same grid cells, replicate i resampled the same cells for both
-(a paired bootstrap); a pair's crossing nearest the full fit's is taken. A pair of curves
-that does not cross in the range is reported as such ("none"), with the share of
-bootstrap pairs that do cross; a failed fit gives "not_computed" with the reason; a fit
-with a parameter at its search bound is computed and flagged.
+what is compared. The interval comes from a paired bootstrap: per architecture, each
+replicate draws grid cells (model size x budget) with replacement from the cells any
+tokenizer was trained at, and every tokenizer's fit of that replicate uses its runs in
+the drawn cells, so replicate i of two tokenizers resampled the same cells even where
+one of them lacks a cell (it then just has no run there). Of a pair's crossings the one
+nearest the full fit's is taken; a pair that does not cross in the range counts as a
+crossover below the range (the tokenizer that wins above the crossover wins throughout)
+or above it (the other one does), so the interval is over every pair, and an end that
+falls outside the range is reported as open ("< low", "> high"). The ends are the
+2.5th and 97.5th percentiles as order statistics (no interpolation: conservative).
+A pair of curves that does not cross in the range is reported as such ("none"), with
+the share of bootstrap pairs that do cross; a failed fit gives "not_computed" with the
+reason; a fit with a parameter at its search bound is computed and flagged.
 """
 
 from __future__ import annotations
@@ -42,14 +48,15 @@ from typing import Any
 import numpy as np
 
 from symato.errors import SymatoError
-from symato.io import atomic_path, write_json_atomic
+from symato.io import write_json_atomic
 from symato.report import fit as scaling
 
 # Points of the log grid a difference of two curves is scanned on for sign changes.
 SCAN_POINTS = 400
 CROSSOVER_COLUMNS = ["arch", "size", "a", "b", "status", "text_bytes", "ci_low", "ci_high",
-                     "crossings", "better_below", "better_above", "better", "range_low",
-                     "range_high", "bootstrap_pairs", "bootstrap_crossing", "notes", "reason"]
+                     "ci_low_open", "ci_high_open", "crossings", "better_below",
+                     "better_above", "better", "range_low", "range_high", "bootstrap_pairs",
+                     "bootstrap_crossing", "notes", "reason"]
 
 
 def bytes_per_token(path: Path) -> dict[str, float]:
@@ -145,6 +152,34 @@ def size_name(n_layer: float, n_embd: float) -> str:
     return f"L{int(n_layer)}-D{int(n_embd)}"
 
 
+def cell_of(r: dict[str, Any]) -> tuple[int, int, str]:
+    """A run's grid cell: model size and budget (the budget field of its name, or its
+    token count when it has no name). Tokenizers are paired cell by cell."""
+    return (int(r["n_layer"]), int(r["n_embd"]), budget_of(r.get("run")) or str(r["tokens"]))
+
+
+def paired_resamples(
+    by_tokenizer: dict[str, list[dict[str, Any]]], n_bootstrap: int, seed: int
+) -> dict[str, list[np.ndarray]]:
+    """Per tokenizer, one index array (into its runs) per bootstrap replicate, all drawn
+    from one draw of grid cells: replicate i of every tokenizer resampled the same cells.
+
+    Why not each fit's own draw of its runs: those pair only when every tokenizer has
+    exactly the same cells in the same order; one missing run (a failed run, a sweep
+    set aside) would silently unpair every replicate.
+    """
+    cells = sorted({cell_of(r) for group in by_tokenizer.values() for r in group})
+    rows_at = {tok: {c: [i for i, r in enumerate(group) if cell_of(r) == c] for c in cells}
+               for tok, group in by_tokenizer.items()}
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {tok: [] for tok in by_tokenizer}
+    for _ in range(n_bootstrap):
+        drawn = [cells[j] for j in rng.integers(0, len(cells), size=len(cells))]
+        for tok, at in rows_at.items():
+            out[tok].append(np.array([i for c in drawn for i in at[c]], dtype=int))
+    return out
+
+
 def fit_groups(
     rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int
 ) -> tuple[dict[str, dict[str, Any]], dict[str, scaling.FitResult]]:
@@ -155,13 +190,19 @@ def fit_groups(
     text_range = {arch: (min(r["text"] for r in rows if r["arch"] == arch),
                          max(r["text"] for r in rows if r["arch"] == arch))
                   for arch in {r["arch"] for r in rows}}
+    resamples: dict[tuple[str, str], list[np.ndarray]] = {}
+    for arch in sorted(text_range):
+        mine = {tok: g for (tok, a), g in by_group.items() if a == arch}
+        for tok, idx in paired_resamples(mine, n_bootstrap, seed).items():
+            resamples[(tok, arch)] = idx
     entries, results = {}, {}
     for (tok, arch), group in sorted(by_group.items()):
         key = f"{tok}/{arch}"
         n = np.array([r[params_key] for r in group], dtype=float)
         d = np.array([r["text"] for r in group], dtype=float)
         loss = np.array([r["loss"] for r in group], dtype=float)
-        result = scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap, seed)
+        result = scaling.fit_law(scaling.LAW_ND, n, d, loss, seed=seed,
+                                 resamples=resamples[(tok, arch)])
         results[key] = result
         entry: dict[str, Any] = {"by": {"tokenizer": tok, "arch": arch}, **result.to_json()}
         entry["fits"] = {"L_ND": result.to_json()}
@@ -195,9 +236,8 @@ def _curve(result: scaling.FitResult, params: float, text_range: tuple[float, fl
     if result.samples is not None and len(result.samples):
         preds = np.array([scaling.predict(result.law.to_named(x), params, d)
                           for x in result.samples])
-        lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
-        out["low"] = np.percentile(preds, lo, axis=0).tolist()
-        out["high"] = np.percentile(preds, hi, axis=0).tolist()
+        low, high = scaling.interval(preds, axis=0)
+        out["low"], out["high"] = low.tolist(), high.tolist()
     return out
 
 
@@ -215,18 +255,19 @@ def crossings(law_a: dict[str, float], n_a: float, law_b: dict[str, float], n_b:
     if not 0 < low < high:
         return []
 
-    def diff(log_d: float) -> float:
-        d = math.exp(log_d)
-        return float(scaling.predict(law_a, n_a, d) - scaling.predict(law_b, n_b, d))
+    def diff(log_d: Any) -> Any:
+        d = np.exp(log_d)
+        return scaling.predict(law_a, n_a, d) - scaling.predict(law_b, n_b, d)
 
     grid = np.linspace(math.log(low), math.log(high), SCAN_POINTS)
-    values = np.array([diff(x) for x in grid])
+    values = np.asarray(diff(grid), dtype=float)
     out = []
     for i in range(len(grid) - 1):
         if values[i] == 0.0:
             out.append(math.exp(grid[i]))
         elif values[i] * values[i + 1] < 0:
-            out.append(math.exp(brentq(diff, grid[i], grid[i + 1], xtol=1e-10)))
+            out.append(math.exp(brentq(lambda x: float(diff(x)), grid[i], grid[i + 1],
+                                       xtol=1e-10)))
     if values[-1] == 0.0:
         out.append(math.exp(grid[-1]))
     return out
@@ -257,35 +298,51 @@ def crossover(
              for t in (a, b) if fits[t].at_bound]
     point = crossings(fa.params, na, fb.params, nb, low, high)
     boot = _paired_crossings(fa, fb, na, nb, low, high)
-    out["bootstrap"] = {"pairs": len(boot), "crossing": sum(bool(c) for c in boot)}
+    out["bootstrap"] = {"pairs": len(boot), "crossing": sum(bool(c) for c, _ in boot)}
     out["notes"] = notes
     if not point:
-        mid = math.sqrt(low * high)
-        la, lb = scaling.predict(fa.params, na, mid), scaling.predict(fb.params, nb, mid)
-        return {**out, "status": "none", "better": a if la < lb else b}
+        return {**out, "status": "none", "better": a if _a_wins(fa.params, fb.params, na, nb,
+                                                               low, high) else b}
     first = point[0]
-    nearest = [min(c, key=lambda x: abs(math.log(x / first))) for c in boot if c]
-    ci = None
-    if nearest:
-        lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
-        ci = [float(np.percentile(nearest, lo)), float(np.percentile(nearest, hi))]
     below = first * 0.999 if first * 0.999 >= low else low
     a_below = scaling.predict(fa.params, na, below) < scaling.predict(fb.params, nb, below)
-    return {**out, "status": "crossover", "text_bytes": first, "crossings": point, "ci": ci,
-            "better_below": a if a_below else b, "better_above": b if a_below else a}
+    better_above = b if a_below else a
+    # A pair that does not cross: the crossover lies below the range if the tokenizer
+    # that wins above it wins throughout, else above the range (censored, not dropped).
+    values = [min(c, key=lambda x: abs(math.log(x / first))) if c
+              else (-math.inf if (a if a_wins else b) == better_above else math.inf)
+              for c, a_wins in boot]
+    extra: dict[str, Any] = {}
+    if values:
+        lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
+        ends = (float(np.percentile(values, lo, method="lower")),
+                float(np.percentile(values, hi, method="higher")))
+        extra["ci"] = [x if math.isfinite(x) else None for x in ends]
+        extra["ci_open"] = [not math.isfinite(ends[0]), not math.isfinite(ends[1])]
+    return {**out, "status": "crossover", "text_bytes": first, "crossings": point, **extra,
+            "better_below": a if a_below else b, "better_above": better_above}
+
+
+def _a_wins(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: float,
+            low: float, high: float) -> bool:
+    """Whether ``a`` has the lower loss in the middle (log scale) of [low, high]."""
+    mid = math.sqrt(low * high)
+    return bool(scaling.predict(law_a, na, mid) < scaling.predict(law_b, nb, mid))
 
 
 def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, nb: float,
-                      low: float, high: float) -> list[list[float]]:
-    """Crossings of each bootstrap pair (replicates used by both fits, by replicate id)."""
+                      low: float, high: float) -> list[tuple[list[float], bool]]:
+    """Per bootstrap pair (replicates both fits used, by replicate id): its crossings in
+    [low, high], and whether ``a`` wins mid-range (what matters when there are none)."""
     if fa.samples is None or fb.samples is None:
         return []
     b_by_id = dict(zip(fb.sample_ids, fb.samples, strict=True))
     out = []
     for rid, xa in zip(fa.sample_ids, fa.samples, strict=True):
         if rid in b_by_id:
-            out.append(crossings(fa.law.to_named(xa), na, fb.law.to_named(b_by_id[rid]), nb,
-                                 low, high))
+            la, lb = fa.law.to_named(xa), fb.law.to_named(b_by_id[rid])
+            out.append((crossings(la, na, lb, nb, low, high),
+                        _a_wins(la, lb, na, nb, low, high)))
     return out
 
 
@@ -315,12 +372,14 @@ def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for c in records:
         ci = c.get("ci") or [None, None]
+        ci_open = c.get("ci_open") or [None, None]
         rng = c.get("range") or [None, None]
         boot = c.get("bootstrap", {})
         out.append({**{k: c.get(k) for k in ("arch", "size", "a", "b", "status",
                                              "better_below", "better_above", "better",
                                              "reason")},
                     "text_bytes": c.get("text_bytes"), "ci_low": ci[0], "ci_high": ci[1],
+                    "ci_low_open": ci_open[0], "ci_high_open": ci_open[1],
                     "crossings": " ".join(f"{x:.6g}" for x in c.get("crossings", [])),
                     "range_low": rng[0], "range_high": rng[1],
                     "bootstrap_pairs": boot.get("pairs"),
@@ -329,21 +388,11 @@ def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else
-                                 ("" if v is None else v)) for k, v in r.items()
-                             if k in columns})
-
-
 def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int,
               seed: int) -> dict[str, Any]:
     """The study document (study.json) from runs.csv and tokenizers.csv."""
     params_key = scaling.PARAMS_COLUMNS[params_column]
-    rows, _, _ = scaling.read_runs(runs, params_key)
+    rows, _, without_loss = scaling.read_runs(runs, params_key, keep_failed=True)
     rows, unequal = equally_tuned(rows)
     rows, _, set_aside = scaling.choose_runs(rows)
     set_aside += unequal
@@ -358,6 +407,7 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
         "bootstrap": n_bootstrap,
         "seed": seed,
         "huber_delta": scaling.HUBER_DELTA,
+        "runs_without_loss": without_loss,
         "set_aside": set_aside,
         "groups": entries,
         "crossovers": all_crossovers(rows, entries, results, params_key),
@@ -380,10 +430,12 @@ def main(argv: list[str]) -> int:
     if args.bootstrap < 0:
         raise SymatoError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     doc = run_study(args.runs, args.tokenizers, args.params_column, args.bootstrap, args.seed)
+    for note in doc["runs_without_loss"] + doc["set_aside"]:
+        print(f"symato study: {note}", file=sys.stderr)
     write_json_atomic(args.out, doc)
     scaling.write_table(args.csv or args.out.with_suffix(".csv"), scaling.table_rows(doc["groups"]))
     if args.crossovers:
-        _write_csv(args.crossovers, CROSSOVER_COLUMNS, crossover_rows(doc["crossovers"]))
+        scaling.write_table(args.crossovers, crossover_rows(doc["crossovers"]), CROSSOVER_COLUMNS)
     ok = sum(g["status"] == "ok" for g in doc["groups"].values())
     found = sum(c["status"] == "crossover" for c in doc["crossovers"])
     print(f"symato study: {len(doc['groups'])} tokenizer group(s), {ok} fitted; "

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from symato.report.figures import budget_note, equal_size_table, short_number
+from symato.report.figures import budget_note, budget_size, equal_size_table, short_number
+from symato.run.grid import parse_size
 
 RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),
@@ -178,6 +179,10 @@ def study_fits_section(study: dict[str, Any]) -> str:
     text = intro + table(header, rows)
     if reasons:
         text += "\n\nNot fitted, or not determined:\n" + "\n".join(reasons)
+    left_out = study.get("runs_without_loss", []) + study.get("set_aside", [])
+    if left_out:
+        text += ("\n\nRuns not in the study's fits:\n"
+                 + "\n".join(f"- {note}" for note in left_out))
     return text
 
 
@@ -196,7 +201,7 @@ def study_losses_section(study: dict[str, Any]) -> str:
 
     def order(key: tuple[str, str, str]) -> tuple[Any, ...]:
         arch, size, budget = key
-        return (arch, [int(x) for x in size[1:].split("-D")], _budget_value(budget))
+        return (arch, parse_size(size), budget_size(budget))
 
     rows = []
     for key in sorted(cells, key=order):
@@ -206,15 +211,6 @@ def study_losses_section(study: dict[str, Any]) -> str:
     return ("Validation bits per byte of each run (lowest of a row in bold); budgets in bytes "
             "of training text (`B`) or tokens (`T`):\n\n"
             + table(["arch", "size", "budget", *cols], rows))
-
-
-def _budget_value(budget: str) -> float:
-    units = {"k": 1e3, "M": 1e6, "G": 1e9}
-    text = budget[1:]
-    try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        return math.inf
 
 
 def _budget_text(budget: str) -> str:
@@ -241,15 +237,15 @@ def crossover_section(study: dict[str, Any]) -> str:
     failed = [c for c in records if c["status"] == "not_computed"]
     parts = ["Where two tokenizers' fitted curves cross at one model size, inside the text "
              "range both measured there; interval: 2.5–97.5 percentiles of the crossing over "
-             "the bootstrap fits paired by resample (the share of pairs that cross in the "
-             "range is given too)."]
+             "every bootstrap pair (fits paired by resampled grid cell). A pair that does not "
+             "cross counts as a crossover below or above the range, so an end can be open "
+             "(< or > the range); the share of pairs that cross in the range is given too."]
     if crossing:
         rows = []
         for c in crossing:
-            ci = c.get("ci")
-            where = f"{_kb(c['text_bytes'])} [{_kb(ci[0])}, {_kb(ci[1])}]" if ci else (
-                f"{_kb(c['text_bytes'])} [no bootstrap pair crosses]")
-            extra = ([f"also at {', '.join(_kb(x) for x in c['crossings'][1:])}"]
+            where = f"{_kb(c['text_bytes'])} {_crossover_ci(c)}"
+            extra = ([f"also at {', '.join(_kb(x) for x in c['crossings'][1:])} "
+                      f"({c['better_below']} better again above it)"]
                      if len(c["crossings"]) > 1 else []) + c.get("notes", [])
             boot = c.get("bootstrap", {})
             rows.append([c["arch"], c["size"], f"{c['a']} vs {c['b']}", where,
@@ -280,6 +276,17 @@ def crossover_section(study: dict[str, Any]) -> str:
         parts.append("Not computed:\n" + "\n".join(
             f"- {c['arch']} {c['size']} {c['a']} vs {c['b']}: {c['reason']}" for c in failed))
     return "\n\n".join(parts)
+
+
+def _crossover_ci(c: dict[str, Any]) -> str:
+    """'[106k, 287k]', with open ends as '< 10k' / '> 300k' (the measured range)."""
+    if not c.get("bootstrap", {}).get("pairs"):
+        return "[no bootstrap]"
+    ci, ci_open = c.get("ci") or [None, None], c.get("ci_open") or [False, False]
+    rng = c.get("range") or [None, None]
+    low = f"< {_kb(rng[0])}" if ci_open[0] else _kb(ci[0])
+    high = f"> {_kb(rng[1])}" if ci_open[1] else _kb(ci[1])
+    return f"[{low}, {high}]"
 
 
 def _by_size(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -333,8 +340,10 @@ def lr_sweep_section(fits: dict[str, Any]) -> str:
         for r in sw["runs"]:
             label = " / ".join(fmt(r[k]) for k in swept)
             mark = "**" if r["run"] == sw["chosen"] else ""
-            values.append(f"{mark}{label}: {fmt(r['loss'])}{mark}")
-        chosen = " / ".join(fmt(sw[k]) for k in swept)
+            loss = "failed (no loss)" if r.get("failed") else fmt(r["loss"])
+            values.append(f"{mark}{label}: {loss}{mark}")
+        chosen = (" / ".join(fmt(sw[k]) for k in swept) if sw["chosen"] is not None
+                  else "none (every run failed)")
         edge = ", ".join(f"{k} {side}" for k, side in sw["at_edge"].items()) or "inside"
         rows.append([sw["arch"], sw["tokenizer"], sw["base"], "; ".join(values), chosen, edge])
         for k, side in sw["at_edge"].items():

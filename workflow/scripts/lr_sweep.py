@@ -29,6 +29,8 @@ def draw(fits: dict, style: figures.Style):
                 f"{s['tokenizer']} {s['base']}")
             ax.plot(s["values"], s["losses"], marker="o", ms=4, color=colour, lw=1.2,
                     label=label)
+            if s["chosen"] is None:  # every run of the sweep failed
+                continue
             edge = bool(s["at_edge"])
             ax.plot([s[s["setting"]]], [s["loss"]], marker="*", ms=13, zorder=4,
                     color="#d62728" if edge else colour, markeredgecolor="black",

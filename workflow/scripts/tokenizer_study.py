@@ -56,8 +56,12 @@ def draw(study: dict, style: figures.Style):
         ax.set_ylabel("validation bits per byte")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    legend = {}  # every tokenizer, also one missing from the first panel
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), fontsize=7, loc="upper left",
+               bbox_to_anchor=(1.0, 0.95))
     fig.suptitle("Tokenizer study: bits per byte vs text (lines: fitted L(N, D), bands: 95% "
                  "bootstrap; x: crossovers)", fontsize=10)
     fig.tight_layout()
