@@ -263,9 +263,11 @@ def test_missing_extension_fails_with_cause_and_fix(monkeypatch):
     t = Tokenizer.from_dict(symato_dict(all_syms()))
     ids = t.encode(TEXT)
     assert t.decode_backend == "c"
+    assert "--no-binary" not in fastdecode.missing_message()  # that installs PyPI's symato
     for call in (t.decode, t.decode_bytes, lambda ids: t.stream_decoder()):
         with pytest.raises(SymatoError, match=r"(?s)not built or is stale.*No module named"
-                                              r".*pip install -e \..*backend='python'"
+                                              r".*pip install -e \..*--force-reinstall "
+                                              r"--no-deps -e PATH/TO/CHECKOUT.*backend='python'"
                                               r".*SYMATO_DECODER=python"):
             call(ids)
     # the Python decoders by name: same output
