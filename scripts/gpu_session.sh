@@ -4,8 +4,9 @@
 #
 # Why one script: a lent machine costs device time from start-up to give-back (15 minutes
 # in all, one command <= 10 min), so the checks run as a single prepared call that cannot
-# overrun: each step gets its own `timeout`, capped by what is left of SESSION_BUDGET, and
-# a step that fails or times out does not stop the later ones.
+# overrun: each step gets its own `timeout`, capped by what is left of SESSION_BUDGET (step a
+# also leaves step c its full time), and a step that fails or times out does not stop the
+# later ones.
 #
 # On the device (run tool): first, here, `bash scripts/device_wheels.sh` (fills .whl/ with
 # snakemake & co., ~31 MiB); then run with carry [".whl"], timeout_s 600, command
@@ -15,9 +16,10 @@
 #
 # Steps: (a) scripts/gpu_check.sh: WKV-4 and WKV-7 kernel builds, checks vs float64, timings,
 # CUDA tests;
-# (b) benchmarks/bench_train.py, RWKV vs GPT at L6-D512, ctx 1024, batch 32, head size 64;
 # (c) scripts/gpu_train_check.sh: the real Snakemake workflow with rule build_kernels and one
 # training run of config-gpu.yaml's smallest size on the GPU, checking its backend record;
+# (b) benchmarks/bench_train.py, RWKV vs GPT at L6-D512, ctx 1024, batch 32, head size 64
+# (after c: a benchmark gives way to the correctness checks when setup or a ran long);
 # then, only with time left: (d0) RWKV-7 and Llama at L6-D512, (d) bench_train.py over
 # the config-gpu grid sizes and
 # (e) L6-D512 with --compile. The bench_train tables name the backend, precision and device
@@ -40,6 +42,11 @@ OUT="$(cd "$OUT" && pwd)"
 STAGE="$(mktemp -d -t gpu-session.XXXXXX)"  # everything lands here first, then is packed
 export PYTHONUNBUFFERED=1
 export SYMATO_BUILD_DIR="${SYMATO_BUILD_DIR:-/tmp/symato-build}"  # shared: built once
+# The kernel build key includes the CUDA toolkit's path (symato/models/ops/extension.py), so
+# every step must see the same CUDA_HOME; gpu_check.sh (step a) sets it by this rule, and
+# without it here the later steps would take torch's own guess, maybe another path, and
+# rebuild both CUDA kernels inside their short caps.
+[ -n "${CUDA_HOME:-}" ] || { [ -d /usr/local/cuda ] && export CUDA_HOME=/usr/local/cuda; } || true
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 PY="${PYTHON:-python3}"
 WHEELS="${WHEELS:-$REPO/.whl}"
@@ -64,12 +71,17 @@ reap() {  # kill what a step left running (Snakemake starts jobs in their own se
                                kill -KILL "${pids[@]}" 2>/dev/null; sleep 1; }
 }
 
+cap_leaving() {  # cap_leaving KEEP CAP: CAP, cut so that KEEP seconds stay for later steps
+    local left=$(( BUDGET - $(elapsed) - RESERVE - $1 ))
+    echo $(( $2 < left ? $2 : left ))
+}
+
 run_step() {  # run_step NAME CAP_SECONDS COMMAND...: log to $STAGE/NAME.log, record the result
     local name="$1" cap="$2"; shift 2
     local left=$(( BUDGET - $(elapsed) - RESERVE ))
     local limit=$(( cap < left ? cap : left ))
     if [ "$limit" -lt 20 ]; then
-        say "SKIP $name: ${left}s left of the budget"
+        say "SKIP $name: ${left}s left of the budget, cap ${cap}s"
         SUMMARY+=("| $name | SKIP (no time) | 0 | - |")
         case $name in a_*|b_*|c_*) FAILED=$((FAILED + 1)) ;; esac  # (d, e: fillers)
         return 0
@@ -103,7 +115,7 @@ pack() {  # results into $OUT: <= 8 plain files, flat names, each well under 16 
     {
         echo "# GPU session $(date -u +%FT%TZ), $(elapsed)s of ${BUDGET}s, mode $MODE"
         echo; echo "| step | result | seconds | log |"; echo "| --- | --- | ---: | --- |"
-        printf '%s\n' "${SUMMARY[@]}"
+        printf '%s\n' ${SUMMARY[@]+"${SUMMARY[@]}"}  # (bash < 4.4: empty array + set -u)
         echo; echo '```'; cat "$STAGE/facts.txt" 2>/dev/null; echo '```'
         if [ -f "$STAGE/a_gpu_check.log" ]; then
             echo; echo "## gpu_check (correctness, tests)"; echo '```'
@@ -211,31 +223,37 @@ if [ "$MODE" = cuda ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
     TORCH_CUDA_ARCH_LIST=$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
     export TORCH_CUDA_ARCH_LIST
 fi
-say "mode $MODE; budget ${BUDGET}s; TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-}"
+say "mode $MODE; budget ${BUDGET}s; TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-}; CUDA_HOME=${CUDA_HOME:-}"
 
 # --- the steps, in order of value -------------------------------------------------------
 BENCH=(benchmarks/bench_train.py --archs rwkv gpt)
+C_CAP=160  # step c: a fresh workflow (data stages, build_kernels loading a's build, training)
+# Step a runs to at most 310 s (250 before WKV-7: a second extension build, its checks and
+# timings) but always leaves c its C_CAP, however long setup took; b runs after c, in what
+# is left (up to its cap), and the fillers d0, d, e only after that.
 if [ "$MODE" = cuda ]; then
-    # 310 s (was 250 before WKV-7: a second extension build, its checks and timings); c keeps
-    # its 160 s unless a runs to its cap, and the fillers d, e give way first.
-    run_step a_gpu_check 310 env OUT="$STAGE/gpu_check" PYTHON="$PY" bash scripts/gpu_check.sh
-    run_step b_bench_L6-D512 70 "$PY" "${BENCH[@]}" --device cuda --sizes L6-D512 \
-        --ctx-len 1024 --batch-size 32 --head-size 64 --warmup 5 --steps 20
+    run_step a_gpu_check "$(cap_leaving "$C_CAP" 310)" env OUT="$STAGE/gpu_check" PYTHON="$PY" \
+        bash scripts/gpu_check.sh
 else  # CPU rehearsal: the CUDA build alone where torch has CUDA (nvcc needs no GPU), else
     # the kernel source compiled for the CPU (emulated tests); a tiny CPU benchmark.
     if command -v nvcc >/dev/null && "$PY" -c 'import sys, torch; sys.exit(not torch.version.cuda)'; then
-        run_step a_gpu_check 230 env OUT="$STAGE/gpu_check" PYTHON="$PY" SYMATO_CUDA_ARCH=9.0 \
-            bash scripts/gpu_check.sh --compile-only
+        run_step a_gpu_check "$(cap_leaving "$C_CAP" 230)" env OUT="$STAGE/gpu_check" \
+            PYTHON="$PY" SYMATO_CUDA_ARCH=9.0 bash scripts/gpu_check.sh --compile-only
     else
-        run_step a_gpu_check 230 "$PY" -m pytest -q -p no:cacheprovider tests/test_wkv.py \
-            tests/test_wkv7.py -k emulated
+        run_step a_gpu_check "$(cap_leaving "$C_CAP" 230)" "$PY" -m pytest -q -p no:cacheprovider \
+            tests/test_wkv.py tests/test_wkv7.py -k emulated
     fi
+fi
+# Its own OUT copying goes to the stage too: the files it copies would break $OUT's limits.
+run_step c_train_check "$C_CAP" env ALLOW_CPU="${ALLOW_CPU:-0}" PY="$PY" OUT="$STAGE/train_out" \
+    bash scripts/gpu_train_check.sh "$STAGE/train_work"
+if [ "$MODE" = cuda ]; then
+    run_step b_bench_L6-D512 70 "$PY" "${BENCH[@]}" --device cuda --sizes L6-D512 \
+        --ctx-len 1024 --batch-size 32 --head-size 64 --warmup 5 --steps 20
+else
     run_step b_bench_L6-D512 80 "$PY" "${BENCH[@]}" --device cpu --sizes L1-D32 \
         --ctx-len 64 --batch-size 4 --head-size 16 --warmup 1 --steps 2
 fi
-# Its own OUT copying goes to the stage too: the files it copies would break $OUT's limits.
-run_step c_train_check 160 env ALLOW_CPU="${ALLOW_CPU:-0}" PY="$PY" OUT="$STAGE/train_out" \
-    bash scripts/gpu_train_check.sh "$STAGE/train_work"
 if [ "$MODE" = cuda ]; then  # fillers: only what the remaining budget allows
     # RWKV-7 and Llama beside the L6-D512 pair of step b (issue #14's GPU rows)
     run_step d0_bench_new_archs 70 "$PY" benchmarks/bench_train.py --archs rwkv7 llama \

@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 from _kernels import require_toolchain
 
-from symato.models.ops.extension import LOCK_FILE, build_dir
+import symato.models.ops.extension as extension
+import symato.models.ops.wkv4 as wkv4
+from symato.errors import SymatoError
+from symato.models.ops.extension import LOCK_FILE, KernelBuildError, build_dir
 
 # Builds and loads the RWKV-7 C++ kernel, then runs it once.
 BUILD = """
@@ -100,6 +103,90 @@ def test_build_folder_key(monkeypatch, tmp_path):
     hopper = build_dir("wkv", "cuda")[0]
     monkeypatch.setenv("SYMATO_CUDA_ARCH", "8.0")
     assert build_dir("wkv", "cuda")[0] != hopper
+
+
+def test_build_key_keys_the_cpu_only_where_the_binary_depends_on_it(monkeypatch, tmp_path):
+    """-march=native makes only the cpu binary CPU-specific: GPU nodes whose CPUs differ
+    share the cuda build; the compiler's and nvcc's versions, not only names, are keyed."""
+    monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path))
+    monkeypatch.setenv("SYMATO_CUDA_ARCH", "9.0")
+    monkeypatch.setattr(extension, "cuda_home", lambda: "/usr/local/cuda")
+    monkeypatch.setattr(extension, "nvcc_version", lambda: "release 12.8")
+    before = {kind: build_dir("wkv", kind)[0] for kind in ("cpu", "cuda", "cuda-emulated")}
+    monkeypatch.setattr(extension, "cpu_fingerprint", lambda: "another CPU")
+    after = {kind: build_dir("wkv", kind)[0] for kind in before}
+    assert after["cpu"] != before["cpu"]
+    assert after["cuda"] == before["cuda"] and after["cuda-emulated"] == before["cuda-emulated"]
+    monkeypatch.setattr(extension, "nvcc_version", lambda: "release 12.9")
+    assert build_dir("wkv", "cuda")[0] != after["cuda"]
+    monkeypatch.setattr(extension, "compiler_version", lambda: "g++ (GCC) 99.1")
+    assert build_dir("wkv", "cpu")[0] != after["cpu"]
+
+
+def test_compiler_version_runs_once_per_compiler(monkeypatch):
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(extension, "first_line", lambda cmd: calls.append(cmd) or "v1")
+    extension._version_of.cache_clear()
+    monkeypatch.setenv("CXX", "some-c++")
+    assert extension.compiler_version() == extension.compiler_version() == "v1"
+    assert calls == [("some-c++", "--version")]
+    extension._version_of.cache_clear()
+
+
+def _cuda_toolkit_present(monkeypatch) -> None:
+    """Pretend torch has CUDA and a toolkit is installed, so only the tools differ."""
+    monkeypatch.setattr(extension.torch.version, "cuda", "12.8")
+    monkeypatch.setattr(extension, "cuda_home", lambda: "/usr/local/cuda")
+    monkeypatch.setattr(extension, "nvcc_version", lambda: "release 12.8")
+
+
+def test_a_missing_tool_is_named_for_a_cuda_build_too(monkeypatch):
+    """A GPU machine without ninja or a C++ compiler must be told so, not to compare nvcc
+    and torch CUDA versions."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    _cuda_toolkit_present(monkeypatch)
+    monkeypatch.setattr(extension, "_compiler_runs", lambda: True)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    monkeypatch.setenv("CXX", "no-such-c++-here")
+    msg = extension.explain_build_failure("wkv", "cuda", RuntimeError("Error building"))
+    assert "fix: no C++ compiler 'no-such-c++-here' on PATH" in msg, msg
+    assert "same major version" not in msg
+    monkeypatch.setenv("CXX", sys.executable)  # a program that is on PATH
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
+    msg = extension.explain_build_failure("wkv", "cuda", RuntimeError("Error building"))
+    assert "fix: ninja not found" in msg and "same major version" not in msg, msg
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    msg = extension.explain_build_failure("wkv", "cuda", RuntimeError("nvcc fatal"))
+    assert "same major version" in msg and "release 12.8" in msg, msg  # tools there
+
+
+def test_missing_kernel_sources_are_a_build_error(monkeypatch, tmp_path):
+    """Sources that are not there fail like any other build: a cached KernelBuildError
+    with the fix, and available_backends() still answers (it used to raise)."""
+    monkeypatch.setattr(extension, "_extensions", {})
+    monkeypatch.setattr(extension, "_build_errors", {})
+    monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path / "build"))
+    only_cpu = tmp_path / "kernels"
+    only_cpu.mkdir()
+    (only_cpu / "wkv_cpu.cpp").write_text("// the marker file only\n")
+    monkeypatch.setenv("SYMATO_KERNELS_DIR", str(only_cpu))
+    with pytest.raises(KernelBuildError, match=r"(?s)wkv_cuda_emulate\.cpp.*fix: a kernel "
+                                               r"source is missing"):
+        extension.load_extension("cuda-emulated", family="wkv")  # a missing .cpp/.cu
+    assert ("wkv", "cuda-emulated") in extension._build_errors  # cached, not re-raised raw
+
+    def no_sources(family: str = "wkv") -> Path:
+        raise SymatoError(f"{family}: kernel sources not found; looked in nowhere")
+
+    monkeypatch.setattr(extension, "kernels_dir", no_sources)
+    for _ in range(2):  # the second: the cached failure
+        with pytest.raises(KernelBuildError, match="fix: point \\$SYMATO_KERNELS_DIR"):
+            extension.load_extension("cpu", family="wkv")
+    assert wkv4.available_backends() == ["torch"]
+    with pytest.raises(SymatoError, match="no compiled backend named 'tpu'") as info:
+        extension.load_extension("tpu", family="wkv")  # a wrong name is not a build
+    assert not isinstance(info.value, KernelBuildError)
 
 
 def test_symato_build_with_a_broken_compiler_fails_with_cause_and_fix(tmp_path):

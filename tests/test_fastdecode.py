@@ -263,9 +263,11 @@ def test_missing_extension_fails_with_cause_and_fix(monkeypatch):
     t = Tokenizer.from_dict(symato_dict(all_syms()))
     ids = t.encode(TEXT)
     assert t.decode_backend == "c"
+    assert "--no-binary" not in fastdecode.missing_message()  # that installs PyPI's symato
     for call in (t.decode, t.decode_bytes, lambda ids: t.stream_decoder()):
         with pytest.raises(SymatoError, match=r"(?s)not built or is stale.*No module named"
-                                              r".*pip install -e \..*backend='python'"
+                                              r".*pip install -e \..*--force-reinstall "
+                                              r"--no-deps -e PATH/TO/CHECKOUT.*backend='python'"
                                               r".*SYMATO_DECODER=python"):
             call(ids)
     # the Python decoders by name: same output
@@ -309,3 +311,47 @@ def test_backend_names(monkeypatch):
     monkeypatch.setenv("SYMATO_DECODER", "c")
     assert Tokenizer.from_dict(symato_dict(all_syms())).decode_backend == "c"
     assert fastdecode.available()  # the test environment has it built
+
+
+_FAILED_INIT = """
+import sys
+from symato import Tokenizer
+from symato.text import fastdecode
+from symato.text.syllable import all_syms
+from symato.text.tokenizer import symato_dict
+
+tables = fastdecode.tables(Tokenizer.from_dict(symato_dict(all_syms())))
+Decoder = fastdecode.require().Decoder
+off = bytearray(tables["off"])
+off[-4:] = (len(tables["blob"]) + 1).to_bytes(4, sys.byteorder)  # fails Decoder_check
+for bad in ({"arg": tables["arg"][:-4]}, {"off": bytes(off)}):
+    d = Decoder.__new__(Decoder)
+    try:
+        d.__init__(**{**tables, **bad})
+    except ValueError:
+        pass
+    else:
+        raise SystemExit(f"bad tables {list(bad)} accepted")
+    for use in (d.decode, d.decode_bytes, lambda ids: d.stream()):
+        try:
+            use([0])
+        except TypeError as exc:
+            assert "not initialized" in str(exc), exc
+        else:
+            raise SystemExit("a decoder whose __init__ failed decoded")
+    d.__init__(**tables)  # a retry after a failure is a first init
+    assert d.decode_bytes([65]) == b"A"
+print("ok")
+"""
+
+
+def test_a_failed_init_leaves_a_decoder_that_refuses_use():
+    """A Decoder whose __init__ failed (a wrong-sized table, or tables that fail the
+    bounds check) must raise on use, not read the half-built tables; it runs in a child
+    process so that a segfault fails this test instead of killing pytest."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _FAILED_INIT], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr)

@@ -180,12 +180,36 @@ def test_checkpoint_round_trip(tmp_path, make):
     save_model(run_dir / "model.pt", model, meta)
     assert [p.name for p in run_dir.iterdir()] == ["model.pt"]  # no temp file left behind
     for where in (run_dir, run_dir / "model.pt"):
-        loaded, loaded_meta = load_model(where)
+        loaded, loaded_meta = load_model(where, wkv_backend="torch")  # rwkv() runs torch
         assert type(loaded) is type(model) and loaded.config == model.config
         assert loaded_meta == meta and not loaded.training
         idx = torch.randint(0, V, (1, 9))
         with torch.no_grad():
             torch.testing.assert_close(loaded(idx), model(idx), rtol=0, atol=0)
+
+
+def test_the_backend_is_not_saved_with_the_model(tmp_path):
+    """A run trained with wkv_backend torch (or cuda) must not make every later load run
+    that backend: the saved config says auto, the loader picks the backend (default
+    auto), and a checkpoint written with another backend in its config loads as asked."""
+    import torch as t
+
+    model = randomize(rwkv(), scale=0.1).eval()  # built with wkv_backend="torch"
+    save_model(tmp_path / "model.pt", model, {"backend": "torch"})
+    payload = t.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["config"]["wkv_backend"] == "auto"
+    loaded, meta = load_model(tmp_path / "model.pt")
+    assert loaded.config.wkv_backend == "auto"
+    assert meta["backend"] == "torch"  # what ran in training stays recorded
+    payload["config"]["wkv_backend"] = "cuda"  # as checkpoints before this fix said
+    t.save(payload, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt")[0].config.wkv_backend == "auto"
+    assert load_model(tmp_path / "old.pt", wkv_backend="torch")[0].config.wkv_backend == "torch"
+    idx = t.randint(0, V, (1, 9))
+    with t.no_grad():
+        t.testing.assert_close(loaded(idx), model(idx), rtol=1e-4, atol=1e-5)
+    save_model(tmp_path / "gpt.pt", gpt(), {})  # no operator: no key, nothing to set
+    assert "wkv_backend" not in vars(load_model(tmp_path / "gpt.pt", wkv_backend="torch")[0].config)
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

@@ -242,12 +242,17 @@ def test_bad_inputs_name_the_argument():
 
 
 def test_auto_resolves_and_reports():
-    """auto = the device's compiled kernel; torch only for float16, which no kernel takes."""
+    """auto = the device's compiled kernel; a dtype it does not take (float16, float64 on
+    CUDA) is an error naming the dtype and the fix, never a quiet switch to the slow loop."""
     require_kernel("cpu")
     assert available_backends()[:2] == ["torch", "cpu"]
     assert resolve_backend("auto", torch.device("cpu"), torch.float32) == "cpu"
-    assert resolve_backend("auto", torch.device("cpu"), torch.float16) == "torch"
-    assert resolve_backend("auto", torch.device("cuda"), torch.float64) == "torch"
+    assert resolve_backend("auto", torch.device("cpu"), torch.float64) == "cpu"
+    for device, dtype in (("cpu", torch.float16), ("cuda", torch.float64)):
+        with pytest.raises(SymatoError, match=rf"backend auto .* not {dtype}; cast the inputs "
+                                              r"to float32 or bfloat16.*backend='torch'"):
+            resolve_backend("auto", torch.device(device), dtype)
+    assert resolve_backend("torch", torch.device("cpu"), torch.float16) == "torch"
     w, u, k, v, _ = rand_inputs(1, 3, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a working build must not warn

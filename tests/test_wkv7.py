@@ -281,7 +281,8 @@ def test_bad_inputs_name_the_argument():
 def test_auto_uses_the_cpu_kernel(cpu_ext):
     assert resolve_backend("auto", torch.device("cpu"), torch.float32) == "cpu"
     assert resolve_backend("auto", torch.device("cpu"), torch.float64) == "cpu"
-    assert resolve_backend("auto", torch.device("cuda"), torch.float64) == "torch"
+    with pytest.raises(SymatoError, match=r"not torch\.float64; cast the inputs"):
+        resolve_backend("auto", torch.device("cuda"), torch.float64)
     xs, _ = make_inputs(1, 3, 1, 2, torch.float32, seed=16)
     y, s = wkv7(*xs)
     assert last_backend_used() == "cpu" and s.dtype == torch.float32 and y.shape == xs[0].shape

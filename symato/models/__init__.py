@@ -31,6 +31,7 @@ __all__ = [
     "config_dict",
     "model_for_run",
     "model_from_config",
+    "with_backend",
 ]
 
 
@@ -75,5 +76,24 @@ def model_for_run(settings: dict[str, Any], vocab_size: int) -> nn.Module:
 
 
 def config_dict(model: nn.Module) -> dict[str, Any]:
-    """The model's config as a plain dict (what checkpoints and settings store)."""
-    return asdict(model.config)
+    """The model's config as a plain dict (what checkpoints and settings store).
+
+    ``wkv_backend`` is stored as ``"auto"``: which operator implementation runs is a
+    choice of the machine that runs the model, not part of the model (a run trained with
+    ``cuda`` must evaluate on a CPU; one trained with ``torch`` must not make every later
+    use slow). The backend a training run used is in its checkpoint meta (``backend``);
+    loading code takes the backend as an argument (``checkpoint.load_model``).
+    """
+    config = asdict(model.config)
+    if "wkv_backend" in config:
+        config["wkv_backend"] = "auto"
+    return config
+
+
+def with_backend(config: dict[str, Any], wkv_backend: str) -> dict[str, Any]:
+    """``config`` with its operator backend set to ``wkv_backend`` (a copy; configs of
+    architectures without a compiled operator, which have no such key, are returned as
+    they are)."""
+    if "wkv_backend" not in config:
+        return dict(config)
+    return {**config, "wkv_backend": wkv_backend}

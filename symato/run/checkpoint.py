@@ -6,7 +6,8 @@ travels in ``meta``). It holds only tensors and JSON-like values, so it loads wi
 ``torch.load(weights_only=True)``: opening a downloaded checkpoint cannot run code.
 
 Layout (a dict): ``format`` = "symato-model", ``version`` = 1, ``arch`` (a name in
-``symato.models.registry.ARCHITECTURES``), ``config`` (the model config as a dict),
+``symato.models.registry.ARCHITECTURES``), ``config`` (the model config as a dict; its
+``wkv_backend`` is always ``auto``, the backend being a run-time choice),
 ``state_dict`` and ``meta`` (JSON-like: e.g. ``tokenizer`` = ``Tokenizer.to_dict()``,
 ``run``, ``settings``, ``step``).
 """
@@ -91,11 +92,19 @@ def check_payload(payload: Any, where: str) -> dict[str, Any]:
     return payload
 
 
-def model_from_payload(payload: dict[str, Any], where: str, device: str = "cpu") -> nn.Module:
-    """Build the model a checked payload describes and load its weights."""
-    from symato.models import model_from_config
+def model_from_payload(
+    payload: dict[str, Any], where: str, device: str = "cpu", wkv_backend: str = "auto"
+) -> nn.Module:
+    """Build the model a checked payload describes and load its weights.
 
-    model = model_from_config(payload["arch"], payload["config"])
+    ``wkv_backend`` is the operator implementation to run (models with a compiled
+    operator; ignored by the others). It replaces whatever the saved config says, so
+    checkpoints written before the saved config always said ``auto`` (a ``cuda`` run
+    then failed on a CPU, a ``torch`` run stayed slow) load like new ones.
+    """
+    from symato.models import model_from_config, with_backend
+
+    model = model_from_config(payload["arch"], with_backend(payload["config"], wkv_backend))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
@@ -107,12 +116,14 @@ def model_from_payload(payload: dict[str, Any], where: str, device: str = "cpu")
 
 
 def load_model(
-    path_or_run_dir: str | os.PathLike[str], device: str = "cpu"
+    path_or_run_dir: str | os.PathLike[str], device: str = "cpu", wkv_backend: str = "auto"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``(model, meta)`` from a checkpoint file or a run directory (``DIR/model.pt``).
 
-    The model is returned in eval mode on ``device``.
+    The model is returned in eval mode on ``device``, running the operator backend
+    ``wkv_backend`` (``auto``: the compiled kernel of the device; see
+    ``model_from_payload``); the backend its training ran is ``meta["backend"]``.
     """
     path = resolve_path(path_or_run_dir)
     payload = read_payload(path)
-    return model_from_payload(payload, str(path), device), payload["meta"]
+    return model_from_payload(payload, str(path), device, wkv_backend), payload["meta"]

@@ -233,6 +233,7 @@ typedef struct {
     uint32_t *off, *len;
     char *blob;
     Py_ssize_t n_ids, n_syms, n_whole, n_slices, whole_base;
+    int ready; /* 1 only after every table was copied and passed Decoder_check */
 } Decoder;
 
 typedef struct {
@@ -347,17 +348,25 @@ static int Decoder_check(Decoder *d, Py_ssize_t blob_len) {
     return 0;
 }
 
-static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"cls", "arg", "off", "len", "blob", "n_syms", "n_whole", NULL};
-    PyObject *cls, *arg, *off, *len, *blob;
-    Py_ssize_t n_syms, n_whole;
-    if (d->cls != NULL) {
-        PyErr_SetString(PyExc_TypeError, "_fastdecode.Decoder is initialized once");
-        return -1;
-    }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOnn", kwlist, &cls, &arg, &off, &len,
-                                     &blob, &n_syms, &n_whole))
-        return -1;
+/* Free the tables and mark d not ready: a failed (or repeated) __init__ must not leave
+ * tables that passed no check, or sizes that do not match them, behind a ready flag. */
+static void Decoder_clear(Decoder *d) {
+    PyMem_Free(d->cls);
+    PyMem_Free(d->arg);
+    PyMem_Free(d->off);
+    PyMem_Free(d->len);
+    PyMem_Free(d->blob);
+    d->cls = NULL;
+    d->blob = NULL;
+    d->arg = NULL;
+    d->off = d->len = NULL;
+    d->n_ids = d->n_syms = d->n_whole = d->n_slices = d->whole_base = 0;
+    d->ready = 0;
+}
+
+/* Copy and check the tables; d is ready only when every table passed Decoder_check. */
+static int Decoder_build(Decoder *d, PyObject *cls, PyObject *arg, PyObject *off,
+                         PyObject *len, PyObject *blob, Py_ssize_t n_syms, Py_ssize_t n_whole) {
     if (!PyBytes_Check(cls) || !PyBytes_Check(blob) || n_syms < 0 || n_whole < 0
         || PyBytes_GET_SIZE(cls) >= INT32_MAX || n_syms >= INT32_MAX / FORMS
         || n_whole >= INT32_MAX / 3 || PyBytes_GET_SIZE(blob) >= UINT32_MAX) {
@@ -374,23 +383,41 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds) {
         || !(d->arg = copy_table(arg, d->n_ids * 4, "arg", 0))
         || !(d->off = copy_table(off, d->n_slices * 4, "off", 0))
         || !(d->len = copy_table(len, d->n_slices * 4, "len", 0))
-        || !(d->blob = copy_table(blob, nb, "blob", PAD)))
+        || !(d->blob = copy_table(blob, nb, "blob", PAD))
+        || Decoder_check(d, nb) < 0)
         return -1;
-    return Decoder_check(d, nb);
+    d->ready = 1;
+    return 0;
+}
+
+static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"cls", "arg", "off", "len", "blob", "n_syms", "n_whole", NULL};
+    PyObject *cls, *arg, *off, *len, *blob;
+    Py_ssize_t n_syms, n_whole;
+    if (d->ready) {
+        PyErr_SetString(PyExc_TypeError, "_fastdecode.Decoder is initialized once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOnn", kwlist, &cls, &arg, &off, &len,
+                                     &blob, &n_syms, &n_whole))
+        return -1;
+    Decoder_clear(d); /* what an earlier failed __init__ may have left */
+    if (Decoder_build(d, cls, arg, off, len, blob, n_syms, n_whole) < 0) {
+        Decoder_clear(d);
+        return -1;
+    }
+    return 0;
 }
 
 static void Decoder_dealloc(Decoder *d) {
-    PyMem_Free(d->cls);
-    PyMem_Free(d->arg);
-    PyMem_Free(d->off);
-    PyMem_Free(d->len);
-    PyMem_Free(d->blob);
+    Decoder_clear(d);
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
 static int Decoder_ready(Decoder *d) {
-    if (d->cls == NULL) {
-        PyErr_SetString(PyExc_TypeError, "_fastdecode.Decoder is not initialized");
+    if (!d->ready) {
+        PyErr_SetString(PyExc_TypeError, "_fastdecode.Decoder is not initialized (its "
+                        "__init__ was not called or failed)");
         return -1;
     }
     return 0;
@@ -410,25 +437,22 @@ static int decode_all(Decoder *d, PyObject *obj, Buf *b) {
     return rc;
 }
 
-static PyObject *Decoder_decode_bytes(Decoder *d, PyObject *obj) {
+/* decode / decode_bytes: str (text != 0) or bytes, None if ids are not for this path. */
+static PyObject *decode_to(Decoder *d, PyObject *obj, int text) {
     Buf b;
     buf_init(&b);
     int rc = decode_all(d, obj, &b);
-    PyObject *out = rc < 0 ? NULL : rc ? Py_NewRef(Py_None)
-                                       : PyBytes_FromStringAndSize(b.p, b.n);
+    PyObject *out = rc < 0 ? NULL
+                    : rc   ? Py_NewRef(Py_None)
+                    : text ? PyUnicode_DecodeUTF8(b.p, b.n, ERRORS)
+                           : PyBytes_FromStringAndSize(b.p, b.n);
     buf_free(&b);
     return out;
 }
 
-static PyObject *Decoder_decode(Decoder *d, PyObject *obj) {
-    Buf b;
-    buf_init(&b);
-    int rc = decode_all(d, obj, &b);
-    PyObject *out = rc < 0 ? NULL : rc ? Py_NewRef(Py_None)
-                                       : PyUnicode_DecodeUTF8(b.p, b.n, ERRORS);
-    buf_free(&b);
-    return out;
-}
+static PyObject *Decoder_decode_bytes(Decoder *d, PyObject *obj) { return decode_to(d, obj, 0); }
+
+static PyObject *Decoder_decode(Decoder *d, PyObject *obj) { return decode_to(d, obj, 1); }
 
 static PyObject *Decoder_stream(Decoder *d, PyObject *unused);
 static PyTypeObject StreamType;

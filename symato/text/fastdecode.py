@@ -88,10 +88,11 @@ def missing_message() -> str:
         "from an older _fastdecode.c (e.g. a checkout on PYTHONPATH, an editable install "
         "made before the C file changed).\n"
         "  fix: with a C compiler and the Python headers (Debian: apt-get install gcc "
-        "python3-dev), reinstall: `pip install -e .` in a checkout (or `python setup.py "
-        "build_ext --inplace` there), else `pip install --force-reinstall --no-deps "
-        "--no-binary symato symato`; or ask for the pure-Python decoder by name: "
-        f"decode(ids, backend='python') or {ENV}=python (same output, slower)")
+        "python3-dev), rebuild it from your checkout: `pip install -e .` there (or `make "
+        "setup`, or `python setup.py build_ext --inplace`); an install from a checkout "
+        "elsewhere: `pip install --force-reinstall --no-deps -e PATH/TO/CHECKOUT`; or ask "
+        f"for the pure-Python decoder by name: decode(ids, backend='python') or {ENV}=python "
+        "(same output, slower)")
 
 
 def require() -> Any:

@@ -8,8 +8,10 @@ that dies minutes in on a compiler error, and jobs that only load a finished bin
 
 The kernels go where every job looks for them, ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>``
 (``symato.models.ops.extension``), so the build job and the training jobs must see the
-same ``SYMATO_BUILD_DIR``, compiler, CPU and (for CUDA) architecture; a job on a machine
-that differs builds its own copy under its own key instead of loading a wrong binary.
+same ``SYMATO_BUILD_DIR``, compiler (``CXX``), CPU (for ``cpu``) and, for CUDA, toolkit
+(``CUDA_HOME``: set it explicitly, since torch's own guess may differ between shells) and
+architecture; a job on a machine that differs builds its own copy under its own key
+instead of loading a wrong binary.
 
 FILE records what was built: device kind, torch and CUDA versions, compiler, nvcc, the
 CUDA target and each family's folder, hash and library. A failure exits 1 with the
@@ -19,7 +21,6 @@ loader's cause-and-fix message and writes no record.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,29 +32,6 @@ from symato.errors import SymatoError
 from symato.io import write_json_atomic
 from symato.models.ops import extension
 from symato.run.precision import device_name
-
-
-def _first_line(cmd: list[str]) -> str | None:
-    """The first output line of a version command, or None when it does not run."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = (proc.stdout or proc.stderr).strip().splitlines()
-    return lines[0] if proc.returncode == 0 and lines else None
-
-
-def _nvcc_version() -> str | None:
-    """nvcc's "release" line (e.g. "Cuda compilation tools, release 12.8, V12.8.93")."""
-    home = extension.cuda_home()
-    if home is None:
-        return None
-    try:
-        text = subprocess.run([str(Path(home) / "bin" / "nvcc"), "--version"],
-                              capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return next((ln.strip() for ln in text.splitlines() if "release" in ln), None)
 
 
 def build_all(device: str, verbose: bool = False) -> dict[str, Any]:
@@ -75,13 +53,13 @@ def build_all(device: str, verbose: bool = False) -> dict[str, Any]:
         "torch_version": str(torch.__version__),
         "torch_cuda": torch.version.cuda,
         "compiler": extension.compiler(),
-        "compiler_version": _first_line([extension.compiler(), "--version"]),
+        "compiler_version": extension.compiler_version(),
         "cpu": device_name(torch.device("cpu")),
         "families": families,
     }
     if device == "cuda":
         record |= {"cuda_target": extension.cuda_target(), "cuda_home": extension.cuda_home(),
-                   "nvcc": _nvcc_version(),
+                   "nvcc": extension.nvcc_version(),
                    "device_name": torch.cuda.get_device_name() if torch.cuda.is_available()
                    else None}
     return record

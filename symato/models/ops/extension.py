@@ -12,8 +12,10 @@ Why a module of its own: both WKV operators (``symato.models.ops.wkv4`` for RWKV
 * **Keyed builds.** Each family (one operator's kernels) and kind (``cpu``, ``cuda``,
   ``cuda-emulated``) builds into ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>`` (default
   ``~/.cache/symato``). The hash covers the sources, the flags (Python-side constants
-  passed as ``-D`` defines included), torch and its CUDA version, the compiler, the CPU
-  (the C++ uses ``-march=native``) and, for CUDA, the target architecture, so an edited
+  passed as ``-D`` defines included), torch and its CUDA version, the compiler (its name
+  and the first line of its ``--version``), for ``cpu`` the CPU (that C++ uses
+  ``-march=native``; the CUDA kinds do not, so GPU nodes with different CPUs share a
+  build) and, for ``cuda``, the target architecture and nvcc's release line, so an edited
   kernel rebuilds and no binary reaches a machine it was not built for.
 * **Builds survive SIGKILL.** torch guards a build with a lock *file* (``lock``) that
   exists until the builder removes it; a builder killed by SIGKILL (out of memory,
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib
 import os
@@ -45,7 +48,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, TypeVar
 
 import torch
@@ -58,17 +61,20 @@ __all__ = [
     "BACKENDS",
     "DEVICE_KINDS",
     "FAMILIES",
+    "KERNEL_DTYPES",
     "Family",
     "KernelBuildError",
     "build_dir",
     "build_lock",
     "compiler",
+    "compiler_version",
     "cpu_fingerprint",
     "cuda_home",
     "cuda_target",
     "explain_build_failure",
     "kernels_dir",
     "load_extension",
+    "nvcc_version",
     "operator_module",
     "resolve_backend",
     "toolchain_missing",
@@ -106,28 +112,29 @@ class Family:
     dtypes: Mapping[str, tuple[torch.dtype, ...]]
 
 
+# The input dtypes each compiled kind computes (the same for every family).
+KERNEL_DTYPES: Mapping[str, tuple[torch.dtype, ...]] = MappingProxyType(
+    {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS})
+
+
+def _wkv_family(prefix: str, operator: str) -> Family:
+    """A WKV family: its kernels are ``<prefix>_cpu.cpp``, ``<prefix>_cuda.cu`` with its
+    binding ``<prefix>_cuda_bind.cpp``, and ``<prefix>_cuda_emulate.cpp`` (the CUDA
+    kernels compiled for the CPU, for tests), all laid out alike."""
+    cu = f"{prefix}_cuda.cu"
+    return Family(prefix, operator,
+                  {"cpu": ((f"{prefix}_cpu.cpp",), ()),
+                   "cuda": ((f"{prefix}_cuda_bind.cpp", cu), ()),
+                   "cuda-emulated": ((f"{prefix}_cuda_emulate.cpp",),
+                                     (cu, "wkv_host_emulation.h"))},
+                  KERNEL_DTYPES)
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
-    for f in (
-        Family(
-            "wkv", "symato.models.ops.wkv4",
-            {"cpu": (("wkv_cpu.cpp",), ()),
-             "cuda": (("wkv_cuda_bind.cpp", "wkv_cuda.cu"), ()),
-             # the CUDA kernels compiled for the CPU (tests)
-             "cuda-emulated": (("wkv_cuda_emulate.cpp",),
-                               ("wkv_cuda.cu", "wkv_host_emulation.h"))},
-            {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS},
-        ),
-        Family(
-            "wkv7", "symato.models.ops.wkv7",
-            {"cpu": (("wkv7_cpu.cpp",), ()),
-             "cuda": (("wkv7_cuda_bind.cpp", "wkv7_cuda.cu"), ()),
-             "cuda-emulated": (("wkv7_cuda_emulate.cpp",),
-                               ("wkv7_cuda.cu", "wkv_host_emulation.h"))},
-            {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS},
-        ),
-    )
-}  # fmt: skip
+    for f in (_wkv_family("wkv", "symato.models.ops.wkv4"),
+              _wkv_family("wkv7", "symato.models.ops.wkv7"))
+}
 
 _lock = threading.Lock()
 _extensions: dict[tuple[str, str], ModuleType | None] = {}
@@ -168,6 +175,45 @@ def kernels_dir(family: str = "wkv") -> Path:
 def compiler() -> str:
     """The C++ compiler torch's extension builder runs: ``$CXX``, else ``c++``."""
     return os.environ.get("CXX", "c++")
+
+
+def first_line(cmd: tuple[str, ...]) -> str | None:
+    """The first output line of a version command, or None when it does not run."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0] if proc.returncode == 0 and lines else None
+
+
+@functools.cache
+def _version_of(cxx: str) -> str | None:
+    return first_line((cxx, "--version"))
+
+
+def compiler_version() -> str | None:
+    """The first line of ``compiler() --version`` (None when it does not run): which
+    compiler, not only its name, goes into the build key. Run once per compiler per
+    process, since every kernel load computes the key."""
+    return _version_of(compiler())
+
+
+@functools.cache
+def _nvcc_release(home: str) -> str | None:
+    try:
+        text = subprocess.run([str(Path(home) / "bin" / "nvcc"), "--version"],
+                              capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return next((ln.strip() for ln in text.splitlines() if "release" in ln), None)
+
+
+def nvcc_version() -> str | None:
+    """nvcc's "release" line under ``cuda_home()`` (e.g. "Cuda compilation tools, release
+    12.8, V12.8.93"), None without a toolkit; once per toolkit per process."""
+    home = cuda_home()
+    return None if home is None else _nvcc_release(str(home))
 
 
 def cpu_fingerprint() -> str:
@@ -240,9 +286,11 @@ def build_dir(family: str, kind: str) -> tuple[Path, str]:
         h.update((d / name).read_bytes())
     cflags, cuda_flags = _flags(family, kind)
     facts = [*cflags, *cuda_flags, torch.__version__, str(torch.version.cuda), compiler(),
-             cpu_fingerprint()]
+             str(compiler_version())]
+    if kind == "cpu":  # -march=native: the binary fits this CPU only
+        facts.append(cpu_fingerprint())
     if kind == "cuda":
-        facts += [cuda_target(), str(cuda_home())]
+        facts += [cuda_target(), str(cuda_home()), str(nvcc_version())]
     h.update("\n".join(facts).encode())
     digest = h.hexdigest()[:16]
     root = os.environ.get("SYMATO_BUILD_DIR")
@@ -286,14 +334,16 @@ def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> Mod
     failure), so a test suite pays for the compile once.
     """
     key = (family, kind)
+    if kind not in _family(family).kinds:  # a wrong name is bad input, not a failed build
+        raise SymatoError(f"{family}: no compiled backend named {kind!r}")
     with _lock:
         if key in _extensions:
             mod = _extensions[key]
             if mod is None:
                 raise KernelBuildError(_build_errors[key])
             return mod
-        folder, digest = build_dir(family, kind)
-        try:
+        try:  # build_dir reads the sources: missing ones are a failed build too
+            folder, digest = build_dir(family, kind)
             mod = _build(family, kind, folder, digest, verbose)
             check = getattr(operator_module(family), "check_extension", None)
             if check is not None:
@@ -349,35 +399,12 @@ def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
     errs = [ln for ln in lines if "error" in ln.lower() and "Error building" not in ln]
     head = "\n    ".join((errs or lines)[:6])[:1500]
     cxx = compiler()
-    missing = toolchain_missing(kind)
     if kind == "cuda":
         facts = (f"torch {torch.__version__} (CUDA {torch.version.cuda}), "
                  f"CUDA_HOME={cuda_home()}, arch {cuda_target() or 'none'}")
-        if torch.version.cuda is None:
-            fix = "this torch has no CUDA: install a CUDA build of torch"
-        elif cuda_home() is None:
-            fix = (f"nvcc not found: install the CUDA toolkit matching torch's CUDA "
-                   f"{torch.version.cuda} and set CUDA_HOME (e.g. /usr/local/cuda)")
-        elif "TORCH_CUDA_ARCH_LIST" in text:
-            fix = "set TORCH_CUDA_ARCH_LIST to the GPU's compute capability (e.g. 9.0)"
-        else:
-            fix = (f"check that nvcc under CUDA_HOME has the same major version as torch's "
-                   f"CUDA {torch.version.cuda} and supports this GPU "
-                   "(SYMATO_CUDA_ARCH / TORCH_CUDA_ARCH_LIST), and the C++ compiler "
-                   f"{shutil.which(cxx) or cxx}")
     else:
         facts = f"torch {torch.__version__}, compiler {shutil.which(cxx) or cxx}"
-        if "kernel sources not found" in text:
-            fix = "point $SYMATO_KERNELS_DIR at the repository's kernels/ folder"
-        elif missing is not None:
-            fix = f"{missing}: install a C++ compiler with OpenMP and ninja (apt-get install " \
-                  "g++; pip install ninja), or set CXX"
-        elif not _compiler_runs():
-            fix = f"the compiler {cxx} does not run (`{cxx} --version` fails): install " \
-                  "g++ >= 9 with OpenMP, or point CXX at a working one"
-        else:
-            fix = (f"the sources in {kernels_dir(family)} do not compile with {cxx}: "
-                   "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)")
+    fix = _build_fix(family, kind, text, exc)
     return (
         f"{family}: the {kind} kernel could not be built ({facts}).\n"
         f"  cause: {head}\n"
@@ -386,16 +413,49 @@ def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
     )
 
 
+def _build_fix(family: str, kind: str, text: str, exc: BaseException) -> str:
+    """The one thing to change after a failed build, checked from the most basic cause
+    up: the sources, then the tools every kind needs (a compiler and ninja), then the
+    CUDA toolkit, so a missing tool is never reported as a version mismatch."""
+    cxx = compiler()
+    if "kernel sources not found" in text:
+        return "point $SYMATO_KERNELS_DIR at the repository's kernels/ folder"
+    if isinstance(exc, FileNotFoundError):
+        return (f"a kernel source is missing ({exc.filename}): point $SYMATO_KERNELS_DIR at "
+                "a complete kernels/ folder, or reinstall symato")
+    missing = toolchain_missing("cpu")  # the compiler and ninja: every kind needs them
+    if missing is not None:
+        return (f"{missing}: install a C++ compiler with OpenMP and ninja (apt-get install "
+                "g++; pip install ninja), or set CXX")
+    if not _compiler_runs():
+        return (f"the compiler {cxx} does not run (`{cxx} --version` fails): install "
+                "g++ >= 9 with OpenMP, or point CXX at a working one")
+    if kind != "cuda":
+        return (f"the sources in {kernels_dir(family)} do not compile with {cxx}: "
+                "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)")
+    if torch.version.cuda is None:
+        return "this torch has no CUDA: install a CUDA build of torch"
+    if cuda_home() is None:
+        return (f"nvcc not found: install the CUDA toolkit matching torch's CUDA "
+                f"{torch.version.cuda} and set CUDA_HOME (e.g. /usr/local/cuda)")
+    if "TORCH_CUDA_ARCH_LIST" in text:
+        return "set TORCH_CUDA_ARCH_LIST to the GPU's compute capability (e.g. 9.0)"
+    return (f"check that nvcc under CUDA_HOME ({nvcc_version()}) has the same major version "
+            f"as torch's CUDA {torch.version.cuda} and supports this GPU "
+            "(SYMATO_CUDA_ARCH / TORCH_CUDA_ARCH_LIST), and the C++ compiler "
+            f"{shutil.which(cxx) or cxx}")
+
+
 # ----------------------------------------------------------------------------- policy
 def resolve_backend(family: str, backend: str, device: torch.device, dtype: torch.dtype) -> str:
     """The backend that runs ``family``'s operator for ``backend`` on tensors of this
     device and dtype; builds (or loads) the kernel it names.
 
     ``auto`` = the compiled kernel of the device (``cuda`` / ``cpu``); one that cannot be
-    built is a :class:`KernelBuildError`, never a fall back to the slow loop. The one
-    case ``auto`` routes to ``torch`` is an input dtype the device's kernel has no math
-    for (float64 on CUDA, float16): a property of the call, the same on every machine.
-    ``cpu``/``cuda`` by name must fit the tensors; ``torch`` always runs.
+    built is a :class:`KernelBuildError`, and an input dtype the kernel has no math for
+    (float16; float64 on CUDA) a :class:`SymatoError` naming the dtype: never a quiet
+    switch to the ~100x slower loop. ``cpu``/``cuda`` by name must fit the tensors;
+    ``torch`` always runs.
     """
     fam = _family(family)
     if backend not in BACKENDS:
@@ -408,13 +468,15 @@ def resolve_backend(family: str, backend: str, device: torch.device, dtype: torc
             raise SymatoError(f"{family}: no compiled kernel for {device.type} tensors; ask "
                               "for the pure-PyTorch loop by name: backend='torch'")
         want = device.type
-        if dtype not in fam.dtypes[want]:
-            return "torch"
     if device.type != want:
         raise SymatoError(f"{family}: backend {want!r} needs {want.upper()} tensors, got {device}")
     if dtype not in fam.dtypes[want]:
         names = ", ".join(str(d).removeprefix("torch.") for d in fam.dtypes[want])
-        raise SymatoError(f"{family}: backend {want!r} takes {names}, not {dtype}")
+        asked = "auto (the compiled kernel of the device)" if backend == "auto" else repr(want)
+        raise SymatoError(
+            f"{family}: backend {asked} takes {names}, not {dtype}; cast the inputs to "
+            f"float32 or bfloat16, or ask for the slow pure-PyTorch loop by name: "
+            f"backend='torch'")
     load_extension(want, family=family)
     return want
 

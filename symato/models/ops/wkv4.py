@@ -147,8 +147,8 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
     The policy shared by every operator (``symato.models.ops.extension.resolve_backend``):
     ``auto`` = the compiled kernel of the device, built now if needed; a kernel that
     cannot be built is a ``KernelBuildError`` naming cause and fix, never a silent fall
-    back to the slow loop. ``auto`` runs ``torch`` only for float16 (and float64 on
-    CUDA), which the kernels have no math for.
+    back to the slow loop; so is an input dtype the kernel has no math for (float16,
+    float64 on CUDA), which runs only as ``torch``, by name.
     """
     return extension.resolve_backend("wkv", backend, device, dtype)
 

@@ -15,7 +15,7 @@ Why three backends:
 
 - ``torch``: a readable loop over time in PyTorch ops; autograd does the backward. It
   is the ground truth the kernels are tested against, and runs only when asked for by
-  name (or for float64 on CUDA, which the CUDA kernel does not take).
+  name (float64 on CUDA, which the CUDA kernel does not take, included).
 - ``cpu``: C++/OpenMP over (batch, head) with a hand-written backward
   (``kernels/wkv7_cpu.cpp``); float32, bfloat16 and float64 (so gradcheck covers it).
 - ``cuda``: one block per (batch, head), threads over the state's rows, a checkpointed
@@ -154,8 +154,8 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
 
     The policy shared by every operator (``symato.models.ops.extension.resolve_backend``):
     ``auto`` = the compiled kernel of the device (``cuda`` / ``cpu``), built now if
-    needed; a kernel that cannot be built is an error, never a slow fallback. The one
-    exception is float64 on CUDA, which only ``torch`` computes.
+    needed; a kernel that cannot be built, or an input dtype it does not take (float64 on
+    CUDA, float16), is an error, never a slow fallback.
     """
     return extension.resolve_backend("wkv7", backend, device, dtype)
 
