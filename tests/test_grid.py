@@ -319,6 +319,12 @@ def test_vary_sweeps_settings_and_names_the_runs() -> None:
     config["train"]["grids"][0]["vary"] = {"lr": [0.0001]}  # below lr_min 0.0006 of gpt
     with pytest.raises(SymatoError, match=r"run gpt-L1-D32-T30k-lr0.0001: need lr_min <= lr"):
         expand_grid(prepared(config))
+    # a WKV backend for the other device is a config error, before any job is queued
+    config["train"]["grids"][0]["vary"] = {}
+    config["train"]["settings"].update(wkv_backend="cuda", device="cpu")
+    with pytest.raises(SymatoError, match=r"wkv_backend 'cuda' cannot run on device 'cpu'"):
+        expand_grid(prepared(config))
+    config["train"]["settings"].update(wkv_backend="auto", device="auto")
     # only settings with a short name may vary (the schema says which)
     config["train"]["grids"][0]["vary"] = {"seed": [1, 2]}
     with pytest.raises(SymatoError, match=r"vary: Additional properties .*'seed'"):

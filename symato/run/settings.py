@@ -175,6 +175,10 @@ def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...
     if not settings["lr_min"] <= settings["lr"]:
         raise SymatoError(f"{where}: need lr_min <= lr, got lr_min={settings['lr_min']}, "
                           f"lr={settings['lr']}")
+    backend, device = settings.get("wkv_backend"), settings.get("device")
+    if {backend, device} == {"cpu", "cuda"}:  # caught here, not in the job after queueing
+        raise SymatoError(f"{where}: wkv_backend {backend!r} cannot run on device {device!r}; "
+                          "use wkv_backend auto (the compiled kernel of the run's device)")
 
 
 def load_settings(path: str | Path) -> dict[str, Any]:
