@@ -177,14 +177,19 @@ def compiler() -> str:
     return os.environ.get("CXX", "c++")
 
 
-def first_line(cmd: tuple[str, ...]) -> str | None:
-    """The first output line of a version command, or None when it does not run."""
+def _output(cmd: tuple[str, ...]) -> str | None:
+    """A version command's output (stdout, else stderr), None when it fails or does not run."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = (proc.stdout or proc.stderr).strip().splitlines()
-    return lines[0] if proc.returncode == 0 and lines else None
+    return (proc.stdout or proc.stderr) if proc.returncode == 0 else None
+
+
+def first_line(cmd: tuple[str, ...]) -> str | None:
+    """The first output line of a version command, or None when it does not run."""
+    lines = (_output(cmd) or "").strip().splitlines()
+    return lines[0] if lines else None
 
 
 @functools.cache
@@ -201,11 +206,7 @@ def compiler_version() -> str | None:
 
 @functools.cache
 def _nvcc_release(home: str) -> str | None:
-    try:
-        text = subprocess.run([str(Path(home) / "bin" / "nvcc"), "--version"],
-                              capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    text = _output((str(Path(home) / "bin" / "nvcc"), "--version")) or ""
     return next((ln.strip() for ln in text.splitlines() if "release" in ln), None)
 
 
@@ -380,11 +381,8 @@ def _build(family: str, kind: str, folder: Path, digest: str, verbose: bool) -> 
 
 
 def _compiler_runs() -> bool:
-    try:
-        return subprocess.run([compiler(), "--version"], capture_output=True,
-                              timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    """Whether ``compiler() --version`` runs (the build key already asked it)."""
+    return compiler_version() is not None
 
 
 def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
