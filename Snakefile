@@ -12,6 +12,7 @@ from snakemake.utils import min_version
 
 from symato.config import prepare
 from symato.errors import SymatoError
+from symato.run.grid import check_budgets
 
 min_version("9.0")
 
@@ -21,8 +22,10 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 # The one place the config is checked and completed: every default of every section
 # (schemas in workflow/schemas/, registries of the package) is filled in here, once.
+# `--config` values (Snakemake reads their leaves as strings) are typed as YAML first.
 try:
-    prepare(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    prepare(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+            overrides=workflow.config_settings.config)
 except SymatoError as _exc:
     raise WorkflowError(f"config error: {_exc}") from None
 
@@ -35,6 +38,16 @@ include: "rules/tokenize.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+
+
+# Budgets against the shards already built, before any job (the run_settings job checks a
+# byte budget again when it resolves it): docs/training.md, "Guards". Only where the
+# workflow starts: a cluster job that reparses this file must not fail for another run.
+if workflow.is_main_process:
+    try:
+        check_budgets(GRID_RUNS)
+    except SymatoError as _exc:
+        raise WorkflowError(f"config error: {_exc}") from None
 
 
 rule all:

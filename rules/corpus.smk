@@ -105,19 +105,30 @@ rule clean_filter:
 
 
 rule clean_dedup:
-    """List exact-duplicate paragraphs across the whole corpus (first in shard order is kept)."""
+    """List exact-duplicate paragraphs across the whole corpus (first in shard order is kept).
+    Stops the workflow here, naming each source's drops, when nothing would be kept or the
+    train or validation split would be empty."""
     input:
-        expand("results/clean/work/{shard}.parquet", shard=CLEAN_SHARD_IDS),
+        works=expand("results/clean/work/{shard}.parquet", shard=CLEAN_SHARD_IDS),
+        reports=[
+            *expand("results/raw/{source}/read_report.json", source=list(CORPUS_SOURCES)),
+            *expand("results/clean/work/{shard}.filter.json", shard=CLEAN_SHARD_IDS),
+        ],
     output:
         temp("results/clean/work/duplicates.parquet"),
     params:
         disable="" if config["clean"]["dedup"] else "--disable",
+        val_fraction=config["clean"]["val_fraction"],
+        reports=lambda wildcards, input: " ".join(
+            f"--report {shlex.quote(path)}" for path in input.reports
+        ),
     log:
         "results/logs/clean_dedup/clean_dedup.log",
     benchmark:
         "results/benchmarks/clean_dedup/clean_dedup.tsv"
     shell:
-        "{SYMATO} clean dedup {params.disable} --out {output:q} {input:q} > {log} 2>&1"
+        "{SYMATO} clean dedup {params.disable} --val-fraction {params.val_fraction} "
+        "{params.reports} --out {output:q} {input.works:q} > {log} 2>&1"
 
 
 rule clean_write:

@@ -129,11 +129,24 @@ def _where(error: Any) -> str:
     return text or "(top level)"
 
 
+def _validator(schema: Any) -> Any:
+    """A JSON-schema validator whose ``integer`` excludes floats such as ``128.0``.
+
+    Why: JSON schema counts ``128.0`` as an integer, but the package's settings are
+    Python ints (``ctx_len: 128.0`` would pass here and be refused later, blamed on a run
+    name instead of the key that holds it).
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(schema)
+
+
 def validate(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """Raise one ``SymatoError`` listing every violation, each naming its key."""
-    from jsonschema import Draft202012Validator
-
-    errors = sorted(Draft202012Validator(schema).iter_errors(config),
+    errors = sorted(_validator(schema).iter_errors(config),
                     key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"{_where(e)}: {e.message}" for e in errors]
@@ -158,9 +171,81 @@ def fill_defaults(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
-def prepare(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """Validate ``config`` against the schema, then fill every default, in place."""
+# ----------------------------------------------------------------------------- --config
+def _child(schema: Any, key: str) -> Any:
+    """The schema of ``key`` inside an object schema (None where it says nothing)."""
+    if not isinstance(schema, dict):
+        return None
+    props = schema.get("properties") or {}
+    if key in props:
+        return props[key]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _items(schema: Any) -> Any:
+    """The schema of an array's items, also inside ``oneOf``/``anyOf`` branches."""
+    if not isinstance(schema, dict):
+        return None
+    if isinstance(schema.get("items"), dict):
+        return schema["items"]
+    branches = [*schema.get("oneOf", []), *schema.get("anyOf", [])]
+    return next((found for b in branches if (found := _items(b)) is not None), None)
+
+
+def _typed(text: str, schema: Any) -> Any:
+    """What ``yaml.safe_load`` makes of ``text``, unless the schema wants it as a string.
+
+    Why the exception: a name such as ``"123"`` or ``"yes"`` is a valid string where the
+    schema asks for one; where it does not (or says nothing), YAML's reading is the one a
+    config file would give.
+    """
+    if schema is None or _validator(schema).is_valid(text):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _retyped(value: Any, given: Any, schema: Any) -> Any:
+    """``value`` (the merged config at one key) with the leaves ``given`` set typed."""
+    if isinstance(given, dict) and isinstance(value, dict):
+        for key in given:
+            if key in value:
+                value[key] = _retyped(value[key], given[key], _child(schema, key))
+        return value
+    if isinstance(value, list) and isinstance(given, list):
+        items = _items(schema)
+        return [_retyped(item, item, items) for item in value]
+    if isinstance(value, str) and isinstance(given, str):
+        return _typed(value, schema)
+    return value
+
+
+def type_overrides(config: dict[str, Any], overrides: Any, schema: dict[str, Any]) -> None:
+    """Give the values set on the command line the types of the same YAML in a file.
+
+    Why: Snakemake reads ``--config KEY=VALUE`` with YAML's base loader, so every leaf of
+    ``report={bootstrap: 10}`` arrives as a string (``'10'``) and the schema refuses it.
+    It has already merged the mapping into the config file's section key by key (the
+    file's other keys stay), so only the leaves that came from the command line are
+    retyped here, in place.
+    """
+    for key, given in (overrides or {}).items():
+        if key in config:
+            config[key] = _retyped(config[key], given, _child(schema, key))
+
+
+def prepare(config: dict[str, Any], schema_path: str | Path,
+            overrides: Any = None) -> dict[str, Any]:
+    """Validate ``config`` against the schema, then fill every default, in place.
+
+    ``overrides``: Snakemake's parsed ``--config`` values (``workflow.config_settings
+    .config``), already merged into ``config``; their leaves are typed as YAML first.
+    """
     schema = load_schema(schema_path)
+    type_overrides(config, overrides, schema)
     validate(config, schema)
     fill_defaults(config, schema)
     validate(config, schema)  # a default must itself be valid

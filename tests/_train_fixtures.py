@@ -61,6 +61,7 @@ def make_settings(tmp: Path, **over: Any) -> Path:
         "eval_interval": 10, "eval_windows": 4, "checkpoint_steps": 5,
         "checkpoint_minutes": 0.0, "device": "cpu", "shards_dir": str(shards),
         "vocab_file": str(vocab),
+        "max_epochs": 1000,  # tiny synthetic shards: the runs repeat them on purpose
     }  # fmt: skip
     s = default_settings(**{**values, **over})
     path = tmp / "settings.json"

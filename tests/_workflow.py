@@ -22,8 +22,11 @@ _TINY_DATA: dict[str, Any] = {
     "clean": {"val_fraction": 0.2},
     # One small grid over whatever tokenizers a test configures: config.yaml's demo grids
     # name tokenizers (symato+256, the sweep's) that the tiny configs leave out.
+    # The corpus's train split is ~5.7 kB (~2k symato tokens, fewer for larger
+    # vocabularies): the runs may pass over it more than once (max_epochs, issue #21).
     "train": {"grids": [{"name": "tiny", "tokenizers": "all", "archs": ["rwkv"],
-                         "sizes": ["L1-D32"], "tokens": [2000]}]},
+                         "sizes": ["L1-D32"], "tokens": [2000]}],
+              "settings": {"max_epochs": 10.0}},
 }
 
 

@@ -168,6 +168,42 @@ def test_thresholds_change_the_result(tmp_path: Path, inputs) -> None:
     assert "not_vietnamese" not in loose["total"]["dropped"]
 
 
+def _dedup(work: Path, shards: int, val_fraction: str, reports: list[Path]) -> int:
+    """The dedup step as the workflow calls it, on run_pipeline's work files."""
+    argv = ["dedup", "--val-fraction", val_fraction, "--out", str(work / "work" / "dups.parquet")]
+    argv += [x for r in reports for x in ("--report", str(r))]
+    return clean.main(argv + [str(work / "work" / f"{k:04d}.parquet") for k in range(shards)])
+
+
+def test_nothing_kept_stops_at_dedup_naming_each_source(tmp_path: Path, inputs) -> None:
+    """A corpus whose every file is empty or dropped stops at cleaning, before any
+    cleaned shard is written, saying what each source lost and why."""
+    sources = {"a": [inputs["a"][1]], "b": [inputs["b"][1]]}  # empty.txt, english.txt
+    with pytest.raises(clean.SymatoError) as error:
+        run_pipeline(tmp_path, sources)
+    text = str(error.value)
+    assert text.startswith("nothing is left after cleaning")
+    assert "no source yielded" in text  # run_pipeline's dedup is given no reports
+    reports = sorted(tmp_path.glob("raw/*/read.json")) + sorted(tmp_path.glob("work/*.json"))
+    with pytest.raises(clean.SymatoError) as error:
+        _dedup(tmp_path, 3, "0.2", reports)
+    lines = str(error.value).splitlines()
+    assert lines[1].startswith("  source 'a': 1 files (1 empty), 0 documents")
+    assert lines[2].startswith("  source 'b': 1 files, 4 documents, 4 paragraphs")
+    assert "dropped: not_vietnamese 4 documents / 4 paragraphs" in lines[2]
+    assert not (tmp_path / "clean").exists() and not (tmp_path / "work/dups.parquet").exists()
+
+
+def test_an_empty_split_stops_at_dedup(tmp_path: Path) -> None:
+    one = tmp_path / "one.txt"
+    one.write_text(VI)  # one document: it goes to train or to val, never both
+    run_pipeline(tmp_path / "w", {"one": [one]})
+    assert _dedup(tmp_path / "w", 3, "0", []) == 0  # no validation split asked for
+    for fraction, empty in (("0.999999", "train"), ("0.000001", "val")):
+        with pytest.raises(clean.SymatoError, match=f"the {empty} split is empty after cleaning"):
+            _dedup(tmp_path / "w", 3, fraction, [])
+
+
 def test_clean_report_rejects_unbalanced_reports(tmp_path: Path) -> None:
     bad = tmp_path / "r.json"
     counts = {"documents": 1, "paragraphs": 1, "bytes": 5}
@@ -245,3 +281,23 @@ def test_snakemake_bad_config_fails_before_any_job(tmp_path: Path, inputs) -> No
     (tmp_path / "config.yaml").write_text("clean:\n  min_vietnamese_shar: 0.3\n")
     proc = snakemake(tmp_path, "--cores", "1", *TARGETS)
     assert proc.returncode != 0 and "min_vietnamese_shar" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SNAKEMAKE.exists(), reason="needs the project's .venv snakemake")
+def test_snakemake_stops_at_cleaning_when_nothing_is_kept(tmp_path: Path, inputs) -> None:
+    """Sources of an empty file and English text only: the workflow stops at clean_dedup
+    (no cleaned shard, no statistics), its log naming each source's drops."""
+    (tmp_path / "config.yaml").write_text(
+        "corpus:\n  shards: 2\n  sources:\n"
+        '    - {name: a, format: text, paths: ["in/empty.txt"]}\n'
+        '    - {name: b, format: text, paths: ["in/english.txt"]}\n'
+    )
+    proc = snakemake(tmp_path, "--cores", "2", "data")
+    assert proc.returncode != 0
+    assert "clean_dedup" in proc.stdout + proc.stderr
+    log = (tmp_path / "results/logs/clean_dedup/clean_dedup.log").read_text()
+    assert "nothing is left after cleaning" in log
+    assert "source 'a': 1 files (1 empty)" in log and "not_vietnamese 4 documents" in log
+    assert not (tmp_path / "results/clean/train").exists()
+    assert not (tmp_path / "results/stats").exists()

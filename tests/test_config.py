@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from _workflow import REPO, prepared
+from _workflow import REPO, SNAKEMAKE, prepared
 
 from symato.config import load_schema
 from symato.errors import SymatoError
@@ -95,6 +95,10 @@ def test_prepare_fills_every_default_through_references() -> None:
 @pytest.mark.parametrize(("path", "value", "named"), [
     (("train", "grids", 0, "archs"), ["rwkv", "mamba"], r"train\.grids\[0\]\.archs\[1\]: 'mamba'"),
     (("train", "settings", "lr"), "fast", r"train\.settings\.lr: 'fast' is not of type"),
+    # an integral float is not an int: named at its key, not later at a run name
+    (("train", "settings", "ctx_len"), 128.0,
+     r"train\.settings\.ctx_len: 128\.0 is not of type 'integer'"),
+    (("train", "grids", 0, "bytes"), [1.0e5], r"train\.grids\[0\]\.bytes\[0\]: 100000\.0"),
     (("train", "settings", "n_embed"), 3, r"train\.settings: Additional properties.*n_embed"),
     (("train", "arch_overrides", "mamba"), {}, r"train\.arch_overrides: 'mamba' is not one"),
     (("train", "arch_overrides", "gpt", "lr"), -1, r"train\.arch_overrides\.gpt\.lr: -1"),
@@ -127,3 +131,51 @@ def test_parsing_the_workflow_does_not_import_torch() -> None:
     code = ("import sys, symato.config, symato.run.grid, symato.run.settings, symato.models, "
             "symato.text.kinds; assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ----------------------------------------------------------- nested --config overrides
+def _dry_run(work, *config: str, targets: tuple[str, ...] = ()) -> str:
+    """`snakemake -n -p` of the real Snakefile with the demo config, a config file of
+    other keys of the same sections, and ``--config`` values; returns its output."""
+    extra = work / "extra.yaml"
+    extra.write_text("report: {seed: 7}\neval: {window_stride: 0.25}\n"
+                     "clean: {min_paragraph_chars: 3}\n")
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(work), "-n", "-p",
+           "--configfile", str(extra), "--config", *config, "--", *targets]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    return f"rc={proc.returncode}\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.parametrize(("override", "target", "expected"), [
+    ("report={bootstrap: 10}", "results/scaling/fits.json", "--bootstrap 10 --seed 7 "),
+    ("eval={batch_size: 8}", "results/runs/symato/rwkv-L1-D32-B10k/metrics.json",
+     "--batch-size 8 --window-stride 0.25 "),
+    ("clean={dedup: false}", "results/clean/report.json", "clean dedup --disable "),
+    ("clean={dedup: true}", "results/clean/report.json", " --val-fraction 0.05 "),
+])
+def test_nested_config_overrides_are_typed_and_merged(tmp_path, override, target,
+                                                      expected) -> None:
+    """Snakemake reads `--config report={bootstrap: 10}` as {'bootstrap': '10'} and merges
+    it into the section; the value must count as YAML's 10, and the section's other keys
+    (from the config files) must stay."""
+    out = _dry_run(tmp_path, override, targets=(target,))
+    assert out.startswith("rc=0"), out[-3000:]
+    assert expected in out
+    if target.startswith("results/clean"):
+        assert "--min-paragraph-chars 3 " in out
+        assert ("--disable" in out) == ("false" in override)
+
+
+def test_nested_config_keeps_schema_strings_and_names_a_wrong_value(tmp_path) -> None:
+    from symato.config import type_overrides
+
+    schema = load_schema(SCHEMA)
+    given = {"tokenizers": ["symato"], "train": {"grids": [{"name": "123", "tokens": ["10"],
+                                                            "tokenizers": "all"}]}}
+    config = copy.deepcopy(given)
+    type_overrides(config, given, schema)
+    assert config["train"]["grids"][0] == {"name": "123", "tokens": [10], "tokenizers": "all"}
+    out = _dry_run(tmp_path, "report={bootstrap: ten}", "eval={batch_size: 0}")
+    assert not out.startswith("rc=0")
+    assert "report.bootstrap: 'ten' is not of type 'integer'" in out
+    assert "eval.batch_size: 0 is less than the minimum of 1" in out

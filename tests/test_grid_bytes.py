@@ -150,7 +150,7 @@ def test_token_run_settings_round_trip(tmp_path: Path) -> None:
 # ------------------------------------------------- resolving tokens from a manifest
 def test_run_settings_resolves_tokens_from_a_real_manifest(tmp_path: Path) -> None:
     manifests = real_shards(tmp_path)
-    n_bytes = 20000
+    n_bytes = 4000  # below the train split's 5.7 kB: no pass repeats text (max_epochs 1)
     for name, manifest_path in manifests.items():
         train = json.loads(manifest_path.read_text())["splits"]["train"]
         per_token = train["bytes"] / train["tokens"]
@@ -161,7 +161,7 @@ def test_run_settings_resolves_tokens_from_a_real_manifest(tmp_path: Path) -> No
         args = command_args(entry["settings"])
         assert settings_main(["--out", str(out), *args]) == 0
         s = load_settings(out)  # the trainer accepts it
-        assert s["text_bytes"] == n_bytes and s["run"] == "rwkv-L2-D64-B20k"
+        assert s["text_bytes"] == n_bytes and s["run"] == "rwkv-L2-D64-B4k"
         assert s["tokens"] == round(n_bytes * train["tokens"] / train["bytes"])
         assert abs(s["tokens"] * per_token - n_bytes) <= s["ctx_len"] * per_token
         assert s["steps"] == math.ceil(s["tokens"] / (s["batch_size"] * s["ctx_len"]))
@@ -197,7 +197,7 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
     (tmp_path / "results/stats").mkdir(parents=True)
     pd.DataFrame([("là", "la", 2, 5)], columns=["syllable", "sym", "marktone", "count"]
                  ).to_parquet(tmp_path / "results/stats/syllables.parquet")  # fmt: skip
-    n_bytes = 8000
+    n_bytes = 4000
     config = {"tokenizers": ["symato", "bytes"],
               "train": {"grids": [{"name": "tokenizers", "tokenizers": "all", "archs": ["gpt"],
                                    "sizes": ["L1-D16"], "bytes": [n_bytes]}],
@@ -211,7 +211,7 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
     seen, dirs = {}, []
     for name, manifest_path in manifests.items():
         train = json.loads(manifest_path.read_text())["splits"]["train"]
-        run = tmp_path / f"results/runs/{name}/gpt-L1-D16-B8k"
+        run = tmp_path / f"results/runs/{name}/gpt-L1-D16-B4k"
         dirs.append(run)
         settings = json.loads((run / "settings.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
@@ -234,19 +234,19 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
     collect.main([*map(str, dirs), "--out", str(runs_csv), "--tokenizers", str(toks_csv),
                   "--manifests", *map(str, manifests.values())])
     rows = pd.read_csv(runs_csv)
-    assert set(rows["budget"]) == {"8k text bytes"} and set(rows["text_bytes"]) == {n_bytes}
+    assert set(rows["budget"]) == {"4k text bytes"} and set(rows["text_bytes"]) == {n_bytes}
     assert rows.set_index("tokenizer")["tokens"].to_dict() == {
         n: json.loads((d / "metrics.json").read_text())["train_tokens"]
         for n, d in zip(manifests, dirs, strict=True)}
     # the summary (workflow/scripts/summary.py; no fits: 1 run per tokenizer) and figure
     runs, toks = load_runs(runs_csv), load_tokenizers(toks_csv)
     text = load_script("summary").document(runs, {}, toks)
-    assert "trained on 8k text bytes" in text and "same amount of *text*" in text
-    assert "| gpt L1-D16 | 8k text bytes |" in text
+    assert "trained on 4k text bytes" in text and "same amount of *text*" in text
+    assert "| gpt L1-D16 | 4k text bytes |" in text
     tokenizers = load_script("tokenizers")
     fig = tokenizers.draw(toks, runs)
     assert fig.axes[2].get_title() == "Bits per byte at equal model size and equal text"
-    assert fig.axes[2].get_xticklabels()[0].get_text() == "gpt L1-D16\n8k text bytes"
+    assert fig.axes[2].get_xticklabels()[0].get_text() == "gpt L1-D16\n4k text bytes"
     tokenizers.plt.close(fig)
 
 

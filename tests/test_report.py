@@ -25,7 +25,8 @@ CONFIG = tiny_data_config(
     train={
         "grids": [{"name": "tiny", "tokenizers": "all", "archs": ["rwkv"], "sizes": ["L1-D16"],
                    "tokens": [4096]}],
-        "settings": {"ctx_len": 32, "batch_size": 4, "warmup": 0.1, "eval_interval": 8,
+        "settings": {"max_epochs": 10.0,  # 4096 tokens repeat the tiny corpus's text
+                     "ctx_len": 32, "batch_size": 4, "warmup": 0.1, "eval_interval": 8,
                      "eval_windows": 2, "checkpoint_steps": 0, "checkpoint_minutes": 0},
     },
     eval={"restoration_syllables": 50, "prompts": [""], "sample_tokens": 8},

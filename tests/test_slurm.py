@@ -245,6 +245,7 @@ TINY = {
             "threads": 1,
             "warmup": 0.1,
             "device": "cpu",  # the cluster's GPUs are fake; gpus_per_run still asks Slurm
+            "max_epochs": 10.0,  # 4000 tokens repeat the tiny corpus's text (issue #21)
         },
         "arch_overrides": {"gpt": {"device": "cuda"}},
         "gpus_per_run": 1,
@@ -401,6 +402,7 @@ PREEMPT = {
             "device": "cpu",
             "checkpoint_steps": 10,
             "log_interval": 10,
+            "max_epochs": 100.0,  # 128k tokens: ~55 passes over the tiny corpus's text
         },
         "gpus_per_run": 0,  # a CPU job: the preemptor needs the node's CPUs
         "retries": 0,  # a failed attempt would end the run: only Slurm's requeue reruns it

@@ -11,7 +11,10 @@ deterministic whatever ``--cores`` is:
 2. ``symato clean dedup`` (one job): reads only the hashes of every work file in shard
    order and lists every paragraph whose text already occurred earlier (shard order,
    then row order). The first occurrence is the one kept, so the result does not
-   depend on which job finished first.
+   depend on which job finished first. It is also where the workflow stops when the
+   cleaned corpus would be empty, or its train or validation split would be: the one
+   job that sees every shard before anything is written, naming what each source lost
+   and why (from the reading and filtering reports).
 3. ``symato clean write`` (one job per shard): drops the listed duplicates, rejoins each
    document's paragraphs with blank lines and writes ``doc_id, source, text`` into the
    shard's train or validation file. The split is decided here, once, per document: a
@@ -254,6 +257,67 @@ def find_duplicates(works: list[Path], out: Path) -> int:
     return len(where)
 
 
+def check_kept(works: list[Path], dups: Path, val_fraction: float | None,
+               reports: list[Path]) -> None:
+    """Refuse a cleaned corpus with no document, or with an empty split.
+
+    Why here: every later stage (statistics, vocabularies, tokenizing) would otherwise
+    run on nothing and the first error would come from a training run's settings.
+    ``val_fraction`` None or 0 (no validation split asked for) checks the train split only.
+    """
+    fraction = val_fraction or 0.0
+    wanted = set(SPLITS) if fraction else {"train"}
+    found = _kept_splits(works, dups, fraction, wanted)
+    if not found:
+        raise SymatoError("nothing is left after cleaning: every paragraph of every source "
+                          "was dropped.\n" + dropped_summary(reports))
+    missing = sorted(wanted - found)
+    if missing:
+        raise SymatoError(f"the {missing[0]} split is empty after cleaning: every kept document "
+                          f"went to the other split (val_fraction {fraction}, by a hash of its "
+                          "doc_id); add text or change clean.val_fraction")
+
+
+def _kept_splits(works: list[Path], dups: Path, fraction: float, wanted: set[str]) -> set[str]:
+    """The splits that documents surviving deduplication go to (stops once it has
+    ``wanted``)."""
+    found: set[str] = set()
+    for work in works:
+        drop = _duplicate_rows(dups, shard_name(work))
+        try:
+            ids = pq.read_table(work, columns=["doc_id"]).column("doc_id").to_pylist()
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise SymatoError(f"cannot read work file {work}: {exc}") from None
+        for doc_id in dict.fromkeys(d for row, d in enumerate(ids) if row not in drop):
+            found.add(split_of(doc_id, fraction))
+            if found >= wanted:
+                return found
+    return found
+
+
+def dropped_summary(reports: list[Path]) -> str:
+    """One line per source: what was read, and what was dropped for which reason."""
+    sources: dict[str, dict] = {}
+    for path in reports:
+        report = read_json(path, "cleaning stage report")
+        for name, part in (report.get("sources") or {}).items():
+            _merge_source(sources.setdefault(name, {}), part)
+    if not sources:
+        return "  (no source yielded a document)"
+    return "\n".join(_source_line(name, entry) for name, entry in sorted(sources.items()))
+
+
+def _source_line(name: str, entry: dict) -> str:
+    seen, files = entry.get("seen", zero_counts()), entry.get("files", {})
+    entry.setdefault("dropped", {})
+    empty = f" ({files['empty']} empty)" if files.get("empty") else ""
+    dropped = ", ".join(f"{reason} {c['documents']} documents / {c['paragraphs']} paragraphs / "
+                        f"{c['bytes']} bytes" for reason, c in sorted(entry["dropped"].items()))
+    return (f"  source {name!r}: {files.get('seen', 0)} files{empty}, {seen['documents']} "
+            f"documents, {seen['paragraphs']} paragraphs, {seen['bytes']} bytes read; dropped: "
+            f"{dropped or 'nothing'}")
+
+
 def shard_name(path: Path) -> str:
     """The shard id of a work/clean file: its name up to the first dot ("0003")."""
     return path.name.split(".")[0]
@@ -411,6 +475,11 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dedup", help="list duplicate paragraphs across all work files")
     d.add_argument("--disable", action="store_true", help="list nothing (dedup off)")
     d.add_argument("--out", required=True, type=Path)
+    d.add_argument("--val-fraction", type=float,
+                   help="clean.val_fraction: refuse a train or validation split left empty")
+    d.add_argument("--report", action="append", default=[], type=Path, dest="reports",
+                   help="a reading or filtering report, to name what was dropped when "
+                   "nothing is left (repeatable)")
     d.add_argument("works", nargs="+", type=Path, help="work files in shard order")
     w = sub.add_parser("write", help="drop duplicates and write one cleaned shard")
     w.add_argument("--work", required=True, type=Path)
@@ -441,6 +510,11 @@ def main(argv: list[str]) -> int:
     elif args.step == "dedup":
         works = [] if args.disable else args.works
         n = find_duplicates(works, args.out)
+        try:
+            check_kept(args.works, args.out, args.val_fraction, args.reports)
+        except SymatoError:
+            args.out.unlink()
+            raise
         print(f"symato clean dedup: {n} duplicate paragraphs in {len(args.works)} shards")
     else:
         tallies = write_shard(args.work, args.duplicates, {"train": args.train, "val": args.val},

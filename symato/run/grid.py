@@ -19,12 +19,18 @@ defaults, then ``train.arch_overrides[arch]``, then the sub-grid's ``vary`` valu
 the size, budget and data paths. A varied setting names the run: ``...-T300k-lr0.002``
 (``symato.run.settings.varied_names`` gives each setting's short name). The config must
 already be complete (``symato.config.prepare`` fills every default).
+
+Every run is checked as it is expanded, so a config error stops the Snakefile before any
+job: sizes and budgets beyond the sanity limits (``symato.run.settings.check_scale``),
+and, where a tokenizer's shards already exist, budgets that repeat their training text
+more than ``max_epochs`` times (:func:`check_budgets`).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +39,11 @@ from symato.errors import SymatoError
 from symato.models.registry import ARCHITECTURES, get_architecture
 from symato.run.settings import (
     RESOLVED_KEYS,
+    check_passes,
     check_settings,
     ordered,
     steps_for,
+    train_split,
     varied_names,
 )
 
@@ -183,3 +191,32 @@ def _entry(settings: dict[str, Any]) -> dict[str, Any]:
     keys = ("tokenizer", "run", "arch", "n_layer", "n_embd")
     return {**{k: settings[k] for k in keys}, "tokens": settings.get("tokens"),
             "text_bytes": settings.get("text_bytes"), "grids": [], "settings": settings}
+
+
+def check_budgets(runs: list[dict[str, Any]], results: str | Path = "results") -> None:
+    """Refuse, before any job, a run whose budget passes over the training text of its
+    tokenizer's existing shards more than ``max_epochs`` times.
+
+    Only shards already built can say how much text there is; a byte-budget run whose
+    shards do not exist yet is checked when ``symato settings`` resolves it. A manifest
+    that cannot be read is left to the jobs that read it.
+    """
+    manifests: dict[str, dict[str, int] | None] = {}
+    for r in runs:
+        path = Path(results) / "shards" / r["tokenizer"] / "manifest.json"
+        if r["tokenizer"] not in manifests:
+            manifests[r["tokenizer"]] = _existing_split(path)
+        train = manifests[r["tokenizer"]]
+        if train is not None:
+            check_passes(r["settings"], train, str(path),
+                         f"config train.grids ({', '.join(r['grids'])})")
+
+
+def _existing_split(manifest: Path) -> dict[str, int] | None:
+    """The train split's counts of an existing, readable manifest; else None."""
+    if not manifest.is_file():
+        return None
+    try:
+        return train_split(manifest)
+    except SymatoError:
+        return None

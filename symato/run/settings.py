@@ -11,6 +11,10 @@ from :func:`shared_schema`, so the two cannot drift apart (``tests/test_config.p
 ``symato settings`` writes one run's settings.json from command-line options (the
 workflow's ``run_settings`` rule); a budget in bytes of text is turned into tokens and
 steps there, from the tokenizer's shard manifest.
+
+Two guards stop absurd work before it is queued (docs/training.md, "Guards"): a budget
+that passes over the train split's text more than ``max_epochs`` times, and a run beyond
+the sanity limits ``MAX_PARAMS``/``MAX_TOKENS`` without ``allow_large``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ class Setting(Option):
     shared: bool = False
     optional: bool = False
     short: str = ""
+    guard: bool = False
+
+
+def _guard(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
+    """A shared setting that guards against mistakes and changes nothing that is trained.
+
+    Why optional: it is written to settings.json only when it differs from its default
+    (``ordered``), so adding a guard to the contract reruns no finished run.
+    """
+    return Setting(name, kind, help, default=default, shared=True, optional=True,
+                   guard=True, **limits)
 
 
 def _shared(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
@@ -94,12 +109,21 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1),
     _varied("split_syllables", "split", float, 0.0, "symato+N: probability that a whole "
             "syllable of a training window is written as sym + marktone", minimum=0, below=1),
+    _guard("max_epochs", float, 1.0, "most passes a run's budget may make over the train "
+           "split's text (tokens / train tokens, or bytes / train bytes); a budget beyond "
+           "it is a config error. Raise it for a study of repeated data", above=0),
+    _guard("allow_large", bool, False, "allow a run beyond the sanity limits (about "
+           "1e10 block parameters, 12 x n_layer x n_embd^2; 1e11 tokens or bytes of text)"),
     Setting("shards_dir", str, "token shards folder (manifest.json, {split}/*.arrow)"),
     Setting("vocab_file", str, "vocabulary file, embedded into the final model"),
 )
 SPEC: dict[str, Setting] = {s.name: s for s in SETTINGS}
 # What a byte-budget run leaves open until its tokenizer's shard manifest exists.
 RESOLVED_KEYS = ("tokens", "steps")
+# Sanity limits (docs/training.md, "Guards"): a run beyond them needs allow_large: true.
+# The GPU grid's largest run (L12-D768, 700 MB of text) is far below both.
+MAX_PARAMS = 10**10  # block parameters, estimated by block_params()
+MAX_TOKENS = 10**11  # training tokens; a byte budget's bytes of text are held to it too
 
 
 def shared_names() -> tuple[str, ...]:
@@ -146,12 +170,19 @@ def default_settings(
 
 
 def ordered(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` in the contract's key order, whatever order it was built in.
+    """``settings`` in the contract's key order, whatever order it was built in, without
+    the guards that are at their default.
 
     Why: Snakemake compares a rule's params as text, so the same settings must always
     be written the same way, or a config with its keys reordered would rerun every run.
     """
-    return {s.name: settings[s.name] for s in SETTINGS if s.name in settings}
+    return {s.name: settings[s.name] for s in SETTINGS if s.name in settings
+            and not (s.guard and settings[s.name] == s.default)}
+
+
+def setting(settings: dict[str, Any], name: str) -> Any:
+    """A setting's value, or its default where it is left out (a guard at its default)."""
+    return settings.get(name, SPEC[name].default)
 
 
 def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...] = ()) -> None:
@@ -179,6 +210,60 @@ def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...
     if {backend, device} == {"cpu", "cuda"}:  # caught here, not in the job after queueing
         raise SymatoError(f"{where}: wkv_backend {backend!r} cannot run on device {device!r}; "
                           "use wkv_backend auto (the compiled kernel of the run's device)")
+    check_scale(settings, where)
+
+
+# ----------------------------------------------------------------------------- guards
+def block_params(n_layer: int, n_embd: int) -> int:
+    """Parameters of a model's blocks, embeddings left out: 12 x n_layer x n_embd².
+
+    Why an estimate: counting exactly means building the model (importing torch), which
+    the Snakefile must not do while parsing. Every registered architecture is within
+    about 10% above it (more at tiny widths): a Transformer block holds 12 d² weights.
+    """
+    return 12 * n_layer * n_embd**2
+
+
+def check_scale(settings: dict[str, Any], where: str) -> None:
+    """Refuse a run beyond the sanity limits unless its ``allow_large`` is true."""
+    if setting(settings, "allow_large"):
+        return
+    params = block_params(settings["n_layer"], settings["n_embd"])
+    counts = [("block parameters (12 x n_layer x n_embd^2)", params, MAX_PARAMS)]
+    counts += [(label, settings[key], MAX_TOKENS) for key, label in
+               (("tokens", "training tokens"), ("text_bytes", "bytes of training text"))
+               if key in settings]
+    for label, count, limit in counts:
+        if count > limit:
+            raise SymatoError(f"{where}: {count:.3g} {label} is beyond the sanity limit of "
+                              f"{limit:.0e}; if this run is meant, set allow_large: true "
+                              "(train.settings or train.arch_overrides; docs/training.md)")
+
+
+def check_passes(settings: dict[str, Any], train: dict[str, int], source: str,
+                 where: str) -> float:
+    """Refuse a budget that passes over the train split's text more than ``max_epochs``
+    times; returns the passes. ``train``: the split's ``tokens`` and ``bytes`` (from
+    ``source``, a shard manifest)."""
+    unit = "bytes" if "text_bytes" in settings else "tokens"
+    if train[unit] <= 0:
+        raise SymatoError(f"{where}: run {settings['tokenizer']}/{settings['run']}: the train "
+                          f"split of {source} holds no {unit}; nothing to train on")
+    if unit == "bytes":
+        budget, passes = f"{settings['text_bytes']} bytes of text", \
+            settings["text_bytes"] / train["bytes"]
+    else:
+        budget, passes = f"{settings['tokens']} tokens", settings["tokens"] / train["tokens"]
+    limit = setting(settings, "max_epochs")
+    if passes > limit:
+        raise SymatoError(
+            f"{where}: run {settings['tokenizer']}/{settings['run']}: its budget of {budget} "
+            f"is {passes:.4g} passes over the training text, which holds {train['bytes']} "
+            f"bytes ({train['tokens']} tokens; train split of {source}), and max_epochs is "
+            f"{limit:g}. Lower the budget or use a bigger corpus; a study of repeated data "
+            f"sets max_epochs: {math.ceil(passes * 100) / 100:g} or more (train.settings or "
+            "train.arch_overrides; docs/training.md)")
+    return passes
 
 
 def load_settings(path: str | Path) -> dict[str, Any]:
@@ -203,6 +288,12 @@ def resolve_text_bytes(text_bytes: int, manifest_path: str | Path) -> tuple[int,
     bytes per token (end-of-text tokens included, as training windows include them).
     Returns (tokens, the train split's ``tokens`` and ``bytes``).
     """
+    counts = train_split(manifest_path)
+    return max(1, round(text_bytes * counts["tokens"] / counts["bytes"])), counts
+
+
+def train_split(manifest_path: str | Path) -> dict[str, int]:
+    """The ``tokens`` and ``bytes`` of a shard manifest's train split (checked)."""
     manifest = read_json(manifest_path, "shard manifest")
     splits = manifest.get("splits") if isinstance(manifest, dict) else None
     train = splits.get("train") if isinstance(splits, dict) else None
@@ -215,7 +306,7 @@ def resolve_text_bytes(text_bytes: int, manifest_path: str | Path) -> tuple[int,
             raise SymatoError(f"shard manifest {manifest_path}: key 'splits.train.{key}' must be "
                               f"a positive integer, got {value!r}")
         counts[key] = value
-    return max(1, round(text_bytes * counts["tokens"] / counts["bytes"])), counts
+    return counts
 
 
 # ----------------------------------------------------------------------------- command line
@@ -262,6 +353,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.pop("out"))
     where = f"symato settings (for {out})"
     manifest = args.pop("manifest")
+    args = {k: v for k, v in args.items() if v is not None or not SPEC[k].guard}
     if args["text_bytes"] is None:
         del args["text_bytes"]
         if manifest is not None or None in (args["tokens"], args["steps"]):
@@ -285,7 +377,8 @@ def _resolve(args: dict[str, Any], manifest: Path, where: str) -> dict[str, Any]
     args["tokens"], args["steps"] = tokens, steps_for(tokens, args)
     print(f"{args['text_bytes']} bytes of text at {train['bytes'] / train['tokens']:.4f} bytes per "
           f"token (train split of {manifest}) -> tokens {tokens}, steps {args['steps']}")
-    if tokens > train["tokens"]:
-        print(f"note: {tokens} tokens is more than the train split's {train['tokens']}: "
-              f"windows repeat text")
+    passes = check_passes(args, train, str(manifest), where)
+    if passes > 1:
+        print(f"note: {passes:.4g} passes over the training text (max_epochs "
+              f"{setting(args, 'max_epochs'):g}): windows repeat text")
     return args

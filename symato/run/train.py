@@ -61,7 +61,7 @@ from symato.io import atomic_path, read_json, write_text_atomic
 from symato.models.registry import get_architecture
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, run_inputs
-from symato.run.settings import load_settings
+from symato.run.settings import check_passes, load_settings
 from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
 
@@ -282,6 +282,11 @@ class Trainer:
         self.dist.init(self.device)
         self.train_ds = TokenDataset(settings["shards_dir"], "train", settings["ctx_len"])
         self.val_ds = TokenDataset(settings["shards_dir"], "val", settings["ctx_len"])
+        # The last guard against a budget repeating the text more than max_epochs times:
+        # token runs whose shards did not exist yet when the workflow was planned.
+        check_passes(settings, {"tokens": self.train_ds.num_tokens,
+                                "bytes": int(self.train_ds.manifest.get("bytes", 0))},
+                     str(Path(settings["shards_dir"]) / "manifest.json"), "symato train")
         self.vocab = read_json(settings["vocab_file"], "vocabulary file")
         self.inputs = run_inputs(settings)  # what a checkpoint must match to be resumed
         self.micro = self._micro_batch_size()
