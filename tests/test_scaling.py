@@ -84,7 +84,9 @@ def test_fit_pinned_to_a_bound_is_flagged():
     loss = np.array([1.933, 1.861, 1.878, 1.873])  # a demo GPT ladder that did not improve
     fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 3e5), loss, n_bootstrap=0)
     assert "alpha" in fit.at_bound
-    assert fit.to_json()["at_bound"] == fit.at_bound
+    assert fit.status == "at_bound" and "alpha" in fit.reason  # never "ok"
+    out = fit.to_json()
+    assert out["at_bound"] == fit.at_bound and out["status"] == "at_bound" and "E" in out
     clean = scaling.fit_law(
         scaling.LAW_N, n, np.full_like(n, 3e5), scaling.predict(TRUE_N_FLAGTEST, n), n_bootstrap=0
     )
@@ -92,6 +94,29 @@ def test_fit_pinned_to_a_bound_is_flagged():
 
 
 TRUE_N_FLAGTEST = {"E": 1.2, "A": 40.0, "alpha": 0.3}
+
+
+@pytest.mark.parametrize("law", [scaling.LAW_N, scaling.LAW_ND])
+def test_no_floor_puts_e_at_its_bound(law):
+    """Runs on a pure power law (no floor): E goes to its bound 0, and the status says so."""
+    n, d, _ = synthetic_runs()
+    loss = 40.0 * n ** -0.2 + (300.0 * d ** -0.3 if law.uses_tokens else 0.0)
+    fit = scaling.fit_law(law, n, d, loss, n_bootstrap=0)
+    assert fit.status == "at_bound" and fit.at_bound == ["E"], fit
+    assert fit.params["E"] == pytest.approx(0.0, abs=1e-6)
+    assert fit.params["alpha"] == pytest.approx(0.2, abs=1e-3)
+
+
+def test_summary_shows_the_at_bound_status():
+    from symato.report import summary
+
+    n = np.geomspace(2e5, 9e5, 4)
+    fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 3e5),
+                          np.array([1.933, 1.861, 1.878, 1.873]), n_bootstrap=0)
+    doc = {"groups": {"symato/gpt": {"fits": {"L_N": fit.to_json()}}}}
+    text = summary.fits_section(doc)
+    assert "| symato/gpt | L(N) | at bound (" in text and "alpha" in text
+    assert "| ok |" not in text
 
 
 def test_huber_ignores_an_outlier():

@@ -2,15 +2,18 @@
 
 Why this shape of fit: the losses of a small grid of runs span a narrow range, so a
 least-squares fit on raw loss is dominated by the largest runs and by outliers. Following
-the Chinchilla recipe we fit on log-loss with the log-sum-exp form
+the Chinchilla recipe the misfit of a run is relative, and robust: a Huber loss
+(δ = 1e-3) of the log residual log L̂ - log L, quadratic for well-fitted runs and linear
+for outliers.
 
-    log L = LSE(e, a - α·log N, b - β·log D),   E = exp(e), A = exp(a), B = exp(b),
-
-under a Huber loss (δ = 1e-3) that is quadratic for well-fitted runs and linear for
-outliers, minimised with L-BFGS from every point of a grid of initializations (the
-objective is not convex; the best converged fit is kept; the grid is scored first and
-L-BFGS runs from its best GRID_STARTS points). Confidence intervals come
-from a bootstrap that resamples whole runs. Losses are bits per byte, so fits of
+How: variable projection. For fixed exponents (α, β) the law is linear in (E, A, B), and
+the best (E, A, B) >= 0 come from iteratively reweighted non-negative least squares
+(each step an exact NNLS over the 2^k - 1 supports of k <= 3 coefficients, vectorised;
+the weights make its fixed point the Huber optimum). So only (α, β) is searched: a grid
+over the exponent box, then a pattern search from its best point. E, A, B >= 0 are the
+natural bounds (E = 0: the runs show no floor; reported as at bound), α, β in [0, 3].
+Confidence intervals come from a bootstrap that resamples whole runs, as count weights
+on the runs, so all replicates are fitted at once. Losses are bits per byte, so fits of
 different tokenizers compare.
 
 Input: a CSV with columns ``params``, ``tokens``, ``loss`` (bits per byte) and optional
@@ -45,6 +48,15 @@ MIN_DISTINCT_N = 3
 MIN_RUNS_ND = 7
 MIN_DISTINCT_D = 3
 CI_LEVEL = 0.95
+# Statuses of a fitted law. "ok": every parameter inside its search box. "at_bound": one
+# or more parameters at (within BOUND_RTOL of) a bound of the box, E's lower bound
+# included (E -> 0 is a real outcome of a small grid: the runs do not show a floor): the
+# curve describes the runs, but those parameters are not measured by them. Any other
+# status (too_few_runs) has no parameters.
+STATUS_OK = "ok"
+STATUS_AT_BOUND = "at_bound"
+FITTED = (STATUS_OK, STATUS_AT_BOUND)
+BOUND_RTOL = 1e-4  # of an exponent's span (3e-4 for [0, 3])
 
 
 def interval(values: np.ndarray, axis: int | None = None) -> tuple[Any, Any]:
@@ -55,27 +67,22 @@ GROUP_COLUMNS = ("tokenizer", "arch")
 PARAMS_COLUMNS = {"total": "params", "non_embedding": "params_non_embedding"}
 CURVE_POINTS = 60
 
-# Initialization grids (natural-log space for e, a, b). Chosen to cover bits-per-byte
-# losses (E ~ 0.3..3) and nats-per-token ones (Chinchilla's E = 1.69), sizes 1e4..1e11.
-GRID_E = (-1.0, 0.0, 1.0)
-GRID_LOG_COEF = (0.0, 5.0, 10.0, 15.0, 20.0)
-GRID_EXPONENT = (0.1, 0.4, 0.8)
-# L-BFGS starts from the GRID_STARTS grid points with the lowest objective (scoring the
-# whole grid is cheap; optimising from all 675 points of the L(N, D) grid costs ~20 s per
-# fit on one core and, on synthetic data, finds the same optimum as the best 24).
-GRID_STARTS = 24
-# A bootstrap replicate starts from the full fit's best BOOTSTRAP_BASINS distinct optima
-# plus its own BOOTSTRAP_STARTS best grid points: a resample's objective can have its
-# optimum in another basin, and starting only near the full fit's optimum gave intervals
-# too narrow to cover the true B of the synthetic test.
-BOOTSTRAP_BASINS = 2
-BOOTSTRAP_STARTS = 3
-# L-BFGS stops when an iteration improves the objective (mean Huber/δ, ~|log residual|)
-# by less than FTOL.
-FTOL = 1e-10
-BOUNDS_E = (-10.0, 10.0)
-BOUNDS_LOG_COEF = (-20.0, 60.0)
+# The exponent search: a grid of step GRID_STEP over BOUNDS_EXPONENT (16 x 16 points for
+# L(N, D)), scored with COARSE_IRLS reweighting steps, then REFINE_ROUNDS rounds of a
+# pattern search (3 x 3 neighbours; the step halves when none is better), each point
+# scored with REFINE_IRLS steps warm-started from the centre's weights, and FINAL_IRLS
+# steps at the optimum. Replicates are fitted CHUNK at a time (memory).
+GRID_STEP = 0.2
+COARSE_IRLS = 12
+REFINE_IRLS = 6
+REFINE_ROUNDS = 40
+FINAL_IRLS = 60
+CHUNK = 32
+RIDGE = 1e-12  # on the column-normalised normal equations (alpha = 0 makes N^-α = 1 = E's)
+BOUNDS_COEF = (0.0, math.inf)  # E, A, B
 BOUNDS_EXPONENT = (0.0, 3.0)
+# A coefficient is at its bound 0 when its term is below COEF_RTOL of every run's loss.
+COEF_RTOL = 1e-9
 
 
 @dataclass
@@ -88,27 +95,20 @@ class Law:
     uses_tokens: bool
     min_runs: int
 
-    def grid(self) -> list[np.ndarray]:
-        """Candidate initializations: every point of the product grid."""
-        axes: list[Sequence[float]] = [GRID_E, GRID_LOG_COEF, GRID_EXPONENT]
-        if self.uses_tokens:
-            axes += [GRID_LOG_COEF, GRID_EXPONENT]
-        return [np.array(p, dtype=float) for p in itertools.product(*axes)]
-
     def bounds(self) -> list[tuple[float, float]]:
-        """Box bounds keep exponents non-negative and exp() finite."""
-        b = [BOUNDS_E, BOUNDS_LOG_COEF, BOUNDS_EXPONENT]
-        return b + ([BOUNDS_LOG_COEF, BOUNDS_EXPONENT] if self.uses_tokens else [])
+        """The search box, in the order of the raw vector (E, A, α[, B, β])."""
+        b = [BOUNDS_COEF, BOUNDS_COEF, BOUNDS_EXPONENT]
+        return b + ([BOUNDS_COEF, BOUNDS_EXPONENT] if self.uses_tokens else [])
 
     def names_raw_order(self) -> tuple[str, ...]:
         """Reported names in the order of the raw parameter vector."""
         return ("E", "A", "alpha", "B", "beta") if self.uses_tokens else ("E", "A", "alpha")
 
     def to_named(self, raw: np.ndarray) -> dict[str, float]:
-        """Raw (e, a, α[, b, β]) to reported (E, A, alpha[, B, beta])."""
-        out = {"E": math.exp(raw[0]), "A": math.exp(raw[1]), "alpha": float(raw[2])}
+        """Raw (E, A, α[, B, β]) to reported names."""
+        out = {"E": float(raw[0]), "A": float(raw[1]), "alpha": float(raw[2])}
         if self.uses_tokens:
-            out.update({"B": math.exp(raw[3]), "beta": float(raw[4])})
+            out.update({"B": float(raw[3]), "beta": float(raw[4])})
         return {k: out[k] for k in self.names}
 
 
@@ -125,74 +125,138 @@ def predict(named: dict[str, float], n: Any, d: Any = None) -> np.ndarray:
     return loss
 
 
-def _objective(
-    raw: np.ndarray, log_n: np.ndarray, log_d: np.ndarray | None, log_l: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """Mean Huber loss (scaled by 1/δ) of log-sum-exp log-loss residuals, and its gradient.
+def _subsets(k: int) -> list[list[int]]:
+    """The non-empty supports of k coefficients."""
+    return [list(s) for r in range(1, k + 1) for s in itertools.combinations(range(k), r)]
 
-    Scaling by 1/δ only changes units: outliers then cost about |r| and L-BFGS's
-    default tolerances are meaningful (the raw Huber sum is ~1e-6).
+
+def _wnnls(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """min over c >= 0 of sum u·(x c - 1)², batched over leading axes: x (..., n, k),
+    u (..., n). Exact: the least-squares solution on every support, the best feasible one
+    (the NNLS optimum is the unconstrained one on its own support)."""
+    xu = x * u[..., None]
+    m = np.einsum("...ni,...nj->...ij", xu, x)
+    v = xu.sum(axis=-2)
+    scale = np.sqrt(np.maximum(np.einsum("...ii->...i", m), 1e-300))
+    m = m / (scale[..., :, None] * scale[..., None, :])
+    v = v / scale
+    best_c, best_q = np.zeros(v.shape), np.zeros(v.shape[:-1])  # c = 0: q = 0
+    for sub in _subsets(x.shape[-1]):
+        ms = m[..., sub, :][..., :, sub] + RIDGE * np.eye(len(sub))
+        cs = np.linalg.solve(ms, v[..., sub, None])[..., 0]
+        q = -(cs * v[..., sub]).sum(-1)  # c'Mc - 2v'c at the support's solution
+        better = (cs >= 0).all(-1) & (q < best_q)
+        if better.any():
+            full = np.zeros(v.shape)
+            full[..., sub] = cs
+            best_c = np.where(better[..., None], full, best_c)
+            best_q = np.where(better, q, best_q)
+    return best_c / scale
+
+
+def _huber_fit(x: np.ndarray, w: np.ndarray, iters: int, u: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients c >= 0 minimising the mean Huber/δ of the log residuals
+    log(x c) (count weights w), by ``iters`` reweighting steps from weights ``u``
+    (default w). Returns (c, objective, the last weights) batched like ``_wnnls``.
+
+    Each step is a weighted NNLS on the relative residual r = x c - 1 with weights
+    ψ(log(1 + r)) / (r (1 + r)): its stationary points are those of the Huber objective
+    on log residuals (the Chinchilla objective), reached by a fixed-point iteration.
     """
-    terms = [np.full_like(log_n, raw[0]), raw[1] - raw[2] * log_n]
+    u = w if u is None else u
+    for _ in range(iters):
+        r = np.einsum("...nk,...k->...n", x, _wnnls(x, u)) - 1.0
+        u = w * _irls_weight(r)
+    c = _wnnls(x, u)
+    r = np.log(np.maximum(np.einsum("...nk,...k->...n", x, c), 1e-300))
+    a = np.abs(r)
+    h = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+    return c, (w * h).sum(-1) / (HUBER_DELTA * w.sum(-1)), u
+
+
+def _irls_weight(r: np.ndarray) -> np.ndarray:
+    """ψ(log(1 + r)) / (r (1 + r)) for relative residuals r (1 at r = 0)."""
+    one = np.maximum(1.0 + r, 1e-300)
+    psi = np.clip(np.log(one), -HUBER_DELTA, HUBER_DELTA)
+    small = np.abs(r) < 1e-12
+    return np.where(small, 1.0, psi / np.where(small, 1.0, r)) / one
+
+
+def _design(exps: np.ndarray, log_n: np.ndarray, log_d: np.ndarray | None,
+            loss: np.ndarray) -> np.ndarray:
+    """Columns 1, N^-α[, D^-β], each over the run's loss, for exponents exps (..., m):
+    x (..., n, k), so that x c - 1 is the relative residual of c = (E, A[, B])."""
+    cols = [np.ones((*exps.shape[:-1], len(log_n))), np.exp(-exps[..., 0:1] * log_n)]
     if log_d is not None:
-        terms.append(raw[3] - raw[4] * log_d)
-    stacked = np.stack(terms)
-    top = stacked.max(axis=0)
-    weights = np.exp(stacked - top)
-    total = weights.sum(axis=0)
-    lse = top + np.log(total)
-    weights /= total
-    r = lse - log_l
-    absr = np.abs(r)
-    huber = np.where(absr <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (absr - 0.5 * HUBER_DELTA))
-    psi = np.clip(r, -HUBER_DELTA, HUBER_DELTA)
-    scale = 1.0 / (HUBER_DELTA * len(r))
-    grad = [np.sum(psi * weights[0]), np.sum(psi * weights[1]), -np.sum(psi * weights[1] * log_n)]
-    if log_d is not None:
-        grad += [np.sum(psi * weights[2]), -np.sum(psi * weights[2] * log_d)]
-    return float(huber.sum() * scale), np.array(grad) * scale
+        cols.append(np.exp(-exps[..., 1:2] * log_d))
+    return np.stack(cols, axis=-1) / loss[:, None]
 
 
-def _minimize(
-    law: Law, starts: list[np.ndarray], n: np.ndarray, d: np.ndarray, loss: np.ndarray
-) -> list[tuple[float, np.ndarray]]:
-    """L-BFGS from each start; the distinct optima found, best (lowest objective) first."""
-    from scipy.optimize import minimize
-
-    log_n, log_l = np.log(n), np.log(loss)
+def _fit_weighted(law: Law, n: np.ndarray, d: np.ndarray, loss: np.ndarray,
+                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The raw optimum (E, A, α[, B, β]) and objective for each row of ``weights``
+    (R, runs): count weights of a bootstrap replicate, ones for the full fit."""
+    log_n = np.log(n)
     log_d = np.log(d) if law.uses_tokens else None
-    optima: list[tuple[float, np.ndarray]] = []
-    for x0 in starts:
-        res = minimize(
-            _objective,
-            x0,
-            args=(log_n, log_d, log_l),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=law.bounds(),
-            options={"maxiter": 1000, "ftol": FTOL, "gtol": 1e-9},
-        )
-        if not (np.all(np.isfinite(res.x)) and math.isfinite(res.fun)):
-            continue
-        if not any(np.allclose(res.x, x, rtol=0, atol=1e-3) for _, x in optima):
-            optima.append((float(res.fun), res.x))
-    if not optima:
-        raise SymatoError(f"{law.name} fit: no initialization converged to a finite optimum")
-    return sorted(optima, key=lambda fx: fx[0])
+    dims = 2 if law.uses_tokens else 1
+    lo, hi = BOUNDS_EXPONENT
+    grid = np.array(list(itertools.product(np.arange(lo, hi + 1e-9, GRID_STEP), repeat=dims)))
+    reps, runs = weights.shape
+    x = _design(grid, log_n, log_d, loss)  # (G, n, k)
+    _, obj, _ = _huber_fit(np.broadcast_to(x, (reps, *x.shape)),
+                           np.broadcast_to(weights[:, None, :], (reps, len(grid), runs)),
+                           COARSE_IRLS)
+    centre = grid[np.argmin(obj, axis=1)]  # (R, m)
+    step = np.full(reps, GRID_STEP / 2)
+    offsets = np.array(list(itertools.product((-1, 0, 1), repeat=dims)), dtype=float)
+    middle = int(np.flatnonzero((offsets == 0).all(axis=1))[0])
+    every = np.arange(reps)
+    u = None
+    for _ in range(REFINE_ROUNDS):
+        pts = np.clip(centre[:, None, :] + step[:, None, None] * offsets, lo, hi)  # (R, P, m)
+        w = np.broadcast_to(weights[:, None, :], (*pts.shape[:2], runs))
+        start = None if u is None else np.broadcast_to(u[:, None, :], w.shape)
+        _, obj, last = _huber_fit(_design(pts, log_n, log_d, loss), w, REFINE_IRLS, start)
+        best = np.argmin(obj, axis=1)
+        stay = obj[every, middle] <= obj[every, best]  # move only to a strictly better point
+        best = np.where(stay, middle, best)
+        centre, u = pts[every, best], last[every, best]
+        step = np.where(stay, step / 2, step)
+    c, obj, _ = _huber_fit(_design(centre, log_n, log_d, loss), weights, FINAL_IRLS, u)
+    cols = [c[:, 0], c[:, 1], centre[:, 0]]
+    if law.uses_tokens:
+        cols += [c[:, 2], centre[:, 1]]
+    return np.column_stack(cols), obj
 
 
-def _params_at_bound(law: Law, raw: np.ndarray) -> list[str]:
-    """Names of the parameters the optimum pins to a box bound.
+def _params_at_bound(law: Law, raw: np.ndarray, n: np.ndarray, d: np.ndarray,
+                     loss: np.ndarray) -> list[str]:
+    """Names of the parameters the optimum pins to a box bound: an exponent within
+    BOUND_RTOL of its span from an end, a coefficient whose term is below COEF_RTOL of
+    every run's loss (E = 0 included).
 
     Why: a fit whose exponent sits on its bound (say a flat loss curve driving alpha to
     its maximum) is not a measurement of that exponent, and must not read like one.
     """
+    named = law.to_named(raw)
+    terms = {"E": np.full_like(loss, named["E"]), "A": named["A"] * n ** -named["alpha"]}
+    if law.uses_tokens:
+        terms["B"] = named["B"] * d ** -named["beta"]
     pinned = []
     for name, x, (low, high) in zip(law.names_raw_order(), raw, law.bounds(), strict=True):
-        span = high - low
-        if min(x - low, high - x) <= 1e-6 * max(span, 1.0):
+        if name in terms:
+            if np.all(terms[name] <= COEF_RTOL * loss):
+                pinned.append(name)
+        elif min(x - low, high - x) <= BOUND_RTOL * (high - low):
             pinned.append(name)
     return pinned
+
+
+def bound_reason(law: Law, pinned: list[str]) -> str:
+    """The reason written with an ``at_bound`` status."""
+    return (f"{law.name}: {', '.join(pinned)} at the edge of the search box; the runs do not "
+            "determine " + ("it" if len(pinned) == 1 else "them"))
 
 
 def _data_problem(law: Law, n: np.ndarray, d: np.ndarray) -> str | None:
@@ -228,10 +292,16 @@ class FitResult:
     sample_ids: list[int] = field(default_factory=list)
     at_bound: list[str] = field(default_factory=list)  # parameters pinned to a box bound
 
+    @property
+    def fitted(self) -> bool:
+        """Whether there are parameters (status ok or at_bound)."""
+        return self.status in FITTED
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"law": self.law.name, "status": self.status, "n_runs": self.n_runs}
-        if self.status != "ok":
+        if self.reason is not None:
             out["reason"] = self.reason
+        if not self.fitted:
             return out
         out.update(self.params)
         out["ci"] = self.ci
@@ -254,10 +324,10 @@ def fit_law(
 ) -> FitResult:
     """Fit ``law`` to runs (sizes ``n``, tokens ``d``, losses ``loss``) with bootstrap CIs.
 
-    Each bootstrap replicate resamples runs with replacement and refits from the full
-    fit's best distinct optima and its own best few grid points (the full grid per
-    replicate would cost ~5x more). Replicates that lose the needed distinct sizes or
-    token counts are skipped and counted. ``resamples`` replaces the draws (one index
+    Each bootstrap replicate resamples runs with replacement (count weights on the runs)
+    and is refitted by the same search as the full fit, all replicates at once.
+    Replicates that lose the needed distinct sizes or token counts are skipped and
+    counted. ``resamples`` replaces the draws (one index
     array per replicate, into these runs; ``n_bootstrap`` is then its length): how
     several groups share one draw of grid cells, for a paired bootstrap
     (``symato.report.study``).
@@ -267,27 +337,32 @@ def fit_law(
         return FitResult(law, "too_few_runs", len(n), reason=problem)
     if not len(n) == len(d) == len(loss):
         raise SymatoError(f"{law.name} fit: sizes, tokens and losses differ in length")
-    optima = _minimize(law, _best_grid_points(law, n, d, loss, GRID_STARTS), n, d, loss)
-    obj, best = optima[0]
-    basins = [x for _, x in optima[:BOOTSTRAP_BASINS]]
     if resamples is None:
         rng = np.random.default_rng(seed)
         resamples = [rng.integers(0, len(n), size=len(n)) for _ in range(n_bootstrap)]
     n_bootstrap = len(resamples)
-    samples, ids, skipped = [], [], 0
+    weights, ids, skipped = [np.ones(len(n))], [], 0
     for replicate, idx in enumerate(resamples):
         idx = np.asarray(idx, dtype=int)
         thin_d = law.uses_tokens and len(np.unique(d[idx])) < MIN_DISTINCT_D
         if len(np.unique(n[idx])) < MIN_DISTINCT_N or thin_d:
             skipped += 1
             continue
-        starts = [*basins, *_best_grid_points(law, n[idx], d[idx], loss[idx], BOOTSTRAP_STARTS)]
-        _, x = _minimize(law, starts, n[idx], d[idx], loss[idx])[0]
-        samples.append(x)
+        weights.append(np.bincount(idx, minlength=len(n)).astype(float))
         ids.append(replicate)
-    result = FitResult(law, "ok", len(n), params=law.to_named(best), objective=obj,
-                       sample_ids=ids)
-    result.at_bound = _params_at_bound(law, best)
+    raws, objs = [], []
+    for start in range(0, len(weights), CHUNK):
+        raw, obj = _fit_weighted(law, n, d, loss, np.array(weights[start:start + CHUNK]))
+        raws.append(raw)
+        objs.append(obj)
+    raw_all, obj_all = np.concatenate(raws), np.concatenate(objs)
+    best, obj = raw_all[0], float(obj_all[0])
+    samples = list(raw_all[1:])
+    pinned = _params_at_bound(law, best, n, d, loss)
+    result = FitResult(law, STATUS_AT_BOUND if pinned else STATUS_OK, len(n),
+                       reason=bound_reason(law, pinned) if pinned else None,
+                       params=law.to_named(best), objective=obj, sample_ids=ids,
+                       at_bound=pinned)
     result.bootstrap = {"requested": n_bootstrap, "used": len(samples), "skipped": skipped}
     if samples:
         arr = np.array(samples)
@@ -297,17 +372,6 @@ def fit_law(
             low, high = interval(np.array([s[key] for s in named]))
             result.ci[key] = [float(low), float(high)]
     return result
-
-
-def _best_grid_points(
-    law: Law, n: np.ndarray, d: np.ndarray, loss: np.ndarray, k: int
-) -> list[np.ndarray]:
-    """The ``k`` grid points with the lowest objective (cheap: no optimisation)."""
-    log_n, log_l = np.log(n), np.log(loss)
-    log_d = np.log(d) if law.uses_tokens else None
-    grid = law.grid()
-    scores = [_objective(x, log_n, log_d, log_l)[0] for x in grid]
-    return [grid[i] for i in np.argsort(scores)[:k]]
 
 
 def compute_frontier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -384,16 +448,18 @@ def fit_group(
     sel = d == at
     fits = {"L_N": fit_law(LAW_N, n[sel], d[sel], loss[sel], n_bootstrap, seed),
             "L_ND": fit_law(LAW_ND, n, d, loss, n_bootstrap, seed)}
-    headline = fits["L_ND"] if fits["L_ND"].status == "ok" else fits["L_N"]
+    # The headline: L(N, D) before L(N), a determined fit before one at a bound.
+    headline = min((fits["L_ND"], fits["L_N"]),
+                   key=lambda f: (f.status != STATUS_OK, not f.fitted))
     out: dict[str, Any] = headline.to_json()
-    if headline.status != "ok":
+    if not headline.fitted:
         out["reason"] = "; ".join(f.reason for f in fits.values() if f.reason)
     out["fits"] = {key: f.to_json() for key, f in fits.items()}
     out["fits"]["L_N"]["tokens"] = float(at)
     out["fits"]["L_N"]["runs_at_other_budgets"] = int((~sel).sum())
     out["n_runs"] = len(rows)
     out["runs"] = [r.get("run", f"row{r['_line']}") for r in rows]
-    if fits["L_N"].status == "ok":
+    if fits["L_N"].fitted:
         out["fits"]["L_N"]["curve"] = _curve(fits["L_N"], n[sel])
     out["frontier"] = compute_frontier([{**r, "params": r[params_key]} for r in rows])
     nd = fits["L_ND"]
@@ -642,14 +708,14 @@ def table_rows(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for fit in g["fits"].values():
             base = {"group": key, **{c: g["by"].get(c, "") for c in GROUP_COLUMNS},
                     "law": fit["law"], "status": fit["status"], "n_runs": fit["n_runs"]}
-            if fit["status"] != "ok":
+            if fit["status"] not in FITTED:
                 out.append({**base, "reason": fit["reason"]})
                 continue
             names = LAW_ND.names if fit["law"] == LAW_ND.name else LAW_N.names
             for name in names:
                 low, high = fit["ci"].get(name, [None, None])
                 out.append({**base, "parameter": name, "value": fit[name],
-                            "ci_low": low, "ci_high": high})
+                            "ci_low": low, "ci_high": high, "reason": fit.get("reason")})
     return out
 
 
@@ -705,9 +771,10 @@ def main(argv: list[str]) -> int:
     }
     write_json_atomic(args.out, doc)
     write_table(args.csv or args.out.with_suffix(".csv"), table_rows(fitted))
-    ok = sum(g["status"] == "ok" for g in fitted.values())
+    ok = sum(g["status"] == STATUS_OK for g in fitted.values())
+    pinned = sum(g["status"] == STATUS_AT_BOUND for g in fitted.values())
     edge = sum(bool(sw["at_edge"]) for sw in sweeps)
-    print(f"symato fit: {len(fitted)} group(s), {ok} fitted, {len(rows)} runs "
+    print(f"symato fit: {len(fitted)} group(s), {ok} fitted, {pinned} at a bound, {len(rows)} runs "
           f"({len(notes)} without loss, {len(set_aside)} set aside); {len(sweeps)} "
           f"learning-rate sweep(s), {edge} best at an edge -> {args.out}", file=sys.stderr)
     return 0

@@ -9,30 +9,27 @@ be laid over each other. Here D is **bytes of training text seen**,
 the same axis for every tokenizer. That is the text a run actually saw: a byte-budget
 run trains on whole steps, a little more than its budget (up to one step's tokens), and a
 token-budget run has a text size too. Per (tokenizer, architecture) the same
-L(N, D) = E + A/N^α + B/D^β as ``symato.report.fit`` is fitted (Huber on log-loss, grid
-of starts, bootstrap over runs), on the runs the learning-rate choice rule keeps
+L(N, D) = E + A/N^α + B/D^β as ``symato.report.fit`` is fitted (Huber on log-loss,
+variable projection, bootstrap over runs), on the runs the learning-rate choice rule keeps
 (``symato.report.fit.choose_runs``).
 
 Which runs: the architectures trained with two or more tokenizers, and of those the
 model sizes (layers x width) trained with two or more tokenizers; a size only one
 tokenizer has (an architecture ladder's extra size) is not part of the comparison.
 
-Crossovers: at each model size, where two tokenizers' fitted curves cross inside the text
+Crossovers: at each model size, where two tokenizers' curves cross inside the text
 range both measured there. Each tokenizer's N is its own total (or non-embedding)
 parameter count at that size: the tokenizer changes the embedding, and that is part of
-what is compared. The interval comes from a paired bootstrap: per architecture, each
-replicate draws grid cells (model size x budget) with replacement from the cells any
-tokenizer was trained at, and every tokenizer's fit of that replicate uses its runs in
-the drawn cells, so replicate i of two tokenizers resampled the same cells even where
-one of them lacks a cell (it then just has no run there). Of a pair's crossings the one
-nearest the full fit's is taken; a pair that does not cross in the range counts as a
-crossover below the range (the tokenizer that wins above the crossover wins throughout)
-or above it (the other one does), so the interval is over every pair, and an end that
-falls outside the range is reported as open ("< low", "> high"). The ends are the
-2.5th and 97.5th percentiles as order statistics (no interpolation: conservative).
-A pair of curves that does not cross in the range is reported as such ("none"), with
-the share of bootstrap pairs that do cross; a failed fit gives "not_computed" with the
-reason; a fit with a parameter at its search bound is computed and flagged.
+what is compared. Point and interval both come from a paired bootstrap (CROSSOVER_RULE):
+per architecture, each replicate draws grid cells (model size x budget) with
+replacement from the cells any tokenizer was trained at, and every tokenizer's fit of
+that replicate uses its runs in the drawn cells, so replicate i of two tokenizers
+resampled the same cells even where one of them lacks a cell (it then just has no run
+there). A crossover is a number only when at least CROSSOVER_MIN_SHARE of the bootstrap
+pairs cross inside the range; else it is "not_determined", with the share. A failed fit
+gives "not_computed" with the reason; a fit with a parameter at its search bound is
+computed and flagged. Without a bootstrap (``--bootstrap 0``) the full fit's crossing is
+reported without an interval ("none" where it does not cross).
 """
 
 from __future__ import annotations
@@ -53,10 +50,24 @@ from symato.report import fit as scaling
 
 # Points of the log grid a difference of two curves is scanned on for sign changes.
 SCAN_POINTS = 400
+# The share of bootstrap pairs that must cross inside the measured range for a
+# crossover to be reported as a number (with an interval); below it the crossover is
+# "not determined in range". 1/2 is also what keeps the point inside its interval.
+CROSSOVER_MIN_SHARE = 0.5
+CROSSOVER_RULE = (
+    "A crossover is reported as a number only when at least half of the bootstrap pairs "
+    "(the two tokenizers' fits of one replicate) cross inside the text range both measured; "
+    "otherwise it is 'not determined in range', with the share of pairs that cross. The "
+    "number is the median of the crossing pairs' crossovers (each pair's first crossing in "
+    "the direction most pairs cross in); the interval is the 2.5-97.5 percentiles over all "
+    "pairs, a pair without a crossing counted below the range when the tokenizer better "
+    "above the crossover already wins at the range's low end, else above it (an open end: "
+    "'< low', '> high'). So the number always lies inside its interval."
+)
 CROSSOVER_COLUMNS = ["arch", "size", "a", "b", "status", "text_bytes", "ci_low", "ci_high",
                      "ci_low_open", "ci_high_open", "crossings", "better_below",
                      "better_above", "better", "range_low", "range_high", "bootstrap_pairs",
-                     "bootstrap_crossing", "notes", "reason"]
+                     "bootstrap_crossing", "bootstrap_share", "notes", "reason"]
 
 
 def bytes_per_token(path: Path) -> dict[str, float]:
@@ -211,7 +222,7 @@ def fit_groups(
                           "tokens": r["tokens"], "text": r["text"], "loss": r["loss"]}
                          for r in group]
         entry["sizes"] = _sizes(group, params_key)
-        if result.status == "ok":
+        if result.fitted:
             entry["curves"] = [_curve(result, s["params"], text_range[arch], s["size"])
                                for s in entry["sizes"]]
         entries[key] = entry
@@ -285,7 +296,7 @@ def crossover(
     name = size["size"]
     out: dict[str, Any] = {"arch": arch, "size": name, "a": a, "b": b}
     failed = [f"{t}'s L(N,D) was not fitted ({fits[t].reason})" for t in (a, b)
-              if fits[t].status != "ok"]
+              if not fits[t].fitted]
     if failed:
         return {**out, "status": "not_computed", "reason": "; ".join(failed)}
     low, high = max(ranges[a][0], ranges[b][0]), min(ranges[a][1], ranges[b][1])
@@ -298,29 +309,96 @@ def crossover(
              for t in (a, b) if fits[t].at_bound]
     point = crossings(fa.params, na, fb.params, nb, low, high)
     boot = _paired_crossings(fa, fb, na, nb, low, high)
-    out["bootstrap"] = {"pairs": len(boot), "crossing": sum(bool(c) for c, _ in boot)}
+    out["crossings"] = point  # the full fit's, for reference; the number is the rule's
     out["notes"] = notes
+    if len(point) > 1:
+        notes.append(f"the full fit crosses {len(point)} times in the range")
+    rule = crossover_rule(boot, _a_below(fa.params, fb.params, na, nb, low, high, point))
+    out["bootstrap"] = {"pairs": rule["pairs"], "crossing": rule["crossing"],
+                        "share": rule["share"], "min_share": CROSSOVER_MIN_SHARE}
+    if rule["pairs"] == 0:  # no bootstrap: the full fit's crossing, without an interval
+        if not point:
+            return {**out, "status": "none", "better": a if _a_wins(
+                fa.params, fb.params, na, nb, low, high) else b}
+        a_below = _a_below(fa.params, fb.params, na, nb, low, high, point)
+        return {**out, "status": "crossover", "text_bytes": point[0],
+                "better_below": a if a_below else b, "better_above": b if a_below else a}
+    if rule["status"] != "crossover":
+        return {**out, "status": "not_determined",
+                "better": a if _a_wins(fa.params, fb.params, na, nb, low, high) else b}
+    below = a if rule["a_below"] else b
+    return {**out, "status": "crossover", "text_bytes": rule["point"], "ci": rule["ci"],
+            "ci_open": rule["ci_open"], "better_below": below,
+            "better_above": b if below == a else a}
+
+
+def crossover_rule(boot: list[tuple[list[float], bool]], fit_a_below: bool | None
+                   ) -> dict[str, Any]:
+    """The crossover of one pair at one size from its bootstrap pairs (CROSSOVER_RULE).
+
+    ``boot``: per bootstrap pair, its crossings in the range (increasing) and whether
+    ``a`` has the lower loss at the range's low end. ``fit_a_below``: the direction of
+    the full fit's first crossing (None when it does not cross), for ties.
+
+    A crossing's direction is which tokenizer is better just below it; crossings
+    alternate in direction, so it follows from the low end's winner. The direction most
+    pairs cross in is the crossover's (ties: the full fit's, else ``a`` better below).
+    Each pair contributes its first crossing in that direction, or, without one, a
+    censored value: -inf (below the range) when the tokenizer better above the crossover
+    already wins at the range's low end, else +inf (above it). ``share`` is the share of
+    pairs with a crossing in the range; the status is ``crossover`` when it is at least
+    CROSSOVER_MIN_SHARE, else ``not_determined``. Then ``point`` is the median of the
+    crossing pairs' values and ``ci`` the CI_LEVEL percentiles of all pairs' (order
+    statistics, no interpolation; an infinite end is open). With a share of at least
+    1/2 the crossing values fill the middle half of the sorted values, so their median
+    lies inside the interval (it is clipped to it all the same).
+    """
+    pairs = len(boot)
+    counts = {d: sum(any(_direction(i, low_a) == d for i in range(len(c))) for c, low_a in boot)
+              for d in (True, False)}
+    if counts[True] != counts[False]:
+        a_below = counts[True] > counts[False]
+    else:
+        a_below = True if fit_a_below is None else fit_a_below
+    values = []
+    for c, low_a in boot:
+        hit = [x for i, x in enumerate(c) if _direction(i, low_a) == a_below]
+        if hit:
+            values.append(hit[0])
+        else:  # the tokenizer better above the crossover wins at the low end: it is below
+            values.append(-math.inf if low_a != a_below else math.inf)
+    crossing = counts[a_below]
+    share = crossing / pairs if pairs else 0.0
+    out: dict[str, Any] = {"pairs": pairs, "crossing": crossing, "share": share,
+                           "a_below": a_below}
+    if not pairs or share < CROSSOVER_MIN_SHARE:
+        return {**out, "status": "not_determined"}
+    lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
+    ends = (float(np.percentile(values, lo, method="lower")),
+            float(np.percentile(values, hi, method="higher")))
+    point = float(np.median([v for v in values if math.isfinite(v)]))
+    point = min(max(point, ends[0]), ends[1])
+    return {**out, "status": "crossover", "point": point,
+            "ci": [x if math.isfinite(x) else None for x in ends],
+            "ci_open": [not math.isfinite(ends[0]), not math.isfinite(ends[1])]}
+
+
+def _direction(index: int, a_wins_low: bool) -> bool:
+    """Whether ``a`` is better just below a pair's ``index``-th crossing."""
+    return a_wins_low if index % 2 == 0 else not a_wins_low
+
+
+def _a_below(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: float,
+             low: float, high: float, point: list[float]) -> bool | None:
+    """Whether ``a`` is better below the full fit's first crossing (None: no crossing)."""
     if not point:
-        return {**out, "status": "none", "better": a if _a_wins(fa.params, fb.params, na, nb,
-                                                               low, high) else b}
-    first = point[0]
-    below = first * 0.999 if first * 0.999 >= low else low
-    a_below = scaling.predict(fa.params, na, below) < scaling.predict(fb.params, nb, below)
-    better_above = b if a_below else a
-    # A pair that does not cross: the crossover lies below the range if the tokenizer
-    # that wins above it wins throughout, else above the range (censored, not dropped).
-    values = [min(c, key=lambda x: abs(math.log(x / first))) if c
-              else (-math.inf if (a if a_wins else b) == better_above else math.inf)
-              for c, a_wins in boot]
-    extra: dict[str, Any] = {}
-    if values:
-        lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
-        ends = (float(np.percentile(values, lo, method="lower")),
-                float(np.percentile(values, hi, method="higher")))
-        extra["ci"] = [x if math.isfinite(x) else None for x in ends]
-        extra["ci_open"] = [not math.isfinite(ends[0]), not math.isfinite(ends[1])]
-    return {**out, "status": "crossover", "text_bytes": first, "crossings": point, **extra,
-            "better_below": a if a_below else b, "better_above": better_above}
+        return None
+    return _direction(0, _a_wins_at(law_a, law_b, na, nb, low))
+
+
+def _a_wins_at(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: float,
+               d: float) -> bool:
+    return bool(scaling.predict(law_a, na, d) < scaling.predict(law_b, nb, d))
 
 
 def _a_wins(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: float,
@@ -333,7 +411,8 @@ def _a_wins(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: flo
 def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, nb: float,
                       low: float, high: float) -> list[tuple[list[float], bool]]:
     """Per bootstrap pair (replicates both fits used, by replicate id): its crossings in
-    [low, high], and whether ``a`` wins mid-range (what matters when there are none)."""
+    [low, high], and whether ``a`` has the lower loss at ``low`` (which gives each
+    crossing's direction, and where a pair without one puts it)."""
     if fa.samples is None or fb.samples is None:
         return []
     b_by_id = dict(zip(fb.sample_ids, fb.samples, strict=True))
@@ -342,7 +421,7 @@ def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, n
         if rid in b_by_id:
             la, lb = fa.law.to_named(xa), fb.law.to_named(b_by_id[rid])
             out.append((crossings(la, na, lb, nb, low, high),
-                        _a_wins(la, lb, na, nb, low, high)))
+                        _a_wins_at(la, lb, na, nb, low)))
     return out
 
 
@@ -384,6 +463,7 @@ def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "range_low": rng[0], "range_high": rng[1],
                     "bootstrap_pairs": boot.get("pairs"),
                     "bootstrap_crossing": boot.get("crossing"),
+                    "bootstrap_share": boot.get("share"),
                     "notes": "; ".join(c.get("notes", []))})
     return out
 
@@ -407,6 +487,8 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
         "bootstrap": n_bootstrap,
         "seed": seed,
         "huber_delta": scaling.HUBER_DELTA,
+        "crossover_rule": CROSSOVER_RULE,
+        "crossover_min_share": CROSSOVER_MIN_SHARE,
         "runs_without_loss": without_loss,
         "set_aside": set_aside,
         "groups": entries,
@@ -436,7 +518,7 @@ def main(argv: list[str]) -> int:
     scaling.write_table(args.csv or args.out.with_suffix(".csv"), scaling.table_rows(doc["groups"]))
     if args.crossovers:
         scaling.write_table(args.crossovers, crossover_rows(doc["crossovers"]), CROSSOVER_COLUMNS)
-    ok = sum(g["status"] == "ok" for g in doc["groups"].values())
+    ok = sum(g["status"] in scaling.FITTED for g in doc["groups"].values())
     found = sum(c["status"] == "crossover" for c in doc["crossovers"])
     print(f"symato study: {len(doc['groups'])} tokenizer group(s), {ok} fitted; "
           f"{len(doc['crossovers'])} pairs at a size, {found} crossing -> {args.out}",

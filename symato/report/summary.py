@@ -79,17 +79,18 @@ def fits_section(fits: dict[str, Any]) -> str:
             law = fit["law"]
             if law == "L(N)" and "tokens" in fit:
                 law = f"L(N) at D={fmt(fit['tokens'])}"
-            if fit["status"] != "ok":
+            if fit["status"] not in ("ok", "at_bound"):
                 rows.append([key, law, fit["status"], fit["n_runs"]] + ["–"] * 5)
                 reasons.append(f"- {key} {fit['law']}: {fit['reason']}")
                 continue
             pinned = fit.get("at_bound", [])
-            status = "ok" if not pinned else "ok, at bound"
+            status = f"at bound ({', '.join(pinned)})" if pinned else fit["status"]
             rows.append([key, law, status, fit["n_runs"],
                          *(_with_ci(fit, p) for p in ("E", "A", "alpha", "B", "beta"))])
             if pinned:
                 reasons.append(f"- {key} {fit['law']}: {', '.join(pinned)} at the edge of the "
-                               "search box; the runs do not determine it (treat as unfitted)")
+                               "search box; the runs do not determine "
+                               f"{'it' if len(pinned) == 1 else 'them'} (treat as unfitted)")
     level = next((f.get("ci_level") for g in groups.values() for f in g["fits"].values()
                   if "ci_level" in f), 0.95)
     intro = (f"Loss in bits per byte; N = {fits.get('params_column', 'total')} parameters, "
@@ -156,17 +157,20 @@ def study_fits_section(study: dict[str, Any]) -> str:
     if not groups:
         return ("No tokenizer study: no architecture was trained with two or more "
                 "tokenizers at a common model size.")
-    header = ["tokenizer/arch", "runs", "sizes", "text seen", "E", "A", "alpha", "B", "beta"]
+    header = ["tokenizer/arch", "status", "runs", "sizes", "text seen", "E", "A", "alpha", "B",
+              "beta"]
     rows, reasons = [], []
     for key, g in groups.items():
         texts = [r["text"] for r in g.get("runs", [])]
         span = f"{_kb(min(texts))}–{_kb(max(texts))}" if texts else "–"
         sizes = ", ".join(s["size"] for s in g.get("sizes", []))
-        if g["status"] != "ok":
-            rows.append([key, g["n_runs"], sizes, span] + ["not fitted"] + ["–"] * 4)
+        if g["status"] not in ("ok", "at_bound"):
+            rows.append([key, g["status"], g["n_runs"], sizes, span] + ["–"] * 5)
             reasons.append(f"- {key}: {g['reason']}")
             continue
-        rows.append([key, g["n_runs"], sizes, span,
+        pinned = g.get("at_bound", [])
+        rows.append([key, f"at bound ({', '.join(pinned)})" if pinned else g["status"],
+                     g["n_runs"], sizes, span,
                      *(_with_ci(g, p) for p in ("E", "A", "alpha", "B", "beta"))])
         if g.get("at_bound"):
             reasons.append(f"- {key}: {', '.join(g['at_bound'])} at the edge of the search box: "
@@ -228,54 +232,57 @@ def _bold_if(value: float | None, best: float) -> str:
 
 
 def crossover_section(study: dict[str, Any]) -> str:
-    """Where one tokenizer overtakes another at each size, or that none does in the range."""
+    """Where one tokenizer overtakes another at each size, or that it is not determined."""
     records = study.get("crossovers", [])
     if not records:
         return "No pairs of tokenizers to compare."
     crossing = [c for c in records if c["status"] == "crossover"]
-    none = [c for c in records if c["status"] == "none"]
+    undetermined = [c for c in records if c["status"] in ("not_determined", "none")]
     failed = [c for c in records if c["status"] == "not_computed"]
-    parts = ["Where two tokenizers' fitted curves cross at one model size, inside the text "
-             "range both measured there; interval: 2.5–97.5 percentiles of the crossing over "
-             "every bootstrap pair (fits paired by resampled grid cell). A pair that does not "
-             "cross counts as a crossover below or above the range, so an end can be open "
-             "(< or > the range); the share of pairs that cross in the range is given too."]
+    share = study.get("crossover_min_share", 0.5)
+    parts = [f"Where two tokenizers' curves cross at one model size, inside the text range "
+             f"both measured there. A crossover is a number only when at least {share:.0%} "
+             "of the bootstrap pairs (fits paired by resampled grid cell) cross inside the "
+             "range; the number is the median of those pairs' crossovers and the interval the "
+             "2.5–97.5 percentiles over every pair, a pair that does not cross counted below or "
+             "above the range (an open end, < or > the range). Otherwise the crossover is not "
+             "determined in the range, and the share of pairs that cross is given."]
     if crossing:
         rows = []
         for c in crossing:
             where = f"{_kb(c['text_bytes'])} {_crossover_ci(c)}"
-            extra = ([f"also at {', '.join(_kb(x) for x in c['crossings'][1:])} "
-                      f"({c['better_below']} better again above it)"]
-                     if len(c["crossings"]) > 1 else []) + c.get("notes", [])
             boot = c.get("bootstrap", {})
             rows.append([c["arch"], c["size"], f"{c['a']} vs {c['b']}", where,
                          f"{boot.get('crossing', 0)}/{boot.get('pairs', 0)}",
-                         c["better_below"], c["better_above"], "; ".join(extra) or "–"])
+                         c["better_below"], c["better_above"],
+                         "; ".join(c.get("notes", [])) or "–"])
         parts.append(table(["arch", "size", "pair", "crossover (text bytes) [95% CI]",
                             "bootstrap pairs crossing", "better below", "better above",
                             "notes"], rows))
     else:
-        parts.append("**No crossover in the measured range** for any pair at any size.")
-    if none:
+        parts.append("**No crossover determined in the measured range** for any pair at any "
+                     "size.")
+    if undetermined:
         lines = []
-        for (arch, size), cs in _by_size(none).items():
+        for (arch, size), cs in _by_size(undetermined).items():
             rng = cs[0].get("range") or [None, None]
-            shaky = [f"{c['a']}–{c['b']} ({c['bootstrap']['crossing']}/"
-                     f"{c['bootstrap']['pairs']})" for c in cs
-                     if c.get("bootstrap", {}).get("pairs")
-                     and c["bootstrap"]["crossing"] >= 0.25 * c["bootstrap"]["pairs"]]
-            line = (f"- {arch} {size}: {len(cs)} pair(s) with no crossover in the measured range "
-                    f"({_kb(rng[0])}–{_kb(rng[1])} bytes of text)")
-            if shaky:
-                line += ("; but a quarter or more of the bootstrap pairs cross for "
-                         + ", ".join(shaky))
-            lines.append(line)
-        parts.append("\n".join(lines) + "\n\nAll pairs, with which is better where they do not "
-                     "cross: `results/scaling/crossovers.csv`.")
+            pairs = ", ".join(f"{c['a']}–{c['b']} ({_share_text(c)}; {c.get('better')} better "
+                              "mid-range)" for c in cs)
+            lines.append(f"- {arch} {size} ({_kb(rng[0])}–{_kb(rng[1])} bytes of text): not "
+                         f"determined in range for {pairs}")
+        parts.append("\n".join(lines) + "\n\nAll pairs: `results/scaling/crossovers.csv`.")
     if failed:
         parts.append("Not computed:\n" + "\n".join(
             f"- {c['arch']} {c['size']} {c['a']} vs {c['b']}: {c['reason']}" for c in failed))
     return "\n\n".join(parts)
+
+
+def _share_text(c: dict[str, Any]) -> str:
+    """'4 of 49 bootstrap pairs cross', or 'no bootstrap' (then the full fit did not cross)."""
+    boot = c.get("bootstrap", {})
+    if not boot.get("pairs"):
+        return "no bootstrap; the fitted curves do not cross"
+    return f"{boot['crossing']} of {boot['pairs']} bootstrap pairs cross"
 
 
 def _crossover_ci(c: dict[str, Any]) -> str:
