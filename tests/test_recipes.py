@@ -356,3 +356,17 @@ def test_first_step_is_adamw_with_the_recipe_by_hand(tmp_path: Path) -> None:
     assert groups[2.0]["lr"] == pytest.approx(2 * lr0) and groups[1.0]["lr"] == lr0
     trainer.train_step()  # the multiplier holds at every step, on the schedule's rate
     assert groups[2.0]["lr"] == pytest.approx(2 * learning_rate(1, s))
+
+
+def test_checkpoints_from_before_the_lora_rule_load_capped() -> None:
+    from symato.models import config_dict
+    from symato.run.checkpoint import model_from_payload
+
+    old = build_model("rwkv7", vocab_size=V, n_layer=2, n_embd=32, ctx_len=8, head_size=16,
+                      lora="capped")
+    config = {k: v for k, v in config_dict(old).items() if k != "lora"}  # as saved pre-#22
+    payload = {"arch": "rwkv7", "config": config, "state_dict": old.state_dict(), "meta": {}}
+    loaded = model_from_payload(payload, "old checkpoint")
+    assert loaded.config.lora == "capped" and loaded.blocks[1].att.v1.shape == (32, 8)
+    assert build_model("rwkv7", vocab_size=V, n_layer=2, n_embd=32, ctx_len=8,
+                       head_size=16).config.lora == "authors"

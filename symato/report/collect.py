@@ -12,7 +12,9 @@ tables come out:
   for (``300k tokens`` or ``700k text bytes``): runs with the same label are comparable
   across tokenizers. ``recipe``, ``weight_decay``, ``beta1``, ``beta2``, ``eps``,
   ``l2wrap`` and ``layerwise_lr`` are the training recipe the run's settings.json
-  records (empty for runs trained before recipes were recorded). ``backend`` (the
+  records (empty for runs trained before recipes were recorded); ``head_size`` the
+  run's head width (GPT/Llama attention heads, RWKV-7 WKV heads; unused by RWKV-4).
+  ``backend`` (the
   operator backend training ran: ``cpu``, ``cuda``,
   ``torch``, or ``none`` for an architecture without a compiled operator), ``precision``
   (``fp32``/``bf16``) and ``device_name`` say what ran, so a speed or loss is read
@@ -77,6 +79,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("eps", "eps"),
     ("l2wrap", "l2wrap"),
     ("layerwise_lr", "layerwise_lr"),
+    ("head_size", "head_size"),
 ]
 # Text columns; RECORDED ones are what training ran, read from metrics.json alone.
 TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name", "recipe",
