@@ -71,8 +71,9 @@ localrules:
 
 rule build_kernels:
     """Build every operator's kernels for one device kind, once, before the training jobs
-    (symato build: into $SYMATO_BUILD_DIR, keyed by sources, torch, compiler, CPU and CUDA
-    architecture; a build killed mid-way never blocks a later one). A CUDA build holds a
+    (symato build: into $SYMATO_BUILD_DIR, keyed by everything its command depends on:
+    sources, torch and its paths, compiler, CPU and CUDA architecture; a build killed
+    mid-way leaves no compiler running and never blocks a later one). A CUDA build holds a
     GPU so that it targets the GPU the training jobs get."""
     output:
         "results/kernels/{device}.json",

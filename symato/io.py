@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -69,9 +70,35 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted UTF-8 JSON (stable bytes for stable hashes)."""
-    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    write_text_atomic(path, text)
+    """Write ``obj`` as indented, key-sorted UTF-8 JSON (stable bytes for stable hashes).
+
+    Strict JSON only: a NaN or infinity is an error naming the file and the key, never
+    written as the non-standard ``NaN`` that other tools reject or misread.
+    """
+    bad = non_finite_key(obj)
+    if bad is not None:
+        raise SymatoError(f"{path}: refusing to write a non-finite number at {bad} "
+                          f"(strict JSON has no NaN or infinity)")
+    text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def non_finite_key(obj: Any, where: str = "top level") -> str | None:
+    """Where the first NaN or infinite float in a JSON-like value is, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else where
+    if isinstance(obj, dict):
+        items: Any = ((f"key {k!r}" if where == "top level" else f"{where}.{k}", v)
+                      for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for name, value in items:
+        found = non_finite_key(value, name)
+        if found is not None:
+            return found
+    return None
 
 
 def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:

@@ -1,11 +1,14 @@
 """The kernel build machinery (symato/models/ops/extension.py, build.py), through real
-builds in fresh build folders: a build killed by SIGKILL mid-compile never blocks the
-next one, the build folder's key separates what must not share a binary, and a compiler
-that does not work makes `symato build` fail with the cause and the fix.
+builds in fresh build folders: a build killed mid-compile leaves no compiler running and
+never blocks the next one, the build folder's key separates what must not share a binary
+(two environments sharing the folder never rebuild each other's), and a compiler that
+does not work makes `symato build` fail with the cause and the fix.
 
 Why: torch guards a build with a lock *file*; before the OS lock, a job killed while
 compiling (out of memory, a node failure, preemption) left it behind and every later job
-waited on it forever (issue #12).
+waited on it forever (issue #12). ninja starts each compiler in a process group of its
+own, so a killed workflow left compilers writing into the folder; and one shared folder
+was rebuilt 6 times in 45 minutes by two environments whose commands differed (#21).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from _kernels import require_toolchain
 
 import symato.models.ops.extension as extension
@@ -35,51 +39,81 @@ wkv7(*(torch.randn(1, 3, 1, 16) for _ in range(6)), backend="cpu")
 assert last_backend_used() == "cpu"
 print("loaded and ran")
 """
-COMPILERS = ("cc1plus", "clang", "clang++")
+COMPILERS = {"cc1plus", "clang", "clang++"}
 
 
-def _descendants(pid: int) -> list[str]:
-    """Command names of every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
+def _build_processes(root: Path) -> dict[int, str]:
+    """Live processes of builds into ``root`` (pid: command name), found by the
+    ``SYMATO_BUILD_DIR=root`` every one of them inherits: the guarded build process,
+    ninja and the compilers, whatever their parent, process group or session."""
+    tag = f"SYMATO_BUILD_DIR={root}".encode()
+    found: dict[int, str] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
             continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        ppid = int(text[text.rindex(")") + 2 :].split()[1])
-        names[int(stat.parent.name)] = name
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        out.append(names.get(p, "?"))
-        todo += children.get(p, [])
-    return out
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if tag in environ and stat[stat.rindex(")") + 2] not in "ZX":
+            found[int(proc.name)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+    return found
 
 
-@pytest.mark.slow  # one and a half C++ builds: about a minute on 2 cores
-def test_build_killed_mid_compile_does_not_block_the_next(tmp_path, monkeypatch):
-    require_toolchain("cpu")
-    monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path / "build"))
-    folder, _ = build_dir("wkv7", "cpu")
-    baton = folder / "lock"
-    env = {**os.environ, "SYMATO_BUILD_DIR": str(tmp_path / "build")}
-    # its own session: SIGKILL to the whole group, as Slurm, the OOM killer of a job's
-    # cgroup or a dying node end a job (Python, ninja and the compiler at once)
-    first = subprocess.Popen([sys.executable, "-c", BUILD], env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _start_build_and_wait_for_the_compiler(env: dict[str, str], baton: Path) -> subprocess.Popen:
+    """Start BUILD as the leader of a session (so that its process group can be killed as
+    a workflow's job is) and return once a compiler of its build runs."""
+    root = Path(env["SYMATO_BUILD_DIR"])
+    proc = subprocess.Popen([sys.executable, "-c", BUILD], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not (baton.exists() and any(n in COMPILERS for n in _descendants(first.pid))):
-        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+    while not (baton.exists() and COMPILERS & set(_build_processes(root).values())):
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "the build never reached the compiler"
         time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=60)
-    assert first.returncode == -signal.SIGKILL
-    assert baton.exists()  # torch's lock file, left behind: it used to block forever
-    assert not list(folder.glob("*.so")), "the kill must land before the build finished"
+    return proc
+
+
+def _survivors(root: Path, seconds: float = 5.0) -> dict[int, str]:
+    """The build processes still alive after ``seconds`` (none, once they all end)."""
+    deadline = time.monotonic() + seconds
+    while (left := _build_processes(root)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+# How a workflow's build gets killed: Snakemake or Slurm stopping a job (SIGTERM to its
+# process group), Ctrl-C in a terminal (SIGINT to the foreground group), the OOM killer
+# (SIGKILL to the biggest process), a job's cgroup or a node going down (SIGKILL to all).
+KILLS: dict[str, tuple[bool, signal.Signals]] = {
+    "SIGTERM to its process group": (True, signal.SIGTERM),
+    "SIGINT to its process group": (True, signal.SIGINT),
+    "SIGKILL to the builder alone": (False, signal.SIGKILL),
+    "SIGKILL to its process group": (True, signal.SIGKILL),
+}
+
+
+@pytest.mark.slow  # four builds killed mid-compile, one whole C++ build: about a minute
+def test_killed_builds_leave_no_compiler_and_no_lock(tmp_path, monkeypatch):
+    """However a build is killed mid-compile, within seconds no compiler, ninja or build
+    process of it runs (ninja starts each compiler in a process group of its own, out of
+    reach of a signal to the job's group), and the next build of the same folder starts
+    at once and completes, though torch's lock file and half-built outputs are left."""
+    require_toolchain("cpu")
+    root = tmp_path / "build"
+    monkeypatch.setenv("SYMATO_BUILD_DIR", str(root))
+    folder, _ = build_dir("wkv7", "cpu")
+    baton = folder / "lock"
+    env = {**os.environ, "SYMATO_BUILD_DIR": str(root)}
+    for how, (group, sig) in KILLS.items():
+        first = _start_build_and_wait_for_the_compiler(env, baton)  # the last kill's lock
+        (os.killpg if group else os.kill)(first.pid, sig)          # blocks nothing
+        first.wait(timeout=60)
+        assert first.returncode != 0, how
+        assert not _survivors(root), f"{how}: still running {_build_processes(root)}"
+        assert baton.exists()  # torch's lock file, left behind: it used to block forever
+        assert not list(folder.glob("*.so")), f"{how}: the kill came after the build"
 
     second = subprocess.run([sys.executable, "-c", BUILD], env=env, capture_output=True,
                             text=True, timeout=900)  # waiting on the stale lock: timeout
@@ -87,7 +121,70 @@ def test_build_killed_mid_compile_does_not_block_the_next(tmp_path, monkeypatch)
     assert "loaded and ran" in second.stdout
     assert f"removed a stale build lock {baton}" in second.stderr
     assert not baton.exists() and (folder / LOCK_FILE).exists()
-    assert list(folder.glob("*.so"))
+    assert list(folder.glob("*.so")) and not _build_processes(root)
+
+
+# A stand-in kernel source: a bare Python module named as torch names the extension,
+# built in a second where the real kernels take a minute; it tests the build machinery.
+STAND_IN = r"""
+#include <Python.h>
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define STR2(a) #a
+#define STR(a) STR2(a)
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, STR(TORCH_EXTENSION_NAME), nullptr, -1,
+                                 nullptr};
+PyMODINIT_FUNC CAT(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&def); }
+"""
+# Builds (or loads) the family wkv's cpu library without running the operator's check.
+BUILD_ONLY = """
+from symato.models.ops import extension
+folder, digest = extension.build_dir("wkv", "cpu")
+print(extension._build("wkv", "cpu", folder, digest, False).__file__)
+"""
+
+
+def _second_environment(path: Path) -> Path:
+    """The Python of a second virtual environment with this one's packages, whose torch
+    is this torch seen at another path (a link): the same torch version, other include
+    and library paths in the build command, as in a second venv or checkout."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True,
+                   timeout=120)
+    here = Path(torch.__file__).parents[1]  # this environment's site-packages
+    site = path / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    (site / "torch").symlink_to(here / "torch")
+    (site / "shared.pth").write_text(f"import site; site.addsitedir({str(here)!r})\n")
+    return path / "bin" / "python"
+
+
+def test_two_environments_sharing_a_build_folder_never_rebuild_each_other(tmp_path):
+    """Two environments whose build commands differ build into folders of their own, and
+    each reuses its own build: the shared folder used to be rebuilt by each in turn."""
+    require_toolchain("cpu")
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / "wkv_cpu.cpp").write_text(STAND_IN)
+    env = {**os.environ, "SYMATO_BUILD_DIR": str(tmp_path / "build"),
+           "SYMATO_KERNELS_DIR": str(kernels)}
+    other = _second_environment(tmp_path / "venv")
+
+    def build(python: Path | str) -> tuple[Path, bool]:
+        proc = subprocess.run([str(python), "-c", BUILD_ONLY], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return Path(proc.stdout.strip()), "symato: building" in proc.stderr
+
+    mine, built = build(sys.executable)
+    assert built
+    theirs, built = build(other)
+    assert built and theirs.parent != mine.parent
+    assert str(tmp_path / "venv") in (theirs.parent / "build.ninja").read_text()
+    assert str(tmp_path / "venv") not in (mine.parent / "build.ninja").read_text()
+    stamps = {lib: lib.stat().st_mtime_ns for lib in (mine, theirs)}
+    for python, lib in ((sys.executable, mine), (other, theirs)):
+        again, built = build(python)
+        assert again == lib and not built, f"{python} rebuilt {lib}"
+    assert {lib: lib.stat().st_mtime_ns for lib in stamps} == stamps
 
 
 def test_build_folder_key(monkeypatch, tmp_path):

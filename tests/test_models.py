@@ -13,6 +13,7 @@ from symato.models import build_model
 from symato.models.gpt import GPT
 from symato.models.rwkv import RWKV
 from symato.run.checkpoint import load_model, save_model
+from symato.run.provenance import weights_digest
 
 V, L, C, H, CTX = 37, 2, 16, 2, 24
 
@@ -182,6 +183,8 @@ def test_checkpoint_round_trip(tmp_path, make):
     for where in (run_dir, run_dir / "model.pt"):
         loaded, loaded_meta = load_model(where, wkv_backend="torch")  # rwkv() runs torch
         assert type(loaded) is type(model) and loaded.config == model.config
+        digest = loaded_meta.pop("weights_sha256")  # added on save, checked on load
+        assert digest == weights_digest(model.state_dict())
         assert loaded_meta == meta and not loaded.training
         idx = torch.randint(0, V, (1, 9))
         with torch.no_grad():

@@ -13,6 +13,7 @@ from symato.models import architecture_of, build_model
 from symato.models.llama import Llama, apply_rope, rope_angles
 from symato.run.checkpoint import load_model, save_model
 from symato.run.generate import Feeder, generate_ids
+from symato.run.provenance import weights_digest
 
 V, L, C, H, CTX = 37, 2, 24, 2, 12  # head_dim 12
 
@@ -190,6 +191,7 @@ def test_checkpoint_round_trip(tmp_path):
     save_model(tmp_path / "model.pt", model, {"run": "x"})
     loaded, meta = load_model(tmp_path)
     assert architecture_of(loaded) == "llama" and loaded.config == model.config
+    assert meta.pop("weights_sha256") == weights_digest(model.state_dict())
     assert meta == {"run": "x"}
     idx = torch.randint(0, V, (1, 9))
     with torch.no_grad():

@@ -119,6 +119,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     settings = read_json(settings_path, "run settings") if settings_path.exists() else {}
     if not isinstance(metrics, dict) or not isinstance(settings, dict):
         raise SymatoError(f"{run_dir}: metrics.json and settings.json must hold JSON objects")
+    check_evaluated_model(run_dir, metrics)
     merged = {**_flatten(settings), **_flatten(metrics)}
     merged.setdefault("run", run_dir.name)
     merged.setdefault("tokenizer", run_dir.parent.name)
@@ -138,6 +139,28 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"])
     row["run_dir"] = run_dir.as_posix()
     return row
+
+
+def check_evaluated_model(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json was computed from the model.pt beside it (by weights digest).
+
+    Why: a metrics.json left from an earlier model (copied back, or a model retrained
+    outside the workflow) would put the old model's numbers on the new run's row. Runs
+    whose model.pt was deleted to save space, or evaluated before the digest existed,
+    are not checked.
+    """
+    from symato.run.checkpoint import MODEL_FILE, read_meta
+
+    evaluated = metrics.get("model_sha256")
+    if evaluated is None or not (run_dir / MODEL_FILE).exists():
+        return
+    current = read_meta(run_dir / MODEL_FILE).get("weights_sha256")
+    if current is not None and current != evaluated:
+        raise SymatoError(
+            f"{run_dir / 'metrics.json'} evaluated another model than {run_dir / MODEL_FILE} "
+            f"holds now (model_sha256 {evaluated[:12]}... vs {current[:12]}...): it is "
+            f"stale; rerun the evaluation (snakemake --forcerun evaluate)"
+        )
 
 
 def budget_label(text_bytes: float | None, tokens: float) -> str:

@@ -9,7 +9,12 @@ Layout (a dict): ``format`` = "symato-model", ``version`` = 1, ``arch`` (a name 
 ``symato.models.registry.ARCHITECTURES``), ``config`` (the model config as a dict; its
 ``wkv_backend`` is always ``auto``, the backend being a run-time choice),
 ``state_dict`` and ``meta`` (JSON-like: e.g. ``tokenizer`` = ``Tokenizer.to_dict()``,
-``run``, ``settings``, ``step``).
+``run``, ``settings``, ``step``). ``meta["weights_sha256"]`` is the digest of the
+weights (``symato.run.provenance.weights_digest``), written by ``model_payload`` and
+checked on every load together with finiteness: a damaged file that still unpickles, or
+weights holding NaN or infinity, are refused by name (evaluation and generation go
+through here). A model trained by the pipeline also records ``meta["inputs"]``, the
+digests of the settings, vocabulary and shards it was trained from.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import nn
 
 from symato.errors import SymatoError
 from symato.io import atomic_path
+from symato.run.provenance import check_finite, weights_digest
 
 FORMAT = "symato-model"
 VERSION = 1
@@ -41,6 +47,7 @@ def model_payload(model: nn.Module, meta: dict[str, Any] | None = None) -> dict[
     except (TypeError, ValueError) as exc:
         raise SymatoError(f"checkpoint meta must be JSON-like (weights_only load): {exc}") from None
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    meta["weights_sha256"] = weights_digest(state)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -72,9 +79,41 @@ def read_payload(path_or_run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SymatoError(f"cannot read checkpoint {path}: {reason}") from None
+        raise SymatoError(f"cannot read checkpoint {path}: {load_failure(exc)}") from None
     return check_payload(payload, str(path))
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in words safe to show a user.
+
+    torch's own message for a file it cannot parse safely advises retrying with
+    ``weights_only=False``, i.e. letting the file run code: never the fix here, so
+    that advice is left out and the failure is named by its kind.
+    """
+    text = str(exc).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith(("Unsupported", "Unpickling"))), "")
+        return ("not a weights-only PyTorch file (it holds objects that loading would have "
+                f"to execute, or it is damaged){': ' + detail if detail else ''}")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"not a readable PyTorch file ({first})"
+
+
+def read_meta(path_or_run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's meta without reading its weights (memory-mapped, weights-only load).
+
+    Why: consumers that only check what a model is (its digest, its run) should not pay
+    for reading every tensor of a large file.
+    """
+    path = resolve_path(path_or_run_dir)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise SymatoError(f"checkpoint not found: {path}") from None
+    except Exception as exc:  # see read_payload
+        raise SymatoError(f"cannot read checkpoint {path}: {load_failure(exc)}") from None
+    return check_payload(payload, str(path))["meta"]
 
 
 def check_payload(payload: Any, where: str) -> dict[str, Any]:
@@ -104,6 +143,7 @@ def model_from_payload(
     """
     from symato.models import model_from_config, with_backend
 
+    verify_weights(payload, where)
     config = dict(payload["config"])
     if payload["arch"] == "rwkv7":  # saved before the config named its low-rank rule
         config.setdefault("lora", "capped")
@@ -116,6 +156,22 @@ def model_from_payload(
             f"{where}: weights do not match the config: {' '.join(first[:3])}"
         ) from None
     return model.to(device).eval()
+
+
+def verify_weights(payload: dict[str, Any], where: str) -> None:
+    """The weights are finite and, where a digest is recorded, equal to it.
+
+    Files from before the digest existed carry none; they are checked for finiteness only.
+    """
+    state = payload["state_dict"]
+    recorded = payload["meta"].get("weights_sha256")
+    if recorded is not None and weights_digest(state) != recorded:
+        raise SymatoError(
+            f"{where}: the weights do not match the digest recorded with them "
+            f"(weights_sha256 {str(recorded)[:12]}...): the file is damaged or was edited; "
+            f"retrain or restore it"
+        )
+    check_finite(state, where)
 
 
 def load_model(

@@ -25,7 +25,10 @@ model (``symato.run.restore.restore_ids``). A syllable counts as restored when i
 and case equal the original's. The baseline picks, for every sym, the marktone that is
 most frequent in the training statistics (``results/stats/syllables.parquet``).
 
-Output: ``DIR/metrics.json`` (keys in ``METRIC_KEYS`` and a few more).
+Output: ``DIR/metrics.json`` (keys in ``METRIC_KEYS`` and a few more), with
+``model_sha256``, the digest of the weights evaluated (``symato.run.provenance``). A model
+whose weights are damaged or non-finite, whose shards changed since it was trained, or
+whose metrics come out non-finite is an error naming the file, never a NaN in the JSON.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import torch
 from torch.nn import functional as F
 
 from symato.errors import SymatoError
-from symato.io import read_json, write_json_atomic
+from symato.io import non_finite_key, read_json, write_json_atomic
 
 METRIC_KEYS = (
     "bits_per_byte", "bits_per_syllable", "loss_nats_per_token", "params_total",
@@ -258,15 +261,15 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every metric of one run folder (model.pt, settings.json)."""
     from symato.data.loader import TokenDataset
     from symato.run.checkpoint import load_model
+    from symato.run.generate import resolve_device
 
     torch.set_num_threads(args.threads)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SymatoError("evaluate: --device cuda requested but CUDA is not available")
-    model, meta = load_model(run_dir, device=device)
+    model, meta = load_model(run_dir, device=resolve_device(device))
     settings = meta.get("settings") or read_json(run_dir / "settings.json", "settings file")
+    check_trained_on(run_dir, meta, settings["shards_dir"])
     val = TokenDataset(settings["shards_dir"], "val", int(settings["ctx_len"]))
     if val.vocab_size != model.config.vocab_size:
         raise SymatoError(f"{run_dir}/model.pt has vocab size {model.config.vocab_size} but "
@@ -289,11 +292,41 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         "train_flops": meta.get("train_flops"),
         "tokens_per_second": meta.get("tokens_per_second"),
         "train_steps": meta.get("step"),
+        "model_sha256": meta.get("weights_sha256"),
         # what the training ran, so the results say it (None: a model from before the record)
         **{key: meta.get(key) for key in TRAINING_RECORD},
     }
+    refuse_non_finite(metrics, run_dir)  # before the slower text metrics
     metrics.update(text_metrics(model, meta, val, args))
+    refuse_non_finite(metrics, run_dir)
     return metrics
+
+
+def refuse_non_finite(metrics: dict[str, Any], run_dir: Path) -> None:
+    """A NaN or infinite metric is an error naming the model, never a NaN in the JSON."""
+    from symato.run.checkpoint import resolve_path
+
+    bad = non_finite_key(metrics)
+    if bad is not None:
+        raise SymatoError(f"{resolve_path(run_dir)}: evaluation gave a non-finite number at "
+                          f"{bad}; the model is numerically broken: retrain it")
+
+
+def check_trained_on(run_dir: Path, meta: dict[str, Any], shards_dir: str) -> None:
+    """The shards to evaluate on are the ones the model was trained from (by digest).
+
+    Why: a model evaluated on shards rebuilt since (another split, another vocabulary
+    with reassigned ids) gives a number that describes neither. Models from before the
+    digests were recorded are not checked.
+    """
+    from symato.run.provenance import shards_digest
+
+    recorded = (meta.get("inputs") or {}).get("shards")
+    if recorded is not None and shards_digest(shards_dir) != recorded:
+        raise SymatoError(
+            f"{run_dir}/model.pt was trained on other shards than {shards_dir} holds now "
+            f"(content digest differs): it is stale; retrain it (snakemake reruns it)"
+        )
 
 
 def stream_metrics(model: Any, val: Any, segments: int) -> dict[str, Any]:
@@ -343,6 +376,8 @@ def text_metrics(model: Any, meta: dict[str, Any], val: Any,
 
 
 def _parser() -> argparse.ArgumentParser:
+    from symato.run.generate import finite_float
+
     p = argparse.ArgumentParser(prog="symato evaluate",
                                 description="Evaluate a trained run into DIR/metrics.json.")
     p.add_argument("--run", required=True, help="run folder with model.pt")
@@ -355,8 +390,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="validation syllables to restore (0 = skip)")
     p.add_argument("--prompt", action="append", help="sample prompt (repeatable)")
     p.add_argument("--sample-tokens", type=int, default=48)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--temperature", type=finite_float(0.0), default=1.0)
+    p.add_argument("--top-p", type=finite_float(0.0, 1.0), default=0.9)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")

@@ -6,13 +6,16 @@ RNN state (constant memory per token), GPT a KV cache. GPT's learned positions e
 half window (documented approximation; RWKV never needs it). ``Feeder`` is also what
 diacritic restoration (``symato.run.restore``) feeds its text through.
 
-A checkpoint carries its vocabulary in ``meta["tokenizer"]`` (``Tokenizer.to_dict()``);
-``--vocab FILE`` (a vocabulary JSON file) overrides it.
+A checkpoint carries its vocabulary in ``meta["tokenizer"]`` (``Tokenizer.to_dict()``).
+``--vocab FILE`` (a vocabulary JSON file) is for checkpoints without one; given for a
+checkpoint that has one, it must be that same vocabulary: another tokenizer's ids would
+decode to garbage without any error.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,8 +74,8 @@ def nucleus_probs(logits: Tensor, temperature: float = 1.0, top_p: float = 1.0) 
     until their total first reaches ``top_p`` (the token that crosses the threshold is
     kept), zero the rest and renormalize. ``temperature == 0`` means greedy (one-hot).
     """
-    if temperature < 0:
-        raise SymatoError(f"temperature must be >= 0, got {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise SymatoError(f"temperature must be a finite number >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise SymatoError(f"top_p must be in (0, 1], got {top_p}")
     logits = logits.detach().double().flatten()
@@ -96,6 +99,9 @@ def sample_token(
     logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None
 ) -> int:
     """Draw one token id from ``nucleus_probs(logits, temperature, top_p)``."""
+    if not bool(torch.isfinite(logits).all()):
+        raise SymatoError("the model produced non-finite logits (NaN or infinity); its "
+                          "weights or arithmetic are broken, so nothing it samples means anything")
     probs = nucleus_probs(logits, temperature, top_p)
     return int(torch.multinomial(probs, 1, generator=generator))
 
@@ -182,8 +188,9 @@ def load_for_inference(ckpt: str, vocab: str | None, device: str) -> tuple[nn.Mo
     from symato.run.checkpoint import load_model, resolve_path
     from symato.text.tokenizer import Tokenizer
 
-    model, meta = load_model(ckpt, device=device)
+    model, meta = load_model(ckpt, device=resolve_device(device))
     if vocab is not None:
+        check_vocab_is_models(vocab, meta, str(resolve_path(ckpt)))
         tokenizer, where = Tokenizer.from_file(vocab), vocab
     else:
         where = f"{resolve_path(ckpt)} meta key 'tokenizer'"
@@ -201,6 +208,56 @@ def load_for_inference(ckpt: str, vocab: str | None, device: str) -> tuple[nn.Mo
     return model, tokenizer
 
 
+def check_vocab_is_models(vocab: str, meta: dict[str, Any], where: str) -> None:
+    """A ``--vocab`` file given for a checkpoint that records its own vocabulary must be
+    that vocabulary (the same JSON content)."""
+    from symato.io import read_json
+    from symato.run.provenance import json_digest
+
+    own = meta.get("tokenizer")
+    if not isinstance(own, dict):
+        return
+    given = read_json(vocab, "vocabulary file")
+    if json_digest(given) != json_digest(own):
+        raise SymatoError(
+            f"{vocab} is not the vocabulary {where} was trained with (kind "
+            f"{given.get('kind') if isinstance(given, dict) else '?'!r} vs the model's "
+            f"{own.get('kind')!r}, other content); omit --vocab to use the model's own"
+        )
+
+
+def resolve_device(name: str) -> str:
+    """A device name torch knows and this machine has, or an error saying which and why."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SymatoError(f"--device {name!r} is not a torch device name "
+                          f"(use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+        raise SymatoError(f"--device {name}: CUDA is not available (torch {torch.__version__}, "
+                          f"{build}); use --device cpu, or install a CUDA build of torch")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SymatoError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
+    if device.type not in ("cpu", "cuda"):
+        raise SymatoError(f"--device {name}: only cpu and cuda devices are supported")
+    return name
+
+
+def finite_float(low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite float in ``[low, high]`` (NaN and inf rejected by name)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number {span}")
+        return value
+    return parse
+
+
 def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run directory")
     parser.add_argument("--vocab", help="vocabulary JSON (default: the one in the checkpoint)")
@@ -215,8 +272,9 @@ def generate_main(argv: list[str]) -> int:
     common_args(parser)
     parser.add_argument("--prompt", default="", help="text to continue (default: empty)")
     parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus mass (1 = off)")
+    parser.add_argument("--temperature", type=finite_float(0.0), default=1.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=finite_float(0.0, 1.0), default=0.9,
+                        help="nucleus mass in (0, 1] (1 = off)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     model, tokenizer = load_for_inference(args.ckpt, args.vocab, args.device)

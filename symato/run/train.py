@@ -11,6 +11,12 @@ Why it looks like this:
 * Under ``torchrun`` every process draws the same global batch and trains on its slice;
   DDP averages the gradients, so N processes compute what one process computes with
   the same global batch (up to float summation order).
+* A checkpoint is never reused across inputs: it records the digests of everything the
+  run reads (``symato.run.provenance.run_inputs``: settings, vocabulary, shard manifest
+  and shards), and ``--resume auto`` continues from it only when they all match;
+  otherwise the run starts from scratch and its log says why. A finished run removes
+  its checkpoint once ``model.pt`` is written, so rerunning a finished run
+  (``snakemake --forcerun``, a deleted ``model.pt``) trains it anew.
 * Failures are loud and recoverable: a corrupt checkpoint is a clear error, SIGTERM
   (Slurm preemption) saves a checkpoint and exits with ``EXIT_PREEMPTED`` (143) so the
   workflow retries and resumes, and a NaN/inf loss stops the run naming the step while
@@ -54,6 +60,7 @@ from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
 from symato.models.registry import get_architecture, recipe_of
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
+from symato.run.provenance import changed_inputs, check_finite, run_inputs
 from symato.run.recipes import l2wrap, parameter_groups
 from symato.run.settings import load_settings
 from symato.run.splitform import SplitForms
@@ -108,6 +115,16 @@ def decays(name: str, param: torch.Tensor, arch: str = "rwkv7") -> bool:
     weights, not the embedding.
     """
     return recipe_of(arch).decays(name, tuple(param.shape))
+
+
+def strict_json_line(record: dict[str, Any], where: str) -> str:
+    """One metrics.jsonl line; a NaN or infinite value is an error naming ``where`` and
+    the key (strict JSON has no NaN, and such a value means the run has gone wrong)."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise SymatoError(f"{where}: {', '.join(f'{k}={record[k]}' for k in bad)} is not "
+                          f"finite; stopped (last good checkpoint kept)")
+    return json.dumps(record, allow_nan=False) + "\n"
 
 
 # ----------------------------------------------------------------------------- processes
@@ -226,13 +243,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only``); corrupt or foreign files are errors."""
+    from symato.run.checkpoint import load_failure
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, ...: torch raises many types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SymatoError(
-            f"checkpoint {path} is corrupt or unreadable ({first}); delete it to start the "
-            f"run from scratch"
+            f"checkpoint {path} is corrupt or unreadable: {load_failure(exc)}; delete it to "
+            f"start the run from scratch"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise SymatoError(f"checkpoint {path} is not a symato training checkpoint")
@@ -267,6 +285,7 @@ class Trainer:
         self.train_ds = TokenDataset(settings["shards_dir"], "train", settings["ctx_len"])
         self.val_ds = TokenDataset(settings["shards_dir"], "val", settings["ctx_len"])
         self.vocab = read_json(settings["vocab_file"], "vocabulary file")
+        self.inputs = run_inputs(settings)  # what a checkpoint must match to be resumed
         self.micro = self._micro_batch_size()
         self.model = self._build_model()
         self.net: nn.Module = self._wrap(self.model)
@@ -353,6 +372,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "settings_json": json.dumps(self.s, sort_keys=True),
+            "inputs_json": json.dumps(self.inputs, sort_keys=True),
             "step": self.step,
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -389,19 +409,39 @@ class Trainer:
             raise SymatoError(f"checkpoint {path} does not fit this run: {first}") from None
 
     def try_resume(self) -> None:
-        """Continue from DIR/checkpoint.pt when asked and it belongs to these settings."""
+        """Continue from DIR/checkpoint.pt when asked and it belongs to this run as it is
+        now (``stale_reason``); otherwise start from scratch, saying why."""
         path = self.out / CHECKPOINT_FILE
         if not self.resume or not path.exists():
             return
         state = load_checkpoint(path)
-        if json.loads(state.get("settings_json", "null")) != self.s:
-            self.log(f"{path} was written with other settings; starting from scratch")
+        reason = self.stale_reason(state)
+        if reason is not None:
+            self.log(f"not resuming from {path}: {reason}; starting from scratch")
             return
         self.load_state_dict(state, path)
         if self.dist.main:  # the log on disk may be ahead of the checkpoint: rewrite it
             write_text_atomic(self.out / METRICS_FILE,
                               "".join(json.dumps(r) + "\n" for r in self.records))
         self.log(f"resumed from {path} at step {self.step}")
+
+    def stale_reason(self, state: dict[str, Any]) -> str | None:
+        """Why a checkpoint must not be continued, or None when it may.
+
+        It may when it was written with these settings from inputs with the same
+        digests. A finished run has removed its checkpoint (``finish``), so one found
+        here is of an interrupted run (a kill, a preemption); checkpoints from before the
+        digests were recorded are never continued.
+        """
+        if json.loads(state.get("settings_json", "null")) != self.s:
+            return "it was written with other settings"
+        recorded = json.loads(state.get("inputs_json", "null"))
+        if recorded is None:
+            return "it records no digests of its inputs (written by an older symato)"
+        changed = changed_inputs(recorded, self.inputs)
+        if changed:
+            return f"its inputs changed since ({', '.join(changed)}: other content digest)"
+        return None
 
     def checkpoint(self) -> None:
         """Save the resumable state, unless any step so far had a NaN/inf loss: the guard
@@ -482,14 +522,15 @@ class Trainer:
         return train_loss, grad_norm
 
     @torch.no_grad()
-    def validate(self) -> tuple[float, float]:
+    def validate(self) -> tuple[float, float | None]:
         """(mean loss, bits per byte) on the first ``eval_windows`` validation windows.
 
         Each process evaluates its own contiguous share of the windows
         (:func:`window_share`) and the NLL sums and target counts are added over
         processes, so N processes give what one gives (up to float rounding) in 1/N of
         the time. One host sync. Bytes are estimated from the split's bytes-per-token
-        ratio; ``symato evaluate`` computes the exact figure on the whole split.
+        ratio (None when the manifest has no byte count); ``symato evaluate`` computes
+        the exact figure on the whole split.
         """
         self.net.eval()
         n = min(self.s["eval_windows"], len(self.val_ds))
@@ -509,7 +550,7 @@ class Trainer:
         mean = nll_sum / max(count_sum, 1.0)
         manifest = self.val_ds.manifest
         bytes_per_token = manifest.get("bytes", 0) / max(manifest.get("tokens", 1) - 1, 1)
-        bpb = mean / math.log(2) / bytes_per_token if bytes_per_token > 0 else float("nan")
+        bpb = mean / math.log(2) / bytes_per_token if bytes_per_token > 0 else None
         return mean, bpb
 
     def confirm_backend(self) -> None:
@@ -533,10 +574,11 @@ class Trainer:
             print(f"[train {self.s['tokenizer']}/{self.s['run']}] {message}", file=sys.stderr)
 
     def record(self, rec: dict[str, Any]) -> None:
+        line = strict_json_line(rec, f"run {self.s['run']}, step {rec.get('step')}")
         self.records.append(rec)
         if self.dist.main:
             with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(line)
 
     def run(self) -> int:
         s = self.s
@@ -592,7 +634,7 @@ class Trainer:
     def _checkpoint_due(self, last_time: float) -> bool:
         every, minutes = self.s["checkpoint_steps"], self.s["checkpoint_minutes"]
         if self.step >= self.s["steps"]:
-            return True  # the final state, so a finished run resumes to "done"
+            return False  # model.pt follows at once; a finished checkpoint is never resumed
         if every and self.step % every == 0:
             return True
         return bool(minutes) and time.monotonic() - last_time >= 60.0 * minutes
@@ -640,6 +682,7 @@ class Trainer:
         from symato.run.checkpoint import save_model
 
         tokens = self.step * tokens_per_step
+        check_finite(self.model.state_dict(), f"run {self.s['run']} after step {self.step}")
         meta = {
             "tokenizer": self.vocab,
             "run": self.s["run"],
@@ -653,9 +696,13 @@ class Trainer:
             "world_size": self.dist.world,
             "device": str(self.device),
             "backend": self.backend,
+            "inputs": self.inputs,
             **arithmetic_meta(self.device, self.precision, self.tf32),
         }
         save_model(self.out / "model.pt", self.model, meta)
+        # The run is complete in model.pt: its checkpoint could only ever be resumed into
+        # a copy of these weights, so it goes (and its disk space with it).
+        (self.out / CHECKPOINT_FILE).unlink(missing_ok=True)
         self.log(f"done: {self.step} steps, {tokens} tokens -> {self.out / 'model.pt'}")
 
 

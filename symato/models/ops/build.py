@@ -8,10 +8,12 @@ that dies minutes in on a compiler error, and jobs that only load a finished bin
 
 The kernels go where every job looks for them, ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>``
 (``symato.models.ops.extension``), so the build job and the training jobs must see the
-same ``SYMATO_BUILD_DIR``, compiler (``CXX``), CPU (for ``cpu``) and, for CUDA, toolkit
-(``CUDA_HOME``: set it explicitly, since torch's own guess may differ between shells) and
-architecture; a job on a machine that differs builds its own copy under its own key
-instead of loading a wrong binary.
+same ``SYMATO_BUILD_DIR``, compiler (``CXX``), CPU (for ``cpu``), environment (torch
+installation, kernel sources' folder) and, for CUDA, toolkit (``CUDA_HOME``: set it
+explicitly, since torch's own guess may differ between shells) and architecture; a job
+whose build command differs builds its own copy under its own key instead of loading a
+wrong binary or rebuilding the workflow's. A killed ``symato build`` leaves no compiler
+running and no lock that blocks the next one.
 
 FILE records what was built: device kind, torch and CUDA versions, compiler, nvcc, the
 CUDA target and each family's folder, hash and library. A failure exits 1 with the

@@ -16,13 +16,20 @@ Why a module of its own: both WKV operators (``symato.models.ops.wkv4`` for RWKV
   and the first line of its ``--version``), for ``cpu`` the CPU (that C++ uses
   ``-march=native``; the CUDA kinds do not, so GPU nodes with different CPUs share a
   build) and, for ``cuda``, the target architecture and nvcc's release line, so an edited
-  kernel rebuilds and no binary reaches a machine it was not built for.
-* **Builds survive SIGKILL.** torch guards a build with a lock *file* (``lock``) that
-  exists until the builder removes it; a builder killed by SIGKILL (out of memory,
-  node failure, preemption) leaves it behind and every later build waits on it forever.
-  So each build first takes an OS lock (``fcntl.flock`` on ``build.flock`` in the build
-  folder), which the kernel releases when its holder dies; whoever holds it knows any
-  ``lock`` file is stale and removes it.
+  kernel rebuilds and no binary reaches a machine it was not built for. It also covers
+  everything else in the build's command lines (:func:`command_facts`: torch's include
+  and library paths, Python's headers, the compiler's path and ccache wrapper, the
+  sources' folder), so two environments sharing the folder never rebuild each other's.
+  A finished folder (``build.done``) is only imported, never handed to ninja again.
+* **Killed builds leave nothing behind.** torch guards a build with a lock *file*
+  (``lock``) that exists until the builder removes it; a builder killed by SIGKILL (out
+  of memory, node failure, preemption) leaves it behind and every later build waits on
+  it forever. So each build first takes an OS lock (``fcntl.flock`` on ``build.flock``
+  in the build folder), which the kernel releases when its holders die; whoever holds it
+  knows any ``lock`` file is stale and removes it, with what the unfinished build left.
+  The compile itself runs in a guarded process of its own session that dies with the
+  loading process and then kills ninja and every compiler (which ninja starts in
+  process groups of their own, out of reach of a signal to the job's group).
 * **One build per workflow.** ``symato build --device cpu|cuda`` (``build.py``) builds
   every family for one device kind before the training jobs (rule ``build_kernels``);
   the jobs then only load what is there.
@@ -35,16 +42,22 @@ checkout and in an installed wheel alike).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import functools
 import hashlib
 import importlib
+import importlib.util
+import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import sysconfig
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +79,7 @@ __all__ = [
     "KernelBuildError",
     "build_dir",
     "build_lock",
+    "command_facts",
     "compiler",
     "compiler_version",
     "cpu_fingerprint",
@@ -83,6 +97,9 @@ __all__ = [
 BACKENDS = ("auto", "cuda", "cpu", "torch")
 DEVICE_KINDS = ("cpu", "cuda")  # the kinds a device type runs (the others are for tests)
 LOCK_FILE = "build.flock"  # the OS lock; torch's own lock file is "lock"
+DONE_FILE = "build.done"  # written after a finished build: its library's name
+ERROR_FILE = "build.error"  # a failed guarded build's message, for the loading process
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 _CPU_FLAGS = ["-O3", "-fopenmp", "-march=native"]  # C++ standard: torch picks it
 _CPU_LDFLAGS = ["-fopenmp"]
@@ -274,6 +291,39 @@ def _flags(family: str, kind: str) -> tuple[list[str], list[str]]:
     return ["-O3", *defines], [*_CUDA_FLAGS, *defines]
 
 
+def _compiler_wrapper() -> str:
+    """The wrapper torch puts before the compiler in the build command (ccache or
+    sccache found on PATH, unless ``$TORCH_NO_COMPILER_WRAPPER``), "" for none."""
+    if os.environ.get("TORCH_NO_COMPILER_WRAPPER"):
+        return ""
+    return next((w for w in map(shutil.which, ("ccache", "sccache")) if w), "")
+
+
+def command_facts(kind: str) -> list[str]:
+    """What torch writes into a ``kind`` build's commands besides our sources and flags.
+
+    Why in the key: two environments sharing ``$SYMATO_BUILD_DIR`` with the same torch
+    version (two venvs, two checkouts) wrote different commands into one folder (torch's
+    include and library paths, Python's headers, the compiler found on PATH and its
+    ccache wrapper), and ninja rebuilt it each time the other one had built. With these
+    facts (and the sources' folder) in the key, each command has a folder of its own.
+    For ``cuda`` also the CUDA paths and the variables torch puts into nvcc's command.
+    """
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    device = "cuda" if kind == "cuda" else "cpu"
+    try:
+        paths = [*include_paths(device), *library_paths(device)]
+    except (OSError, RuntimeError):  # no CUDA toolkit: the build fails and says so
+        paths = [*include_paths("cpu"), *library_paths("cpu"), f"CUDA_HOME={cuda_home()}"]
+    facts = [*paths, str(sysconfig.get_path("include", scheme="posix_prefix")),
+             str(shutil.which(compiler())), _compiler_wrapper()]
+    if kind == "cuda":
+        facts += [f"{var}={os.environ.get(var, '')}" for var in
+                  ("CC", "PYTORCH_NVCC", "TORCH_EXTENSION_SKIP_NVCC_GEN_DEPENDENCIES")]
+    return facts
+
+
 def build_dir(family: str, kind: str) -> tuple[Path, str]:
     """(folder, hash) of one build: ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>``."""
     fam = _family(family)
@@ -287,7 +337,7 @@ def build_dir(family: str, kind: str) -> tuple[Path, str]:
         h.update((d / name).read_bytes())
     cflags, cuda_flags = _flags(family, kind)
     facts = [*cflags, *cuda_flags, torch.__version__, str(torch.version.cuda), compiler(),
-             str(compiler_version())]
+             str(compiler_version()), str(d.resolve()), *command_facts(kind)]
     if kind == "cpu":  # -march=native: the binary fits this CPU only
         facts.append(cpu_fingerprint())
     if kind == "cuda":
@@ -301,27 +351,26 @@ def build_dir(family: str, kind: str) -> tuple[Path, str]:
 
 # ----------------------------------------------------------------------------- building
 @contextlib.contextmanager
-def build_lock(folder: Path) -> Iterator[None]:
-    """Hold the OS lock of one build folder; remove a stale torch lock file under it.
+def build_lock(folder: Path) -> Iterator[int]:
+    """Hold the OS lock of one build folder (yields its file descriptor); remove a stale
+    torch lock file under it.
 
-    ``fcntl.flock`` is released by the kernel when its process dies, SIGKILL included,
-    and the file descriptor is not inherited by the compiler processes (Python opens
-    files non-inheritable), so a killed build never blocks a later one. Every symato
-    build of ``folder`` holds this lock, so a torch ``lock`` file seen while holding it
-    was left by a builder that died.
+    ``fcntl.flock`` is released by the kernel when the last descriptor of its open file
+    goes, SIGKILL included, so a killed build never blocks a later one. It is not
+    unlocked explicitly: :func:`_build` hands the descriptor to its guarded build process,
+    and the lock must last while that process lives, even after its parent died. Every
+    symato build of ``folder`` holds this lock, so a torch ``lock`` file seen while
+    holding it was left by a builder that died.
     """
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_FILE, "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            baton = folder / "lock"
-            if baton.exists():
-                baton.unlink(missing_ok=True)
-                print(f"symato: removed a stale build lock {baton} (a build was killed)",
-                      file=sys.stderr)
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        baton = folder / "lock"
+        if baton.exists():
+            baton.unlink(missing_ok=True)
+            print(f"symato: removed a stale build lock {baton} (a build was killed)",
+                  file=sys.stderr)
+        yield fh.fileno()
 
 
 def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> ModuleType:
@@ -357,27 +406,200 @@ def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> Mod
         return mod
 
 
-def _build(family: str, kind: str, folder: Path, digest: str, verbose: bool) -> ModuleType:
-    from torch.utils.cpp_extension import load
-
-    sources = [str(kernels_dir(family) / name) for name in FAMILIES[family].kinds[kind][0]]
+def _load_arguments(family: str, kind: str, folder: Path, name: str,
+                    verbose: bool) -> dict[str, Any]:
+    """The keyword arguments of ``torch.utils.cpp_extension.load`` for one build."""
+    sources = [str(kernels_dir(family) / src) for src in FAMILIES[family].kinds[kind][0]]
     cflags, cuda_flags = _flags(family, kind)
-    name = f"symato_{family}_{kind.replace('-', '_')}_{digest}"
-    if kind != "cuda":
-        with build_lock(folder):
-            return load(name=name, sources=sources, extra_cflags=cflags,
-                        extra_ldflags=_CPU_LDFLAGS, build_directory=str(folder),
-                        verbose=verbose)
+    args: dict[str, Any] = {"name": name, "sources": sources, "extra_cflags": cflags,
+                            "build_directory": str(folder), "verbose": verbose}
+    if kind == "cuda":
+        return args | {"extra_cuda_cflags": cuda_flags}
+    return args | {"extra_ldflags": list(_CPU_LDFLAGS)}
+
+
+def _set_cuda_arch() -> None:
+    """Point torch's ``TORCH_CUDA_ARCH_LIST`` at :func:`cuda_target` (``gpuX.Y``: torch's
+    own default, the visible GPU); no target at all is an error naming the fix."""
     target = cuda_target()
     if not target:
         raise SymatoError("no GPU is visible to choose the CUDA architecture for: set "
                           "TORCH_CUDA_ARCH_LIST (e.g. 9.0 for H100/H200) or build where the "
                           "training jobs' GPU is")
     if not target.startswith("gpu"):
-        os.environ["TORCH_CUDA_ARCH_LIST"] = target  # torch reads it; gpuX.Y = its default
-    with build_lock(folder):
-        return load(name=name, sources=sources, extra_cflags=cflags,
-                    extra_cuda_cflags=cuda_flags, build_directory=str(folder), verbose=verbose)
+        os.environ["TORCH_CUDA_ARCH_LIST"] = target  # the guarded build inherits it
+
+
+def _build(family: str, kind: str, folder: Path, digest: str, verbose: bool) -> ModuleType:
+    """Load the library of a complete build of ``folder``, after building it if needed.
+
+    Why this process never runs ninja itself: a folder is complete once (``DONE_FILE``)
+    and its key covers everything its build command depends on, so a finished build is
+    only imported (an mtime touched by a checkout rebuilds nothing); an incomplete one is
+    emptied first, so no object file half-written by a killed compiler is reused; and
+    the compile runs in a guarded process (:func:`_run_guarded`) that leaves no compiler
+    behind when this process is killed.
+    """
+    name = f"symato_{family}_{kind.replace('-', '_')}_{digest}"
+    if kind == "cuda":
+        _set_cuda_arch()
+    with build_lock(folder) as lock_fd:
+        if not _complete(folder, name):
+            _clear(folder)
+            print(f"symato: building {name} in {folder}", file=sys.stderr, flush=True)
+            _run_guarded(_load_arguments(family, kind, folder, name, verbose), lock_fd)
+            (folder / DONE_FILE).write_text(name)
+        return _import_library(folder / f"{name}.so")
+
+
+def _complete(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds the finished library ``name`` (a guarded build succeeded)."""
+    try:
+        return (folder / DONE_FILE).read_text() == name and (folder / f"{name}.so").is_file()
+    except OSError:
+        return False
+
+
+def _clear(folder: Path) -> None:
+    """Remove what an unfinished build left in ``folder`` (objects, a library, ninja's
+    logs, torch's lock), all but the OS lock file this process holds."""
+    for path in folder.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _import_library(path: Path) -> ModuleType:
+    """Import a built extension module from its file, as torch's loader does."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise SymatoError(f"{path} is not a loadable extension module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------- guarded builds
+_GUARD = ("import sys; sys.path.insert(0, {root!r}); "
+          "from symato.models.ops.extension import _guarded_build_main; _guarded_build_main()")
+
+
+def _run_guarded(load_args: dict[str, Any], lock_fd: int) -> None:
+    """Run torch's build (``load(**load_args)``) in a child process of its own session.
+
+    Why: ninja puts every compiler it starts in a process group of its own, so killing
+    this process or its group (Snakemake, a shell's Ctrl-C, Slurm's scancel of a step)
+    never reached the compilers, and a killed build's compiler kept writing into the
+    folder the next build used. The child dies with this process (PR_SET_PDEATHSIG) and,
+    dying, kills every process of its session (:func:`_guarded_build_main`); it holds the
+    folder's OS lock (``lock_fd``, the same open file) until then. A failure raises
+    RuntimeError with torch's message (the compiler's output).
+    """
+    folder = Path(load_args["build_directory"])
+    error = folder / ERROR_FILE
+    root = str(Path(__file__).resolve().parents[3])  # the folder holding the package
+    code = _GUARD.format(root=root)
+    args = json.dumps({**load_args, "parent": os.getpid()})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.Popen([sys.executable, "-c", code, args], start_new_session=True,
+                            pass_fds=(lock_fd,))
+    try:
+        returncode = proc.wait()
+    except BaseException:  # KeyboardInterrupt: the child cleans up on SIGTERM
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        raise
+    if returncode != 0:
+        text = error.read_text() if error.is_file() else ""
+        raise RuntimeError(text or f"the build process exited with status {returncode}")
+
+
+def _guarded_build_main() -> None:
+    """The guarded build process: ``load(**json.loads(argv[1]))``, dying with its parent.
+
+    On SIGTERM, SIGINT, SIGHUP or its parent's death it kills every other process of its
+    session (ninja and the compilers, whatever their process group) and exits; it leaves
+    torch's ``lock`` and the unfinished outputs to the next build, which removes them
+    under the OS lock. A failed build writes torch's message to ``ERROR_FILE``, exit 1.
+    """
+    args = json.loads(sys.argv[1])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _abort)
+    _die_with_parent()
+    if os.getppid() != args.pop("parent"):  # the parent died before prctl
+        _abort(signal.SIGTERM, None)
+    from torch.utils.cpp_extension import load
+
+    try:
+        load(**args)
+    except Exception as exc:
+        (Path(args["build_directory"]) / ERROR_FILE).write_text(str(exc) or repr(exc))
+        sys.exit(1)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (PR_SET_PDEATHSIG);
+    elsewhere nothing (a killed parent then leaves its build running to its end)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def _abort(signum: int, frame: object) -> None:
+    """Signal handler of the guarded build: kill its session, exit as killed by ``signum``."""
+    _kill_session()
+    os._exit(128 + signum)
+
+
+def _kill_session(timeout: float = 10.0) -> None:
+    """SIGKILL every other live process of this session until none is left (or
+    ``timeout`` seconds passed): ninja, the shells it starts and the compilers, each in
+    a process group of its own but all in this session, since none calls setsid.
+
+    Repeated because ninja may start a compiler between a scan and its own death. Where
+    there is no /proc, the process group (ninja) gets SIGTERM and ninja stops its
+    compilers itself.
+    """
+    me = os.getpid()
+    if not Path("/proc/self/stat").exists():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(0, signal.SIGTERM)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [pid for pid in _session_members(os.getsid(0)) if pid != me]
+        if not alive:
+            return
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        _reap_children()
+        time.sleep(0.01)
+
+
+def _session_members(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # state ppid pgrp session ...
+        if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _reap_children() -> None:
+    """Collect the exit status of this process's dead children (ninja), so they go."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
 
 
 def _compiler_runs() -> bool:
