@@ -70,6 +70,9 @@ def test_train_settings_schema_is_the_run_settings_contract() -> None:
     for s in (s for s in SETTINGS if s.shared):
         p = props[s.name]
         assert p["default"] == s.default, s.name
+        if s.from_recipe:  # a value, or "recipe" / null: the architecture's recipe value
+            assert s.default == "recipe" and p["anyOf"][1] == {"enum": ["recipe", None]}
+            p = p["anyOf"][0]
         assert p.get("enum", []) == list(s.choices), s.name
         if not s.choices:
             assert p["type"] == types[s.kind], s.name

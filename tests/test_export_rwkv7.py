@@ -81,7 +81,8 @@ def test_export_file_is_the_plain_x070_state_dict(tmp_path):
     model, path = exported_model(tmp_path, 2, 32, 16)
     sd = torch.load(path, map_location="cpu", weights_only=True)
     assert set(sd) == set(model.state_dict())
-    assert "blocks.0.att.v1" not in sd and sd["blocks.1.att.v1"].shape == (32, 8)
+    # v rank: the authors' floor 32 at C = 32 (issue #22; was the capped 8)
+    assert "blocks.0.att.v1" not in sd and sd["blocks.1.att.v1"].shape == (32, 32)
     assert all(t.dtype == torch.float32 and t.is_contiguous() for t in sd.values())
     torch.testing.assert_close(sd["blocks.1.att.w0"], model.blocks[1].att.w0.detach())
 

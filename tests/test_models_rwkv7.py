@@ -10,13 +10,13 @@ import torch
 
 from symato.errors import SymatoError
 from symato.models import architecture_of, build_model
-from symato.models.rwkv7 import LN_X_EPS, RWKV7, RWKV7State, lora_rank
+from symato.models.rwkv7 import LN_X_EPS, RWKV7, RWKV7State, capped_lora_rank, lora_rank
 from symato.run.checkpoint import load_model, save_model
 from symato.run.generate import Feeder
 
 V, L, C, N, CTX = 37, 3, 32, 16, 24  # two heads of 16
 H = C // N
-R = 8  # every low-rank width at C = 32 (the cap C/4)
+R = 32  # every low-rank width at C = 32 (the authors' floor, 32)
 
 
 def rwkv7(**extra) -> RWKV7:
@@ -67,17 +67,24 @@ def test_state_dict_uses_the_released_x070_names_and_shapes():
     assert "blocks.0.att.v0" not in sd and "blocks.1.att.v0" in sd  # layer 0: no v path
 
 
-def test_lora_ranks_follow_the_authors_formula_with_a_cap_for_tiny_widths():
-    # the authors' max(32, round(k sqrt(C) / 32) * 32) at GPU widths
-    assert [lora_rank(2.5, c) for c in (256, 512, 768, 1024, 2048)] == [32, 64, 64, 64, 128]
-    assert [lora_rank(1.7, c) for c in (256, 512, 768, 1024, 2048)] == [32, 32, 32, 64, 64]
-    assert [lora_rank(5.0, c) for c in (256, 512, 768, 1024, 2048)] == [64, 128, 128, 160, 224]
-    # tiny widths: capped at C/4 (8 at C = 32, the authors' own C = 32 demo)
-    assert [lora_rank(5.0, c) for c in (16, 32, 48, 64, 96, 128)] == [4, 8, 12, 16, 24, 32]
-    assert lora_rank(2.5, 128) == 32
-    model = build_model("rwkv7", vocab_size=5, n_layer=2, n_embd=512, n_head=8, ctx_len=4)
-    assert model.blocks[1].att.w1.shape == (512, 64) and model.blocks[1].att.g2.shape == (128, 512)
-    assert model.blocks[1].att.v1.shape == (512, 32) and model.config.head_size == 64
+def test_lora_ranks_follow_the_authors_formula():
+    # the authors' max(32, round(k C^e / 32) * 32), k = 1.8 (w, a), 1.3 (v), 0.6 with
+    # e = 0.8 (g): the released L12-D768 (64 64 32 128) and L24-D2048 (96 96 64 256) shapes
+    assert [lora_rank(1.8, c) for c in (256, 512, 768, 1024, 2048)] == [32, 32, 64, 64, 96]
+    assert [lora_rank(1.3, c) for c in (256, 512, 768, 1024, 2048)] == [32, 32, 32, 32, 64]
+    assert [lora_rank(0.6, c, 0.8) for c in (256, 512, 768, 1024, 2048)] == [64, 96, 128, 160, 256]
+    # no cap: at the demo widths every rank is the floor 32
+    assert [lora_rank(0.6, c, 0.8) for c in (16, 32, 48, 64, 96, 128)] == [32] * 6
+    assert build_model("rwkv7", vocab_size=5, n_layer=1, n_embd=32, n_head=2,
+                       ctx_len=4).config.ranks == {"w": 32, "a": 32, "v": 32, "g": 32}
+    # the pre-#22 rule, kept for its checkpoints: k sqrt(C), k = 2.5 2.5 1.7 5, capped at C/4
+    assert [capped_lora_rank(5.0, c) for c in (16, 32, 48, 64, 96, 128)] == [4, 8, 12, 16, 24, 32]
+    assert [capped_lora_rank(2.5, c) for c in (256, 512, 768)] == [32, 64, 64]
+    assert build_model("rwkv7", vocab_size=5, n_layer=1, n_embd=32, n_head=2, ctx_len=4,
+                       lora="capped").config.ranks == {"w": 8, "a": 8, "v": 8, "g": 8}
+    model = build_model("rwkv7", vocab_size=5, n_layer=2, n_embd=768, n_head=12, ctx_len=4)
+    assert model.blocks[1].att.w1.shape == (768, 64) and model.blocks[1].att.g2.shape == (128, 768)
+    assert model.blocks[1].att.v1.shape == (768, 32) and model.config.head_size == 64
 
 
 def test_init_follows_the_authors_code():

@@ -53,21 +53,36 @@ LN_X_EPS = 64e-5
 WKV7_FLOPS_PER_STATE_ENTRY = 27
 
 
-def lora_rank(factor: float, n_embd: int) -> int:
-    """The authors' low-rank width ``max(32, round(factor sqrt(C) / 32) * 32)``, capped at
-    ``max(4, C // 4)`` so that tiny demo widths keep a low rank.
+# Low-rank widths of the decay (w), in-context learning rate (a), value residual (v) and
+# gate (g) paths: the authors' max(32, round(k C^e / 32) * 32), with (k, e) per path
+# (RWKV-v7/train_temp/src/model.py: D_DECAY_LORA, D_AAA_LORA, D_MV_LORA, D_GATE_LORA).
+# They give the released checkpoints' widths (L12-D768: 64 64 32 128; L24-D2048: 96 96
+# 64 256). At widths under 256 every rank is the floor 32 (C = 32: as wide as the model).
+LORA_FACTORS = {"w": (1.8, 0.5), "a": (1.8, 0.5), "v": (1.3, 0.5), "g": (0.6, 0.8)}
+# "capped": what symato used before issue #22, kept only so its checkpoints load: the
+# factors k sqrt(C) with k = 2.5, 2.5, 1.7, 5 (another version of train_temp), capped at
+# max(4, C // 4).
+CAPPED_FACTORS = {"w": 2.5, "a": 2.5, "v": 1.7, "g": 5.0}
+LORA_RULES = ("authors", "capped")
 
-    The cap binds only below C = 256 (for C >= 256 the authors' value is <= C/4); at
-    C = 32 it gives 8, the rank of the authors' own C = 32 training demo.
-    """
-    authors = max(32, round(factor * math.sqrt(n_embd) / 32) * 32)
-    return min(authors, max(4, n_embd // 4))
+
+def lora_rank(factor: float, n_embd: int, exponent: float = 0.5) -> int:
+    """The authors' low-rank width ``max(32, round(factor C^exponent / 32) * 32)``
+    (Python's ``round``, as theirs)."""
+    return max(32, round(factor * n_embd**exponent / 32) * 32)
+
+
+def capped_lora_rank(factor: float, n_embd: int) -> int:
+    """The pre-#22 symato width: ``lora_rank(factor, C)`` capped at ``max(4, C // 4)``."""
+    return min(lora_rank(factor, n_embd), max(4, n_embd // 4))
 
 
 @dataclass
 class RWKV7Config:
     """Shape of an RWKV-7 model. ``head_size`` must divide ``n_embd``; ``wkv_backend``
-    picks the WKV-7 operator implementation (``symato.models.ops.wkv7``)."""
+    picks the WKV-7 operator implementation (``symato.models.ops.wkv7``); ``lora`` the
+    rule of the low-rank widths: ``authors`` (the default) or ``capped`` (symato before
+    issue #22, for its old checkpoints; ``LORA_FACTORS`` above says both)."""
 
     vocab_size: int
     n_layer: int
@@ -75,6 +90,7 @@ class RWKV7Config:
     ctx_len: int
     head_size: int = 64
     wkv_backend: str = "auto"
+    lora: str = "authors"
 
     def __post_init__(self) -> None:
         for key in ("vocab_size", "n_layer", "n_embd", "ctx_len", "head_size"):
@@ -90,6 +106,8 @@ class RWKV7Config:
             raise SymatoError(
                 f"RWKV7Config.wkv_backend must be auto|cuda|cpu|torch, got {self.wkv_backend!r}"
             )
+        if self.lora not in LORA_RULES:
+            raise SymatoError(f"RWKV7Config.lora must be one of {LORA_RULES}, got {self.lora!r}")
 
     @property
     def n_head(self) -> int:
@@ -104,8 +122,9 @@ class RWKV7Config:
     def ranks(self) -> dict[str, int]:
         """Low-rank widths of the decay, learning-rate, value-residual and gate paths."""
         C = self.n_embd
-        return {"w": lora_rank(2.5, C), "a": lora_rank(2.5, C), "v": lora_rank(1.7, C),
-                "g": lora_rank(5.0, C)}  # fmt: skip
+        if self.lora == "capped":
+            return {p: capped_lora_rank(k, C) for p, k in CAPPED_FACTORS.items()}
+        return {p: lora_rank(k, C, e) for p, (k, e) in LORA_FACTORS.items()}
 
 
 class RWKV7State(NamedTuple):

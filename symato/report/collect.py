@@ -10,7 +10,12 @@ tables come out:
   the model's own formula. ``text_bytes`` is the budget in bytes of training text of a
   byte-budget run (empty for a token budget) and ``budget`` a label of the budget asked
   for (``300k tokens`` or ``700k text bytes``): runs with the same label are comparable
-  across tokenizers. ``backend`` (the operator backend training ran: ``cpu``, ``cuda``,
+  across tokenizers. ``recipe``, ``weight_decay``, ``beta1``, ``beta2``, ``eps``,
+  ``l2wrap`` and ``layerwise_lr`` are the training recipe the run's settings.json
+  records (empty for runs trained before recipes were recorded); ``head_size`` the
+  run's head width (GPT/Llama attention heads, RWKV-7 WKV heads; unused by RWKV-4).
+  ``backend`` (the
+  operator backend training ran: ``cpu``, ``cuda``,
   ``torch``, or ``none`` for an architecture without a compiled operator), ``precision``
   (``fp32``/``bf16``) and ``device_name`` say what ran, so a speed or loss is read
   knowing its arithmetic; they come from metrics.json only (settings.json holds what was
@@ -66,9 +71,19 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("lr", "lr"),
     ("lr_min", "lr_min"),
     ("split_syllables", "split_syllables"),
+    # the training recipe the run followed (symato.models.registry.RECIPES) and its values
+    ("recipe", "recipe"),
+    ("weight_decay", "weight_decay"),
+    ("beta1", "beta1"),
+    ("beta2", "beta2"),
+    ("eps", "eps"),
+    ("l2wrap", "l2wrap"),
+    ("layerwise_lr", "layerwise_lr"),
+    ("head_size", "head_size"),
 ]
 # Text columns; RECORDED ones are what training ran, read from metrics.json alone.
-TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name")
+TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name", "recipe",
+                "layerwise_lr")
 RECORDED = ("backend", "precision", "device_name")
 # Without these a run cannot be placed on any figure: missing is an error, not a blank.
 REQUIRED = ("tokenizer", "arch", "run", "params", "tokens")
@@ -112,7 +127,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     for column, key in RUN_COLUMNS:
         value = metrics.get(key) if column in RECORDED else merged.get(key)
         if column in TEXT_COLUMNS:
-            row[column] = None if value is None else str(value)
+            row[column] = (None if value is None else
+                           str(value).lower() if isinstance(value, bool) else str(value))
         else:
             row[column] = _number(value, str(metrics_path), key)
         if column in REQUIRED and row[column] is None:

@@ -23,8 +23,11 @@ RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),
               ("tokens", "tokens"), ("flops", "FLOPs"), ("loss", "bits/byte"),
               ("bits_per_syllable", "bits/syllable"),
-              ("restoration_accuracy", "restoration acc."), ("backend", "backend"),
+              ("restoration_accuracy", "restoration acc."), ("recipe", "recipe"),
+              ("head_size", "head size"), ("backend", "backend"),
               ("precision", "precision"), ("device_name", "device")]
+# The head size each architecture's authors use, for the note under the runs table.
+AUTHORS_HEAD_SIZE = {"rwkv7": 64}
 
 
 def fmt(value: Any) -> str:
@@ -55,7 +58,22 @@ def runs_section(runs: pd.DataFrame) -> str:
     body = [[r[c] for c, _ in present] for _, r in rows.iterrows()]
     no_loss = int(runs["loss"].isna().sum()) if "loss" in runs.columns else 0
     note = f"\n\n{no_loss} run(s) have no bits per byte (not fitted)." if no_loss else ""
-    return table([h for _, h in present], body) + note
+    return table([h for _, h in present], body) + note + _head_note(runs)
+
+
+def _head_note(runs: pd.DataFrame) -> str:
+    """Say where runs use another head size than the architecture's authors."""
+    if "head_size" not in runs.columns:
+        return ""
+    notes = []
+    for arch, authors in AUTHORS_HEAD_SIZE.items():
+        sizes = sorted({int(h) for h in runs.loc[runs["arch"] == arch, "head_size"].dropna()
+                        if int(h) != authors})
+        if sizes:
+            notes.append(f"{arch} runs use head size {', '.join(map(str, sizes))} where its "
+                         f"authors use {authors} (at widths under 128, 64-channel heads "
+                         f"leave one head or none; docs/models.md)")
+    return "".join(f"\n\nNote: {n}." for n in notes)
 
 
 def _with_ci(fit: dict[str, Any], name: str) -> str:

@@ -144,7 +144,10 @@ def model_from_payload(
     from symato.models import model_from_config, with_backend
 
     verify_weights(payload, where)
-    model = model_from_config(payload["arch"], with_backend(payload["config"], wkv_backend))
+    config = dict(payload["config"])
+    if payload["arch"] == "rwkv7":  # saved before the config named its low-rank rule
+        config.setdefault("lora", "capped")
+    model = model_from_config(payload["arch"], with_backend(config, wkv_backend))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:

@@ -16,9 +16,11 @@ is tokenized: the grid leaves ``tokens`` and ``steps`` open and ``symato setting
 
 A run's settings are the shared ``train.settings``, then the architecture's registry
 defaults, then ``train.arch_overrides[arch]``, then the sub-grid's ``vary`` values, plus
-the size, budget and data paths. A varied setting names the run: ``...-T300k-lr0.002``
-(``symato.run.settings.varied_names`` gives each setting's short name). The config must
-already be complete (``symato.config.prepare`` fills every default).
+the size, budget and data paths; the optimizer settings left at ``recipe`` take the
+architecture's training recipe (``symato.models.registry.Recipe``). A varied setting
+names the run: ``...-T300k-lr0.002`` (``symato.run.settings.varied_names`` gives each
+setting's short name). The config must already be complete (``symato.config.prepare``
+fills every default).
 
 Every run is checked as it is expanded, so a config error stops the Snakefile before any
 job: sizes and budgets beyond the sanity limits (``symato.run.settings.check_scale``),
@@ -45,6 +47,7 @@ from symato.run.settings import (
     steps_for,
     train_split,
     varied_names,
+    with_recipe,
 )
 
 _SIZE_RE = re.compile(r"^L([1-9][0-9]*)-D([1-9][0-9]*)$")
@@ -98,9 +101,11 @@ def run_name_pattern() -> str:
 
 
 def shared_settings(train: dict[str, Any], arch: str) -> dict[str, Any]:
-    """``train.settings``, the architecture's defaults, then ``train.arch_overrides[arch]``."""
-    return {**train["settings"], **get_architecture(arch).defaults,
-            **train["arch_overrides"].get(arch, {})}
+    """``train.settings``, the architecture's defaults, then ``train.arch_overrides[arch]``;
+    recipe settings left at ``recipe`` (or null) take the architecture's recipe value."""
+    merged = {**train["settings"], **get_architecture(arch).defaults,
+              **train["arch_overrides"].get(arch, {})}
+    return with_recipe(merged, arch, f"config train (arch {arch})")
 
 
 def run_settings(

@@ -40,6 +40,20 @@ class Setting(Option):
     optional: bool = False
     short: str = ""
     guard: bool = False
+    from_recipe: bool = False
+
+    def json_schema(self) -> dict[str, Any]:
+        """As ``Option.json_schema``; a recipe setting also takes ``"recipe"`` or null (the
+        architecture's recipe value, its default)."""
+        out = super().json_schema()
+        if not self.from_recipe:
+            return out
+        value = {k: v for k, v in out.items() if k not in ("description", "default")}
+        return {"description": out["description"], "default": RECIPE,
+                "anyOf": [value, {"enum": [RECIPE, None]}]}
+
+
+RECIPE = "recipe"  # a recipe setting's config value meaning "the architecture's recipe"
 
 
 def _guard(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
@@ -54,6 +68,13 @@ def _guard(name: str, kind: type, default: Any, help: str, **limits: Any) -> Set
 
 def _shared(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
     return Setting(name, kind, help, default=default, shared=True, **limits)
+
+
+def _recipe(name: str, kind: type, help: str, **limits: Any) -> Setting:
+    """A shared setting whose default is the architecture's recipe value
+    (``symato.models.registry.Recipe``); settings.json always holds the value used."""
+    return Setting(name, kind, help + "; default: the architecture's recipe", default=RECIPE,
+                   shared=True, from_recipe=True, **limits)
 
 
 def _varied(name: str, short: str, kind: type, default: Any, help: str,
@@ -82,10 +103,17 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, below=1),
     _shared("schedule", str, "cosine", "learning-rate decay after warmup",
             choices=("cosine", "exponential")),
-    _shared("weight_decay", float, 0.01, "AdamW weight decay (matrices only)", minimum=0),
-    _shared("beta1", float, 0.9, "AdamW beta1", minimum=0, below=1),
-    _shared("beta2", float, 0.99, "AdamW beta2", minimum=0, below=1),
-    _shared("eps", float, 1.0e-8, "AdamW epsilon", above=0),
+    Setting("recipe", str, "the architecture's training recipe these settings follow "
+            "(symato.models.registry.RECIPES; its per-parameter rules apply)"),
+    _recipe("weight_decay", float, "AdamW weight decay of the recipe's decayed parameters",
+            minimum=0),
+    _recipe("beta1", float, "AdamW beta1", minimum=0, below=1),
+    _recipe("beta2", float, "AdamW beta2", minimum=0, below=1),
+    _recipe("eps", float, "AdamW epsilon", above=0),
+    _recipe("l2wrap", float, "L2Wrap numerator: the largest logit of each token gets the "
+            "gradient l2wrap / (B T) x its value; 0 = off", minimum=0),
+    _recipe("layerwise_lr", bool, "apply the recipe's per-parameter learning-rate "
+            "multipliers (false: all 1)"),
     _shared("grad_clip", float, 1.0, "max gradient norm; 0 = off", minimum=0),
     _shared("seed", int, 1234, "random seed (init and data order)", minimum=0),
     _shared("precision", str, "auto", "auto = bf16 autocast on a CUDA device with bf16, "
@@ -159,7 +187,8 @@ def default_settings(
     unknown = sorted(set(shared) - set(shared_names()) - set(RESOLVED_KEYS))
     if unknown:
         raise SymatoError(f"default_settings: unknown settings {unknown}")
-    values = {s.name: s.default for s in SETTINGS if s.shared} | shared
+    values = with_recipe({s.name: s.default for s in SETTINGS if s.shared} | shared, arch,
+                         "default_settings")
     values.setdefault("steps", steps_for(tokens, values))
     settings = ordered({**values, "tokenizer": tokenizer, "arch": arch, "n_layer": n_layer,
                         "n_embd": n_embd, "tokens": tokens, "shards_dir": shards_dir,
@@ -167,6 +196,20 @@ def default_settings(
                         "run": run or f"{arch}-L{n_layer}-D{n_embd}-T{tokens}"})
     check_settings(settings, "default_settings")
     return settings
+
+
+def with_recipe(values: dict[str, Any], arch: str, where: str) -> dict[str, Any]:
+    """``values`` with ``recipe`` set to ``arch``'s recipe name and every recipe setting
+    that is missing, null or ``"recipe"`` set to the recipe's value (a copy)."""
+    from symato.models.registry import recipe_of
+
+    recipe = recipe_of(arch, where)
+    out = dict(values)
+    for key, value in recipe.settings().items():
+        if out.get(key, RECIPE) in (RECIPE, None):
+            out[key] = value
+    out["recipe"] = recipe.name
+    return out
 
 
 def ordered(settings: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +242,11 @@ def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...
         SPEC[key].check(value, where)
     from symato.models.registry import get_architecture
 
-    get_architecture(settings["arch"], where).check_shape(settings, where)
+    entry = get_architecture(settings["arch"], where)
+    entry.check_shape(settings, where)
+    if entry.recipe is not None and settings["recipe"] != entry.recipe.name:
+        raise SymatoError(f"{where}: recipe {settings['recipe']!r} is not the {entry.name} "
+                          f"recipe {entry.recipe.name!r} (settings written by another version?)")
     if settings["batch_size"] % settings["grad_accum"]:
         raise SymatoError(f"{where}: batch_size {settings['batch_size']} is not divisible by "
                           f"grad_accum {settings['grad_accum']}")

@@ -58,9 +58,10 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_text_atomic
-from symato.models.registry import get_architecture
+from symato.models.registry import get_architecture, recipe_of
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, run_inputs
+from symato.run.recipes import l2wrap, parameter_groups
 from symato.run.settings import check_passes, load_settings
 from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
@@ -103,16 +104,17 @@ def learning_rate(step: int, s: dict[str, Any]) -> float:
     return lr * (lr_min / lr) ** p
 
 
-def decays(name: str, param: torch.Tensor) -> bool:
-    """Whether AdamW's weight decay applies: 2-D weight matrices (``*.weight``) only.
+def decays(name: str, param: torch.Tensor, arch: str = "rwkv7") -> bool:
+    """Whether AdamW's weight decay applies to parameter ``name`` of architecture ``arch``:
+    its training recipe's rule (``symato.models.registry.Recipe.decays``).
 
-    Why by name and shape: norms and biases are 1-D, but RWKV's per-channel mixes are
-    stored as (1, 1, C) and RWKV-7's low-rank paths and per-head vectors are 2-D without
-    being weights of a linear map; decaying those pulls the token shift and the decay
-    towards zero. This is the rule of the RWKV authors' training code, and for GPT and
-    Llama it is the usual "matrices, not norms" rule.
+    Why per architecture: each follows its authors. RWKV-7 decays the 2-D ``*.weight``
+    matrices (not its low-rank paths, mixes or per-head vectors: decaying those pulls the
+    token shift and the decay towards zero), RWKV-4 its 2-D matrices (with weight decay 0
+    by default), GPT every 2-D parameter (nanoGPT) and Transformer++ the linear layers'
+    weights, not the embedding.
     """
-    return param.ndim == 2 and name.endswith(".weight")
+    return recipe_of(arch).decays(name, tuple(param.shape))
 
 
 def strict_json_line(record: dict[str, Any], where: str) -> str:
@@ -346,17 +348,17 @@ class Trainer:
         return net
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        """AdamW; weight decay on weight matrices only (``decays``).
+        """AdamW over the recipe's groups (``parameter_groups``): each group keeps its
+        ``lr_scale`` (applied at every step in ``train_step``) and its weight decay.
 
         Fused on every device: one kernel per parameter instead of a dozen on CUDA, and on
         CPU 2-5x faster than the per-tensor path (and faster than foreach) at the demo
         sizes (benchmarks/bench_adamw.py); elementwise, so as deterministic as they are.
         """
-        named = list(self.model.named_parameters())
-        decay = [p for name, p in named if decays(name, p)]
-        rest = [p for name, p in named if not decays(name, p)]
-        groups = [{"params": decay, "weight_decay": self.s["weight_decay"]},
-                  {"params": rest, "weight_decay": 0.0}]
+        params = dict(self.model.named_parameters())
+        groups = [{"params": [params[n] for n in g["names"]], "lr_scale": g["lr_scale"],
+                   "weight_decay": g["weight_decay"]}
+                  for g in parameter_groups(self.model, self.s)]
         return torch.optim.AdamW(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
                                  eps=self.s["eps"], fused=True)
 
@@ -501,7 +503,7 @@ class Trainer:
         """
         lr = learning_rate(self.step, self.s)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         self.net.train()
         total = torch.zeros((), device=self.device)
         n = self.s["grad_accum"]
@@ -512,6 +514,7 @@ class Trainer:
                 with self.autocast():
                     logits = self.net(x)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+                loss = l2wrap(loss, logits, self.s["l2wrap"])  # the recipe's; value unchanged
                 (loss / n).backward()
             total += loss.detach()
         train_loss = self.dist.mean(total / n)
