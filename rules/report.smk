@@ -8,7 +8,7 @@
 # script is newer than its outputs.
 
 REPORT_FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers",
-                  "tokenizer_study", "lr_sweep"]
+                  "equal_size", "tokenizer_study", "lr_sweep"]
 REPORT_RUNS = [f"results/runs/{r['tokenizer']}/{r['run']}" for r in GRID_RUNS]
 
 
@@ -24,6 +24,7 @@ localrules:
     plot_loss_vs_compute,
     plot_training_curves,
     plot_tokenizers,
+    plot_equal_size,
     fit_study,
     plot_tokenizer_study,
     plot_lr_sweep,
@@ -118,6 +119,7 @@ rule plot_tokenizer_study:
         svg="results/plots/tokenizer_study.svg",
     params:
         dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
     log:
         "results/logs/plot_tokenizer_study/plot_tokenizer_study.log",
     benchmark:
@@ -137,6 +139,7 @@ rule plot_lr_sweep:
         svg="results/plots/lr_sweep.svg",
     params:
         dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
     log:
         "results/logs/plot_lr_sweep/plot_lr_sweep.log",
     benchmark:
@@ -159,6 +162,7 @@ rule plot_scaling_params:
         svg="results/plots/scaling_params.svg",
     params:
         dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
     log:
         "results/logs/plot_scaling_params/plot_scaling_params.log",
     benchmark:
@@ -181,6 +185,7 @@ rule plot_loss_vs_compute:
         svg="results/plots/loss_vs_compute.svg",
     params:
         dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
     log:
         "results/logs/plot_loss_vs_compute/plot_loss_vs_compute.log",
     benchmark:
@@ -203,6 +208,7 @@ rule plot_training_curves:
         svg="results/plots/training_curves.svg",
     params:
         dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
     log:
         "results/logs/plot_training_curves/plot_training_curves.log",
     benchmark:
@@ -212,9 +218,8 @@ rule plot_training_curves:
 
 
 rule plot_tokenizers:
-    """Figure: tokens per syllable and per byte, bits per byte at equal model size."""
+    """Figure: tokens per syllable and per byte of each tokenizer."""
     input:
-        runs="results/scaling/runs.csv",
         tokenizers="results/scaling/tokenizers.csv",
     output:
         png=report(
@@ -223,12 +228,33 @@ rule plot_tokenizers:
         svg="results/plots/tokenizers.svg",
     params:
         dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
     log:
         "results/logs/plot_tokenizers/plot_tokenizers.log",
     benchmark:
         "results/benchmarks/plot_tokenizers/plot_tokenizers.tsv"
     script:
         "../workflow/scripts/tokenizers.py"
+
+
+rule plot_equal_size:
+    """Figure: bits per byte per tokenizer at equal model body and budget, per architecture."""
+    input:
+        runs="results/scaling/runs.csv",
+    output:
+        png=report(
+            "results/plots/equal_size.png", caption=caption("equal_size"), category="Vocabulary"
+        ),
+        svg="results/plots/equal_size.svg",
+    params:
+        dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
+    log:
+        "results/logs/plot_equal_size/plot_equal_size.log",
+    benchmark:
+        "results/benchmarks/plot_equal_size/plot_equal_size.tsv"
+    script:
+        "../workflow/scripts/equal_size.py"
 
 
 rule results_summary:

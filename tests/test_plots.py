@@ -30,7 +30,7 @@ from symato.report import collect, figures, study
 from symato.report import fit as scaling
 
 FIGURES = ("scaling_params", "training_curves", "loss_vs_compute", "tokenizers",
-           "tokenizer_study", "lr_sweep")
+           "equal_size", "tokenizer_study", "lr_sweep")
 PLOT_RULES = {f"plot_{name}": name for name in FIGURES}
 
 # symato/rwkv: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
@@ -146,7 +146,9 @@ def test_fit_groups_on_fake_runs(fake):
     fits = json.loads(fake["fits"].read_text())
     groups = fits["groups"]
     assert groups["symato/rwkv"]["status"] == "ok" and groups["symato/rwkv"]["law"] == "L(N,D)"
-    assert groups["symato/gpt"]["status"] == "ok" and groups["symato/gpt"]["law"] == "L(N)"
+    # 3 sizes on a nearly flat fake loss: E comes out 0, which is a bound (issue #20)
+    assert groups["symato/gpt"]["status"] in ("ok", "at_bound")
+    assert groups["symato/gpt"]["law"] == "L(N)"
     assert groups["symato/gpt"]["fits"]["L_ND"]["status"] == "too_few_runs"
     sweep, = fits["lr_choice"]["sweeps"]  # the best of the three rates is the one fitted
     assert sweep["chosen"] == "gpt-L1-D32-T200k-lr0.012" and sweep["at_edge"] == {"lr": "high"}
@@ -169,13 +171,17 @@ def _tables(fake: dict[str, Path]) -> dict:
 
 def draw(name: str, t: dict):
     """One figure from its script's draw(), with the inputs its rule gives it."""
-    script, style = load_script(name), figures.Style.of(t["runs"])
+    # as the rules build it: the config's tokenizers (tiny config: symato, bytes) + the data's
+    script = load_script(name)
+    style = figures.Style.of(t["runs"], tokenizers=["symato", "bytes"])
     if name == "training_curves":
         return script.draw(t["curves"], style)
     if name == "tokenizers":
-        return script.draw(t["toks"], t["runs"])
+        return script.draw(t["toks"], style)
+    if name == "equal_size":
+        return script.draw(t["runs"], style)
     if name == "tokenizer_study":
-        return script.draw(t["study"], figures.Style([], t["runs"]["tokenizer"]))
+        return script.draw(t["study"], style)
     if name == "lr_sweep":
         return script.draw(t["fits"], style)
     return script.draw(t["runs"], t["fits"], style)
@@ -203,13 +209,12 @@ def test_figure_scripts_draw_every_figure(fake, tmp_path):
     svg_text = (outdir / "scaling_params.svg").read_text()
     # The group without a fit is drawn as points and the figure says why.
     assert "points only" in svg_text and "L(N) needs at least 4 runs" in svg_text
-    # symato/rwkv has 3 budgets: L(N, D) is drawn at each, runs off the L(N) budget hollow.
-    assert "at each D" in svg_text and "at other budgets" in svg_text
-    assert all(f"D={k}k" in svg_text for k in (100, 200, 400))
+    # symato/rwkv has 3 budgets: runs off the L(N) budget are drawn hollow.
+    assert "run at another budget" in svg_text
     # symato/rwkv has a compute-optimal curve; the others say why they have none.
     compute = (outdir / "loss_vs_compute.svg").read_text()
-    assert "compute-optimal L(N,D) (rwkv · symato)" in compute
-    assert "gpt · symato: no L(N,D) optimum" in compute
+    assert "compute-optimal L(N,D)" in compute and "rwkv · symato" not in compute
+    assert "no L(N,D) optimum (L(N,D) needs" in compute and "gpt · symato" in compute
 
 
 def test_svg_is_byte_stable(fake, tmp_path):
@@ -377,3 +382,125 @@ def test_equal_size_table_takes_configured_runs_in_budget_order() -> None:
     table = figures.equal_size_table(runs)
     assert [k[3] for k in table.index] == ["10k text bytes", "100k text bytes"]
     assert table.loc[("rwkv", 1, 32, "100k text bytes"), "symato"] == 2.0
+
+
+# ------------------------------------------------------------------ the shared look
+def _figures(t: dict) -> dict:
+    figs = {name: draw(name, t) for name in FIGURES}
+    for fig in figs.values():
+        fig.canvas.draw()
+    return figs
+
+
+def _data_colours(fig) -> set[str]:
+    """The colours of every line and point collection on the figure's axes."""
+    from matplotlib.colors import to_hex
+
+    out = set()
+    for ax in fig.axes:
+        out |= {to_hex(line.get_color()) for line in ax.get_lines()}
+        for coll in ax.collections:
+            out |= {to_hex(c) for c in coll.get_facecolors()}
+        out |= {to_hex(patch.get_facecolor()) for patch in ax.patches}
+    return out
+
+
+def test_style_one_colour_per_tokenizer_one_line_per_architecture():
+    """Colours follow the tokenizer, in canonical order whatever order the names come in;
+    line styles and markers follow the architecture registry."""
+    from symato.models.registry import ARCHITECTURES
+    from symato.report import style as look
+
+    names = ["sp-unigram2816", "bytes", "symato+1280", "symato", "sp-bpe2816", "symato+256",
+             "symato-bpe2816", "sp-bpe4096", "symato+8192", "sp-bpe11008"]
+    a, b = figures.Style([], names), figures.Style(["llama"], list(reversed(names)))
+    assert a.colour == b.colour
+    assert len(set(a.colour.values())) == len(names)  # ten distinct colours
+    assert a.tokenizers[:3] == ["symato", "symato+256", "symato+1280"]
+    assert a.archs[:len(ARCHITECTURES)] == list(ARCHITECTURES)
+    assert len({str(a.ls(x)) for x in ARCHITECTURES}) == len(ARCHITECTURES)
+    assert len({a.mk(x) for x in ARCHITECTURES}) == len(ARCHITECTURES)
+    assert look.tokenizer_order(["bytes", "symato"]) == ["symato", "bytes"]
+
+
+def test_same_tokenizer_same_colour_in_every_figure(fake):
+    """Every figure draws a tokenizer's data in its one colour, and two tokenizers apart."""
+    from matplotlib.colors import to_hex
+
+    t = _tables(fake)
+    style = figures.Style.of(t["runs"], tokenizers=["symato", "bytes"])
+    mine = {tok: to_hex(style.tok(tok)) for tok in ("symato", "bytes")}
+    assert mine["symato"] != mine["bytes"]
+    figs = _figures(t)
+    for name in ("scaling_params", "loss_vs_compute", "training_curves", "tokenizers",
+                 "equal_size", "tokenizer_study"):
+        colours = _data_colours(figs[name])
+        assert mine["symato"] in colours and mine["bytes"] in colours, name
+        legend = figs[name].legends[0] if figs[name].legends else None
+        if legend is not None:  # the legend's swatch for a tokenizer is its colour
+            for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+                if text.get_text() in mine:
+                    assert to_hex(handle.get_color()) == mine[text.get_text()], name
+
+
+def _boxes_overlap(a, b, slack: float = 0.5) -> bool:
+    return (a.x0 + slack < b.x1 and b.x0 + slack < a.x1
+            and a.y0 + slack < b.y1 and b.y0 + slack < a.y1)
+
+
+def test_legends_outside_the_data_and_no_text_overlaps(fake):
+    """No legend covers an axes' data area, and no two texts of a figure overlap."""
+    from matplotlib.text import Text
+
+    figs = _figures(_tables(fake))
+    for name, fig in figs.items():
+        renderer = fig.canvas.get_renderer()
+        areas = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            assert not any(_boxes_overlap(box, area) for area in areas), name
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+                 and (t.axes is None or t.axes.get_visible()) and t not in _tick_labels(fig)]
+        texts += _drawn_tick_labels(fig)
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+        for (ta, a), (tb, b) in itertools.combinations(boxes, 2):
+            assert not _boxes_overlap(a, b), f"{name}: {ta!r} overlaps {tb!r}"
+
+
+def _tick_labels(fig) -> set:
+    return {tick.label1 for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks()}
+
+
+def _drawn_tick_labels(fig) -> list:
+    """The tick labels the last draw showed: inside their axis' view interval, not empty
+    (matplotlib keeps stale labels of ticks outside the view, undrawn)."""
+    out = []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                loc, lab = tick.get_loc(), tick.label1
+                if (loc is not None and low <= loc <= high and lab.get_visible()
+                        and lab.get_text().strip()):
+                    out.append(lab)
+    return list(dict.fromkeys(out))
+
+
+def test_end_labels_are_spread_apart():
+    """label_ends moves labels of nearly equal curves apart (no overlap)."""
+    plt = figures.pyplot()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    items = []
+    for i in range(6):
+        ax.plot([1, 2], [1.0, 1.0 + i * 0.001])
+        items.append((2, 1.0 + i * 0.001, f"label {i}", "black"))
+    texts = figures.label_ends(ax, items)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not any(_boxes_overlap(a, b) for a, b in itertools.combinations(boxes, 2))
+    plt.close(fig)

@@ -32,7 +32,7 @@ CONFIG = tiny_data_config(
     eval={"restoration_syllables": 50, "prompts": [""], "sample_tokens": 8},
     report={"bootstrap": 10, "dpi": 60},
 )
-FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers",
+FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers", "equal_size",
            "tokenizer_study", "lr_sweep"]
 CATEGORIES = ["Corpus", "Vocabulary", "Training", "Scaling laws"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -11,8 +11,9 @@ between figures, or is a fact worth testing on its own, stays here:
 - facts drawn from them: ``equal_size_table`` and ``budget_note`` (also in summary.md),
   ``on_budget``, ``law_at_budgets``, ``per_tokenizer``; the frontier over runs is
   ``symato.report.fit.compute_frontier``;
-- the look figures share: ``Style`` (one colour per architecture, one marker and line
-  style per tokenizer, the same in every figure) and the axis helpers;
+- the look figures share: ``Style`` (``symato.report.style``: one colour per tokenizer,
+  one line style and marker per architecture, the same in every figure), the legend
+  below the axes, labels spread apart, and the axis helpers;
 - ``pyplot`` and ``save_figure``: a headless backend, atomic PNG + SVG writes, and SVG
   bytes that do not change between identical runs (so a rerun diffs clean).
 """
@@ -34,20 +35,23 @@ import pandas as pd
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json
 from symato.report.fit import CURVE_POINTS, predict
+from symato.report.style import (  # noqa: F401  (the figure scripts' one import)
+    BAND_ALPHA,
+    LEGEND_FONTSIZE,
+    MAX_BANDS,
+    Style,
+    group_notes,
+    label_ends,
+    legend_below,
+    shade,
+    tokenizer_key,
+    tokenizer_order,
+)
 from symato.run.grid import parse_size
 
-ARCH_COLOURS = {"rwkv": "#1f77b4", "gpt": "#d62728"}
-# Shades by model size (training curves): a colour map matching each ARCH_COLOURS entry.
-ARCH_COLOUR_MAPS = {"rwkv": "Blues", "gpt": "Reds"}
-EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-EXTRA_COLOUR_MAPS = ("Greens", "Purples", "Oranges", "Greys")
-# One colour per tokenizer where a figure compares tokenizers (the tokenizer study).
-TOKENIZER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-LINESTYLES = ("-", "--", "-.", ":")
 # The house look; a script may override any of these after pyplot().
-RC_PARAMS = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9}
+RC_PARAMS = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9,
+             "figure.constrained_layout.use": True}
 # The columns each figure reads from the tables `symato collect` writes.
 RUNS_COLUMNS = ("tokenizer", "arch", "run", "params", "tokens", "loss", "flops")
 CURVES_COLUMNS = ("tokenizer", "arch", "run", "params", "tokens", "flops", "val_bpb")
@@ -255,48 +259,6 @@ def short_number(x: float) -> str:
 
 
 # ----------------------------------------------------------------------- the shared look
-class Style:
-    """One colour per architecture, one marker and line style per tokenizer.
-
-    Why shared: the same run appears in three figures, and a reader matches them by
-    colour and marker. Built from the runs table in every figure, so the assignment
-    (sorted names, fixed colours for known architectures) is the same everywhere.
-    """
-
-    def __init__(self, archs: Iterable[str], tokenizers: Iterable[str]):
-        self.archs = sorted({str(a) for a in archs})
-        extra = iter(EXTRA_COLOURS * 4)
-        self.colour = {a: ARCH_COLOURS.get(a) or next(extra) for a in self.archs}
-        spare_maps = iter(EXTRA_COLOUR_MAPS * 4)
-        self.colour_map = {a: ARCH_COLOUR_MAPS.get(a) or next(spare_maps) for a in self.archs}
-        toks = sorted({str(t) for t in tokenizers})
-        self.marker = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(toks)}
-        self.line = {t: LINESTYLES[i % len(LINESTYLES)] for i, t in enumerate(toks)}
-        self.tokenizer_colour = {t: TOKENIZER_COLOURS[i % len(TOKENIZER_COLOURS)]
-                                 for i, t in enumerate(toks)}
-
-    @classmethod
-    def of(cls, *frames: pd.DataFrame) -> Style:
-        """The style for every architecture and tokenizer named in ``frames``."""
-        archs = {a for f in frames if "arch" in f.columns for a in f["arch"].dropna()}
-        toks = {t for f in frames if "tokenizer" in f.columns for t in f["tokenizer"].dropna()}
-        return cls(archs, toks)
-
-    def size_shades(self, frame: pd.DataFrame) -> dict[tuple[str, float], Any]:
-        """(arch, params) -> a shade of the architecture's colour, darker for larger models."""
-        import matplotlib
-
-        out: dict[tuple[str, float], Any] = {}
-        if "params" not in frame.columns:
-            return out
-        for arch, g in frame.groupby("arch", sort=True):
-            cmap = matplotlib.colormaps[self.colour_map.get(arch, "Greys")]
-            sizes = sorted(g["params"].dropna().unique())
-            for i, p in enumerate(sizes):
-                out[(arch, p)] = cmap(0.45 + 0.5 * (i / max(1, len(sizes) - 1)))
-        return out
-
-
 def loss_axis(ax: Any) -> None:
     """Log y-axis labelled with plain numbers: losses span well under a decade."""
     import matplotlib.ticker as mticker
@@ -318,20 +280,87 @@ def log_x(ax: Any) -> None:
         mticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(0.7, 0.3)))
 
 
-def legend_outside(ax: Any) -> None:
-    """Legend right of the axes, so it never hides points (saved with bbox 'tight')."""
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+def clear_tick_collisions(fig: Any) -> None:
+    """Blank the minor tick labels that would overlap another tick label of the figure
+    (crowded log labels); major labels are kept.
+
+    Call it last in ``draw()``: it lays the figure out to measure the labels.
+    """
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    kept = [lab.get_window_extent(renderer) for ax in axes
+            for lab in ax.get_xticklabels() + ax.get_yticklabels()
+            if lab.get_visible() and lab.get_text()]
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            blank = []
+            for tick in axis.get_minor_ticks():
+                lab = tick.label1
+                if not (lab.get_visible() and lab.get_text()):
+                    continue
+                box = lab.get_window_extent(renderer)
+                if any(_overlap(box, other) for other in kept):
+                    blank.append(tick.get_loc())
+                else:
+                    kept.append(box)
+            if blank:
+                axis.set_minor_formatter(_Blanked(axis.get_minor_formatter(), blank))
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _Blanked(inner: Any, blank: list[float]) -> Any:
+    """``inner`` (a tick formatter) with the labels at ``blank`` left empty."""
+    import matplotlib.ticker as mticker
+
+    class Blanked(mticker.Formatter):
+        def set_axis(self, axis: Any) -> None:
+            super().set_axis(axis)
+            inner.set_axis(axis)
+
+        def set_locs(self, locs: Any) -> None:
+            super().set_locs(locs)
+            inner.set_locs(locs)
+
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            if any(math.isclose(x, b, rel_tol=1e-9) for b in blank):
+                return ""
+            return inner(x, pos)
+
+    return Blanked()
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
 def note_below(ax: Any, lines: list[str]) -> None:
-    """Small grey text under the axes: what could not be drawn and why.
+    """Small grey text under the axes' x label: what could not be drawn and why.
 
     Why: a group without a fit is drawn as points only; the figure must say why, or a
-    reader takes the missing curve for a plotting bug.
+    reader takes the missing curve for a plotting bug. Anchored to the x label, so it
+    never covers the tick labels, and part of the layout, so the legend goes below it.
     """
     if lines:
-        ax.text(0.0, -0.16, "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
-                fontsize=7, color="0.35", wrap=True)
+        ax.annotate("\n".join(lines), xy=(0.0, 0.0), xycoords=("axes fraction", ax.xaxis.label),
+                    xytext=(0, -4), textcoords="offset points", va="top", ha="left",
+                    fontsize=7, color="0.35")
+
+
+def panel_grid(plt: Any, n: int, cols: int, width: float, height: float, **kw: Any) -> tuple:
+    """(figure, axes array) for ``n`` panels in rows of ``cols``; spare panels hidden."""
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.9),
+                             squeeze=False, **kw)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    # room between panels, so the end labels of neighbouring x-axes never touch
+    fig.get_layout_engine().set(w_pad=0.1, wspace=0.06)
+    return fig, axes
 
 
 def empty_panel(ax: Any, message: str) -> None:

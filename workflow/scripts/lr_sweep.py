@@ -1,14 +1,19 @@
-"""Figure lr_sweep: bits per byte against the learning rate, one curve per size.
+"""Figure lr_sweep: was each size trained at a good learning rate? Bits per byte against
+the learning rate, one panel per architecture, one line per sweep.
 
 Rule plot_lr_sweep (rules/report.smk); edit this file to restyle the figure.
-One panel per architecture; each line is one sweep (runs that differ only in the
-learning rate), the star its chosen value (the run the fits use, symato.report.fit
-.choose_runs), a red star a choice at the edge of the sweep (optimum not bracketed).
+Colour: tokenizer, line style and marker: architecture (symato.report.style); lighter =
+smaller model, each line labelled at its end (labels spread so they never overlap). The
+star is the chosen value (the run the fits use, symato.report.fit.choose_runs), a red
+star a choice at the edge of the sweep (optimum not bracketed).
 """
+
+from matplotlib.lines import Line2D
 
 from symato.report import figures
 
 plt = figures.pyplot()
+EDGE = "#CC3311"  # Tol's vibrant red: not a tokenizer colour
 
 
 def draw(fits: dict, style: figures.Style):
@@ -18,44 +23,59 @@ def draw(fits: dict, style: figures.Style):
         fig, ax = plt.subplots(figsize=(6, 4))
         figures.empty_panel(ax, "no learning-rate sweep in the grid")
         return fig
-    archs = sorted({s["arch"] for s in series})
-    fig, axes = plt.subplots(1, len(archs), figsize=(4.4 * len(archs), 3.8), squeeze=False,
-                             sharey=False)
-    for ax, arch in zip(axes[0], archs, strict=True):
+    archs = [a for a in style.archs if a in {s["arch"] for s in series}]
+    fig, axes = figures.panel_grid(plt, len(archs), 4, 3.9, 3.4)
+    for ax, arch in zip(axes.flat, archs, strict=False):
         mine = [s for s in series if s["arch"] == arch]
-        shades = _shades(style, arch, len(mine))
-        for colour, s in zip(shades, mine, strict=True):
+        ends = []
+        for s in mine:
+            same = [m for m in mine if m["tokenizer"] == s["tokenizer"]]
+            k = same.index(s)
+            lighter = 0.55 * (1 - k / max(1, len(same) - 1))
+            colour = figures.shade(style.tok(s["tokenizer"]), lighter)
+            ax.plot(s["values"], s["losses"], marker=style.mk(arch), ms=4, color=colour,
+                    ls=style.ls(arch), lw=1.2)
             label = s["base"] if len({m["tokenizer"] for m in mine}) == 1 else (
                 f"{s['tokenizer']} {s['base']}")
-            ax.plot(s["values"], s["losses"], marker="o", ms=4, color=colour, lw=1.2,
-                    label=label)
+            if s["values"]:
+                ends.append((s["values"][-1], s["losses"][-1], label, colour))
             if s["chosen"] is None:  # every run of the sweep failed
                 continue
             edge = bool(s["at_edge"])
-            ax.plot([s[s["setting"]]], [s["loss"]], marker="*", ms=13, zorder=4,
-                    color="#d62728" if edge else colour, markeredgecolor="black",
+            ax.plot([s[s["setting"]]], [s["loss"]], marker="*", ms=12, zorder=4, ls="",
+                    color=EDGE if edge else colour, markeredgecolor="black",
                     markeredgewidth=0.5)
-            if edge:
-                ax.annotate("edge", (s[s["setting"]], s["loss"]), xytext=(4, -10),
-                            textcoords="offset points", fontsize=7, color="#d62728")
         figures.log_x(ax)
+        _value_ticks(ax, sorted({v for s in mine for v in s["values"]}))
         ax.set_xlabel(f"{mine[0]['setting']} (peak learning rate)" if mine[0]["setting"] == "lr"
                       else mine[0]["setting"])
         ax.set_title(arch)
-        ax.legend(fontsize=6)
-    axes[0, 0].set_ylabel("validation bits per byte")
-    fig.suptitle("Learning-rate sweeps (star: chosen for the fits; red: at the sweep's edge)",
-                 fontsize=10)
-    fig.tight_layout()
+        ax.margins(x=0.08)
+        ax._symato_ends = ends
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation bits per byte")
+    extra = [(Line2D([], [], ls="", marker="*", ms=10, color="0.6", markeredgecolor="black"),
+              "chosen for the fits"),
+             (Line2D([], [], ls="", marker="*", ms=10, color=EDGE, markeredgecolor="black"),
+              "chosen, at the sweep's edge")]
+    figures.legend_below(fig, *style.handles({s["tokenizer"] for s in series}, archs, extra))
+    fig.suptitle("Learning-rate sweeps (lighter: smaller model)", fontsize=10)
+    for ax in axes.flat[:len(archs)]:
+        figures.label_ends(ax, ax._symato_ends)
     return fig
 
 
-def _shades(style: figures.Style, arch: str, k: int) -> list:
-    """k shades of the architecture's colour map, lighter for smaller sizes."""
-    import matplotlib
+def _value_ticks(ax, values: list) -> None:
+    """x ticks at the swept values, as plain numbers (log-axis minor labels collide)."""
+    import matplotlib.ticker as mticker
 
-    cmap = matplotlib.colormaps[style.colour_map.get(arch, "Greys")]
-    return [cmap(0.45 + 0.5 * i / max(1, k - 1)) for i in range(k)]
+    if not values:
+        return
+    step = -(-len(values) // 5)  # at most ~5 labels
+    ax.xaxis.set_major_locator(mticker.FixedLocator(values[::step]))
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(mticker.FixedLocator(values))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
 
 
 if "snakemake" in globals():  # run by Snakemake; tests import draw() instead
@@ -63,5 +83,6 @@ if "snakemake" in globals():  # run by Snakemake; tests import draw() instead
     with figures.logged_to(sm.log[0]):
         fits = figures.load_fits(sm.input.fits)
         series = figures.sweep_series(fits)
-        style = figures.Style([s["arch"] for s in series], [s["tokenizer"] for s in series])
+        style = figures.Style([s["arch"] for s in series],
+                              [*sm.params.tokenizers, *(s["tokenizer"] for s in series)])
         figures.save_figure(draw(fits, style), sm.output.png, sm.output.svg, dpi=sm.params.dpi)

@@ -1,8 +1,11 @@
-"""Figure scaling_params: bits per byte vs model size, with the fitted scaling laws.
+"""Figure scaling_params: how does bits per byte fall with model size, per architecture?
 
 Rule plot_scaling_params (rules/report.smk); edit this file to restyle the figure.
-Filled points: runs at the budget L(N) was fitted at (its line and 95% bootstrap band);
-hollow points: other budgets, each with the fitted L(N, D) drawn at its D (dotted).
+One panel per architecture (shared y-axis); colour: tokenizer, line style and marker:
+architecture (symato.report.style, the same in every figure). Filled points: runs at
+the budget L(N) was fitted at, with the fitted L(N) and its 95% bootstrap band (bands
+only where few share a panel); hollow: the group's runs at other budgets (fitted with
+L(N, D): loss_vs_compute and tokenizer_study). The fitted parameters are in fits.csv.
 """
 
 from symato.report import figures
@@ -13,48 +16,55 @@ plt = figures.pyplot()
 def draw(runs, fits: dict, style: figures.Style):
     """The figure (a matplotlib Figure) from the runs table and fits.json."""
     col = figures.params_column(fits)
-    fig, ax = plt.subplots(figsize=(7, 4.8))
     pts = runs.dropna(subset=["loss", col])
     if not len(pts):
+        fig, ax = plt.subplots(figsize=(7, 4.8))
         figures.empty_panel(ax, "no runs with bits per byte yet")
         return fig
+    archs = [a for a in style.archs if a in set(pts["arch"])]
+    fig, axes = figures.panel_grid(plt, len(archs), 4, 3.6, 3.4, sharey=True)
     notes = []
-    for (tok, arch), g in pts.groupby(["tokenizer", "arch"]):
-        colour, marker = style.colour[arch], style.marker[tok]
-        laws = figures.group_fits(fits, tok, arch).get("fits", {})
-        ln, nd = laws.get("L_N", {}), laws.get("L_ND", {})
-        main = figures.on_budget(g["tokens"], ln.get("tokens"))
-        ax.scatter(g[col][main], g["loss"][main], color=colour, marker=marker, zorder=3,
-                   edgecolor="black", linewidth=0.4, label=f"{arch} · {tok}")
-        if not main.all():
-            ax.scatter(g[col][~main], g["loss"][~main], facecolors="none", edgecolors=colour,
-                       marker=marker, zorder=3, linewidth=1.0,
-                       label=f"  {arch} · {tok} at other budgets (hollow)")
-        if nd.get("status") == "ok" and g["tokens"].nunique() > 1:
-            for i, (d, n, loss) in enumerate(figures.law_at_budgets(nd, g[col], g["tokens"])):
-                label = (f"  L(N,D) = {nd['E']:.3g} + {nd['A']:.3g}·N^-{nd['alpha']:.3g}"
-                         f" + {nd['B']:.3g}·D^-{nd['beta']:.3g}, at each D") if i == 0 else None
-                ax.plot(n, loss, color=colour, ls=(0, (1, 1.5)), lw=1.0, alpha=0.8, label=label)
-                ax.annotate(f"D={figures.short_number(d)}", (n[-1], loss[-1]), xytext=(3, 0),
-                            textcoords="offset points", fontsize=6, va="center", color=colour)
-        if ln.get("status") != "ok":
-            notes.append(f"{arch} · {tok}: points only "
-                         f"({ln.get('reason') or 'no fit in the fits file'})")
-            continue
-        curve = ln["curve"]
-        ax.plot(curve["params"], curve["loss"], color=colour, ls=style.line[tok], lw=1.3,
-                label=(f"  L(N) = {ln['E']:.3g} + {ln['A']:.3g}·N^-{ln['alpha']:.3g}"
-                       f" (D = {figures.short_number(ln['tokens'])} tokens)"))
-        if "low" in curve:
-            ax.fill_between(curve["params"], curve["low"], curve["high"], color=colour,
-                            alpha=0.15, lw=0)
-    figures.log_x(ax)
-    figures.loss_axis(ax)
-    ax.set_xlabel("parameters (total)" if col == "params" else "non-embedding parameters")
-    ax.set_ylabel("validation bits per byte")
-    ax.set_title("Bits per byte vs model size (bands: 95% bootstrap interval)")
-    figures.legend_outside(ax)
-    figures.note_below(ax, notes)
+    for ax, arch in zip(axes.flat, archs, strict=False):
+        mine = pts[pts["arch"] == arch]
+        groups = sorted(mine.groupby("tokenizer"), key=lambda kv: figures.tokenizer_key(kv[0]))
+        bands = sum(figures.group_fits(fits, t, arch).get("fits", {}).get("L_N", {})
+                    .get("status") == "ok" for t, _ in groups) <= figures.MAX_BANDS
+        for tok, g in groups:
+            colour, marker = style.tok(tok), style.mk(arch)
+            ln = figures.group_fits(fits, tok, arch).get("fits", {}).get("L_N", {})
+            main = figures.on_budget(g["tokens"], ln.get("tokens"))
+            ax.scatter(g[col][main], g["loss"][main], color=colour, marker=marker, s=22,
+                       zorder=3, edgecolor="black", linewidth=0.3)
+            if not main.all():
+                ax.scatter(g[col][~main], g["loss"][~main], facecolors="none", s=14,
+                           edgecolors=colour, marker=marker, zorder=2, linewidth=0.7,
+                           alpha=0.6)
+            if ln.get("status") != "ok":
+                notes.append((f"{arch} · {tok}", "points only "
+                              f"({ln.get('reason') or 'no fit in the fits file'})"))
+                continue
+            curve = ln["curve"]
+            ax.plot(curve["params"], curve["loss"], color=colour, ls=style.ls(arch), lw=1.3)
+            if bands and "low" in curve:
+                ax.fill_between(curve["params"], curve["low"], curve["high"], color=colour,
+                                alpha=figures.BAND_ALPHA, lw=0)
+        figures.log_x(ax)
+        figures.loss_axis(ax)
+        ax.set_title(arch)
+        ax.set_xlabel("parameters (total)" if col == "params" else "non-embedding parameters")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation bits per byte")
+    from matplotlib.lines import Line2D
+
+    extra = [(Line2D([], [], ls="", marker="o", color="0.3", markeredgecolor="black", ms=5),
+              "run at the L(N) budget"),
+             (Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.3", ms=5),
+              "run at another budget")]
+    figures.legend_below(fig, *style.handles(pts["tokenizer"], archs, extra),
+                         notes=figures.group_notes(notes))
+    fig.suptitle("Bits per byte vs model size: fitted L(N) = E + A·N^-α "
+                 "(bands: 95% bootstrap)", fontsize=10)
+    figures.clear_tick_collisions(fig)
     return fig
 
 
@@ -62,5 +72,6 @@ if "snakemake" in globals():  # run by Snakemake; tests import draw() instead
     sm = snakemake
     with figures.logged_to(sm.log[0]):
         runs = figures.load_runs(sm.input.runs)
-        fig = draw(runs, figures.load_fits(sm.input.fits), figures.Style.of(runs))
+        style = figures.Style.of(runs, tokenizers=sm.params.tokenizers)
+        fig = draw(runs, figures.load_fits(sm.input.fits), style)
         figures.save_figure(fig, sm.output.png, sm.output.svg, dpi=sm.params.dpi)
