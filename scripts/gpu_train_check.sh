@@ -72,7 +72,7 @@ train:
     - {name: gpu, tokenizers: [symato], archs: [rwkv], sizes: [$SIZE], tokens: [200000]}
   settings: {ctx_len: 64, batch_size: 16, warmup: 0.05, eval_interval: 50,
              eval_windows: 4, log_interval: 10, checkpoint_steps: 50, $cpu_overrides
-             threads: 2}
+             threads: 2, max_epochs: 1000}  # a speed check: repeating the tiny text is fine
   gpus_per_run: $([ "$want_device" = cuda ] && echo 1 || echo 0)
   retries: 0
 eval:
