@@ -39,6 +39,13 @@ def draw(runs, fits: dict, style: figures.Style):
                 ax.scatter(g[col][~main], g["loss"][~main], facecolors="none", s=14,
                            edgecolors=colour, marker=marker, zorder=2, linewidth=0.7,
                            alpha=0.6)
+            if ln.get("status") == "at_bound" and "curve" in ln:
+                # it describes the runs, but a parameter is not measured: drawn thin
+                notes.append((f"{arch} · {tok}", "thin curve: at bound "
+                              f"({', '.join(ln.get('at_bound', [])) or 'a parameter'})"))
+                ax.plot(ln["curve"]["params"], ln["curve"]["loss"], color=colour,
+                        ls=style.ls(arch), lw=0.7, alpha=0.7)
+                continue
             if ln.get("status") != "ok":
                 notes.append((f"{arch} · {tok}", "points only "
                               f"({ln.get('reason') or 'no fit in the fits file'})"))
