@@ -275,3 +275,26 @@ def test_demo_rwkv_fit_is_determined():
     # It describes the runs to within a few percent (30k-token runs misfit the most).
     rel = scaling.predict(p, n, d) / loss - 1
     assert np.abs(rel).max() < 0.2 and np.median(np.abs(rel)) < 0.01
+
+
+def test_summary_shows_the_restoration_baseline_and_its_noise():
+    """Every restoration accuracy stands beside its baseline, with the sampling margin of
+    the syllables scored (issue #20)."""
+    import pandas as pd
+
+    from symato.report.summary import runs_section
+
+    runs = pd.DataFrame([
+        {"tokenizer": "symato", "arch": "rwkv", "run": "rwkv-L1-D32-T1k", "params": 1e5,
+         "tokens": 1e3, "loss": 2.0, "restoration_accuracy": 0.81,
+         "restoration_baseline_accuracy": 0.79, "restoration_syllables": 1000},
+        {"tokenizer": "bytes", "arch": "rwkv", "run": "rwkv-L1-D32-T1k", "params": 1e5,
+         "tokens": 1e3, "loss": 2.5, "restoration_accuracy": None,
+         "restoration_baseline_accuracy": None, "restoration_syllables": 0},
+    ])
+    text = runs_section(runs)
+    header = next(line for line in text.splitlines() if line.startswith("| tokenizer"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells.index("baseline acc.") == cells.index("restoration acc.") + 1
+    assert "| 0.81 | 0.79 |" in text
+    assert "scored on 1000 validation syllables per run" in text and "±0.025" in text

@@ -64,6 +64,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("restoration_accuracy", "restoration_accuracy"),
     ("restoration_accuracy_split", "restoration_accuracy_split"),
     ("restoration_baseline_accuracy", "restoration_baseline_accuracy"),
+    ("restoration_syllables", "restoration_syllables"),
     ("backend", "backend"),
     ("precision", "precision"),
     ("device_name", "device_name"),
