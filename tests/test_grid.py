@@ -286,7 +286,8 @@ def _real_workdir(tmp_path: Path, archs: list[str]) -> None:
     config = {"tokenizers": ["symato"],
               "train": {"grids": [{"tokenizers": "all", "archs": archs, "sizes": ["L1-D16"],
                                    "tokens": [1280]}],
-                        "settings": {"ctx_len": 16, "batch_size": 8, "eval_interval": 5}},
+                        "settings": {"ctx_len": 16, "batch_size": 8, "eval_interval": 5,
+                                     "max_epochs": 2}},  # 1280 tokens over 880: on purpose
               "eval": {"restoration_syllables": 20, "sample_tokens": 4}}  # fmt: skip
     _write_config(tmp_path, config)
     (tmp_path / "Snakefile").write_text(SNAKEFILE_REAL)

@@ -22,7 +22,7 @@ from test_grid import SNAKEFILE_REAL, _snakemake, _write_config
 from symato.data.clean import split_of
 from symato.data.tokenize import tokenize_shard, write_manifest
 from symato.errors import SymatoError
-from symato.report import collect
+from symato.report import collect, figures
 from symato.report.figures import load_runs, load_tokenizers
 from symato.run.grid import expand_grid, run_name
 from symato.run.settings import command_args, load_settings, resolve_text_bytes
@@ -243,11 +243,13 @@ def test_byte_budget_runs_train_on_the_same_text(tmp_path: Path) -> None:
     text = load_script("summary").document(runs, {}, toks)
     assert "trained on 4k text bytes" in text and "same amount of *text*" in text
     assert "| gpt L1-D16 | 4k text bytes |" in text
-    tokenizers = load_script("tokenizers")
-    fig = tokenizers.draw(toks, runs)
-    assert fig.axes[2].get_title() == "Bits per byte at equal model size and equal text"
-    assert fig.axes[2].get_xticklabels()[0].get_text() == "gpt L1-D16\n4k text bytes"
-    tokenizers.plt.close(fig)
+    equal_size = load_script("equal_size")
+    fig = equal_size.draw(runs, figures.Style.of(runs, toks))
+    assert fig._suptitle.get_text().startswith("Bits per byte at equal model size and equal text")
+    ax = fig.axes[0]
+    assert ax.get_title() == "gpt"
+    assert ax.get_xticklabels()[0].get_text().replace("\n", " ").startswith("L1-D16")
+    equal_size.plt.close(fig)
 
 
 def test_equal_size_table_keeps_token_and_byte_budgets_apart() -> None:
