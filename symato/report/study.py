@@ -338,8 +338,9 @@ def cell_differences(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of tokenizers at every cell both trained at, with DIFFERENCE_RULE's
     status and the better tokenizer where the difference is resolved or a single run."""
     out = []
-    for (arch, size, budget), by_tok in sorted(_cell_losses(rows).items(),
-                                                key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    for (arch, size, budget), by_tok in sorted(
+            _cell_losses(rows).items(),
+            key=lambda kv: (kv[0][0], _size_key(kv[0][1]), _budget_key(kv[0][2]))):
         for a, b in itertools.combinations(sorted(by_tok), 2):
             d = difference(by_tok[a], by_tok[b])
             better = None if d["status"] == "not_resolved" else (a if d["difference"] < 0
@@ -364,7 +365,8 @@ def ranking_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
         at.setdefault((r["arch"], budget, r["tokenizer"], (n_layer, n_embd)), {})[
             replicate_seed(r)] = float(r["loss"])
     records = []
-    for arch, budget in sorted({(k[0], k[1]) for k in at}):
+    for arch, budget in sorted({(k[0], k[1]) for k in at},
+                               key=lambda k: (k[0], _budget_key(k[1]))):
         here = {k: v for k, v in at.items() if k[:2] == (arch, budget)}
         sizes = sorted({k[3] for k in here})
         if len(sizes) < 2:
@@ -400,6 +402,23 @@ def ranking_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _seed_order(seed: float | None) -> float:
     return -1.0 if seed is None else seed
+
+
+def _size_key(size: str) -> tuple[int, ...]:
+    """'L2-D64' -> (2, 64), for sorting sizes by number."""
+    return tuple(int(part[1:]) for part in size.split("-"))
+
+
+def _budget_key(budget: str) -> tuple[str, float]:
+    """A budget field ('B200k', 'T30k') or a token count, sorted by kind, then size."""
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}
+    number = budget[1:] if budget[:1] in ("B", "T") else budget
+    try:
+        value = float(number[:-1]) * scale[number[-1]] if number[-1:] in scale \
+            else float(number)
+    except ValueError:
+        return (budget, math.inf)
+    return (budget[:1] if budget[:1] in ("B", "T") else "", value)
 
 
 # ------------------------------------------------------------------------------ crossovers
