@@ -258,6 +258,29 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
 
 
 
+def test_dry_run_plans_seed_replicates(tmp_path: Path) -> None:
+    """`vary: {seed: [1, 2]}` beside the plain run: three runs planned, the plain one
+    under its old name, and Snakemake's run wildcard matches the -s names."""
+    config = {"tokenizers": ["symato"],
+              "train": {"grids": [
+                  {"name": "plain", "tokenizers": "all", "archs": ["gpt"], "sizes": ["L1-D16"],
+                   "tokens": [1280]},
+                  {"name": "seeds", "tokenizers": "all", "archs": ["gpt"], "sizes": ["L1-D16"],
+                   "tokens": [1280], "vary": {"seed": [1, 2]}}],
+                  "settings": {"ctx_len": 16, "batch_size": 8}}}  # fmt: skip
+    work = _workdir(tmp_path, config)
+    assert _job_counts(work) == {"run_settings": 3, "train": 3, "evaluate": 3, "runs": 1}
+    out = _snakemake(work, "--dry-run")
+    planned = set(re.findall(r"results/runs/symato/([^/\s]+)/settings\.json", out))
+    assert planned == {"gpt-L1-D16-T1280", "gpt-L1-D16-T1280-s1", "gpt-L1-D16-T1280-s2"}
+    # the stub jobs run; the seed is on each run's settings command line
+    _snakemake(work, "--quiet", "all")
+    assert _job_counts(work) == {}
+    runs = {r["run"]: r["settings"]["seed"] for r in expand_grid(prepared(config))}
+    assert runs == {"gpt-L1-D16-T1280": 1234, "gpt-L1-D16-T1280-s1": 1,
+                    "gpt-L1-D16-T1280-s2": 2}
+
+
 SNAKEFILE_REAL = SNAKEFILE.replace('SYMATO = os.path.abspath("stub_symato")\n', "")
 
 
@@ -326,10 +349,13 @@ def test_vary_sweeps_settings_and_names_the_runs() -> None:
     with pytest.raises(SymatoError, match=r"wkv_backend 'cuda' cannot run on device 'cpu'"):
         expand_grid(prepared(config))
     config["train"]["settings"].update(wkv_backend="auto", device="auto")
-    # only settings with a short name may vary (the schema says which)
-    config["train"]["grids"][0]["vary"] = {"seed": [1, 2]}
-    with pytest.raises(SymatoError, match=r"vary: Additional properties .*'seed'"):
+    # only settings with a short name may vary (the schema says which); seed may
+    config["train"]["grids"][0]["vary"] = {"ctx_len": [64, 128]}
+    with pytest.raises(SymatoError, match=r"vary: Additional properties .*'ctx_len'"):
         prepared(config)
+    config["train"]["grids"][0]["vary"] = {"seed": [1, 2]}
+    assert {r["run"] for r in expand_grid(prepared(config))} == {"gpt-L1-D32-T30k-s1",
+                                                                  "gpt-L1-D32-T30k-s2"}
 
 
 @pytest.mark.slow

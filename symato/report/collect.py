@@ -72,6 +72,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("lr", "lr"),
     ("lr_min", "lr_min"),
     ("split_syllables", "split_syllables"),
+    ("seed", "seed"),  # replicates (vary: {seed: [...]}) differ only in it
     # the training recipe the run followed (symato.models.registry.RECIPES) and its values
     ("recipe", "recipe"),
     ("weight_decay", "weight_decay"),

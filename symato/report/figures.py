@@ -204,9 +204,11 @@ def equal_size_table(runs: pd.DataFrame) -> pd.DataFrame | None:
     if "run" in pts.columns:
         # One run per cell: a learning-rate sweep's or a split-form study's variants
         # (run-name suffixes) would otherwise be averaged into their tokenizer's cell.
+        # Seed replicates are the same cell: averaged (aggfunc mean below).
         from symato.report.fit import split_run_name
 
-        pts = pts[[not split_run_name(str(run))[1] for run in pts["run"]]]
+        # Seed replicates are the same cell: averaged (aggfunc mean below).
+        pts = pts[[not set(split_run_name(str(run))[1]) - {"seed"} for run in pts["run"]]]
     tokens_label = pts["tokens"].map(lambda t: f"{short_number(t)} tokens")
     if "budget" in pts.columns:
         pts = pts.assign(budget=pts["budget"].fillna(tokens_label))

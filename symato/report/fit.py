@@ -493,7 +493,9 @@ CHOICE_RULE = (
     "without a -lr suffix), then to the lower learning rate. A chosen value that is the "
     "lowest or highest one swept is at the edge: the optimum is not bracketed. A run "
     "without a loss (it diverged or failed) is never chosen and counts as worse than "
-    "every run with one, so a diverged higher rate brackets the optimum from above."
+    "every run with one, so a diverged higher rate brackets the optimum from above. "
+    "Seed replicates (-s suffixes) are not a sweep: a value's replicates are scored by "
+    "their mean, and every replicate of the chosen value is fitted."
 )
 
 
@@ -521,6 +523,21 @@ def _is_default(setting: str, value: float) -> bool:
     return math.isclose(value, float(SPEC[setting].default), rel_tol=0, abs_tol=1e-12)
 
 
+def replicate_key(run: str) -> tuple[str, float | None]:
+    """A run name without its seed suffix, and that seed (None when the name has none).
+
+    ``rwkv-L2-D64-B200k-lr0.002-s2`` -> ``("rwkv-L2-D64-B200k-lr0.002", 2.0)``: runs with
+    the same key are replicates (they differ only in the seed). The other suffixes keep
+    the order ``symato.run.grid.run_name`` writes them in.
+    """
+    from symato.run.settings import varied_names
+
+    base, varied = split_run_name(run)
+    seed = varied.pop("seed", None)
+    shorts = varied_names()
+    return base + "".join(f"-{shorts[k]}{format_number(varied[k])}" for k in sorted(varied)), seed
+
+
 def choose_runs(
     rows: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
@@ -537,6 +554,12 @@ def choose_runs(
     values), ``swept`` (tuned settings with more than one value) and ``at_edge``
     (setting -> ``"low"`` or ``"high"`` where the chosen value is the smallest or
     largest swept, failed runs included).
+
+    Seed replicates (``-s`` suffixes, ``vary: {seed: [...]}``) are not a sweep: the runs
+    of one tuned value that differ only in the seed are scored together by their mean
+    loss (``loss``; ``replicates`` counts the seeds measured, ``replicate_runs`` names
+    them), and every measured replicate of the chosen value is kept, each a point of
+    the fits. Choosing the best seed would pick luck.
     """
     kept: list[dict[str, Any]] = []
     sweeps: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -548,7 +571,7 @@ def choose_runs(
             continue
         base, varied = split_run_name(r["run"])
         other = {k: v for k, v in varied.items()
-                 if k not in TUNED_SETTINGS and not _is_default(k, v)}
+                 if k not in (*TUNED_SETTINGS, *REPLICATE_SETTINGS) and not _is_default(k, v)}
         if other:
             what = ", ".join(f"{k} = {format_number(v)}" for k, v in sorted(other.items()))
             notes.append(f"run {r.get('tokenizer', '')}/{r['run']}: {what} (a study of its own; "
@@ -560,18 +583,49 @@ def choose_runs(
         sweeps.setdefault((r.get("tokenizer"), r.get("arch"), base), []).append(entry)
     records = []
     for (tok, arch, base), group in sweeps.items():
-        measured = [r for r in group if r["loss"] is not None]
+        values = _by_tuned_value(group)
+        measured = [v for v in values if v["loss"] is not None]
         best = _best_of(measured) if measured else None
         if best is not None:
-            kept.append({k: v for k, v in best.items() if k not in _CHOICE_KEYS})
-        record = _sweep_record(tok, arch, base, group, best)
+            kept.extend({k: v for k, v in r.items() if k not in _CHOICE_KEYS}
+                        for r in best["_members"] if r["loss"] is not None)
+        record = _sweep_record(tok, arch, base, values, best)
         if record["swept"]:
             records.append(record)
     kept.sort(key=lambda r: r.get("_line", 0))
     return kept, records, notes
 
 
+# Settings whose varied runs are replicates of one another, not a sweep (choose_runs).
+REPLICATE_SETTINGS = ("seed",)
 _CHOICE_KEYS = ("_base", "_tuned", "_configured")  # bookkeeping of choose_runs only
+
+
+def _by_tuned_value(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per tuned value of a sweep group: its seed replicates together, scored by
+    their mean loss (None when every replicate failed), named by one of them (the run
+    without a seed suffix, else the first by name)."""
+    by_value: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in group:
+        key = tuple(inf_if_none(r["_tuned"][k]) for k in TUNED_SETTINGS)
+        by_value.setdefault(key, []).append(r)
+    out = []
+    for runs in by_value.values():
+        # Runs of one value and one seed are the same run asked for twice (a suffix at
+        # its default, e.g. -split0): the better one stands for them.
+        by_seed: dict[Any, list[dict[str, Any]]] = {}
+        for r in runs:
+            seed = r.get("seed") if r.get("seed") is not None else replicate_key(r["run"])[1]
+            by_seed.setdefault(seed, []).append(r)
+        members = [min(same, key=lambda r: (r["loss"] is None, inf_if_none(r["loss"]),
+                                            r["run"])) for same in by_seed.values()]
+        members.sort(key=lambda r: (replicate_key(r["run"])[1] is not None, r["run"]))
+        losses = [r["loss"] for r in members if r["loss"] is not None]
+        out.append({"run": members[0]["run"], "_tuned": members[0]["_tuned"],
+                    "_configured": members[0]["_configured"], "_members": members,
+                    "loss": float(np.mean(losses)) if losses else None,
+                    "replicates": len(losses)})
+    return out
 
 
 def _best_of(group: list[dict[str, Any]]) -> dict[str, Any]:
@@ -584,10 +638,16 @@ def _best_of(group: list[dict[str, Any]]) -> dict[str, Any]:
                                       for k in TUNED_SETTINGS), r["run"]))
 
 
-def _sweep_record(tok: Any, arch: Any, base: str, group: list[dict[str, Any]],
+def _sweep_record(tok: Any, arch: Any, base: str, by_value: list[dict[str, Any]],
                   best: dict[str, Any] | None) -> dict[str, Any]:
-    runs = sorted(({"run": r["run"], **r["_tuned"], "loss": r["loss"],
-                    **({"failed": True} if r["loss"] is None else {})} for r in group),
+    def entry(v: dict[str, Any]) -> dict[str, Any]:
+        out = {"run": v["run"], **v["_tuned"], "loss": v["loss"]}
+        if len(v["_members"]) > 1:
+            out["replicates"] = v["replicates"]
+            out["replicate_runs"] = [r["run"] for r in v["_members"]]
+        return {**out, **({"failed": True} if v["loss"] is None else {})}
+
+    runs = sorted((entry(v) for v in by_value),
                   key=lambda r: tuple(inf_if_none(r[k]) for k in TUNED_SETTINGS))
     swept, at_edge = [], {}
     for key in TUNED_SETTINGS:
@@ -677,6 +737,13 @@ def read_runs(
         for column in ("flops", "n_layer", "n_embd", *TUNED_SETTINGS):  # optional columns
             if column in header:
                 row[column] = _float_cell(rec[column], path, line, column, False)
+        if "seed" in header:  # a seed may be 0
+            text = (rec["seed"] or "").strip()
+            try:
+                row["seed"] = int(float(text)) if text else None
+            except ValueError:
+                raise SymatoError(f"{path}:{line}: column 'seed' is not a number: {text!r}"
+                                  ) from None
         rows.append(row)
     return rows, groups, notes
 

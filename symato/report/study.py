@@ -30,6 +30,13 @@ pairs cross inside the range; else it is "not_determined", with the share. A fai
 gives "not_computed" with the reason; a fit with a parameter at its search bound is
 computed and flagged. Without a bootstrap (``--bootstrap 0``) the full fit's crossing is
 reported without an interval ("none" where it does not cross).
+
+Seed replicates (runs that differ only in the seed): the bootstrap also resamples the
+replicates inside each drawn cell, so seed noise enters the intervals; a crossover that
+is a number with cells resampled alone but not with the replicates is "not_resolved".
+A difference of two tokenizers at one cell is resolved by the replicates only beyond
+DIFFERENCE_SE standard errors (``cell_differences``), and ``ranking_agreement`` gives
+how often two tokenizers' order at the smallest size holds at the largest, over seeds.
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ CROSSOVER_RULE = (
 CROSSOVER_COLUMNS = ["arch", "size", "a", "b", "status", "text_bytes", "ci_low", "ci_high",
                      "ci_low_open", "ci_high_open", "crossings", "better_below",
                      "better_above", "better", "range_low", "range_high", "bootstrap_pairs",
-                     "bootstrap_crossing", "bootstrap_share", "notes", "reason"]
+                     "bootstrap_crossing", "bootstrap_share", "cells_only_share", "notes",
+                     "reason"]
 
 
 def bytes_per_token(path: Path) -> dict[str, float]:
@@ -170,7 +178,8 @@ def cell_of(r: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def paired_resamples(
-    by_tokenizer: dict[str, list[dict[str, Any]]], n_bootstrap: int, seed: int
+    by_tokenizer: dict[str, list[dict[str, Any]]], n_bootstrap: int, seed: int,
+    replicates: bool = True,
 ) -> dict[str, list[np.ndarray]]:
     """Per tokenizer, one index array (into its runs) per bootstrap replicate, all drawn
     from one draw of grid cells: replicate i of every tokenizer resampled the same cells.
@@ -178,23 +187,49 @@ def paired_resamples(
     Why not each fit's own draw of its runs: those pair only when every tokenizer has
     exactly the same cells in the same order; one missing run (a failed run, a sweep
     set aside) would silently unpair every replicate.
+
+    Seed replicates: where a tokenizer has k > 1 runs in a drawn cell (runs that differ
+    only in the seed), ``replicates`` draws k of them with replacement, independently per
+    tokenizer and per drawn cell, so seed noise enters the intervals. Seeds are not
+    paired across tokenizers: the same seed gives another vocabulary other initial
+    weights and other token windows. The cells come from their own generator, so the
+    cell draw is the same with and without replicate resampling (and as before seeds
+    existed).
     """
     cells = sorted({cell_of(r) for group in by_tokenizer.values() for r in group})
     rows_at = {tok: {c: [i for i, r in enumerate(group) if cell_of(r) == c] for c in cells}
                for tok, group in by_tokenizer.items()}
     rng = np.random.default_rng(seed)
+    inner = np.random.default_rng([seed, 1])
     out: dict[str, list[np.ndarray]] = {tok: [] for tok in by_tokenizer}
     for _ in range(n_bootstrap):
         drawn = [cells[j] for j in rng.integers(0, len(cells), size=len(cells))]
         for tok, at in rows_at.items():
-            out[tok].append(np.array([i for c in drawn for i in at[c]], dtype=int))
+            idx: list[int] = []
+            for c in drawn:
+                mine = at[c]
+                if replicates and len(mine) > 1:
+                    idx.extend(mine[j] for j in inner.integers(0, len(mine), size=len(mine)))
+                else:
+                    idx.extend(mine)
+            out[tok].append(np.array(idx, dtype=int))
     return out
 
 
+def has_replicates(rows: list[dict[str, Any]]) -> bool:
+    """Whether some tokenizer has two or more runs in one grid cell of one architecture."""
+    cells = [(r["tokenizer"], r["arch"], cell_of(r)) for r in rows]
+    return len(cells) != len(set(cells))
+
+
 def fit_groups(
-    rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int
+    rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int,
+    replicates: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, scaling.FitResult]]:
-    """L(N, D) with D in text bytes per (tokenizer, arch): JSON entries and the raw fits."""
+    """L(N, D) with D in text bytes per (tokenizer, arch): JSON entries and the raw fits.
+
+    ``replicates``: resample the seed replicates inside each drawn cell
+    (``paired_resamples``); False resamples cells only (for "not resolved")."""
     by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         by_group.setdefault((r["tokenizer"], r["arch"]), []).append(r)
@@ -204,7 +239,7 @@ def fit_groups(
     resamples: dict[tuple[str, str], list[np.ndarray]] = {}
     for arch in sorted(text_range):
         mine = {tok: g for (tok, a), g in by_group.items() if a == arch}
-        for tok, idx in paired_resamples(mine, n_bootstrap, seed).items():
+        for tok, idx in paired_resamples(mine, n_bootstrap, seed, replicates).items():
             resamples[(tok, arch)] = idx
     entries, results = {}, {}
     for (tok, arch), group in sorted(by_group.items()):
@@ -219,7 +254,8 @@ def fit_groups(
         entry["fits"] = {"L_ND": result.to_json()}
         entry["runs"] = [{"run": r.get("run"), "size": size_name(r["n_layer"], r["n_embd"]),
                           "budget": budget_of(r.get("run")), "params": r[params_key],
-                          "tokens": r["tokens"], "text": r["text"], "loss": r["loss"]}
+                          "tokens": r["tokens"], "text": r["text"], "loss": r["loss"],
+                          "seed": replicate_seed(r)}
                          for r in group]
         entry["sizes"] = _sizes(group, params_key)
         if result.fitted:
@@ -250,6 +286,139 @@ def _curve(result: scaling.FitResult, params: float, text_range: tuple[float, fl
         low, high = scaling.interval(preds, axis=0)
         out["low"], out["high"] = low.tolist(), high.tolist()
     return out
+
+
+# ------------------------------------------------------------------------------ replicates
+# A difference between two tokenizers at one grid cell is resolved by the seed replicates
+# when it exceeds DIFFERENCE_SE standard errors.
+DIFFERENCE_SE = 2.0
+DIFFERENCE_RULE = (
+    "At a grid cell (architecture, model size, budget) where both tokenizers have two or "
+    "more seed replicates, the difference of their mean bits per byte is resolved when it "
+    "exceeds 2 standard errors, SE = sqrt(s_a^2/n_a + s_b^2/n_b) (sample standard "
+    "deviations over seeds; seeds are not paired across tokenizers); otherwise it is 'not "
+    "resolved'. Where either tokenizer has a single run, the replicate noise is unknown "
+    "('single run'): the difference is a number without a noise level. With 2-3 seeds, "
+    "2 SE is a screen, not a 95% test."
+)
+
+
+def replicate_seed(r: dict[str, Any]) -> float | None:
+    """A run's seed: the runs table's ``seed`` column, else its name's ``-s`` suffix,
+    else None (the configured seed of a table without the column)."""
+    if r.get("seed") is not None:
+        return float(r["seed"])
+    return scaling.replicate_key(r["run"])[1] if r.get("run") else None
+
+
+def _cell_losses(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, list[float]]]:
+    """(arch, size, budget) -> tokenizer -> the losses of its replicates there."""
+    out: dict[tuple[Any, ...], dict[str, list[float]]] = {}
+    for r in rows:
+        n_layer, n_embd, budget = cell_of(r)
+        key = (r["arch"], size_name(n_layer, n_embd), budget)
+        out.setdefault(key, {}).setdefault(r["tokenizer"], []).append(float(r["loss"]))
+    return out
+
+
+def difference(losses_a: list[float], losses_b: list[float]) -> dict[str, Any]:
+    """Mean difference a - b of two tokenizers' replicates at one cell, with DIFFERENCE_RULE."""
+    na, nb = len(losses_a), len(losses_b)
+    ma, mb = float(np.mean(losses_a)), float(np.mean(losses_b))
+    out: dict[str, Any] = {"n_a": na, "n_b": nb, "mean_a": ma, "mean_b": mb,
+                           "difference": ma - mb}
+    if na < 2 or nb < 2:
+        return {**out, "se": None, "status": "single_run"}
+    se = math.sqrt(np.var(losses_a, ddof=1) / na + np.var(losses_b, ddof=1) / nb)
+    resolved = abs(ma - mb) > DIFFERENCE_SE * se
+    return {**out, "se": se, "status": "resolved" if resolved else "not_resolved"}
+
+
+def cell_differences(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of tokenizers at every cell both trained at, with DIFFERENCE_RULE's
+    status and the better tokenizer where the difference is resolved or a single run."""
+    out = []
+    for (arch, size, budget), by_tok in sorted(
+            _cell_losses(rows).items(),
+            key=lambda kv: (kv[0][0], _size_key(kv[0][1]), _budget_key(kv[0][2]))):
+        for a, b in itertools.combinations(sorted(by_tok), 2):
+            d = difference(by_tok[a], by_tok[b])
+            better = None if d["status"] == "not_resolved" else (a if d["difference"] < 0
+                                                                  else b)
+            out.append({"arch": arch, "size": size, "budget": budget, "a": a, "b": b, **d,
+                        "better": better})
+    return out
+
+
+def ranking_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often two tokenizers' order at the smallest size equals their order at the
+    largest size, over seeds (DataDecide, Magnusson et al. 2025).
+
+    Per architecture and budget, the smallest and largest model sizes of the study there;
+    per pair of tokenizers, the seeds both have at both sizes; a seed agrees when the
+    sign of loss_a - loss_b is the same at both sizes. ``pairs``: one record per pair
+    (``seeds``, ``agree``, ``share``); ``overall``: pooled over every pair's seeds.
+    """
+    at: dict[tuple[Any, ...], dict[Any, float]] = {}
+    for r in rows:
+        n_layer, n_embd, budget = cell_of(r)
+        at.setdefault((r["arch"], budget, r["tokenizer"], (n_layer, n_embd)), {})[
+            replicate_seed(r)] = float(r["loss"])
+    records = []
+    for arch, budget in sorted({(k[0], k[1]) for k in at},
+                               key=lambda k: (k[0], _budget_key(k[1]))):
+        here = {k: v for k, v in at.items() if k[:2] == (arch, budget)}
+        sizes = sorted({k[3] for k in here})
+        if len(sizes) < 2:
+            continue
+        small, large = sizes[0], sizes[-1]
+        toks = sorted({k[2] for k in here})
+        for a, b in itertools.combinations(toks, 2):
+            cols = [here.get((arch, budget, t, s), {}) for t in (a, b) for s in (small, large)]
+            seeds = sorted(set.intersection(*(set(c) for c in cols)), key=_seed_order)
+            if not seeds:
+                continue
+            per_seed = []
+            for sd in seeds:
+                at_small = np.sign(cols[0][sd] - cols[2][sd])  # a - b at the smallest size
+                at_large = np.sign(cols[1][sd] - cols[3][sd])
+                per_seed.append({"seed": sd, "a_better_small": bool(at_small < 0),
+                                 "a_better_large": bool(at_large < 0),
+                                 "agree": bool(at_small == at_large)})
+            agree = sum(p["agree"] for p in per_seed)
+            records.append({"arch": arch, "budget": budget, "a": a, "b": b,
+                            "small": size_name(*small), "large": size_name(*large),
+                            "seeds": len(seeds), "agree": agree, "share": agree / len(seeds),
+                            "per_seed": per_seed})
+    total = sum(r["seeds"] for r in records)
+    agree = sum(r["agree"] for r in records)
+    return {"rule": "per architecture and budget, per pair of tokenizers: the share of "
+                    "seeds whose order of the pair at the smallest model size equals its "
+                    "order at the largest (DataDecide, Magnusson et al. 2025)",
+            "pairs": records,
+            "overall": {"pairs": len(records), "comparisons": total, "agree": agree,
+                        "share": agree / total if total else None}}
+
+
+def _seed_order(seed: float | None) -> float:
+    return -1.0 if seed is None else seed
+
+
+def _size_key(size: str) -> tuple[int, ...]:
+    """'L2-D64' -> (2, 64), for sorting sizes by number."""
+    return tuple(int(part[1:]) for part in size.split("-"))
+
+
+def _budget_key(budget: str) -> tuple[str, float]:
+    """A budget field ('B200k', 'T30k') or a token count, sorted by kind, then size."""
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}
+    number = budget[1:] if budget[:1] in ("B", "T") else budget
+    try:
+        value = float(number[:-1]) * scale[number[-1]] if number[-1:] in scale \
+            else float(number)
+    except ValueError:
+        return (budget, math.inf)
+    return (budget[:1] if budget[:1] in ("B", "T") else "", value)
 
 
 # ------------------------------------------------------------------------------ crossovers
@@ -287,11 +456,15 @@ def crossings(law_a: dict[str, float], n_a: float, law_b: dict[str, float], n_b:
 def crossover(
     a: str, b: str, arch: str, size: dict[str, Any], fits: dict[str, scaling.FitResult],
     sizes: dict[str, dict[str, float]], ranges: dict[str, tuple[float, float]],
+    fits_cells: dict[str, scaling.FitResult] | None = None,
 ) -> dict[str, Any]:
     """Where ``a``'s and ``b``'s fitted curves cross at one model size, with an interval.
 
     ``fits`` by tokenizer, ``sizes`` (tokenizer -> size -> N), ``ranges`` (tokenizer ->
-    the text range it measured at this size).
+    the text range it measured at this size). ``fits_cells``: the same fits with a
+    bootstrap over cells only (no replicate resampling), given where the architecture
+    has seed replicates: a crossover that passes the rule there but not once the
+    replicates are resampled is ``not_resolved`` (replicate noise does not resolve it).
     """
     name = size["size"]
     out: dict[str, Any] = {"arch": arch, "size": name, "a": a, "b": b}
@@ -324,8 +497,15 @@ def crossover(
         return {**out, "status": "crossover", "text_bytes": point[0],
                 "better_below": a if a_below else b, "better_above": b if a_below else a}
     if rule["status"] != "crossover":
-        return {**out, "status": "not_determined",
-                "better": a if _a_wins(fa.params, fb.params, na, nb, low, high) else b}
+        better = a if _a_wins(fa.params, fb.params, na, nb, low, high) else b
+        if fits_cells is not None and all(fits_cells[t].fitted for t in (a, b)):
+            cells = crossover_rule(_paired_crossings(fits_cells[a], fits_cells[b], na, nb,
+                                                     low, high), rule["a_below"])
+            out["bootstrap_cells"] = {"pairs": cells["pairs"], "crossing": cells["crossing"],
+                                      "share": cells["share"]}
+            if cells["status"] == "crossover":
+                return {**out, "status": "not_resolved", "better": better}
+        return {**out, "status": "not_determined", "better": better}
     below = a if rule["a_below"] else b
     return {**out, "status": "crossover", "text_bytes": rule["point"], "ci": rule["ci"],
             "ci_open": rule["ci_open"], "better_below": below,
@@ -426,13 +606,19 @@ def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, n
 
 
 def all_crossovers(rows: list[dict[str, Any]], entries: dict[str, dict[str, Any]],
-                   results: dict[str, scaling.FitResult], params_key: str) -> list[dict]:
-    """Every pair of tokenizers at every model size both were trained at, per architecture."""
+                   results: dict[str, scaling.FitResult], params_key: str,
+                   results_cells: dict[str, scaling.FitResult] | None = None) -> list[dict]:
+    """Every pair of tokenizers at every model size both were trained at, per architecture.
+
+    ``results_cells``: fits bootstrapped over cells only (``fit_groups(replicates=False)``),
+    used for the architectures with seed replicates ("not resolved")."""
     out = []
     for arch in sorted({r["arch"] for r in rows}):
         mine = [r for r in rows if r["arch"] == arch]
         toks = sorted({r["tokenizer"] for r in mine})
         fits = {t: results[f"{t}/{arch}"] for t in toks}
+        cells_only = ({t: results_cells[f"{t}/{arch}"] for t in toks}
+                      if results_cells is not None and has_replicates(mine) else None)
         sizes = {t: {s["size"]: s["params"] for s in entries[f"{t}/{arch}"]["sizes"]}
                  for t in toks}
         for n_layer, n_embd in sorted({(r["n_layer"], r["n_embd"]) for r in mine}):
@@ -442,7 +628,8 @@ def all_crossovers(rows: list[dict[str, Any]], entries: dict[str, dict[str, Any]
                           max(r["text"] for r in here if r["tokenizer"] == t))
                       for t in toks if any(r["tokenizer"] == t for r in here)}
             for a, b in itertools.combinations(sorted(ranges), 2):
-                out.append(crossover(a, b, arch, {"size": name}, fits, sizes, ranges))
+                out.append(crossover(a, b, arch, {"size": name}, fits, sizes, ranges,
+                                     cells_only))
     return out
 
 
@@ -454,6 +641,7 @@ def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ci_open = c.get("ci_open") or [None, None]
         rng = c.get("range") or [None, None]
         boot = c.get("bootstrap", {})
+        cells = c.get("bootstrap_cells", {})
         out.append({**{k: c.get(k) for k in ("arch", "size", "a", "b", "status",
                                              "better_below", "better_above", "better",
                                              "reason")},
@@ -464,6 +652,7 @@ def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "bootstrap_pairs": boot.get("pairs"),
                     "bootstrap_crossing": boot.get("crossing"),
                     "bootstrap_share": boot.get("share"),
+                    "cells_only_share": cells.get("share"),
                     "notes": "; ".join(c.get("notes", []))})
     return out
 
@@ -480,6 +669,9 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
         raise SymatoError(f"{runs}: the study needs the columns 'tokenizer' and 'arch'")
     rows = study_rows(rows, bytes_per_token(tokenizers), str(runs))
     entries, results = fit_groups(rows, params_key, n_bootstrap, seed)
+    results_cells = None
+    if n_bootstrap and has_replicates(rows):
+        results_cells = fit_groups(rows, params_key, n_bootstrap, seed, replicates=False)[1]
     return {
         "loss": "bits_per_byte",
         "d_axis": "bytes of training text seen = tokens trained x train-split bytes per token",
@@ -492,7 +684,10 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
         "runs_without_loss": without_loss,
         "set_aside": set_aside,
         "groups": entries,
-        "crossovers": all_crossovers(rows, entries, results, params_key),
+        "crossovers": all_crossovers(rows, entries, results, params_key, results_cells),
+        "difference_rule": DIFFERENCE_RULE,
+        "differences": cell_differences(rows),
+        "ranking_agreement": ranking_agreement(rows),
     }
 
 

@@ -231,14 +231,16 @@ def study_fits_section(study: dict[str, Any]) -> str:
 
 
 def study_losses_section(study: dict[str, Any]) -> str:
-    """Measured bits per byte per model size and text budget, one column per tokenizer."""
-    cells: dict[tuple[str, str, str], dict[str, float]] = {}
+    """Measured bits per byte per model size and text budget, one column per tokenizer
+    (the mean ± standard deviation over seeds where a cell has replicates)."""
+    cells: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     toks: set[str] = set()
     for g in study.get("groups", {}).values():
         tok, arch = g["by"]["tokenizer"], g["by"]["arch"]
         toks.add(tok)
         for r in g.get("runs", []):
-            cells.setdefault((arch, r["size"], r.get("budget") or "–"), {})[tok] = r["loss"]
+            cells.setdefault((arch, r["size"], r.get("budget") or "–"), {}).setdefault(
+                tok, []).append(r["loss"])
     if not cells:
         return "No runs in the tokenizer study."
     cols = sorted(toks)
@@ -247,14 +249,108 @@ def study_losses_section(study: dict[str, Any]) -> str:
         arch, size, budget = key
         return (arch, parse_size(size), budget_size(budget))
 
-    rows = []
+    rows, replicated = [], False
     for key in sorted(cells, key=order):
-        best = min(cells[key].values())
+        means = {t: sum(v) / len(v) for t, v in cells[key].items()}
+        best = min(means.values())
+        replicated |= any(len(v) > 1 for v in cells[key].values())
         rows.append([key[0], key[1], _budget_text(key[2]),
-                     *(_bold_if(cells[key].get(t), best) for t in cols)])
+                     *(_cell_text(cells[key].get(t), best) for t in cols)])
+    note = (" A cell with seed replicates shows mean ± standard deviation (n seeds); "
+            "whether a difference is resolved by them: the differences below."
+            if replicated else "")
     return ("Validation bits per byte of each run (lowest of a row in bold); budgets in bytes "
-            "of training text (`B`) or tokens (`T`):\n\n"
+            f"of training text (`B`) or tokens (`T`).{note}\n\n"
             + table(["arch", "size", "budget", *cols], rows))
+
+
+def _cell_text(losses: list[float] | None, best: float) -> str:
+    if not losses:
+        return "–"
+    mean = sum(losses) / len(losses)
+    text = fmt(mean)
+    if len(losses) > 1:
+        text += f" ± {fmt(_sd(losses))} (n={len(losses)})"
+    return f"**{text}**" if mean == best else text
+
+
+def _sd(values: list[float]) -> float:
+    """Sample standard deviation (n - 1)."""
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def replicates_section(runs: pd.DataFrame) -> str:
+    """Per replicated cell (runs that differ only in the seed): n, mean, standard deviation
+    and min–max of bits per byte, and of restoration accuracy where present."""
+    from symato.report.fit import replicate_key
+
+    if not len(runs) or "run" not in runs.columns:
+        return "No runs."
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for _, r in runs.iterrows():
+        groups.setdefault((r["tokenizer"], replicate_key(str(r["run"]))[0]), []).append(r)
+    rows = []
+    for (tok, base), members in sorted(groups.items()):
+        if len(members) < 2:
+            continue
+        row = [tok, base]
+        for column in ("loss", "restoration_accuracy"):
+            values = [float(m[column]) for m in members if column in m.index
+                      and m[column] is not None and not pd.isna(m[column])]
+            row += _replicate_stats(values)
+        seeds = sorted(int(m["seed"]) for m in members
+                       if "seed" in m.index and not pd.isna(m["seed"]))
+        rows.append([*row[:2], ", ".join(map(str, seeds)) or "–", *row[2:]])
+    if not rows:
+        return ("No replicated runs (no sub-grid varies `seed`): no number here has a noise "
+                "level.")
+    return ("Runs that differ only in the seed (`vary: {seed: [...]}`; same tokenizer, "
+            "architecture, size, budget and other settings). Standard deviation over seeds "
+            "(n - 1); runs without a loss are not counted.\n\n"
+            + table(["tokenizer", "cell", "seeds", "n", "bits/byte mean", "sd", "min–max",
+                     "restoration n", "restoration mean", "sd", "min–max"], rows))
+
+
+def _replicate_stats(values: list[float]) -> list[Any]:
+    """[n, mean, sd, 'min–max'] of one column's replicate values ('–' where none)."""
+    if not values:
+        return [0, "–", "–", "–"]
+    mean = sum(values) / len(values)
+    sd = _sd(values) if len(values) > 1 else None
+    return [len(values), mean, sd, f"{fmt(min(values))}–{fmt(max(values))}"]
+
+
+def differences_section(study: dict[str, Any]) -> str:
+    """Differences between tokenizers at cells where both have seed replicates."""
+    diffs = [d for d in study.get("differences", []) if d["status"] != "single_run"]
+    if not diffs:
+        return ("No cell has seed replicates of two tokenizers: differences between runs "
+                "have no noise level.")
+    rows = [[d["arch"], d["size"], _budget_text(d["budget"]), f"{d['a']} vs {d['b']}",
+             f"{d['n_a']} / {d['n_b']}", d["difference"], d["se"],
+             d["better"] if d["status"] == "resolved" else "not resolved"] for d in diffs]
+    return (study.get("difference_rule", "") + "\n\n"
+            + table(["arch", "size", "budget", "pair", "seeds", "Δ mean bits/byte (a − b)",
+                     "SE", "better"], rows))
+
+
+def ranking_section(study: dict[str, Any]) -> str:
+    """How often the order of two tokenizers at the smallest size holds at the largest."""
+    agreement = study.get("ranking_agreement") or {}
+    pairs = agreement.get("pairs", [])
+    if not pairs:
+        return "No pair of tokenizers was trained at two sizes with a common budget and seed."
+    overall = agreement["overall"]
+    rows = [[p["arch"], _budget_text(p["budget"]), f"{p['a']} vs {p['b']}",
+             f"{p['small']} → {p['large']}", f"{p['agree']}/{p['seeds']}", p["share"]]
+            for p in pairs]
+    return ("Does the ranking at the smallest size predict the ranking at the largest "
+            "(DataDecide, Magnusson et al. 2025)? Per pair, the share of seeds whose order "
+            "of the two tokenizers at the smallest model size is their order at the largest; "
+            f"overall {overall['agree']} of {overall['comparisons']} comparisons "
+            f"({fmt(overall['share'])}) over {overall['pairs']} pairs.\n\n"
+            + table(["arch", "budget", "pair", "sizes", "seeds agreeing", "share"], rows))
 
 
 def _budget_text(budget: str) -> str:
@@ -278,6 +374,7 @@ def crossover_section(study: dict[str, Any]) -> str:
         return "No pairs of tokenizers to compare."
     crossing = [c for c in records if c["status"] == "crossover"]
     undetermined = [c for c in records if c["status"] in ("not_determined", "none")]
+    unresolved = [c for c in records if c["status"] == "not_resolved"]
     failed = [c for c in records if c["status"] == "not_computed"]
     share = study.get("crossover_min_share", 0.5)
     parts = [f"Where two tokenizers' curves cross at one model size, inside the text range "
@@ -311,6 +408,15 @@ def crossover_section(study: dict[str, Any]) -> str:
             lines.append(f"- {arch} {size} ({_kb(rng[0])}–{_kb(rng[1])} bytes of text): not "
                          f"determined in range for {pairs}")
         parts.append("\n".join(lines) + "\n\nAll pairs: `results/scaling/crossovers.csv`.")
+    if unresolved:
+        parts.append("Not resolved by the seed replicates (a crossover when only grid cells "
+                     "are resampled, not once the replicates inside each cell are resampled "
+                     "too):\n" + "\n".join(
+                         f"- {c['arch']} {c['size']} {c['a']}–{c['b']}: "
+                         f"{c['bootstrap']['crossing']} of {c['bootstrap']['pairs']} pairs cross "
+                         f"(cells only: {c['bootstrap_cells']['crossing']} of "
+                         f"{c['bootstrap_cells']['pairs']}); {c.get('better')} better mid-range"
+                         for c in unresolved))
     if failed:
         parts.append("Not computed:\n" + "\n".join(
             f"- {c['arch']} {c['size']} {c['a']} vs {c['b']}: {c['reason']}" for c in failed))

@@ -19,7 +19,9 @@ defaults, then ``train.arch_overrides[arch]``, then the sub-grid's ``vary`` valu
 the size, budget and data paths; the optimizer settings left at ``recipe`` take the
 architecture's training recipe (``symato.models.registry.Recipe``). A varied setting
 names the run: ``...-T300k-lr0.002`` (``symato.run.settings.varied_names`` gives each
-setting's short name). The config must already be complete (``symato.config.prepare``
+setting's short name). ``vary: {seed: [...]}`` trains replicates (``...-T300k-s2``); a
+seed equal to the run's configured seed adds no suffix, so that run keeps its name.
+The config must already be complete (``symato.config.prepare``
 fills every default).
 
 Every run is checked as it is expanded, so a config error stops the Snakefile before any
@@ -96,7 +98,8 @@ def run_name(
 def run_name_pattern() -> str:
     """A regular expression that matches every run name of every registered architecture."""
     archs = "|".join(re.escape(name) for name in ARCHITECTURES)
-    shorts = "|".join(re.escape(s) for s in sorted(set(varied_names().values())))
+    shorts = "|".join(re.escape(s) for s in sorted(set(varied_names().values()),
+                                                  key=lambda s: (-len(s), s)))
     return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-({shorts})[0-9.]+)*"
 
 
@@ -119,7 +122,12 @@ def run_settings(
     start with ``where`` and name the run.
     """
     train = config["train"]
-    shared = {**shared_settings(train, arch), **(varied or {})}
+    configured = shared_settings(train, arch)
+    shared = {**configured, **(varied or {})}
+    # A seed equal to the run's configured one names no replicate: that run keeps its
+    # name (and is the same run as the one another sub-grid asks for without vary).
+    named = {k: v for k, v in (varied or {}).items()
+             if not (k == "seed" and v == configured["seed"])}
     n_layer, n_embd = parse_size(size)
     if shared["device"] == "auto":  # a job that declared no GPU must not take one
         shared["device"] = "cuda" if int(train["gpus_per_run"]) > 0 else "cpu"
@@ -130,7 +138,7 @@ def run_settings(
     settings = ordered({
         **shared,
         "tokenizer": tokenizer,
-        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes, varied),
+        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes, named),
         "arch": arch,
         "n_layer": n_layer,
         "n_embd": n_embd,

@@ -115,7 +115,8 @@ SETTINGS: tuple[Setting, ...] = (
     _recipe("layerwise_lr", bool, "apply the recipe's per-parameter learning-rate "
             "multipliers (false: all 1)"),
     _shared("grad_clip", float, 1.0, "max gradient norm; 0 = off", minimum=0),
-    _shared("seed", int, 1234, "random seed (init and data order)", minimum=0),
+    _varied("seed", "s", int, 1234, "random seed (init and data order); a sub-grid's "
+            "vary: {seed: [...]} trains replicates", minimum=0),
     _shared("precision", str, "auto", "auto = bf16 autocast on a CUDA device with bf16, "
             "else fp32; bf16 where the device cannot is an error",
             choices=("auto", "fp32", "bf16")),

@@ -1,4 +1,5 @@
-"""results/summary.md: runs, learning-rate sweeps, fitted laws, frontier, tokenizer study.
+"""results/summary.md: runs, seed replicates, learning-rate sweeps, fitted laws, frontier,
+tokenizer study.
 
 Rule results_summary (rules/report.smk). This file is the document's layout: title,
 wording, which sections and in what order. Each section's table is built by
@@ -18,6 +19,7 @@ def document(runs, fits: dict, toks, study: dict | None = None) -> str:
         "results/scaling/. Figures and the full report: "
         "`snakemake --report results/report.html`.",
         "## Runs", summary.runs_section(runs),
+        "## Replicates", summary.replicates_section(runs),
         "## Learning-rate sweep", summary.lr_sweep_section(fits),
         "## Fitted scaling laws", summary.fits_section(fits),
         "## Compute-optimal frontier", summary.frontier_section(fits),
@@ -26,6 +28,8 @@ def document(runs, fits: dict, toks, study: dict | None = None) -> str:
         summary.study_losses_section(study),
         "### Fits per tokenizer (D in bytes of text)", summary.study_fits_section(study),
         "### Crossovers", summary.crossover_section(study),
+        "### Differences at a cell, against seed noise", summary.differences_section(study),
+        "### Ranking agreement across sizes, over seeds", summary.ranking_section(study),
         "### Split syllables: one model for both forms", summary.split_section(runs),
     ]
     return "\n\n".join(sections) + "\n"
