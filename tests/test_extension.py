@@ -61,12 +61,20 @@ def _build_processes(root: Path) -> dict[int, str]:
     return found
 
 
+def _interactive_signals() -> None:
+    """SIGINT as in a terminal: a test run started in the background (``cmd &``, as CI
+    may be) inherits SIGINT ignored, and Python then never turns it into
+    KeyboardInterrupt, so a Ctrl-C could not be emulated."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_build_and_wait_for_the_compiler(env: dict[str, str], baton: Path) -> subprocess.Popen:
     """Start BUILD as the leader of a session (so that its process group can be killed as
     a workflow's job is) and return once a compiler of its build runs."""
     root = Path(env["SYMATO_BUILD_DIR"])
     proc = subprocess.Popen([sys.executable, "-c", BUILD], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_interactive_signals)
     deadline = time.monotonic() + 300
     while not (baton.exists() and COMPILERS & set(_build_processes(root).values())):
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
