@@ -108,6 +108,10 @@ class Architecture:
     run_fields: tuple[str, ...] = ("n_layer", "n_embd")
     operator: str = ""
     recipe: Recipe | None = None
+    # Config keys added after checkpoints were written, with the value such a checkpoint
+    # implies (its model was built before the key existed), for loading old files.
+    saved_config_defaults: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def classes(self) -> tuple[type, type]:
         """(model class, config class), imported on first use."""
@@ -205,7 +209,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                      heads="n_head", recipe=RECIPES["gpt"]),
         Architecture("rwkv7", "symato.models.rwkv7", "RWKV7", "RWKV7Config",
                      "RWKV-7 'Goose' (x070): matrix-valued state, in-context learning rate",
-                     heads="head_size", operator="wkv7", recipe=RECIPES["rwkv7"]),
+                     heads="head_size", operator="wkv7", recipe=RECIPES["rwkv7"],
+                     saved_config_defaults=MappingProxyType({"lora": "capped"})),
         Architecture("llama", "symato.models.llama", "Llama", "LlamaConfig",
                      "Transformer++: RMSNorm, rotary positions, SwiGLU, no biases",
                      heads="n_head", head_multiple=2, recipe=RECIPES["llama"]),

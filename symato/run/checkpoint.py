@@ -142,11 +142,11 @@ def model_from_payload(
     then failed on a CPU, a ``torch`` run stayed slow) load like new ones.
     """
     from symato.models import model_from_config, with_backend
+    from symato.models.registry import get_architecture
 
     verify_weights(payload, where)
-    config = dict(payload["config"])
-    if payload["arch"] == "rwkv7":  # saved before the config named its low-rank rule
-        config.setdefault("lora", "capped")
+    saved = get_architecture(payload["arch"], where).saved_config_defaults
+    config = {**saved, **payload["config"]}
     model = model_from_config(payload["arch"], with_backend(config, wkv_backend))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

@@ -57,7 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from symato.errors import SymatoError
-from symato.io import atomic_path, read_json, write_text_atomic
+from symato.io import atomic_path, non_finite_key, read_json, write_text_atomic
 from symato.models.registry import get_architecture, recipe_of
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, run_inputs
@@ -120,10 +120,11 @@ def decays(name: str, param: torch.Tensor, arch: str = "rwkv7") -> bool:
 def strict_json_line(record: dict[str, Any], where: str) -> str:
     """One metrics.jsonl line; a NaN or infinite value is an error naming ``where`` and
     the key (strict JSON has no NaN, and such a value means the run has gone wrong)."""
-    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        raise SymatoError(f"{where}: {', '.join(f'{k}={record[k]}' for k in bad)} is not "
-                          f"finite; stopped (last good checkpoint kept)")
+    bad = non_finite_key(record)
+    if bad is not None:
+        key = bad.removeprefix("key ").strip("'")
+        raise SymatoError(f"{where}: {key}={record.get(key)} is not finite; stopped (last "
+                          f"good checkpoint kept)")
     return json.dumps(record, allow_nan=False) + "\n"
 
 
