@@ -16,6 +16,7 @@ means editing a schema.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,12 +137,18 @@ def _validator(schema: Any) -> Any:
     Python ints (``ctx_len: 128.0`` would pass here and be refused later, blamed on a run
     name instead of the key that holds it).
     """
+    return _strict_validator_class()(schema)
+
+
+@functools.cache
+def _strict_validator_class() -> Any:
+    """The validator class of :func:`_validator`, built once (prepare and every
+    ``--config`` leaf use it)."""
     from jsonschema import Draft202012Validator, validators
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
-    strict = validators.extend(Draft202012Validator, type_checker=checker)
-    return strict(schema)
+    return validators.extend(Draft202012Validator, type_checker=checker)
 
 
 def validate(config: dict[str, Any], schema: dict[str, Any]) -> None:

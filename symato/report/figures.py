@@ -335,10 +335,6 @@ def _Blanked(inner: Any, blank: list[float]) -> Any:
     return Blanked()
 
 
-def _overlap(a: Any, b: Any) -> bool:
-    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
-
-
 def note_below(ax: Any, lines: list[str]) -> None:
     """Small grey text under the axes' x label: what could not be drawn and why.
 

@@ -671,7 +671,12 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
     entries, results = fit_groups(rows, params_key, n_bootstrap, seed)
     results_cells = None
     if n_bootstrap and has_replicates(rows):
-        results_cells = fit_groups(rows, params_key, n_bootstrap, seed, replicates=False)[1]
+        # Only the architectures with replicates read these cell-only fits (all_crossovers);
+        # the bootstrap draws are seeded per architecture, so the subset changes none.
+        with_reps = {a for a in {r["arch"] for r in rows}
+                     if has_replicates([r for r in rows if r["arch"] == a])}
+        results_cells = fit_groups([r for r in rows if r["arch"] in with_reps], params_key,
+                                   n_bootstrap, seed, replicates=False)[1]
     return {
         "loss": "bits_per_byte",
         "d_axis": "bytes of training text seen = tokens trained x train-split bytes per token",

@@ -12,6 +12,7 @@ numbers themselves, formatted one way, and tests check them without Snakemake.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import pandas as pd
@@ -270,14 +271,8 @@ def _cell_text(losses: list[float] | None, best: float) -> str:
     mean = sum(losses) / len(losses)
     text = fmt(mean)
     if len(losses) > 1:
-        text += f" ± {fmt(_sd(losses))} (n={len(losses)})"
+        text += f" ± {fmt(statistics.stdev(losses))} (n={len(losses)})"
     return f"**{text}**" if mean == best else text
-
-
-def _sd(values: list[float]) -> float:
-    """Sample standard deviation (n - 1)."""
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
 def replicates_section(runs: pd.DataFrame) -> str:
@@ -317,7 +312,7 @@ def _replicate_stats(values: list[float]) -> list[Any]:
     if not values:
         return [0, "–", "–", "–"]
     mean = sum(values) / len(values)
-    sd = _sd(values) if len(values) > 1 else None
+    sd = statistics.stdev(values) if len(values) > 1 else None
     return [len(values), mean, sd, f"{fmt(min(values))}–{fmt(max(values))}"]
 
 
