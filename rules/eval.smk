@@ -1,4 +1,16 @@
 # Stage 7: evaluation of every trained run on the held-out split.
+#
+# One `symato evaluate` process per evaluation group: the runs of one tokenizer and one
+# model shape that differ only in budget and seed (symato.run.grid.eval_group), so the
+# validation text, the tokenizer and the restoration input are read once for all of them
+# and the process start is paid once. The group's file results/evals/{tokenizer}/{group}.json
+# holds each run's metrics (or the error that stopped it); each run's metrics.json is
+# unpacked from it by a local job, so one broken run fails only its own metrics.json.
+
+from symato.run.evaluate import unpack_group
+from symato.run.grid import eval_group, eval_groups
+
+EVAL_GROUPS = eval_groups(GRID_RUNS)
 
 
 def eval_options() -> str:
@@ -13,32 +25,66 @@ def eval_options() -> str:
             f"{prompts}")
 
 
+def group_runs(wildcards) -> list[str]:
+    """The run folders of an evaluation group; a group name that is a run's own name is
+    that run alone (runs the grid did not list when it was parsed)."""
+    runs = EVAL_GROUPS.get((wildcards.tokenizer, wildcards.group), [wildcards.group])
+    return [f"results/runs/{wildcards.tokenizer}/{run}" for run in runs]
+
+
+def run_group_file(wildcards) -> str:
+    """The group file that holds a run's metrics."""
+    group = eval_group(wildcards.run)
+    if (wildcards.tokenizer, group) not in EVAL_GROUPS:
+        group = wildcards.run
+    return f"results/evals/{wildcards.tokenizer}/{group}.json"
+
+
+localrules:
+    run_metrics,
+
+
 rule evaluate:
-    """bits per byte / syllable, restoration accuracy and samples of one run."""
+    """bits per byte / syllable, restoration accuracy and samples of one group of runs."""
     input:
-        model="results/runs/{tokenizer}/{run}/model.pt",
-        settings="results/runs/{tokenizer}/{run}/settings.json",
+        models=lambda wildcards: [f"{d}/model.pt" for d in group_runs(wildcards)],
+        settings=lambda wildcards: [f"{d}/settings.json" for d in group_runs(wildcards)],
         manifest="results/shards/{tokenizer}/manifest.json",
         stats="results/stats/syllables.parquet",
     output:
-        "results/runs/{tokenizer}/{run}/metrics.json",
+        "results/evals/{tokenizer}/{group}.json",
     wildcard_constraints:
-        **RUN_WILDCARDS,
+        tokenizer="[^/]+",
+        group="[^/]+",
     params:
         eval=canonical(config["eval"]),
         options=eval_options(),
-        run=lambda wildcards, input: os.path.dirname(input.model),
+        runs=lambda wildcards: " ".join(f"--run {shlex.quote(d)}" for d in group_runs(wildcards)),
     threads: config["eval"]["threads"]
     resources:
         gpu=1 if config["eval"]["device"] == "cuda" else 0,
         mem_mb=config["eval"]["mem_mb"],
-        runtime=lambda wildcards, attempt: config["eval"]["runtime_min"] * attempt,
+        runtime=lambda wildcards, attempt: (config["eval"]["runtime_min"]
+                                            * len(group_runs(wildcards)) * attempt),
     log:
-        "results/logs/evaluate/{tokenizer}/{run}.log",
+        "results/logs/evaluate/{tokenizer}/{group}.log",
     benchmark:
-        "results/benchmarks/evaluate/{tokenizer}/{run}.tsv"
+        "results/benchmarks/evaluate/{tokenizer}/{group}.tsv"
     shell:
-        "{SYMATO} evaluate --run {params.run} --stats {input.stats} {params.options} > {log} 2>&1"
+        "{SYMATO} evaluate {params.runs} --group-out {output} --stats {input.stats}"
+        " {params.options} > {log} 2>&1"
+
+
+rule run_metrics:
+    """One run's metrics.json, from its group's file (or the error its evaluation hit)."""
+    input:
+        run_group_file,
+    output:
+        "results/runs/{tokenizer}/{run}/metrics.json",
+    wildcard_constraints:
+        **RUN_WILDCARDS,
+    run:
+        unpack_group(input[0], os.path.dirname(output[0]), output[0])
 
 
 TARGETS["runs"] += [

@@ -19,7 +19,7 @@ import yaml
 from _workflow import REPO, SNAKEMAKE, prepared, reversed_keys
 
 from symato.errors import SymatoError
-from symato.run.grid import expand_grid, format_tokens, run_name_pattern
+from symato.run.grid import eval_groups, expand_grid, format_tokens, run_name_pattern
 from symato.run.settings import command_args
 from symato.run.settings import main as settings_main
 
@@ -152,11 +152,16 @@ def test_rwkv7_and_llama_in_the_grid() -> None:
 # ----------------------------------------------------------------------------- dry runs
 STUB = """#!/bin/sh
 cmd=$1; shift
-while [ $# -gt 0 ]; do case $1 in --out) out=$2;; --run) run=$2;; esac; shift; done
+runs=""
+while [ $# -gt 0 ]; do case $1 in
+  --out) out=$2;; --group-out) out=$2;; --run) runs="$runs $2";; esac; shift; done
 case $cmd in
   settings|build) echo '{}' > "$out";;
   train) touch "$out/model.pt" "$out/metrics.jsonl";;
-  evaluate) echo '{}' > "$run/metrics.json";;
+  evaluate)  # one group file with every run's (empty) metrics
+    printf '{"format": "symato-eval-group/1", "runs": {' > "$out"; sep=""
+    for r in $runs; do printf '%s"%s": {"metrics": {}}' "$sep" "$r" >> "$out"; sep=", "; done
+    printf '}}' >> "$out";;
 esac
 """
 
@@ -201,6 +206,10 @@ def _snakemake(workdir: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _groups(config: dict) -> int:
+    return len(eval_groups(expand_grid(config)))
+
+
 def _job_counts(workdir: Path) -> dict[str, int]:
     """Jobs per rule of a dry run, parsed from Snakemake's 'Job stats' table."""
     out = _snakemake(workdir, "--dry-run", "--quiet", "rules")
@@ -214,11 +223,13 @@ def _job_counts(workdir: Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_dry_run_job_counts(tmp_path: Path) -> None:
     config = demo_config()
-    n = len(expand_grid(config))
+    n, g = len(expand_grid(config)), _groups(config)
     work = _workdir(tmp_path, config)
-    # one kernel build (the CPU one) that the RWKV runs wait for
+    # one kernel build (the CPU one) that the RWKV runs wait for; one evaluation job per
+    # group (a model shape's budgets and seeds), one metrics.json per run from it
+    assert g < n
     assert _job_counts(work) == {"build_kernels": 1, "run_settings": n, "train": n,
-                                 "evaluate": n, "runs": 1}
+                                 "evaluate": g, "run_metrics": n, "runs": 1}
     _snakemake(work, "--quiet", "all")  # stub jobs: outputs and their params recorded
     assert _job_counts(work) == {}
     # the same config with every mapping's keys in another order plans nothing
@@ -228,10 +239,11 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     # one shared setting of one arch -> exactly that arch's runs
     # (lr_min: the sweep runs fix lr by name, so an lr override would miss them, rightly)
     n_gpt = sum(r["arch"] == "gpt" for r in expand_grid(config))
+    g_gpt = sum(group.startswith("gpt-") for _, group in eval_groups(expand_grid(config)))
     config["train"]["arch_overrides"]["gpt"]["lr_min"] = 0.00061
     _write_config(work, config)
-    assert _job_counts(work) == {"run_settings": n_gpt, "train": n_gpt, "evaluate": n_gpt,
-                                 "runs": 1}  # fmt: skip
+    assert _job_counts(work) == {"run_settings": n_gpt, "train": n_gpt, "evaluate": g_gpt,
+                                 "run_metrics": n_gpt, "runs": 1}  # fmt: skip
     _snakemake(work, "--quiet", "all")
 
     # the kernel record only orders the jobs (an ancient input): rebuilding the kernels
@@ -246,14 +258,16 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     grid["sizes"].append("L4-D128")
     toks = config["tokenizers"] if grid["tokenizers"] == "all" else grid["tokenizers"]
     k = len(toks) * len(grid["archs"]) * len(grid.get("tokens") or grid["bytes"])
+    new_groups = len(toks) * len(grid["archs"])  # its budgets are one group
     _write_config(work, config)
-    assert _job_counts(work) == {"run_settings": k, "train": k, "evaluate": k, "runs": 1}
+    assert _job_counts(work) == {"run_settings": k, "train": k, "evaluate": new_groups,
+                                 "run_metrics": k, "runs": 1}
     _snakemake(work, "--quiet", "all")
 
     # an evaluation setting -> every evaluation, no training
     config["eval"]["restoration_syllables"] = 10
     _write_config(work, config)
-    assert _job_counts(work) == {"evaluate": n + k, "runs": 1}
+    assert _job_counts(work) == {"evaluate": g + new_groups, "run_metrics": n + k, "runs": 1}
     _snakemake(work, "--quiet", "all")
 
 
@@ -269,7 +283,8 @@ def test_dry_run_plans_seed_replicates(tmp_path: Path) -> None:
                    "tokens": [1280], "vary": {"seed": [1, 2]}}],
                   "settings": {"ctx_len": 16, "batch_size": 8}}}  # fmt: skip
     work = _workdir(tmp_path, config)
-    assert _job_counts(work) == {"run_settings": 3, "train": 3, "evaluate": 3, "runs": 1}
+    assert _job_counts(work) == {"run_settings": 3, "train": 3, "evaluate": 1,
+                                 "run_metrics": 3, "runs": 1}  # one group: the 3 seeds
     out = _snakemake(work, "--dry-run")
     planned = set(re.findall(r"results/runs/symato/([^/\s]+)/settings\.json", out))
     assert planned == {"gpt-L1-D16-T1280", "gpt-L1-D16-T1280-s1", "gpt-L1-D16-T1280-s2"}

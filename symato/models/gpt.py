@@ -137,8 +137,16 @@ class GPT(nn.Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         """Logits (B, T, V) for token ids ``idx`` (B, T), T <= ctx_len."""
-        logits, _ = self.forward_step(idx, None)
-        return logits
+        return self.project(self.features(idx))
+
+    def features(self, idx: Tensor) -> Tensor:
+        """The normalized last hidden states (B, T, C) that ``project`` turns into logits
+        (evaluation projects only the positions it scores)."""
+        return self._trunk(idx, None)[0]
+
+    def project(self, h: Tensor) -> Tensor:
+        """Logits for hidden states from ``features`` (any leading shape)."""
+        return self.head(h)
 
     def init_state(self, batch_size: int) -> KVCache:
         """An empty KV cache for ``batch_size`` sequences."""
@@ -148,6 +156,11 @@ class GPT(nn.Module):
 
     def forward_step(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
         """Continue a sequence from a KV cache: logits for ``idx`` (B, T) and the new cache."""
+        h, new_state = self._trunk(idx, state)
+        return self.project(h), new_state
+
+    def _trunk(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
+        """(normalized last hidden states, the new cache) after ``idx`` (B, T)."""
         past = 0 if not state else state[0][0].shape[2]
         T = idx.shape[1]
         if past + T > self.config.ctx_len:
@@ -161,7 +174,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x, cache = block(x, None if not state else state[i])
             new_state.append(cache)
-        return self.head(self.ln_f(x)), new_state
+        return self.ln_f(x), new_state
 
     def param_counts(self) -> dict[str, int]:
         """Total and non-embedding (without wte, wpe) parameter counts."""

@@ -188,8 +188,16 @@ class Llama(nn.Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         """Logits (B, T, V) for token ids ``idx`` (B, T); any T (RoPE has no limit)."""
-        logits, _ = self.forward_step(idx, None)
-        return logits
+        return self.project(self.features(idx))
+
+    def features(self, idx: Tensor) -> Tensor:
+        """The normalized last hidden states (B, T, C) that ``project`` turns into logits
+        (evaluation projects only the positions it scores)."""
+        return self._trunk(idx, None)[0]
+
+    def project(self, h: Tensor) -> Tensor:
+        """Logits for hidden states from ``features`` (any leading shape)."""
+        return self.output(h)
 
     def init_state(self, batch_size: int) -> KVCache:
         """An empty KV cache for ``batch_size`` sequences."""
@@ -203,6 +211,11 @@ class Llama(nn.Module):
         The new tokens sit at positions ``P .. P+T-1`` where P is the cache length. The
         cache passed in is not modified.
         """
+        h, new_state = self._trunk(idx, state)
+        return self.project(h), new_state
+
+    def _trunk(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
+        """(normalized last hidden states, the new cache) after ``idx`` (B, T)."""
         c = self.config
         if state is not None and len(state) != c.n_layer:
             raise SymatoError(f"Llama state has {len(state)} layers, expected {c.n_layer}")
@@ -214,7 +227,7 @@ class Llama(nn.Module):
         for i, layer in enumerate(self.layers):
             x, cache = layer(x, cos, sin, state[i] if past else None)
             new_state.append(cache)
-        return self.output(self.norm(x)), new_state
+        return self.norm(x), new_state
 
     def param_counts(self) -> dict[str, int]:
         """Total and non-embedding (without ``tok_embeddings``) parameter counts."""

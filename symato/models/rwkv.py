@@ -202,8 +202,19 @@ class RWKV(nn.Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         """Logits (B, T, V) for token ids ``idx`` (B, T), starting from an empty state."""
-        logits, _ = self._run(idx, None)
-        return logits
+        return self.project(self.features(idx))
+
+    def features(self, idx: Tensor) -> Tensor:
+        """The normalized last hidden states (B, T, C) that ``project`` turns into logits.
+
+        Why apart from ``forward``: evaluation scores only some positions of each window,
+        and the head is most of a small model's cost (symato.run.evaluate).
+        """
+        return self._run(idx, None)[0]
+
+    def project(self, h: Tensor) -> Tensor:
+        """Logits for hidden states from ``features`` (any leading shape)."""
+        return self.head(h)
 
     def init_state(self, batch_size: int) -> Tensor:
         """The empty RNN state: (B, n_layer, 5, C) float32 = shift x's zero, pp = INIT_PP."""
@@ -224,20 +235,21 @@ class RWKV(nn.Module):
         expected = (idx.shape[0], self.config.n_layer, 5, self.config.n_embd)
         if tuple(state.shape) != expected:
             raise SymatoError(f"RWKV state has shape {tuple(state.shape)}, expected {expected}")
-        logits, new_state = self._run(idx, state)
+        h, new_state = self._run(idx, state)
         assert new_state is not None
-        return logits, new_state
+        return self.project(h), new_state
 
     def _run(self, idx: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """(normalized last hidden states, the new state or None when ``state`` is None)."""
         x = self.blocks[0].ln0(self.emb(idx))
         layer_states = []
         for i, block in enumerate(self.blocks):
             x, s = block(x, None if state is None else state[:, i])
             layer_states.append(s)
-        logits = self.head(self.ln_out(x))
+        h = self.ln_out(x)
         if state is None:
-            return logits, None
-        return logits, torch.stack(layer_states, dim=1)
+            return h, None
+        return h, torch.stack(layer_states, dim=1)
 
     def param_counts(self) -> dict[str, int]:
         """Total and non-embedding parameter counts (see symato.models.common)."""

@@ -350,8 +350,16 @@ class RWKV7(nn.Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         """Logits (B, T, V) for token ids ``idx`` (B, T), starting from an empty state."""
-        logits, _ = self._run(idx, None)
-        return logits
+        return self.project(self.features(idx))
+
+    def features(self, idx: Tensor) -> Tensor:
+        """The normalized last hidden states (B, T, C) that ``project`` turns into logits
+        (evaluation projects only the positions it scores)."""
+        return self._run(idx, None)[0]
+
+    def project(self, h: Tensor) -> Tensor:
+        """Logits for hidden states from ``features`` (any leading shape)."""
+        return _project(h, self.head)
 
     def init_state(self, batch_size: int) -> RWKV7State:
         """The empty RNN state: zero shift inputs and zero WKV states, float32."""
@@ -377,11 +385,12 @@ class RWKV7(nn.Module):
         got = [tuple(part.shape) for part in state]
         if got != want:
             raise SymatoError(f"RWKV-7 state has shapes {got}, expected {want}")
-        logits, new_state = self._run(idx, state)
+        h, new_state = self._run(idx, state)
         assert new_state is not None
-        return logits, new_state
+        return self.project(h), new_state
 
     def _run(self, idx: Tensor, state: RWKV7State | None) -> tuple[Tensor, RWKV7State | None]:
+        """(normalized last hidden states, the new state or None when ``state`` is None)."""
         x = self.blocks[0].ln0(self.emb(idx))
         v_first = None
         shifts, wkvs = [], []
@@ -391,10 +400,10 @@ class RWKV7(nn.Module):
             x, v_first, s, w = block(x, v_first, shift, wkv)
             shifts.append(s)
             wkvs.append(w)
-        logits = _project(self.ln_out(x), self.head)
+        h = self.ln_out(x)
         if state is None:
-            return logits, None
-        return logits, RWKV7State(torch.stack(shifts, 1), torch.stack(wkvs, 1).float())
+            return h, None
+        return h, RWKV7State(torch.stack(shifts, 1), torch.stack(wkvs, 1).float())
 
     def param_counts(self) -> dict[str, int]:
         """Total and non-embedding parameter counts (see symato.models.common)."""

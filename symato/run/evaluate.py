@@ -36,6 +36,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +70,11 @@ def split_nll(model: torch.nn.Module, dataset: Any, batch_size: int,
     for tokens, mask in dataset.strided_batches(batch_size, stride or dataset.ctx_len):
         t = torch.from_numpy(tokens).to(device)
         m = torch.from_numpy(mask).to(device)
-        logits = model(t[:, :-1])
-        # Only the scored targets, as contiguous rows: with overlapping windows half the
-        # positions are context only, and cross_entropy over a transposed (B, V, T) view
-        # was 4x slower than this on the CPU (the evaluation's largest cost in the demo).
-        nll = F.cross_entropy(logits[m].float(), t[:, 1:][m], reduction="none")
+        # Only the scored positions go through the head: with overlapping windows half
+        # the positions are context only, and for the small models of a scaling grid the
+        # (V x C) head is most of the forward pass (model.features / model.project).
+        logits = model.project(model.features(t[:, :-1])[m])
+        nll = F.cross_entropy(logits.float(), t[:, 1:][m], reduction="none")
         total += float(nll.double().sum())
         count += int(m.sum())
     return total, count
@@ -105,14 +107,15 @@ def stream_nll(model: torch.nn.Module, dataset: Any, segments: int,
         for lo in range(start, end, chunk):
             ids = torch.from_numpy(dataset.window(lo, min(chunk, end - lo))).to(device)[None]
             logits, state = model.forward_step(ids, state)
-            logp = torch.log_softmax(logits[0].float(), dim=-1)
+            logits = logits[0].float()
             if prev is not None:  # the previous chunk's last prediction
-                total -= float(prev[ids[0, 0]])
+                total += float(F.cross_entropy(prev[None], ids[0, :1]))
                 count += 1
             if ids.shape[1] > 1:
-                total -= float(logp[:-1].gather(1, ids[0, 1:, None]).double().sum())
+                nll = F.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")
+                total += float(nll.double().sum())
                 count += ids.shape[1] - 1
-            prev = logp[-1]
+            prev = logits[-1]
     return total, count
 
 
@@ -204,7 +207,30 @@ def baseline_table(stats_path: Path) -> dict[str, int]:
     return {str(s): int(mt) for s, mt in zip(best["sym"], best["marktone"], strict=True)}
 
 
-def restoration(model: Any, tokenizer: Any, docs: list[str],
+@dataclass(frozen=True)
+class RestorationDoc:
+    """One validation document laid out for restoration; the same for every model."""
+
+    original: list[Any]  # its words parsed as syllables (None: not a syllable)
+    ids: list[int]  # the stripped text's ids, a placeholder marktone per slot
+    slots: list[Any]  # (position, allowed marktone ids) per slot
+    wholes: list[dict[int, int]]  # per slot the candidates written as one id (symato+N)
+
+
+def prepare_restoration(tokenizer: Any, docs: list[str]) -> list[RestorationDoc]:
+    """Strip and lay out ``docs`` once, so a group of runs scores the same prepared input."""
+    from symato.text.restoration import prepare, whole_choices
+    from symato.text.syllable import strip_marks
+
+    out = []
+    for text in docs:
+        ids, slots = prepare(strip_marks(text), tokenizer)
+        out.append(RestorationDoc(_syllables(text), ids, slots,
+                                  whole_choices(ids, slots, tokenizer)))
+    return out
+
+
+def restoration(model: Any, tokenizer: Any, docs: list[RestorationDoc],
                 baseline: dict[str, int] | None) -> dict[str, Any]:
     """Restoration accuracy of ``model`` and of the baseline on ``docs``.
 
@@ -221,26 +247,21 @@ def restoration(model: Any, tokenizer: Any, docs: list[str],
     return out
 
 
-def _restoration_run(model: Any, tokenizer: Any, docs: list[str],
+def _restoration_run(model: Any, tokenizer: Any, docs: list[RestorationDoc],
                      baseline: dict[str, int] | None, wholes: bool) -> dict[str, Any]:
     from symato.run.restore import restore_ids
-    from symato.text.restoration import prepare, whole_choices
-    from symato.text.syllable import strip_marks
 
     total = model_ok = base_ok = 0
-    for text in docs:
-        original = _syllables(text)
-        ids, slots = prepare(strip_marks(text), tokenizer)
-        choices = whole_choices(ids, slots, tokenizer) if wholes else None
-        restored_text = tokenizer.decode(restore_ids(model, ids, slots, tokenizer.eot_id,
-                                                     choices))
+    for doc in docs:
+        restored_text = tokenizer.decode(restore_ids(
+            model, doc.ids, doc.slots, tokenizer.eot_id, doc.wholes if wholes else None))
         restored = _syllables(restored_text)
-        if len(restored) != len(original):
+        if len(restored) != len(doc.original):
             raise SymatoError(
                 f"restoration changed the word count of a validation document "
-                f"({len(original)} -> {len(restored)}): {text[:60]!r}"
+                f"({len(doc.original)} -> {len(restored)}): {restored_text[:60]!r}"
             )
-        for orig, new in zip(original, restored, strict=True):
+        for orig, new in zip(doc.original, restored, strict=True):
             if orig is None:
                 continue
             total += 1
@@ -256,21 +277,85 @@ def _restoration_run(model: Any, tokenizer: Any, docs: list[str],
     }  # fmt: skip
 
 
+class SharedInputs:
+    """What every run of an evaluation group reads the same: validation splits, the
+    tokenizer, the restoration baseline and the prepared restoration documents.
+
+    Why: a grid's runs of one tokenizer evaluate on the same text, and for the small
+    models of a scaling grid, starting a process and preparing these inputs cost more
+    than scoring one model (docs/benchmarks.md). Each is built on first use and kept
+    for the life of the process; the numbers are those of evaluating each run alone.
+    """
+
+    def __init__(self, stats: str | None, restoration_syllables: int) -> None:
+        self.stats, self.syllables = stats, restoration_syllables
+        self._val: dict[tuple[str, int], Any] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._docs: dict[tuple[str, str, int], list[RestorationDoc]] = {}
+        self._baseline: dict[str, int] | None = None
+        self._shards: dict[str, str] = {}
+
+    def shards_digest(self, shards_dir: str) -> str:
+        """The content digest of a shard set (``symato.run.provenance.shards_digest``)."""
+        from symato.run.provenance import shards_digest
+
+        if str(shards_dir) not in self._shards:
+            self._shards[str(shards_dir)] = shards_digest(shards_dir)
+        return self._shards[str(shards_dir)]
+
+    def val(self, shards_dir: str, ctx_len: int) -> Any:
+        """The validation split of ``shards_dir`` in windows of ``ctx_len`` tokens."""
+        from symato.data.loader import TokenDataset
+
+        key = (str(shards_dir), int(ctx_len))
+        if key not in self._val:
+            self._val[key] = TokenDataset(shards_dir, "val", int(ctx_len))
+        return self._val[key]
+
+    def tokenizer(self, vocab: dict[str, Any]) -> Any:
+        """The tokenizer of a model's saved vocabulary (one per distinct vocabulary)."""
+        from symato.run.provenance import json_digest
+        from symato.text.tokenizer import Tokenizer
+
+        key = json_digest(vocab)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer.from_dict(vocab)
+        return self._tokenizers[key]
+
+    def baseline(self) -> dict[str, int] | None:
+        """The most-frequent-marktone table (None without a statistics file)."""
+        if self.stats and self._baseline is None:
+            self._baseline = baseline_table(Path(self.stats))
+        return self._baseline
+
+    def restoration_docs(self, val: Any, tokenizer: Any) -> list[RestorationDoc]:
+        """The prepared restoration documents of ``val`` for ``tokenizer``."""
+        from symato.run.provenance import json_digest
+
+        key = (str(val.shards_dir), json_digest(tokenizer.to_dict()), self.syllables)
+        if key not in self._docs:
+            texts = val_documents(val, tokenizer.eot_id, self.syllables, tokenizer)
+            self._docs[key] = prepare_restoration(tokenizer, texts)
+        return self._docs[key]
+
+
 # ----------------------------------------------------------------------------- run
-def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Every metric of one run folder (model.pt, settings.json)."""
-    from symato.data.loader import TokenDataset
+def evaluate_run(run_dir: Path, args: argparse.Namespace,
+                 shared: SharedInputs | None = None) -> dict[str, Any]:
+    """Every metric of one run folder (model.pt, settings.json); ``shared`` carries the
+    inputs already read for other runs of the same evaluation."""
     from symato.run.checkpoint import load_model
     from symato.run.generate import resolve_device
 
+    shared = shared or SharedInputs(args.stats, args.restoration_syllables)
     torch.set_num_threads(args.threads)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, meta = load_model(run_dir, device=resolve_device(device))
     settings = meta.get("settings") or read_json(run_dir / "settings.json", "settings file")
-    check_trained_on(run_dir, meta, settings["shards_dir"])
-    val = TokenDataset(settings["shards_dir"], "val", int(settings["ctx_len"]))
+    check_trained_on(run_dir, meta, settings["shards_dir"], shared)
+    val = shared.val(settings["shards_dir"], int(settings["ctx_len"]))
     if val.vocab_size != model.config.vocab_size:
         raise SymatoError(f"{run_dir}/model.pt has vocab size {model.config.vocab_size} but "
                           f"{settings['shards_dir']} has {val.vocab_size}")
@@ -297,7 +382,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         **{key: meta.get(key) for key in TRAINING_RECORD},
     }
     refuse_non_finite(metrics, run_dir)  # before the slower text metrics
-    metrics.update(text_metrics(model, meta, val, args))
+    metrics.update(text_metrics(model, meta, val, args, shared))
     refuse_non_finite(metrics, run_dir)
     return metrics
 
@@ -312,17 +397,17 @@ def refuse_non_finite(metrics: dict[str, Any], run_dir: Path) -> None:
                           f"{bad}; the model is numerically broken: retrain it")
 
 
-def check_trained_on(run_dir: Path, meta: dict[str, Any], shards_dir: str) -> None:
+def check_trained_on(run_dir: Path, meta: dict[str, Any], shards_dir: str,
+                     shared: SharedInputs | None = None) -> None:
     """The shards to evaluate on are the ones the model was trained from (by digest).
 
     Why: a model evaluated on shards rebuilt since (another split, another vocabulary
     with reassigned ids) gives a number that describes neither. Models from before the
     digests were recorded are not checked.
     """
-    from symato.run.provenance import shards_digest
-
+    shared = shared or SharedInputs(None, 0)
     recorded = (meta.get("inputs") or {}).get("shards")
-    if recorded is not None and shards_digest(shards_dir) != recorded:
+    if recorded is not None and shared.shards_digest(shards_dir) != recorded:
         raise SymatoError(
             f"{run_dir}/model.pt was trained on other shards than {shards_dir} holds now "
             f"(content digest differs): it is stale; retrain it (snakemake reruns it)"
@@ -341,14 +426,13 @@ def stream_metrics(model: Any, val: Any, segments: int) -> dict[str, Any]:
 
 
 def text_metrics(model: Any, meta: dict[str, Any], val: Any,
-                 args: argparse.Namespace) -> dict[str, Any]:
+                 args: argparse.Namespace, shared: SharedInputs) -> dict[str, Any]:
     """Samples and restoration: the parts that need the tokenizer."""
     from symato.run.generate import generate
-    from symato.text.tokenizer import Tokenizer
 
     if not isinstance(meta.get("tokenizer"), dict):
         raise SymatoError("model.pt meta has no 'tokenizer' vocabulary dict")
-    tokenizer = Tokenizer.from_dict(meta["tokenizer"])
+    tokenizer = shared.tokenizer(meta["tokenizer"])
     samples = [
         {"prompt": p, "text": generate(model, tokenizer, p, max_new_tokens=args.sample_tokens,
                                        temperature=args.temperature, top_p=args.top_p,
@@ -367,20 +451,57 @@ def text_metrics(model: Any, meta: dict[str, Any], val: Any,
         return out | {"restoration_accuracy": None, "restoration_baseline_accuracy": None,
                       "restoration_accuracy_split": None, "restoration_syllables": 0,
                       "restoration_note": "disabled by config"}
-    baseline = baseline_table(Path(args.stats)) if args.stats else None
-    docs = val_documents(val, tokenizer.eot_id, args.restoration_syllables, tokenizer)
-    out.update(restoration(model, tokenizer, docs, baseline))
+    baseline = shared.baseline()
+    out.update(restoration(model, tokenizer, shared.restoration_docs(val, tokenizer), baseline))
     if baseline is None:
         out["restoration_note"] = "no --stats file given: no baseline"
     return out
+
+
+GROUP_FORMAT = "symato-eval-group/1"
+
+
+def evaluate_group(run_dirs: list[Path], args: argparse.Namespace
+                   ) -> dict[str, dict[str, Any]]:
+    """Each run's metrics, or the error that stopped its evaluation, by run folder.
+
+    One run's failure (a stale or broken model) does not stop the others: it is recorded
+    with its message, and the run's own metrics.json fails with it (``unpack_group``).
+    """
+    shared = SharedInputs(args.stats, args.restoration_syllables)
+    out: dict[str, dict[str, Any]] = {}
+    for run_dir in run_dirs:
+        try:
+            out[str(run_dir)] = {"metrics": evaluate_run(run_dir, args, shared)}
+        except SymatoError as exc:
+            out[str(run_dir)] = {"error": str(exc)}
+            print(f"symato evaluate: {run_dir}: {exc}", file=sys.stderr)
+    return out
+
+
+def unpack_group(group_file: str | Path, run_dir: str | Path, out: str | Path) -> None:
+    """Write one run's metrics.json from its evaluation group's file (rules/eval.smk), or
+    fail with the error its evaluation recorded."""
+    doc = read_json(Path(group_file), "evaluation group file")
+    if doc.get("format") != GROUP_FORMAT or not isinstance(doc.get("runs"), dict):
+        raise SymatoError(f"{group_file}: not an evaluation group file ({GROUP_FORMAT})")
+    entry = doc["runs"].get(str(run_dir))
+    if entry is None:
+        raise SymatoError(f"{group_file} has no run {run_dir}: its group was evaluated "
+                          f"without it; rerun the group's evaluate job")
+    if "error" in entry:
+        raise SymatoError(f"evaluation of {run_dir} failed: {entry['error']}")
+    write_json_atomic(Path(out), entry["metrics"])
 
 
 def _parser() -> argparse.ArgumentParser:
     from symato.run.generate import finite_float
 
     p = argparse.ArgumentParser(prog="symato evaluate",
-                                description="Evaluate a trained run into DIR/metrics.json.")
-    p.add_argument("--run", required=True, help="run folder with model.pt")
+                                description="Evaluate trained runs into DIR/metrics.json.")
+    p.add_argument("--run", required=True, action="append",
+                   help="run folder with model.pt (repeatable: the runs share the inputs "
+                        "they have in common, read once)")
     p.add_argument("--stats", help="syllables.parquet for the restoration baseline")
     p.add_argument("--batch-size", type=int, default=16,
                    help="validation windows per batch (and stream pieces read side by side)")
@@ -395,14 +516,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
-    p.add_argument("--out", help="output file (default DIR/metrics.json)")
+    p.add_argument("--out", help="output file of a single --run (default DIR/metrics.json)")
+    p.add_argument("--group-out", help="write every run's metrics (or its error) into this "
+                                       "one file instead of each DIR/metrics.json")
     return p
 
 
 def main(argv: list[str]) -> int:
-    """``symato evaluate --run DIR``: write DIR/metrics.json."""
+    """``symato evaluate --run DIR [--run DIR ...]``: write each DIR/metrics.json (or one
+    ``--group-out`` file); exit 1 when any run failed, after trying every run."""
     args = _parser().parse_args(argv)
-    run_dir = Path(args.run)
-    metrics = evaluate_run(run_dir, args)
-    write_json_atomic(Path(args.out) if args.out else run_dir / "metrics.json", metrics)
-    return 0
+    runs = [Path(r) for r in args.run]
+    if args.out and (len(runs) > 1 or args.group_out):
+        raise SymatoError("evaluate: --out names the file of a single --run; with several "
+                          "runs give none (each DIR/metrics.json) or --group-out")
+    results = evaluate_group(runs, args)
+    if args.group_out:
+        write_json_atomic(Path(args.group_out), {"format": GROUP_FORMAT, "runs": results})
+        return 0
+    for run_dir in runs:
+        entry = results[str(run_dir)]
+        if "metrics" in entry:
+            write_json_atomic(Path(args.out) if args.out else run_dir / "metrics.json",
+                              entry["metrics"])
+    if len(runs) == 1 and "error" in results[str(runs[0])]:
+        raise SymatoError(results[str(runs[0])]["error"])
+    return 0 if all("metrics" in e for e in results.values()) else 1

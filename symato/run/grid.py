@@ -103,6 +103,30 @@ def run_name_pattern() -> str:
     return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-({shorts})[0-9.]+)*"
 
 
+_BUDGET_PART = re.compile(r"-[TB][0-9]+[kMG]?(?=-|$)")
+_SEED_PART = re.compile(r"-s[0-9]+(?=-|$)")
+
+
+def eval_group(run: str) -> str:
+    """The evaluation group of a grid run: its name without budget and seed
+    (``rwkv-L2-D64-B30k-s2`` -> ``rwkv-L2-D64``).
+
+    Why these runs together: one model shape's budgets and replicates are the runs a
+    grid adds and retrains together, so one evaluation process per group (rules/eval.smk)
+    reads the validation text once for all of them while a new size or rate still only
+    evaluates its own runs.
+    """
+    return _SEED_PART.sub("", _BUDGET_PART.sub("", run, count=1))
+
+
+def eval_groups(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(tokenizer, group) -> the names of its runs, in grid order."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in runs:
+        groups.setdefault((r["tokenizer"], eval_group(r["run"])), []).append(r["run"])
+    return groups
+
+
 def shared_settings(train: dict[str, Any], arch: str) -> dict[str, Any]:
     """``train.settings``, the architecture's defaults, then ``train.arch_overrides[arch]``;
     recipe settings left at ``recipe`` (or null) take the architecture's recipe value."""
