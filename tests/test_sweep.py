@@ -130,6 +130,28 @@ def test_uneven_ratio_rates_are_rounded_for_stable_names() -> None:
     assert (d["next_lr"], d["next_run"]) == (0.009, f"{BASE}-lr0.009")
 
 
+def test_summary_section_says_per_sweep_whether_bracketed_and_why_not() -> None:
+    from symato.report.summary import sweep_bracket_section
+
+    def named(decision: dict, sweep: str) -> dict:
+        return {"tokenizer": "symato", "sweep": sweep, **decision}
+
+    inside = named(_decide(_points({0.002: 2.0, 0.004: 1.9, 0.008: 2.1})), BASE)
+    text = sweep_bracket_section([inside])
+    assert f"| symato | {BASE} | 0.002: 2; 0.004: 1.9; 0.008: 2.1 | 0.004 | yes | 0 of 2 |" in text
+    assert "Every sweep brackets its optimum." in text
+    off = named(_decide(_points({0.002: 2.2, 0.008: 2.0}, configured=None), max_extensions=0),
+                "gpt-L1-D32-B100k")
+    floor = named(_decide(_points({0.002: 2.0, 0.004: 2.1}), lr_min=0.0015), "llama-L1-D32-B100k")
+    text = sweep_bracket_section([inside, off, floor])
+    assert "| no (high edge) | 0 of 0 |" in text
+    assert "- symato/gpt-L1-D32-B100k: best rate 0.008 is the highest run; extensions are off" \
+        in text
+    assert "- symato/llama-L1-D32-B100k: best rate 0.002 is the lowest run; the next lower " \
+        "rate 0.001 would be below the sweep's lr_min 0.0015" in text
+    assert sweep_bracket_section([]).startswith("No learning-rate sweep")
+
+
 # ----------------------------------------------------------------------------- names, sweeps
 def test_names_keep_the_suffix_order() -> None:
     assert rate_run_name("rwkv-L1-D32-B100k-s2", 0.016) == "rwkv-L1-D32-B100k-lr0.016-s2"
