@@ -1,5 +1,6 @@
 # symato: raw Vietnamese corpus -> cleaning -> statistics -> vocabularies -> token shards
-# -> training grid -> evaluation -> scaling-law fits -> report.
+# -> training grid -> evaluation (learning-rate sweeps extended until bracketed)
+# -> scaling-law fits -> report.
 #
 # Every compute rule runs the `symato` command-line tool with its settings in `params:`,
 # so a changed setting reruns exactly the jobs that depend on it; the report's figures
@@ -37,6 +38,7 @@ include: "rules/vocab.smk"
 include: "rules/tokenize.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+include: "rules/sweep.smk"
 include: "rules/report.smk"
 
 

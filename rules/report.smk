@@ -9,7 +9,13 @@
 
 REPORT_FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers",
                   "equal_size", "tokenizer_study", "lr_sweep"]
-REPORT_RUNS = [f"results/runs/{r['tokenizer']}/{r['run']}" for r in GRID_RUNS]
+
+
+def report_run_files(name: str):
+    """An input function: one file of every run the report reads, the learning-rate
+    sweeps' extension runs included (report_run_dirs, rules/sweep.smk: it waits for the
+    sweeps' final decisions)."""
+    return lambda wildcards: [f"{d}/{name}" for d in report_run_dirs()]
 
 
 def caption(name: str) -> str:
@@ -34,9 +40,10 @@ localrules:
 rule collect_runs:
     """All runs' settings + evaluation + training log and the shard manifests into CSVs."""
     input:
-        metrics=[f"{d}/metrics.json" for d in REPORT_RUNS],
-        logs=[f"{d}/metrics.jsonl" for d in REPORT_RUNS],
-        settings=[f"{d}/settings.json" for d in REPORT_RUNS],
+        metrics=report_run_files("metrics.json"),
+        logs=report_run_files("metrics.jsonl"),
+        settings=report_run_files("settings.json"),
+        sweeps=lambda wildcards: sweep_final_files(),
         manifests=expand("results/shards/{tokenizer}/manifest.json", tokenizer=config["tokenizers"]),
     output:
         runs=report("results/scaling/runs.csv", caption=caption("runs_table"), category="Training"),
@@ -45,7 +52,7 @@ rule collect_runs:
             "results/scaling/tokenizers.csv", caption=caption("tokenizer_table"), category="Vocabulary"
         ),
     params:
-        dirs=REPORT_RUNS,
+        dirs=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
     log:
         "results/logs/collect_runs/collect_runs.log",
     benchmark:
@@ -264,6 +271,7 @@ rule results_summary:
         tokenizers="results/scaling/tokenizers.csv",
         fits="results/scaling/fits.json",
         study="results/scaling/study.json",
+        sweeps=lambda wildcards: sweep_final_files(),
     output:
         md=report("results/summary.md", caption=caption("results_summary"), category="Scaling laws"),
     log:

@@ -12,21 +12,31 @@
 from symato.models.registry import get_architecture
 from symato.run.grid import expand_grid, run_name_pattern
 from symato.run.settings import command_args
+from symato.run.sweep import find_sweeps, lookup_extension, sweep_index
 
 # One dict per run (tokenizer, run, arch, n_layer, n_embd, tokens, text_bytes, grids,
 # settings; tokens is None for a byte budget). The report stage reads it too.
 GRID_RUNS = expand_grid(config)
 GRID_INDEX = {(r["tokenizer"], r["run"]): r for r in GRID_RUNS}
+# The learning-rate sweeps of the grid (runs that differ only in lr), by (tokenizer, sweep
+# name): rules/sweep.smk extends them; an extension run's settings come from its sweep.
+LR_SWEEPS = sweep_index(find_sweeps(GRID_RUNS))
 # Used by this stage's rules (a global constraint would bind other stages' rules).
 RUN_WILDCARDS = {"run": run_name_pattern()}
 
 
 def grid_settings(wildcards) -> dict:
-    """The settings of the run named by the wildcards (an error names unknown runs)."""
+    """The settings of the run named by the wildcards: a grid run, or a rate of one of the
+    grid's learning-rate sweeps (an extension run, symato.run.sweep); an error names
+    other runs."""
     key = (wildcards.tokenizer, wildcards.run)
-    if key not in GRID_INDEX:
-        raise ValueError(f"run {key[0]}/{key[1]} is not in the config's train.grids")
-    return GRID_INDEX[key]["settings"]
+    if key in GRID_INDEX:
+        return GRID_INDEX[key]["settings"]
+    extension = lookup_extension(LR_SWEEPS, *key)
+    if extension is None:
+        raise ValueError(f"run {key[0]}/{key[1]} is not in the config's train.grids nor a "
+                         "rate of one of its learning-rate sweeps")
+    return extension
 
 
 def budget_manifest(wildcards) -> list[str]:

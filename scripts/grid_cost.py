@@ -124,7 +124,20 @@ def main(argv: list[str]) -> int:
           f"{total:.3g} training FLOPs"
           + (f", {total / args.flops_per_second / 3600:.1f} hours at "
              f"{args.flops_per_second:.3g} FLOP/s" if args.flops_per_second else ""))
+    print(extension_note(config, runs))
     return 0
+
+
+def extension_note(config: dict, runs: list[dict]) -> str:
+    """The runs the learning-rate sweeps may add (rules/sweep.smk), not counted above:
+    how many depends on where each sweep's best rate falls."""
+    from symato.run.sweep import find_sweeps
+
+    sweeps = find_sweeps(runs)
+    limit = config["train"]["lr_bracket"]["max_extensions"]
+    return (f"learning-rate sweeps: {len(sweeps)}; each may add up to {limit} run(s) of its "
+            f"size (train.lr_bracket.max_extensions), up to {len(sweeps) * limit} runs not "
+            "counted above")
 
 
 if __name__ == "__main__":

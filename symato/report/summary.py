@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from symato.report.figures import budget_note, budget_size, equal_size_table, short_number
-from symato.run.grid import parse_size
+from symato.run.grid import format_value, parse_size
 
 RUN_FIELDS = [("tokenizer", "tokenizer"), ("arch", "arch"), ("run", "run"),
               ("params", "params"), ("params_non_embedding", "non-emb. params"),
@@ -508,3 +508,45 @@ def lr_sweep_section(fits: dict[str, Any]) -> str:
     else:
         text += "\n\nEvery chosen value lies inside its sweep: each optimum is bracketed."
     return text
+
+
+def sweep_bracket_section(decisions: list[dict[str, Any]]) -> str:
+    """Each learning-rate sweep's final decision (results/sweeps/, rules/sweep.smk):
+    the rates run, configured and added by extension, whether the optimum is bracketed,
+    and the sweeps whose extension limit was reached with the best rate still at an edge.
+    """
+    if not decisions:
+        return "No learning-rate sweep to extend (no sub-grid varies `lr`)."
+    rows, stuck = [], []
+    for d in sorted(decisions, key=lambda d: (d["tokenizer"], d["sweep"])):
+        rates = "; ".join(("+" if r["extension"] else "") + f"{format_value(r['lr'])}: "
+                          f"{fmt(r['bits_per_byte'])}" for r in d["rates"])
+        rows.append([d["tokenizer"], d["sweep"], rates, format_value(d["best_lr"]),
+                     "yes" if d["bracketed"] else f"no ({d['edge']} edge)",
+                     f"{d['extensions_used']} of {d['max_extensions']}", d["reason"]])
+        if not d["bracketed"]:
+            side = "lowest" if d["edge"] == "low" else "highest"
+            stuck.append(f"{d['tokenizer']}/{d['sweep']}: best rate "
+                         f"{format_value(d['best_lr'])} is the {side} run; "
+                         + _unbracketed_why(d))
+    text = ("A sweep (runs that differ only in `lr`) whose best rate is its lowest or highest "
+            "one runs one more rate past that edge (x the ratio to its neighbour), until the "
+            "optimum is bracketed or `train.lr_bracket.max_extensions` rates were added "
+            "(docs/scaling.md). Rates added by an extension are marked +.\n\n"
+            + table(["tokenizer", "sweep", "lr: bits/byte (+: extension)", "best lr",
+                     "bracketed", "extensions", "decision"], rows))
+    if stuck:
+        text += "\n\nOptimum still not bracketed:\n" + "\n".join(f"- {s}" for s in stuck)
+    else:
+        text += "\n\nEvery sweep brackets its optimum."
+    return text
+
+
+def _unbracketed_why(decision: dict[str, Any]) -> str:
+    """Why an unbracketed sweep stopped, in words."""
+    if decision["limit_reached"]:
+        if decision["max_extensions"] == 0:
+            return "extensions are off (`max_extensions: 0`)"
+        return (f"the limit of {decision['max_extensions']} extension(s) was reached; raise "
+                "`train.lr_bracket.max_extensions` to go on")
+    return decision["reason"]

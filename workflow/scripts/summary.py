@@ -8,10 +8,13 @@ symato.report.summary (the numbers, formatted one way for every reader).
 
 from symato.io import write_text_atomic
 from symato.report import figures, summary
+from symato.run.sweep import read_decision
 
 
-def document(runs, fits: dict, toks, study: dict | None = None) -> str:
-    """The whole summary.md text."""
+def document(runs, fits: dict, toks, study: dict | None = None,
+             sweeps: list[dict] | None = None) -> str:
+    """The whole summary.md text; ``sweeps``: the learning-rate sweeps' final decisions
+    (results/sweeps/)."""
     study = study or {}
     sections = [
         "# symato results summary",
@@ -21,6 +24,7 @@ def document(runs, fits: dict, toks, study: dict | None = None) -> str:
         "## Runs", summary.runs_section(runs),
         "## Replicates", summary.replicates_section(runs),
         "## Learning-rate sweep", summary.lr_sweep_section(fits),
+        "### Bracketing the optimum: extended sweeps", summary.sweep_bracket_section(sweeps or []),
         "## Fitted scaling laws", summary.fits_section(fits),
         "## Compute-optimal frontier", summary.frontier_section(fits),
         "## Tokenizer comparison", summary.tokenizer_section(toks, runs),
@@ -41,6 +45,7 @@ if "snakemake" in globals():  # run by Snakemake; tests import document() instea
         runs = figures.load_runs(sm.input.runs)
         text = document(runs, figures.load_fits(sm.input.fits),
                         figures.load_tokenizers(sm.input.tokenizers),
-                        figures.load_study(sm.input.study))
+                        figures.load_study(sm.input.study),
+                        [read_decision(path) for path in sm.input.sweeps])
         write_text_atomic(sm.output.md, text)
         print(f"{len(runs)} runs -> {sm.output.md}")
