@@ -5,9 +5,8 @@
 # validation text, the tokenizer and the restoration input are read once for all of them
 # and the process start is paid once. The group's file results/evals/{tokenizer}/{group}.json
 # holds each run's metrics (or the error that stopped it); each run's metrics.json is
-# unpacked from it by a local job, so one broken run fails only its own metrics.json.
+# unpacked from it by a local job (`symato evaluate unpack`, no torch import), so one broken run fails only its own metrics.json.
 
-from symato.run.evaluate import unpack_group
 from symato.run.grid import eval_group, eval_groups
 
 EVAL_GROUPS = eval_groups(GRID_RUNS)
@@ -83,8 +82,13 @@ rule run_metrics:
         "results/runs/{tokenizer}/{run}/metrics.json",
     wildcard_constraints:
         **RUN_WILDCARDS,
-    run:
-        unpack_group(input[0], os.path.dirname(output[0]), output[0])
+    params:
+        run=lambda wildcards, output: os.path.dirname(output[0]),
+    log:
+        "results/logs/run_metrics/{tokenizer}/{run}.log",
+    shell:
+        "{SYMATO} evaluate unpack --group {input:q} --run {params.run:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 TARGETS["runs"] += [

@@ -39,7 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # runs (symato/run/)
     "settings": ("symato.run.settings:main", "write one grid run's settings.json"),
     "train": ("symato.run.train:main", "train one run from its settings file"),
-    "evaluate": ("symato.run.evaluate:main", "evaluate a trained run"),
+    "evaluate": ("symato.run.evaluate:main", "evaluate trained runs (one or a group)"),
+    "evaluate unpack": ("symato.run.evalgroup:unpack_main",
+                        "write one run's metrics.json from its evaluation group's file"),
     "sweep": ("symato.run.sweep:main",
               "decide a learning-rate sweep: bracketed, or the next rate to run"),
     "sweep final": ("symato.run.sweep:final_main", "write a sweep's final decision"),

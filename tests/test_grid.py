@@ -152,11 +152,12 @@ def test_rwkv7_and_llama_in_the_grid() -> None:
 # ----------------------------------------------------------------------------- dry runs
 STUB = """#!/bin/sh
 cmd=$1; shift
+if [ "$cmd $1" = "evaluate unpack" ]; then cmd=unpack; shift; fi
 runs=""
 while [ $# -gt 0 ]; do case $1 in
   --out) out=$2;; --group-out) out=$2;; --run) runs="$runs $2";; esac; shift; done
 case $cmd in
-  settings|build) echo '{}' > "$out";;
+  settings|build|unpack) echo '{}' > "$out";;
   train) touch "$out/model.pt" "$out/metrics.jsonl";;
   evaluate)  # one group file with every run's (empty) metrics
     printf '{"format": "symato-eval-group/1", "runs": {' > "$out"; sep=""

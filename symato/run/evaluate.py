@@ -47,6 +47,7 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.io import non_finite_key, read_json, write_json_atomic
+from symato.run.evalgroup import group_document
 
 METRIC_KEYS = (
     "bits_per_byte", "bits_per_syllable", "loss_nats_per_token", "params_total",
@@ -458,9 +459,6 @@ def text_metrics(model: Any, meta: dict[str, Any], val: Any,
     return out
 
 
-GROUP_FORMAT = "symato-eval-group/1"
-
-
 def evaluate_group(run_dirs: list[Path], args: argparse.Namespace
                    ) -> dict[str, dict[str, Any]]:
     """Each run's metrics, or the error that stopped its evaluation, by run folder.
@@ -477,21 +475,6 @@ def evaluate_group(run_dirs: list[Path], args: argparse.Namespace
             out[str(run_dir)] = {"error": str(exc)}
             print(f"symato evaluate: {run_dir}: {exc}", file=sys.stderr)
     return out
-
-
-def unpack_group(group_file: str | Path, run_dir: str | Path, out: str | Path) -> None:
-    """Write one run's metrics.json from its evaluation group's file (rules/eval.smk), or
-    fail with the error its evaluation recorded."""
-    doc = read_json(Path(group_file), "evaluation group file")
-    if doc.get("format") != GROUP_FORMAT or not isinstance(doc.get("runs"), dict):
-        raise SymatoError(f"{group_file}: not an evaluation group file ({GROUP_FORMAT})")
-    entry = doc["runs"].get(str(run_dir))
-    if entry is None:
-        raise SymatoError(f"{group_file} has no run {run_dir}: its group was evaluated "
-                          f"without it; rerun the group's evaluate job")
-    if "error" in entry:
-        raise SymatoError(f"evaluation of {run_dir} failed: {entry['error']}")
-    write_json_atomic(Path(out), entry["metrics"])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -532,7 +515,7 @@ def main(argv: list[str]) -> int:
                           "runs give none (each DIR/metrics.json) or --group-out")
     results = evaluate_group(runs, args)
     if args.group_out:
-        write_json_atomic(Path(args.group_out), {"format": GROUP_FORMAT, "runs": results})
+        write_json_atomic(Path(args.group_out), group_document(results))
         return 0
     for run_dir in runs:
         entry = results[str(run_dir)]

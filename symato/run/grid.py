@@ -51,6 +51,7 @@ from symato.run.settings import (
     varied_names,
     with_recipe,
 )
+from symato.run.wsd import link_branches
 
 _SIZE_RE = re.compile(r"^L([1-9][0-9]*)-D([1-9][0-9]*)$")
 
@@ -138,15 +139,16 @@ def shared_settings(train: dict[str, Any], arch: str) -> dict[str, Any]:
 def run_settings(
     config: dict, tokenizer: str, arch: str, size: str, tokens: int | None,
     results: str = "results", text_bytes: int | None = None, where: str = "config train",
-    varied: dict[str, Any] | None = None,
+    varied: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The settings of one run, in the contract's key order (``symato.run.settings``).
 
-    For a byte budget (``text_bytes``) ``tokens`` and ``steps`` are left open. Errors
-    start with ``where`` and name the run.
+    For a byte budget (``text_bytes``) ``tokens`` and ``steps`` are left open. ``fixed``:
+    settings the sub-grid sets without naming them (its ``schedule``). Errors start with
+    ``where`` and name the run.
     """
     train = config["train"]
-    configured = shared_settings(train, arch)
+    configured = {**shared_settings(train, arch), **(fixed or {})}
     shared = {**configured, **(varied or {})}
     # A seed equal to the run's configured one names no replicate: that run keeps its
     # name (and is the same run as the one another sub-grid asks for without vary).
@@ -176,7 +178,8 @@ def run_settings(
 
 
 def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
-    """All runs of a complete config, in a stable order, each once.
+    """All runs of a complete config, in a stable order, each once (WSD stable runs are
+    not runs of the grid: ``symato.run.wsd.stable_runs`` lists them).
 
     Each entry has ``tokenizer``, ``run``, ``arch``, ``n_layer``, ``n_embd``, ``tokens``
     (None for a byte budget: resolved later), ``text_bytes`` (None for a token budget),
@@ -197,13 +200,20 @@ def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
                                    _budgets(grid, where), _variations(grid))
         for tok, arch, size, (tokens, text_bytes), varied in points:
             s = run_settings(config, tok, arch, size, tokens, results, text_bytes,
-                             where=f"config {where}", varied=varied)
+                             where=f"config {where}", varied=varied, fixed=_fixed(grid))
             entry = runs.setdefault((tok, s["run"]), _entry(s))
             if entry["settings"] != s:
                 raise SymatoError(f"config {where}: run {tok}/{s['run']} is asked for again "
                                   f"with other settings")
             entry["grids"].append(grid.get("name", f"grid{i}"))
-    return list(runs.values())
+    # WSD runs become branches of stable runs (symato.run.wsd: entries gain "stable").
+    return link_branches(list(runs.values()), results)
+
+
+def _fixed(grid: dict) -> dict[str, Any]:
+    """Settings a sub-grid sets for all its runs without naming them: ``schedule``
+    (``schedule: wsd`` makes its budgets branches of stable runs, docs/training.md)."""
+    return {"schedule": grid["schedule"]} if "schedule" in grid else {}
 
 
 def _variations(grid: dict) -> list[dict[str, Any]]:

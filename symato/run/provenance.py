@@ -74,7 +74,9 @@ def run_inputs(settings: Mapping[str, Any]) -> dict[str, str]:
     """The digests of everything a training run reads, by name.
 
     ``settings`` is the run's settings dict (``shards_dir`` and ``vocab_file`` name the
-    data). A run that starts from other weights adds their digest under ``init``.
+    data). A run that starts from other weights adds their digest under ``init``; a WSD
+    branch adds the digest of its stable run's saved state under ``stable_state``, so a
+    retrained stable run makes the branch's checkpoint and model stale.
     """
     inputs = {
         "settings": json_digest(dict(settings)),
@@ -84,6 +86,12 @@ def run_inputs(settings: Mapping[str, Any]) -> dict[str, str]:
     init = settings.get("init_from")
     if init:
         inputs["init"] = file_digest(init)
+    branch_from = settings.get("branch_from")
+    if branch_from:
+        if not Path(branch_from).is_file():
+            raise SymatoError(f"run {settings.get('run')}: branch_from {branch_from} does not "
+                              "exist; train its stable run first (results/stable/...)")
+        inputs["stable_state"] = file_digest(branch_from)
     return inputs
 
 

@@ -20,6 +20,7 @@ the sanity limits ``MAX_PARAMS``/``MAX_TOKENS`` without ``allow_large``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,12 @@ class Setting(Option):
     short: str = ""
     guard: bool = False
     from_recipe: bool = False
+    wsd_only: bool = False
+
+    @property
+    def parse(self) -> Any:
+        """As ``Option.parse``; a mapping (``branches``) is given as JSON."""
+        return json.loads if self.kind is dict else super().parse
 
     def json_schema(self) -> dict[str, Any]:
         """As ``Option.json_schema``; a recipe setting also takes ``"recipe"`` or null (the
@@ -101,8 +108,21 @@ SETTINGS: tuple[Setting, ...] = (
     _varied("lr_min", "lrmin", float, 0.0004, "learning rate at the end of the decay", above=0),
     _varied("warmup", "wu", float, 0.05, "linear warmup, as a share of the run's steps",
             minimum=0, below=1),
-    _shared("schedule", str, "cosine", "learning-rate decay after warmup",
-            choices=("cosine", "exponential")),
+    _shared("schedule", str, "cosine", "learning-rate decay after warmup: cosine and "
+            "exponential over the whole run; wsd = warmup, stable (constant lr), then a "
+            "1-sqrt decay over the last 'decay' share of the steps (a WSD sub-grid trains "
+            "one stable run and branches every budget off it, docs/training.md)",
+            choices=("cosine", "exponential", "wsd")),
+    Setting("decay", float, "schedule wsd: share of the run's steps in the final 1-sqrt decay "
+            "to lr_min (0: none, the stable run of WSD branches)", default=0.2, shared=True,
+            optional=True, wsd_only=True, minimum=0, below=1),
+    Setting("warmup_steps", int, "schedule wsd: warmup in steps, in place of the share "
+            "'warmup' (WSD branches share their stable run's warmup)", optional=True,
+            minimum=0),
+    Setting("branches", dict, "stable run of WSD branches: branch run -> the step at which "
+            "the run saves its resumable state for it (DIR/branches/{run}.pt)", optional=True),
+    Setting("branch_from", str, "WSD branch: the stable run's saved state it starts from",
+            optional=True),
     Setting("recipe", str, "the architecture's training recipe these settings follow "
             "(symato.models.registry.RECIPES; its per-parameter rules apply)"),
     _recipe("weight_decay", float, "AdamW weight decay of the recipe's decayed parameters",
@@ -147,6 +167,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vocab_file", str, "vocabulary file, embedded into the final model"),
 )
 SPEC: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# The per-run keys of WSD stable and branch runs (symato.run.wsd): set by the grid.
+WSD_KEYS = ("warmup_steps", "branches", "branch_from")
 # What a byte-budget run leaves open until its tokenizer's shard manifest exists.
 RESOLVED_KEYS = ("tokens", "steps")
 # Sanity limits (docs/training.md, "Guards"): a run beyond them needs allow_large: true.
@@ -185,7 +207,7 @@ def default_settings(
 ) -> dict[str, Any]:
     """A complete, checked settings dict for one run outside the grid (tests, benchmarks):
     the shared defaults with ``shared`` on top; steps from ``tokens``; a plain run name."""
-    unknown = sorted(set(shared) - set(shared_names()) - set(RESOLVED_KEYS))
+    unknown = sorted(set(shared) - set(shared_names()) - set(RESOLVED_KEYS) - set(WSD_KEYS))
     if unknown:
         raise SymatoError(f"default_settings: unknown settings {unknown}")
     values = with_recipe({s.name: s.default for s in SETTINGS if s.shared} | shared, arch,
@@ -220,8 +242,10 @@ def ordered(settings: dict[str, Any]) -> dict[str, Any]:
     Why: Snakemake compares a rule's params as text, so the same settings must always
     be written the same way, or a config with its keys reordered would rerun every run.
     """
+    wsd = settings.get("schedule") == "wsd"
     return {s.name: settings[s.name] for s in SETTINGS if s.name in settings
-            and not (s.guard and settings[s.name] == s.default)}
+            and not (s.guard and settings[s.name] == s.default)
+            and not (s.wsd_only and not wsd)}
 
 
 def setting(settings: dict[str, Any], name: str) -> Any:
@@ -254,11 +278,66 @@ def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...
     if not settings["lr_min"] <= settings["lr"]:
         raise SymatoError(f"{where}: need lr_min <= lr, got lr_min={settings['lr_min']}, "
                           f"lr={settings['lr']}")
+    check_wsd(settings, where)
     backend, device = settings.get("wkv_backend"), settings.get("device")
     if {backend, device} == {"cpu", "cuda"}:  # caught here, not in the job after queueing
         raise SymatoError(f"{where}: wkv_backend {backend!r} cannot run on device {device!r}; "
                           "use wkv_backend auto (the compiled kernel of the run's device)")
     check_scale(settings, where)
+
+
+# ----------------------------------------------------------------------------- schedule
+def warmup_steps_of(settings: dict[str, Any]) -> int:
+    """Warmup steps: ``warmup_steps`` where set (WSD branches), else the share ``warmup``
+    of the run's steps, rounded.
+
+    Why a share: a fixed step count is a different part of every run in a grid whose
+    budgets span 30x, which biases small-budget runs (mostly warmup) against large ones.
+    WSD branches instead share one warmup, their stable run's (``symato.run.wsd``).
+    """
+    if "warmup_steps" in settings:
+        return int(settings["warmup_steps"])
+    return round(settings["warmup"] * settings["steps"])
+
+
+def decay_steps_of(steps: int, decay: float) -> int:
+    """Steps of a WSD run's final decay: the share ``decay`` of ``steps``, rounded, at
+    least 1 when ``decay`` > 0 (a decay that rounds to nothing would silently skip it)."""
+    return max(1, round(decay * steps)) if decay > 0 else 0
+
+
+def decay_start(settings: dict[str, Any]) -> int:
+    """The first decaying step of a WSD run (0-based): ``steps - decay_steps``; the state
+    after this many steps is where its branch leaves the stable run."""
+    return settings["steps"] - decay_steps_of(settings["steps"], setting(settings, "decay"))
+
+
+def check_wsd(settings: dict[str, Any], where: str) -> None:
+    """The WSD keys fit together: only on schedule wsd, warmup ends before the decay, a
+    stable run (``branches``) has no decay and ends at its last branch point."""
+    wsd_keys = sorted(k for k in WSD_KEYS if k in settings)
+    if settings.get("schedule") != "wsd":
+        if wsd_keys:
+            raise SymatoError(f"{where}: {wsd_keys} need schedule 'wsd', got "
+                              f"{settings.get('schedule')!r}")
+        return
+    branches = settings.get("branches")
+    if branches is not None:
+        steps = list(branches.values())
+        if not branches or not all(isinstance(n, str) for n in branches) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in steps):
+            raise SymatoError(f"{where}: branches must map run names to steps >= 1, got "
+                              f"{branches!r}")
+        if "branch_from" in settings or setting(settings, "decay") != 0:
+            raise SymatoError(f"{where}: a stable run (branches) has decay 0 and no "
+                              "branch_from")
+        if "steps" in settings and max(steps) != settings["steps"]:
+            raise SymatoError(f"{where}: a stable run trains to its last branch point "
+                              f"{max(steps)}, but steps is {settings['steps']}")
+    if "steps" in settings and warmup_steps_of(settings) > decay_start(settings):
+        raise SymatoError(f"{where}: warmup ({warmup_steps_of(settings)} steps) runs into the "
+                          f"decay (from step {decay_start(settings)} of {settings['steps']}); "
+                          "lower warmup or decay (WSD: warmup + decay must stay below 1)")
 
 
 # ----------------------------------------------------------------------------- guards
@@ -358,11 +437,12 @@ def train_split(manifest_path: str | Path) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- command line
-def command_args(settings: dict[str, Any]) -> list[str]:
+def command_args(settings: dict[str, Any], wsd_plan: dict[str, Any] | None = None) -> list[str]:
     """The ``symato settings`` options for ``settings``, in the contract's order.
 
     A byte-budget run gets ``--text-bytes N --manifest {shards_dir}/manifest.json`` in
-    place of ``--tokens``/``--steps``.
+    place of ``--tokens``/``--steps``; a byte-budget WSD run (branch or stable) also
+    gets ``--wsd-plan JSON``, its ladder's budgets (``symato.run.wsd``).
     """
     args: list[str] = []
     byte_budget = "text_bytes" in settings
@@ -370,12 +450,21 @@ def command_args(settings: dict[str, Any]) -> list[str]:
         if spec.name not in settings or (byte_budget and spec.name in RESOLVED_KEYS):
             continue
         value = settings[spec.name]
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        args += [f"--{spec.name.replace('_', '-')}", text if isinstance(value, str) else
-                 (text if isinstance(value, bool) else repr(value))]
+        args += [f"--{spec.name.replace('_', '-')}", _option_text(value)]
     if byte_budget:
         args += ["--manifest", f"{settings['shards_dir']}/manifest.json"]
+    if wsd_plan is not None:
+        args += ["--wsd-plan", json.dumps(wsd_plan, sort_keys=True, separators=(",", ":"))]
     return args
+
+
+def _option_text(value: Any) -> str:
+    """A setting's value as its command-line text (parsed back by ``Setting.parse``)."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else repr(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -392,6 +481,9 @@ def _parser() -> argparse.ArgumentParser:
                             required=required, help=spec.help)
     parser.add_argument("--manifest", type=Path,
                         help="with --text-bytes: the tokenizer's shards manifest.json")
+    parser.add_argument("--wsd-plan", type=json.loads,
+                        help="with --text-bytes, a WSD branch or stable run: its ladder's "
+                        'budgets as JSON, {"decay": D, "budgets": {RUN: BYTES, ...}}')
     return parser
 
 
@@ -401,9 +493,10 @@ def main(argv: list[str]) -> int:
     out = Path(args.pop("out"))
     where = f"symato settings (for {out})"
     manifest = args.pop("manifest")
-    args = {k: v for k, v in args.items() if v is not None or not SPEC[k].guard}
-    if args["text_bytes"] is None:
-        del args["text_bytes"]
+    wsd_plan = args.pop("wsd_plan")
+    args = {k: v for k, v in args.items() if v is not None or not SPEC[k].optional}
+    if args.get("text_bytes") is None:
+        args.pop("text_bytes", None)
         if manifest is not None or None in (args["tokens"], args["steps"]):
             raise SymatoError(f"{where}: give --tokens and --steps, or --text-bytes and "
                               f"--manifest (a byte budget), not a mix")
@@ -412,6 +505,13 @@ def main(argv: list[str]) -> int:
             raise SymatoError(f"{where}: --text-bytes needs --manifest and replaces --tokens "
                               f"and --steps")
         args = _resolve(args, manifest, where)
+        if wsd_plan is not None:
+            from symato.run.wsd import resolve_plan
+
+            args = resolve_plan(args, wsd_plan, lambda n: steps_for(
+                resolve_text_bytes(n, manifest)[0], args))
+    if wsd_plan is not None and "text_bytes" not in args:
+        raise SymatoError(f"{where}: --wsd-plan is for byte budgets (--text-bytes)")
     settings = ordered(args)
     check_settings(settings, where)
     write_json_atomic(out, settings)

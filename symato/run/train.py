@@ -31,6 +31,12 @@ Why it looks like this:
   records what ran: ``precision``, ``backend`` (``none`` without an operator) and the
   device's name.
 
+WSD branches (``symato.run.wsd``): a stable run (settings ``branches``) also saves its
+resumable state as ``DIR/branches/{run}.pt`` at each branch point and ends with
+``DIR/stable.json`` instead of ``model.pt``; a branch (``branch_from``) without a
+checkpoint of its own starts from that state, so it continues exactly where its
+straight-through run would be.
+
 Outputs in DIR: ``metrics.jsonl`` (one JSON object per logged step), ``checkpoint.pt``
 (resumable state) and, at the end, ``model.pt`` (``symato.run.checkpoint.save_model``, with
 the vocabulary and settings in its meta so it is self-contained).
@@ -57,16 +63,30 @@ from torch import nn
 from torch.nn import functional as F
 
 from symato.errors import SymatoError
-from symato.io import atomic_path, non_finite_key, read_json, write_text_atomic
+from symato.io import (
+    atomic_path,
+    non_finite_key,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from symato.models.registry import get_architecture, recipe_of
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
-from symato.run.provenance import changed_inputs, check_finite, run_inputs
+from symato.run.provenance import changed_inputs, check_finite, file_digest, run_inputs
 from symato.run.recipes import l2wrap, parameter_groups
-from symato.run.settings import check_passes, load_settings
+from symato.run.settings import (
+    check_passes,
+    decay_start,
+    load_settings,
+    warmup_steps_of,
+)
 from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
+from symato.run.wsd import BRANCHES_DIR, STABLE_MARKER
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# Settings in which a WSD branch differs from its stable run (the rest must be equal).
+BRANCH_OWN = ("run", "tokens", "steps", "text_bytes", "decay", "branches", "branch_from")
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FORMAT = "symato-train-state"
 CHECKPOINT_VERSION = 1
@@ -81,12 +101,9 @@ PEAK_BF16_FLOPS = (
 
 # ----------------------------------------------------------------------------- settings
 def warmup_steps(s: dict[str, Any]) -> int:
-    """Warmup steps: the share ``warmup`` of the run's steps, rounded.
-
-    Why a share: a fixed step count is a different part of every run in a grid whose
-    budgets span 30x, which biases small-budget runs (mostly warmup) against large ones.
-    """
-    return round(s["warmup"] * s["steps"])
+    """Warmup steps (``symato.run.settings.warmup_steps_of``): the share ``warmup`` of the
+    run's steps, rounded, or a WSD branch's ``warmup_steps``, shared with its ladder."""
+    return warmup_steps_of(s)
 
 
 def learning_rate(step: int, s: dict[str, Any]) -> float:
@@ -94,10 +111,21 @@ def learning_rate(step: int, s: dict[str, Any]) -> float:
 
     Cosine: ``lr_min + (lr - lr_min) * (1 + cos(pi p)) / 2``; exponential:
     ``lr * (lr_min / lr) ** p``; ``p`` runs from 0 after warmup to 1 at the last step.
+    WSD: ``lr`` until the decay starts (``decay_start``), then the 1-sqrt cooldown
+    ``lr_min + (lr - lr_min) * (1 - sqrt(p))`` with ``p = (step - start + 1) / decay
+    steps``, reaching lr_min at the last step; every decay step is below ``lr``, so a
+    branch taken from the stable run's state after ``start`` steps decays from its first
+    step (Hägele et al. 2024 found 1-sqrt the best cooldown shape).
     """
     lr, lr_min, warmup, steps = s["lr"], s["lr_min"], warmup_steps(s), s["steps"]
     if step < warmup:
         return lr * (step + 1) / warmup
+    if s["schedule"] == "wsd":
+        start = decay_start(s)
+        if step < start:
+            return lr
+        p = min(1.0, (step - start + 1) / (steps - start))
+        return lr_min + (lr - lr_min) * (1.0 - math.sqrt(p))
     p = min(1.0, (step - warmup) / max(1, steps - 1 - warmup))
     if s["schedule"] == "cosine":
         return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
@@ -299,6 +327,10 @@ class Trainer:
         self.rng = np.random.default_rng(int(settings["seed"]))
         self.splits = self._split_forms()
         self.step = 0
+        # A WSD stable run: the branch runs whose state it saves after each step.
+        self.branch_at: dict[int, list[str]] = {}
+        for name, at in sorted(settings.get("branches", {}).items()):
+            self.branch_at.setdefault(int(at), []).append(name)
         self.records: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.stats = IntervalStats(self.device)
@@ -472,6 +504,68 @@ class Trainer:
             )
         return reading
 
+    # -- WSD branches ----------------------------------------------------------------
+    def save_branch_states(self) -> None:
+        """A stable run at a branch point: save the full resumable state (the checkpoint's
+        contents) as ``DIR/branches/{run}.pt`` for each branch leaving here, atomically.
+        The NaN guard runs first, as for a checkpoint."""
+        self.guard()
+        if not self.dist.main:
+            return
+        state = self.state_dict()
+        for name in self.branch_at[self.step]:
+            save_checkpoint(self.out / BRANCHES_DIR / f"{name}.pt", state)
+            self.log(f"saved the state of branch {name} at step {self.step}")
+
+    def finish_stable(self) -> None:
+        """A stable run is done: DIR/stable.json lists its branch states with their digests
+        (the workflow's signal that every state is there); the checkpoint goes."""
+        if not self.dist.main:
+            return
+        states = {name: {"step": at, "sha256": file_digest(self.out / BRANCHES_DIR /
+                                                           f"{name}.pt")}
+                  for at, names in sorted(self.branch_at.items()) for name in names}
+        write_json_atomic(self.out / STABLE_MARKER, {"run": self.s["run"], "steps": self.step,
+                                                     "branches": states})
+        (self.out / CHECKPOINT_FILE).unlink(missing_ok=True)
+        self.log(f"done: stable run of {self.step} steps, {len(states)} branch states")
+
+    def start_from_stable(self, path: Path) -> None:
+        """A WSD branch without a checkpoint of its own starts from its stable run's state
+        at its branch point: weights, optimizer, RNGs, data position, the metrics so far
+        and the open metrics interval, so it goes on as its straight-through run would."""
+        if not path.is_file():
+            raise SymatoError(f"run {self.s['run']}: branch_from {path} does not exist; "
+                              "train its stable run first (results/stable/...)")
+        state = load_checkpoint(path)
+        self._check_stable_state(state, path)
+        self.load_state_dict(state, path)
+        if self.dist.main:
+            write_text_atomic(self.out / METRICS_FILE,
+                              "".join(json.dumps(r) + "\n" for r in self.records))
+        self.log(f"branched from {path} at step {self.step}")
+
+    def _check_stable_state(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse a stable state this branch cannot continue: another branch point, other
+        shared settings or other data (its recorded vocabulary and shards digests)."""
+        stable = json.loads(state.get("settings_json", "null")) or {}
+        where = f"run {self.s['run']}: stable state {path}"
+        at = decay_start(self.s)
+        if int(state.get("step", -1)) != at:
+            raise SymatoError(f"{where} is at step {state.get('step')}, but the branch "
+                              f"leaves at step {at}")
+        # The data's paths may differ (a moved results folder); its digests may not.
+        skip = (*BRANCH_OWN, "shards_dir", "vocab_file")
+        own = {k: v for k, v in self.s.items() if k not in skip}
+        theirs = {k: v for k, v in stable.items() if k not in skip}
+        differ = sorted(k for k in set(own) | set(theirs) if own.get(k) != theirs.get(k))
+        if differ:
+            raise SymatoError(f"{where} was written with other settings: {differ}")
+        recorded = json.loads(state.get("inputs_json", "null")) or {}
+        changed = [k for k in ("vocab", "shards") if recorded.get(k) != self.inputs[k]]
+        if changed:
+            raise SymatoError(f"{where} was trained on other inputs: {changed}")
+
     # -- one step --------------------------------------------------------------------
     def to_device(self, array: np.ndarray) -> torch.Tensor:
         """A host batch on this process's device. On CUDA through pinned memory and a
@@ -591,6 +685,8 @@ class Trainer:
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.try_resume()
+        if self.step == 0 and "branch_from" in s:
+            self.start_from_stable(Path(s["branch_from"]))
         if self.dist.main and self.step == 0:
             write_text_atomic(self.out / METRICS_FILE, "")
         tokens_per_step = s["batch_size"] * s["ctx_len"]
@@ -616,6 +712,10 @@ class Trainer:
                     bar.set_postfix(loss=f"{rec['train_loss']:.3f}", refresh=False)
                     self.clock.start()
                 bar.update(1)
+                if self.step in self.branch_at:
+                    self.clock.pause()
+                    self.save_branch_states()
+                    self.clock.start()
                 due, stop = self.dist.any(self._checkpoint_due(last_ckpt_time), preempt.requested)
                 if due or stop:
                     self.clock.pause()
@@ -628,7 +728,10 @@ class Trainer:
                              f"{EXIT_PREEMPTED} so the workflow retries and resumes")
                     return EXIT_PREEMPTED
         bar.close()
-        self.finish(tokens_per_step, flops_per_token)
+        if self.branch_at:
+            self.finish_stable()
+        else:
+            self.finish(tokens_per_step, flops_per_token)
         return 0
 
     def _progress(self) -> Any:
@@ -646,8 +749,11 @@ class Trainer:
         return bool(minutes) and time.monotonic() - last_time >= 60.0 * minutes
 
     def _eval_due(self) -> bool:
+        """At eval_interval and at the end; a stable run's end is no end (its branches go
+        on), so an eval there would give the longest branch a line its straight run lacks."""
         s, step = self.s, self.step
-        return step == s["steps"] or bool(s["eval_interval"] and step % s["eval_interval"] == 0)
+        last = step == s["steps"] and "branches" not in s
+        return last or bool(s["eval_interval"] and step % s["eval_interval"] == 0)
 
     def _record_due(self) -> bool:
         """A metrics line after step 1, every ``log_interval`` steps and at evaluations."""
