@@ -91,11 +91,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--bytes-per-token", type=float, default=2.3,
                    help="for tokenizers without a manifest (default 2.3: symato on Vietnamese)")
     p.add_argument("--flops-per-second", type=float, help="sustained training FLOP/s, for hours")
+    p.add_argument("--as-wsd", action="store_true",
+                   help="cost every sub-grid with several budgets and no schedule of its own "
+                        "as WSD decay branches (what `schedule: wsd` would save)")
     args = p.parse_args(argv)
     from symato.models import model_for_run
     from symato.run.grid import expand_grid
 
     config = merged_config(args.configfile)
+    if args.as_wsd:
+        as_wsd(config)
     runs = expand_grid(config)
     flops, tokens, count = defaultdict(float), defaultdict(float), defaultdict(int)
     saved_flops: dict[tuple[str, str], float] = defaultdict(float)
@@ -141,10 +146,20 @@ def main(argv: list[str]) -> int:
           f"{total:.3g} training FLOPs"
           + (f", {total / args.flops_per_second / 3600:.1f} hours at "
              f"{args.flops_per_second:.3g} FLOP/s" if args.flops_per_second else ""))
-    print(extension_note(config, runs))
+    if args.as_wsd:  # WSD runs and cosine sweeps share names today: no sweep count
+        print("learning-rate sweeps: not counted with --as-wsd")
+    else:
+        print(extension_note(config, runs))
     if wsd.groups:
         print(wsd.summary())
     return 0
+
+
+def as_wsd(config: dict) -> None:
+    """Give every sub-grid with two or more budgets and no ``schedule`` ``schedule: wsd``."""
+    for grid in config["train"]["grids"]:
+        if "schedule" not in grid and len(grid.get("tokens") or grid.get("bytes") or []) > 1:
+            grid["schedule"] = "wsd"
 
 
 def extension_note(config: dict, runs: list[dict]) -> str:

@@ -223,3 +223,87 @@ def test_metrics_have_the_stream_column_for_rwkv_only(tmp_path: Path) -> None:
             assert m["bits_per_byte_stream"] > 0
         else:
             assert m["bits_per_byte_stream"] is None and "context limit" in m["stream_note"]
+
+
+def _random_runs(tmp_path: Path, tok: Tokenizer) -> list[Path]:
+    """Three saved models of different architectures on one set of shards."""
+    _shards(tmp_path / "shards", tok)
+    runs = []
+    for i, arch in enumerate(("rwkv", "gpt", "rwkv7")):
+        torch.manual_seed(i)
+        model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=16,
+                            n_head=2, ctx_len=8)
+        settings = {"tokenizer": "t", "run": f"{arch}-L1-D16-T1k", "arch": arch,
+                    "n_layer": 1, "n_embd": 16, "ctx_len": 8,
+                    "shards_dir": str(tmp_path / "shards")}
+        run = tmp_path / arch
+        save_model(run / "model.pt", model, {"tokenizer": tok.to_dict(), "settings": settings})
+        runs.append(run)
+    return runs
+
+
+def test_a_group_gives_each_run_the_metrics_it_gets_alone(tmp_path: Path) -> None:
+    """One process for several runs (rules/eval.smk) changes no number: each run's
+    metrics from the group file equal those of evaluating it alone."""
+    from symato.run.evalgroup import unpack_group
+
+    tok = Tokenizer.default()
+    runs = _random_runs(tmp_path, tok)
+    stats = _stats(tmp_path / "stats.parquet")
+    common = ["--stats", str(stats), "--restoration-syllables", "8", "--prompt", "",
+              "--sample-tokens", "4"]
+    alone = {}
+    for run in runs:
+        assert main(["--run", str(run), "--out", str(tmp_path / f"{run.name}.json"), *common]) == 0
+        alone[run] = json.loads((tmp_path / f"{run.name}.json").read_text())
+    group = tmp_path / "group.json"
+    args = [a for run in runs for a in ("--run", str(run))]
+    assert main([*args, "--group-out", str(group), *common]) == 0
+    for run in runs:
+        unpack_group(group, run, run / "metrics.json")
+        assert json.loads((run / "metrics.json").read_text()) == alone[run]
+    assert alone[runs[0]]["restoration_syllables"] == 8
+
+
+def test_one_broken_run_fails_only_its_own_metrics(tmp_path: Path) -> None:
+    """A run whose model is damaged is recorded with its error; the others are scored,
+    and unpacking the broken run raises that error."""
+    from symato.errors import SymatoError
+    from symato.run.evalgroup import unpack_group
+
+    tok = Tokenizer.default()
+    good, broken, _ = _random_runs(tmp_path, tok)
+    (broken / "model.pt").write_bytes(b"not a model")
+    group = tmp_path / "group.json"
+    assert main(["--run", str(good), "--run", str(broken), "--group-out", str(group),
+                 "--restoration-syllables", "0"]) == 0
+    unpack_group(group, good, good / "metrics.json")
+    assert json.loads((good / "metrics.json").read_text())["bits_per_byte"] > 0
+    with pytest.raises(SymatoError, match=f"evaluation of {broken} failed"):
+        unpack_group(group, broken, broken / "metrics.json")
+    assert not (broken / "metrics.json").exists()
+    with pytest.raises(SymatoError, match="has no run"):
+        unpack_group(group, tmp_path / "other", tmp_path / "x.json")
+    # without --group-out each run gets its metrics.json and the exit status says 1 failed
+    (good / "metrics.json").unlink()
+    assert main(["--run", str(good), "--run", str(broken), "--restoration-syllables", "0"]) == 1
+    assert (good / "metrics.json").exists() and not (broken / "metrics.json").exists()
+
+
+def test_projecting_only_scored_positions_matches_the_full_logits(tmp_path: Path) -> None:
+    """model.project(model.features(x)) is model(x) for every architecture, so scoring
+    only the positions a window predicts changes no number."""
+    from symato.models.registry import ARCHITECTURES
+
+    tok = Tokenizer.default()
+    x = torch.randint(0, tok.vocab_size, (2, 8))
+    for arch in ARCHITECTURES:
+        torch.manual_seed(0)
+        model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=16,
+                            n_head=2, ctx_len=8)
+        with torch.no_grad():
+            full = model(x)
+            h = model.features(x)
+            assert torch.equal(model.project(h), full), arch
+            rows = torch.tensor([[True, False] * 4, [False, True] * 4])
+            assert torch.allclose(model.project(h[rows]), full[rows], rtol=0, atol=1e-6), arch

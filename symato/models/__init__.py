@@ -3,7 +3,9 @@
 Every model shares one interface so the trainer, evaluation, generation and restoration
 never branch on the architecture: ``model(idx) -> logits (B, T, V)``, ``.config`` (a
 dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)``,
-``forward_step(idx, state) -> (logits, new_state)`` and ``max_context`` (None when the
+``forward_step(idx, state) -> (logits, new_state)``, ``features(idx)`` and ``project(h)``
+(``model(idx)`` in two halves: evaluation projects only the positions it scores) and
+``max_context`` (None when the
 model has no context limit at inference). Which architectures exist is
 ``symato.models.registry``; one file per model (``rwkv.py``, ``gpt.py``, ``rwkv7.py``,
 ``llama.py``), operators in ``ops/``.

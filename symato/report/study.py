@@ -355,9 +355,13 @@ def ranking_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
     largest size, over seeds (DataDecide, Magnusson et al. 2025).
 
     Per architecture and budget, the smallest and largest model sizes of the study there;
-    per pair of tokenizers, the seeds both have at both sizes; a seed agrees when the
-    sign of loss_a - loss_b is the same at both sizes. ``pairs``: one record per pair
-    (``seeds``, ``agree``, ``share``); ``overall``: pooled over every pair's seeds.
+    per pair of tokenizers, every seed both have at the smallest size; a seed agrees when
+    the sign of its loss_a - loss_b equals the sign at the largest size, where each
+    tokenizer's loss is the mean of its replicates there (one run when it has none).
+    So the share says how often one small-scale run predicts the large-scale order, the
+    question DataDecide asks, and it needs replicates only at the cheap size.
+    ``pairs``: one record per pair (``seeds``, ``agree``, ``share``); ``overall``: pooled
+    over every pair's seeds.
     """
     at: dict[tuple[Any, ...], dict[Any, float]] = {}
     for r in rows:
@@ -375,13 +379,14 @@ def ranking_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
         toks = sorted({k[2] for k in here})
         for a, b in itertools.combinations(toks, 2):
             cols = [here.get((arch, budget, t, s), {}) for t in (a, b) for s in (small, large)]
-            seeds = sorted(set.intersection(*(set(c) for c in cols)), key=_seed_order)
-            if not seeds:
+            seeds = sorted(set(cols[0]) & set(cols[2]), key=_seed_order)
+            if not seeds or not cols[1] or not cols[3]:
                 continue
+            # a - b at the largest size: the means of the replicates there
+            at_large = np.sign(np.mean(list(cols[1].values())) - np.mean(list(cols[3].values())))
             per_seed = []
             for sd in seeds:
                 at_small = np.sign(cols[0][sd] - cols[2][sd])  # a - b at the smallest size
-                at_large = np.sign(cols[1][sd] - cols[3][sd])
                 per_seed.append({"seed": sd, "a_better_small": bool(at_small < 0),
                                  "a_better_large": bool(at_large < 0),
                                  "agree": bool(at_small == at_large)})
@@ -394,7 +399,8 @@ def ranking_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
     agree = sum(r["agree"] for r in records)
     return {"rule": "per architecture and budget, per pair of tokenizers: the share of "
                     "seeds whose order of the pair at the smallest model size equals its "
-                    "order at the largest (DataDecide, Magnusson et al. 2025)",
+                    "order at the largest (mean of the replicates there; DataDecide, "
+                    "Magnusson et al. 2025)",
             "pairs": records,
             "overall": {"pairs": len(records), "comparisons": total, "agree": agree,
                         "share": agree / total if total else None}}
