@@ -227,13 +227,16 @@ def test_grid_expands_token_ladders_into_stable_and_branches(tmp_path: Path) -> 
     plain = next(r for r in runs if "D32" in r["run"])
     assert "stable" not in plain and "decay" not in plain["settings"]
     stables = stable_runs(runs)
-    assert sorted(s["run"] for s in stables) == ["gpt-L1-D16-T6400-s1", "gpt-L1-D16-T6400-s2"]
+    # a WSD run's name says its schedule (-wsd0.2): never the name of a cosine run
+    assert sorted(s["run"] for s in stables) == ["gpt-L1-D16-T6400-wsd0.2-s1",
+                                                 "gpt-L1-D16-T6400-wsd0.2-s2"]
     for st in stables:
         s = st["settings"]
         assert s["decay"] == 0.0 and s["warmup_steps"] == 1  # round(0.1 x 10 steps)
         seed = st["run"][-3:]
-        assert s["branches"] == {f"gpt-L1-D16-T640{seed}": 8, f"gpt-L1-D16-T1920{seed}": 24,
-                                 f"gpt-L1-D16-T6400{seed}": 80}
+        assert s["branches"] == {f"gpt-L1-D16-T640-wsd0.2{seed}": 8,
+                                 f"gpt-L1-D16-T1920-wsd0.2{seed}": 24,
+                                 f"gpt-L1-D16-T6400-wsd0.2{seed}": 80}
         assert s["steps"] == 80 and s["tokens"] == 80 * 64
         for name, at in s["branches"].items():
             b = next(r for r in runs if r["run"] == name)["settings"]
@@ -260,7 +263,7 @@ def test_grid_byte_ladders_resolve_branch_points_from_the_manifest(tmp_path: Pat
     stables = {s["tokenizer"]: s for s in stable_runs(runs)}
     assert set(stables) == {"symato", "bytes"}
     for tok, st in stables.items():
-        assert st["run"] == "gpt-L1-D16-B4k" and "steps" not in st["settings"]
+        assert st["run"] == "gpt-L1-D16-B4k-wsd0.2" and "steps" not in st["settings"]
         out = tmp_path / tok / "stable.json"
         assert settings_main(["--out", str(out), *command_args(st["settings"],
                                                                st["wsd_plan"])]) == 0
@@ -305,9 +308,9 @@ def test_workflow_trains_a_wsd_ladder(tmp_path: Path) -> None:
     _write_config(tmp_path, config)
     (tmp_path / "Snakefile").write_text(SNAKEFILE_REAL)
     _snakemake(tmp_path, "--quiet", "all")
-    stable = tmp_path / "results/stable/symato/gpt-L1-D16-B2k"
+    stable = tmp_path / "results/stable/symato/gpt-L1-D16-B2k-wsd0.2"
     marker = json.loads((stable / "stable.json").read_text())
-    assert set(marker["branches"]) == {"gpt-L1-D16-B1k", "gpt-L1-D16-B2k"}
+    assert set(marker["branches"]) == {"gpt-L1-D16-B1k-wsd0.2", "gpt-L1-D16-B2k-wsd0.2"}
     for name in marker["branches"]:
         run = tmp_path / "results/runs/symato" / name
         s = json.loads((run / "settings.json").read_text())
@@ -330,3 +333,61 @@ def test_sub_grid_schedule_enum_is_the_settings_choices() -> None:
                              "train.schema.yaml").read_text(encoding="utf-8"))
     grid = schema["properties"]["grids"]["items"]["properties"]
     assert tuple(grid["schedule"]["enum"]) == SPEC["schedule"].choices
+
+
+# ------------------------------------------------------------ WSD beside cosine runs
+def test_wsd_and_cosine_runs_of_one_cell_coexist() -> None:
+    """The same cell trained both ways (the demo's WSD check) is two runs with two names:
+    the cosine one keeps its name, the WSD branch has -wsd0.2."""
+    config = _config(tokens=[640, 1920], vary={"seed": [1, 2]})
+    config["train"]["grids"].append({"name": "cos", "tokenizers": ["symato"], "archs": ["gpt"],
+                                     "sizes": ["L1-D16"], "tokens": [640, 1920],
+                                     "vary": {"seed": [1, 2]}})
+    runs = {r["run"]: r["settings"]["schedule"] for r in expand_grid(config)}
+    assert runs["gpt-L1-D16-T640-s1"] == "cosine"
+    assert runs["gpt-L1-D16-T640-wsd0.2-s1"] == "wsd"
+    assert len(runs) == 8
+
+
+def _rows(values: dict[str, list[float]]) -> list[dict[str, Any]]:
+    return [{"tokenizer": "symato", "arch": "rwkv", "run": run + ("" if s == 1234 else f"-s{s}"),
+             "seed": s, "loss": loss, "lr": 0.004, "lr_min": 0.0004, "params": 1e5,
+             "tokens": 1e5, "_line": i}
+            for i, (run, losses) in enumerate(values.items())
+            for s, loss in zip((1234, 2, 3), losses, strict=False)]
+
+
+def test_the_fits_take_the_cosine_run_of_a_checked_cell() -> None:
+    """A WSD branch beside a cosine run of its cell is set aside (no cell counts twice);
+    a WSD run without a cosine twin is fitted like any run."""
+    from symato.report.fit import choose_runs, without_schedule
+
+    assert without_schedule("rwkv-L1-D32-B30k-wsd0.2-s2") == "rwkv-L1-D32-B30k-s2"
+    rows = _rows({"rwkv-L1-D32-B30k": [2.0, 2.1, 2.2],
+                  "rwkv-L1-D32-B30k-wsd0.2": [2.05, 2.1, 2.15],
+                  "rwkv-L1-D32-B100k-wsd0.2": [1.8]})
+    kept, _, notes = choose_runs(rows)
+    assert sorted(r["run"] for r in kept) == ["rwkv-L1-D32-B100k-wsd0.2", "rwkv-L1-D32-B30k",
+                                              "rwkv-L1-D32-B30k-s2", "rwkv-L1-D32-B30k-s3"]
+    assert len(notes) == 3 and all("WSD branch beside the cosine run" in n for n in notes)
+
+
+def test_summary_compares_branches_with_cosine_runs() -> None:
+    import pandas as pd
+
+    from symato.report import summary
+
+    rows = _rows({"rwkv-L1-D32-B30k": [2.0, 2.1, 2.2],
+                  "rwkv-L1-D32-B30k-wsd0.2": [2.05, 2.1, 2.15],  # Δ 0, matches
+                  "rwkv-L1-D32-B100k": [1.80, 1.81, 1.79],
+                  "rwkv-L1-D32-B100k-wsd0.2": [1.60, 1.61, 1.59],  # Δ -0.2 >> SE
+                  "rwkv-L1-D32-B10k": [2.5], "rwkv-L1-D32-B10k-wsd0.2": [2.4]})
+    checked = {r["cell"]: r for r in summary.wsd_check_rows(pd.DataFrame(rows))}
+    assert set(checked) == {"rwkv-L1-D32-B10k", "rwkv-L1-D32-B30k", "rwkv-L1-D32-B100k"}
+    assert checked["rwkv-L1-D32-B30k"]["matches"] is True
+    assert checked["rwkv-L1-D32-B30k"]["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert checked["rwkv-L1-D32-B100k"]["matches"] is False
+    assert checked["rwkv-L1-D32-B10k"]["matches"] is None  # one run a side: no noise level
+    text = summary.wsd_check_section(pd.DataFrame(rows))
+    assert "1 of 2 cells with replicates on both sides match" in text
+    assert "No cell has both" in summary.wsd_check_section(pd.DataFrame(rows[:3]))

@@ -560,18 +560,29 @@ def choose_runs(
     loss (``loss``; ``replicates`` counts the seeds measured, ``replicate_runs`` names
     them), and every measured replicate of the chosen value is kept, each a point of
     the fits. Choosing the best seed would pick luck.
+
+    WSD runs (``-wsd`` suffix, ``schedule: wsd``) are fitted like any run, but one whose
+    name without that suffix is a run here too is the WSD check beside a cosine run of
+    the same cell (summary.md compares them): the cosine run is fitted, the WSD run set
+    aside, so no cell counts twice.
     """
     kept: list[dict[str, Any]] = []
     sweeps: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     notes = []
+    names = {(r.get("tokenizer"), r["run"]) for r in rows if r.get("run")}
     for r in rows:
         if not r.get("run"):
             if r.get("loss") is not None:
                 kept.append(r)
             continue
         base, varied = split_run_name(r["run"])
+        if "decay" in varied and (r.get("tokenizer"), without_schedule(r["run"])) in names:
+            notes.append(f"run {r.get('tokenizer', '')}/{r['run']}: a WSD branch beside the "
+                         "cosine run of its cell (the WSD check in summary.md; not fitted)")
+            continue
         other = {k: v for k, v in varied.items()
-                 if k not in (*TUNED_SETTINGS, *REPLICATE_SETTINGS) and not _is_default(k, v)}
+                 if k not in (*TUNED_SETTINGS, *REPLICATE_SETTINGS, *SCHEDULE_SETTINGS)
+                 and not _is_default(k, v)}
         if other:
             what = ", ".join(f"{k} = {format_number(v)}" for k, v in sorted(other.items()))
             notes.append(f"run {r.get('tokenizer', '')}/{r['run']}: {what} (a study of its own; "
@@ -580,9 +591,10 @@ def choose_runs(
         tuned = {k: (r.get(k) if r.get(k) is not None else varied.get(k)) for k in TUNED_SETTINGS}
         entry = {**r, "_base": base, "_tuned": tuned, "_configured": not (set(varied) &
                                                                             set(TUNED_SETTINGS))}
-        sweeps.setdefault((r.get("tokenizer"), r.get("arch"), base), []).append(entry)
+        sweeps.setdefault((r.get("tokenizer"), r.get("arch"), base, "decay" in varied),
+                          []).append(entry)
     records = []
-    for (tok, arch, base), group in sweeps.items():
+    for (tok, arch, base, _), group in sweeps.items():
         values = _by_tuned_value(group)
         measured = [v for v in values if v["loss"] is not None]
         best = _best_of(measured) if measured else None
@@ -598,6 +610,15 @@ def choose_runs(
 
 # Settings whose varied runs are replicates of one another, not a sweep (choose_runs).
 REPLICATE_SETTINGS = ("seed",)
+# Settings a run's name carries for its schedule (WSD: -wsd0.2), not a study of their own.
+SCHEDULE_SETTINGS = ("decay",)
+_SCHEDULE_PART = re.compile(r"-wsd[0-9.]+(?=-|$)")
+
+
+def without_schedule(run: str) -> str:
+    """A WSD run's name without its ``-wsd`` part: the name of the cosine run of its cell
+    (``rwkv-L1-D32-B30k-wsd0.2-s2`` -> ``rwkv-L1-D32-B30k-s2``)."""
+    return _SCHEDULE_PART.sub("", run)
 _CHOICE_KEYS = ("_base", "_tuned", "_configured")  # bookkeeping of choose_runs only
 
 

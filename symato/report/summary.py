@@ -316,6 +316,70 @@ def _replicate_stats(values: list[float]) -> list[Any]:
     return [len(values), mean, sd, f"{fmt(min(values))}–{fmt(max(values))}"]
 
 
+# A WSD branch matches the cosine run of its cell when the two means differ by at most
+# this many standard errors (the rule of the study's differences, study.DIFFERENCE_SE).
+WSD_CHECK_SE = 2.0
+
+
+def wsd_check_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per cell with both WSD branches and cosine runs (same tokenizer, architecture,
+    size, budget and other settings, seeds pooled): their bits per byte side by side.
+
+    ``matches`` is True when |mean_wsd - mean_cosine| <= WSD_CHECK_SE x SE with
+    SE = sqrt(s_w^2/n_w + s_c^2/n_c); None where either side has a single run (no noise
+    level).
+    """
+    from symato.report.fit import replicate_key, split_run_name, without_schedule
+
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for _, r in runs.iterrows():
+        if "run" not in r.index or pd.isna(r.get("loss")):
+            continue
+        run = str(r["run"])
+        wsd = "decay" in split_run_name(run)[1]
+        key = (str(r["tokenizer"]), replicate_key(without_schedule(run))[0])
+        cells.setdefault(key, {"wsd": [], "cosine": []})["wsd" if wsd else "cosine"].append(
+            float(r["loss"]))
+    out = []
+    for (tok, cell), sides in sorted(cells.items()):
+        w, c = sides["wsd"], sides["cosine"]
+        if not w or not c:
+            continue
+        diff = statistics.fmean(w) - statistics.fmean(c)
+        se = (math.sqrt(statistics.variance(w) / len(w) + statistics.variance(c) / len(c))
+              if len(w) > 1 and len(c) > 1 else None)
+        out.append({"tokenizer": tok, "cell": cell, "n_wsd": len(w), "n_cosine": len(c),
+                    "wsd": statistics.fmean(w), "cosine": statistics.fmean(c),
+                    "difference": diff, "se": se,
+                    "matches": None if se is None else abs(diff) <= WSD_CHECK_SE * se})
+    return out
+
+
+def wsd_check_section(runs: pd.DataFrame) -> str:
+    """WSD decay branches against separate cosine runs of the same cells."""
+    rows = wsd_check_rows(runs)
+    if not rows:
+        return ("No cell has both WSD branches and cosine runs: the decay branches are not "
+                "checked against separate runs here (docs/training.md, WSD branches).")
+    judged = [r for r in rows if r["matches"] is not None]
+    agree = sum(r["matches"] for r in judged)
+    verdict = (f"{agree} of {len(judged)} cells with replicates on both sides match within "
+               f"{WSD_CHECK_SE:g} standard errors"
+               + (f"; mean difference {fmt(statistics.fmean(r['difference'] for r in rows))} "
+                  "bits/byte (WSD − cosine)" if rows else ""))
+    table_rows = [[r["tokenizer"], r["cell"], f"{r['n_wsd']} / {r['n_cosine']}", r["wsd"],
+                   r["cosine"], r["difference"], r["se"],
+                   "–" if r["matches"] is None else ("yes" if r["matches"] else "no")]
+                  for r in rows]
+    return ("Each budget as a decay branch of one stable run (`schedule: wsd`, runs "
+            "`-wsd0.2`) against a separate cosine run per budget, seeds pooled. A cell "
+            f"matches when |Δ| ≤ {WSD_CHECK_SE:g} SE, SE = √(s²_wsd/n + s²_cos/n): the "
+            f"replicate noise does not tell the two apart. {verdict}. The fits use the "
+            "cosine runs of these cells.\n\n"
+            + table(["tokenizer", "cell", "n WSD / cosine", "WSD bits/byte", "cosine",
+                     "Δ (WSD − cosine)", "SE", "match"], table_rows))
+
+
 def differences_section(study: dict[str, Any]) -> str:
     """Differences between tokenizers at cells where both have seed replicates."""
     diffs = [d for d in study.get("differences", []) if d["status"] != "single_run"]

@@ -43,6 +43,7 @@ from symato.errors import SymatoError
 from symato.models.registry import ARCHITECTURES, get_architecture
 from symato.run.settings import (
     RESOLVED_KEYS,
+    SPEC,
     check_passes,
     check_settings,
     ordered,
@@ -154,6 +155,8 @@ def run_settings(
     # name (and is the same run as the one another sub-grid asks for without vary).
     named = {k: v for k, v in (varied or {}).items()
              if not (k == "seed" and v == configured["seed"])}
+    if shared.get("schedule") == "wsd":  # the name says the schedule (-wsd0.2)
+        named.setdefault("decay", shared.get("decay", SPEC["decay"].default))
     n_layer, n_embd = parse_size(size)
     if shared["device"] == "auto":  # a job that declared no GPU must not take one
         shared["device"] = "cuda" if int(train["gpus_per_run"]) > 0 else "cpu"

@@ -114,8 +114,9 @@ SETTINGS: tuple[Setting, ...] = (
             "one stable run and branches every budget off it, docs/training.md)",
             choices=("cosine", "exponential", "wsd")),
     Setting("decay", float, "schedule wsd: share of the run's steps in the final 1-sqrt decay "
-            "to lr_min (0: none, the stable run of WSD branches)", default=0.2, shared=True,
-            optional=True, wsd_only=True, minimum=0, below=1),
+            "to lr_min (0: none, the stable run of WSD branches); a WSD run's name says it "
+            "(-wsd0.2), so a WSD run never shares a name with a cosine one", default=0.2,
+            shared=True, optional=True, wsd_only=True, minimum=0, below=1, short="wsd"),
     Setting("warmup_steps", int, "schedule wsd: warmup in steps, in place of the share "
             "'warmup' (WSD branches share their stable run's warmup)", optional=True,
             minimum=0),

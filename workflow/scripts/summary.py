@@ -35,6 +35,7 @@ def document(runs, fits: dict, toks, study: dict | None = None,
         "### Differences at a cell, against seed noise", summary.differences_section(study),
         "### Ranking agreement across sizes, over seeds", summary.ranking_section(study),
         "### Split syllables: one model for both forms", summary.split_section(runs),
+        "## WSD decay branches against cosine runs", summary.wsd_check_section(runs),
     ]
     return "\n\n".join(sections) + "\n"
 
