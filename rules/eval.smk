@@ -34,8 +34,8 @@ def group_runs(wildcards) -> list[str]:
 def run_group_file(wildcards) -> str:
     """The group file that holds a run's metrics."""
     group = eval_group(wildcards.run)
-    if (wildcards.tokenizer, group) not in EVAL_GROUPS:
-        group = wildcards.run
+    if wildcards.run not in EVAL_GROUPS.get((wildcards.tokenizer, group), ()):
+        group = wildcards.run  # e.g. a sweep's extension run: a group of its own
     return f"results/evals/{wildcards.tokenizer}/{group}.json"
 
 

@@ -146,10 +146,7 @@ def main(argv: list[str]) -> int:
           f"{total:.3g} training FLOPs"
           + (f", {total / args.flops_per_second / 3600:.1f} hours at "
              f"{args.flops_per_second:.3g} FLOP/s" if args.flops_per_second else ""))
-    if args.as_wsd:  # WSD runs and cosine sweeps share names today: no sweep count
-        print("learning-rate sweeps: not counted with --as-wsd")
-    else:
-        print(extension_note(config, runs))
+    print(extension_note(config, runs))
     if wsd.groups:
         print(wsd.summary())
     return 0

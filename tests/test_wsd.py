@@ -391,3 +391,21 @@ def test_summary_compares_branches_with_cosine_runs() -> None:
     text = summary.wsd_check_section(pd.DataFrame(rows))
     assert "1 of 2 cells with replicates on both sides match" in text
     assert "No cell has both" in summary.wsd_check_section(pd.DataFrame(rows[:3]))
+
+
+def test_decay_without_wsd_is_a_config_error() -> None:
+    """`vary: {decay: ...}` on a cosine sub-grid would name cosine runs -wsd: refused."""
+    config = _config(tokens=[640], vary={"decay": [0.1, 0.3]})
+    del config["train"]["grids"][0]["schedule"]
+    with pytest.raises(SymatoError, match=r"'decay'.*schedule wsd"):
+        expand_grid(config)
+
+
+def test_wsd_runs_varying_lr_are_not_extended_sweeps() -> None:
+    """Each rate of a WSD sub-grid branches off its own stable run: the grid parses and
+    the DAG does not extend such a sweep (symato.run.sweep.find_sweeps)."""
+    from symato.run.sweep import find_sweeps
+
+    config = _config(tokens=[640, 1920], vary={"lr": [0.002, 0.008]})
+    runs = expand_grid(config)
+    assert len(runs) == 4 and find_sweeps(runs) == []

@@ -561,22 +561,25 @@ def choose_runs(
     them), and every measured replicate of the chosen value is kept, each a point of
     the fits. Choosing the best seed would pick luck.
 
-    WSD runs (``-wsd`` suffix, ``schedule: wsd``) are fitted like any run, but one whose
-    name without that suffix is a run here too is the WSD check beside a cosine run of
-    the same cell (summary.md compares them): the cosine run is fitted, the WSD run set
-    aside, so no cell counts twice.
+    WSD runs (``-wsd`` suffix, ``schedule: wsd``) are fitted like any run, but in a cell
+    (seeds pooled) that also has a measured cosine run they are the WSD check
+    (summary.md compares the two): the cosine runs are fitted, the WSD runs set aside, so
+    no cell counts twice.
     """
     kept: list[dict[str, Any]] = []
     sweeps: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     notes = []
-    names = {(r.get("tokenizer"), r["run"]) for r in rows if r.get("run")}
+    cosine_cells = {(r.get("tokenizer"), r.get("arch"), replicate_key(r["run"])[0])
+                    for r in rows if r.get("run") and r.get("loss") is not None
+                    and "decay" not in split_run_name(r["run"])[1]}
     for r in rows:
         if not r.get("run"):
             if r.get("loss") is not None:
                 kept.append(r)
             continue
         base, varied = split_run_name(r["run"])
-        if "decay" in varied and (r.get("tokenizer"), without_schedule(r["run"])) in names:
+        cell = (r.get("tokenizer"), r.get("arch"), replicate_key(without_schedule(r["run"]))[0])
+        if "decay" in varied and cell in cosine_cells:
             notes.append(f"run {r.get('tokenizer', '')}/{r['run']}: a WSD branch beside the "
                          "cosine run of its cell (the WSD check in summary.md; not fitted)")
             continue

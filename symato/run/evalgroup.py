@@ -36,7 +36,9 @@ def unpack_group(group_file: str | Path, run_dir: str | Path, out: str | Path) -
         raise SymatoError(f"{group_file} has no run {run_dir}: its group was evaluated "
                           f"without it; rerun the group's evaluate job")
     if "error" in entry:
-        raise SymatoError(f"evaluation of {run_dir} failed: {entry['error']}")
+        raise SymatoError(f"evaluation of {run_dir} failed: {entry['error']} (recorded in "
+                          f"{group_file}; once the cause is fixed, delete that file or rerun "
+                          f"with --forcerun evaluate to evaluate the group again)")
     write_json_atomic(Path(out), entry["metrics"])
 
 

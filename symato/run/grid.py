@@ -157,6 +157,10 @@ def run_settings(
              if not (k == "seed" and v == configured["seed"])}
     if shared.get("schedule") == "wsd":  # the name says the schedule (-wsd0.2)
         named.setdefault("decay", shared.get("decay", SPEC["decay"].default))
+    elif "decay" in named:
+        raise SymatoError(f"{where}: 'decay' (varied {named['decay']}) is a setting of "
+                          f"schedule wsd, but these runs' schedule is {shared['schedule']!r}: "
+                          "give the sub-grid `schedule: wsd` or drop decay")
     n_layer, n_embd = parse_size(size)
     if shared["device"] == "auto":  # a job that declared no GPU must not take one
         shared["device"] = "cuda" if int(train["gpus_per_run"]) > 0 else "cpu"

@@ -120,9 +120,17 @@ def rate_run_name(run: str, lr: float) -> str:
 # ----------------------------------------------------------------------------- sweeps
 def find_sweeps(runs: list[dict[str, Any]]) -> list[Sweep]:
     """The learning-rate sweeps among the grid's runs (``symato.run.grid.expand_grid``):
-    groups of runs named alike but for ``-lr``, with two or more rates; in grid order."""
+    groups of runs named alike but for ``-lr``, with two or more rates; in grid order.
+
+    WSD runs (``schedule: wsd``) are left out: each rate of a WSD sub-grid is a branch of
+    its own stable run, so an extension rate would need a stable run of its own; their
+    best rate is still chosen by the fits (``symato.report.fit.choose_runs``), but the
+    DAG does not extend them.
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in runs:
+        if r["settings"].get("schedule") == "wsd":
+            continue
         groups.setdefault((r["tokenizer"], sweep_name(r["run"])), []).append(r)
     sweeps = []
     for (tok, name), members in groups.items():
