@@ -234,8 +234,23 @@ def make_deterministic(s: dict[str, Any], device: torch.device) -> None:
     """Fixed thread count and deterministic kernels: same seed, same bits on CPU."""
     torch.set_num_threads(int(s["threads"]))
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic_kernels(compiled=bool(s.get("compile")))
     torch.manual_seed(int(s["seed"]))
+
+
+def deterministic_kernels(compiled: bool) -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)``, without its import of
+    torch._inductor when nothing is compiled.
+
+    Why: that function also sets the inductor's own flag, and importing the inductor
+    (with torch._dynamo) took 1.5-3.7 s of every training job on the 2-core demo machine,
+    most of a small run's time. The kernels' flag is the same call either way; with
+    ``compile`` on, the public function sets both.
+    """
+    if compiled or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def window_share(n: int, rank: int, world: int) -> tuple[int, int]:
