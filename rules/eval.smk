@@ -1,7 +1,8 @@
 # Stage 7: evaluation of every trained run on the held-out split.
 #
-# One `symato evaluate` process per evaluation group: the runs of one tokenizer and one
-# model shape that differ only in budget and seed (symato.run.grid.eval_group), so the
+# One `symato evaluate` process per evaluation group: by default the runs of one tokenizer
+# and one model shape that differ only in budget, seed and learning rate
+# (config eval.group_by, symato.run.grid.eval_group), so the
 # validation text, the tokenizer and the restoration input are read once for all of them
 # and the process start is paid once. The group's file results/evals/{tokenizer}/{group}.json
 # holds each run's metrics (or the error that stopped it); each run's metrics.json is
@@ -9,7 +10,8 @@
 
 from symato.run.grid import eval_group, eval_groups
 
-EVAL_GROUPS = eval_groups(GRID_RUNS)
+EVAL_GROUP_BY = config["eval"]["group_by"]
+EVAL_GROUPS = eval_groups(GRID_RUNS, EVAL_GROUP_BY)
 
 
 def eval_options() -> str:
@@ -33,7 +35,7 @@ def group_runs(wildcards) -> list[str]:
 
 def run_group_file(wildcards) -> str:
     """The group file that holds a run's metrics."""
-    group = eval_group(wildcards.run)
+    group = eval_group(wildcards.run, EVAL_GROUP_BY)
     if wildcards.run not in EVAL_GROUPS.get((wildcards.tokenizer, group), ()):
         group = wildcards.run  # e.g. a sweep's extension run: a group of its own
     return f"results/evals/{wildcards.tokenizer}/{group}.json"

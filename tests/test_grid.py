@@ -22,6 +22,7 @@ from symato.errors import SymatoError
 from symato.run.grid import eval_groups, expand_grid, format_tokens, run_name_pattern
 from symato.run.settings import command_args
 from symato.run.settings import main as settings_main
+from symato.run.wsd import stable_runs
 
 
 def demo_config() -> dict:
@@ -158,7 +159,10 @@ while [ $# -gt 0 ]; do case $1 in
   --out) out=$2;; --group-out) out=$2;; --run) runs="$runs $2";; esac; shift; done
 case $cmd in
   settings|build|unpack) echo '{}' > "$out";;
-  train) touch "$out/model.pt" "$out/metrics.jsonl";;
+  train) case $out in
+    */stable/*) echo '{}' > "$out/stable.json"; touch "$out/metrics.jsonl";;  # WSD stable
+    *) touch "$out/model.pt" "$out/metrics.jsonl";;
+  esac;;
   evaluate)  # one group file with every run's (empty) metrics
     printf '{"format": "symato-eval-group/1", "runs": {' > "$out"; sep=""
     for r in $runs; do printf '%s"%s": {"metrics": {}}' "$sep" "$r" >> "$out"; sep=", "; done
@@ -207,8 +211,20 @@ def _snakemake(workdir: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _group_sets(config: dict) -> dict:
+    return eval_groups(expand_grid(config), config["eval"]["group_by"])
+
+
 def _groups(config: dict) -> int:
-    return len(eval_groups(expand_grid(config)))
+    return len(_group_sets(config))
+
+
+def _changed_groups(before: dict, after: dict) -> tuple[int, int]:
+    """(evaluation groups of ``after`` that are new or have other runs than in ``before``,
+    the runs in them: each gets its metrics.json again)."""
+    old = _group_sets(before)
+    changed = [runs for key, runs in _group_sets(after).items() if old.get(key) != runs]
+    return len(changed), sum(map(len, changed))
 
 
 def _job_counts(workdir: Path) -> dict[str, int]:
@@ -229,8 +245,11 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     # one kernel build (the CPU one) that the RWKV runs wait for; one evaluation job per
     # group (a model shape's budgets and seeds), one metrics.json per run from it
     assert g < n
+    stable = len(stable_runs(expand_grid(config)))  # the WSD check's stable runs
+    assert stable > 0
     assert _job_counts(work) == {"build_kernels": 1, "run_settings": n, "train": n,
-                                 "evaluate": g, "run_metrics": n, "runs": 1}
+                                 "evaluate": g, "run_metrics": n, "runs": 1,
+                                 "stable_settings": stable, "train_stable": stable}
     _snakemake(work, "--quiet", "all")  # stub jobs: outputs and their params recorded
     assert _job_counts(work) == {}
     # the same config with every mapping's keys in another order plans nothing
@@ -240,7 +259,7 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
     # one shared setting of one arch -> exactly that arch's runs
     # (lr_min: the sweep runs fix lr by name, so an lr override would miss them, rightly)
     n_gpt = sum(r["arch"] == "gpt" for r in expand_grid(config))
-    g_gpt = sum(group.startswith("gpt-") for _, group in eval_groups(expand_grid(config)))
+    g_gpt = sum(group.split("-")[0] == "gpt" for _, group in _group_sets(config))
     config["train"]["arch_overrides"]["gpt"]["lr_min"] = 0.00061
     _write_config(work, config)
     assert _job_counts(work) == {"run_settings": n_gpt, "train": n_gpt, "evaluate": g_gpt,
@@ -255,20 +274,22 @@ def test_dry_run_job_counts(tmp_path: Path) -> None:
         "build_kernels": "1", "total": "1"}
 
     # a new size -> only its runs (one per arch and budget of that sub-grid)
+    before = copy.deepcopy(config)
     grid = config["train"]["grids"][0]
     grid["sizes"].append("L4-D128")
     toks = config["tokenizers"] if grid["tokenizers"] == "all" else grid["tokenizers"]
     k = len(toks) * len(grid["archs"]) * len(grid.get("tokens") or grid["bytes"])
-    new_groups = len(toks) * len(grid["archs"])  # its budgets are one group
+    new_groups, unpacked = _changed_groups(before, config)  # the groups the new runs join
+    assert 0 < new_groups <= len(toks) * len(grid["archs"]) and unpacked >= k
     _write_config(work, config)
     assert _job_counts(work) == {"run_settings": k, "train": k, "evaluate": new_groups,
-                                 "run_metrics": k, "runs": 1}
+                                 "run_metrics": unpacked, "runs": 1}
     _snakemake(work, "--quiet", "all")
 
     # an evaluation setting -> every evaluation, no training
     config["eval"]["restoration_syllables"] = 10
     _write_config(work, config)
-    assert _job_counts(work) == {"evaluate": g + new_groups, "run_metrics": n + k, "runs": 1}
+    assert _job_counts(work) == {"evaluate": _groups(config), "run_metrics": n + k, "runs": 1}
     _snakemake(work, "--quiet", "all")
 
 
@@ -435,3 +456,20 @@ def test_grid_cost_counts_the_grid(tmp_path: Path) -> None:
                           "--configfile", str(one), "--manifests", str(manifests)],
                          capture_output=True, text=True, check=True, timeout=300).stdout
     assert "total: 1 runs, 1.02e+03 tokens" in out, out
+
+
+def test_evaluation_groups() -> None:
+    """Which runs share an evaluation job (eval.group_by); a group is never a run name."""
+    from symato.errors import SymatoError
+    from symato.run.grid import eval_group
+
+    run = "rwkv-L2-D64-B30k-lr0.002-s2"
+    assert eval_group(run) == "rwkv-L2-D64"
+    assert eval_group(run, "architecture") == "rwkv"
+    assert eval_group(run, "run") == run
+    # other varied settings keep groups of their own (WSD, split forms)
+    assert eval_group("rwkv-L1-D32-B10k-wsd0.2-s3", "architecture") == "rwkv-wsd0.2"
+    assert eval_group("rwkv-L2-D64-B300k-split0.1") == "rwkv-L2-D64-split0.1"
+    assert not re.fullmatch(run_name_pattern(), eval_group(run))
+    with pytest.raises(SymatoError, match="group_by"):
+        eval_group(run, "tokenizer")

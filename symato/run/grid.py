@@ -106,26 +106,40 @@ def run_name_pattern() -> str:
 
 
 _BUDGET_PART = re.compile(r"-[TB][0-9]+[kMG]?(?=-|$)")
-_SEED_PART = re.compile(r"-s[0-9]+(?=-|$)")
+_SEED_LR_PART = re.compile(r"-(s|lr|lrmin)[0-9][0-9.]*(?=-|$)")
+_SIZE_PART = re.compile(r"-L[0-9]+-D[0-9]+(?=-|$)")
+EVAL_GROUPINGS = ("run", "shape", "architecture")
 
 
-def eval_group(run: str) -> str:
-    """The evaluation group of a grid run: its name without budget and seed
-    (``rwkv-L2-D64-B30k-s2`` -> ``rwkv-L2-D64``).
+def eval_group(run: str, by: str = "shape") -> str:
+    """The evaluation group of a grid run (config ``eval.group_by``):
 
-    Why these runs together: one model shape's budgets and replicates are the runs a
-    grid adds and retrains together, so one evaluation process per group (rules/eval.smk)
-    reads the validation text once for all of them while a new size or rate still only
-    evaluates its own runs.
+    - ``shape``: its name without budget, seed and learning rate
+      (``rwkv-L2-D64-B30k-lr0.002-s2`` -> ``rwkv-L2-D64``);
+    - ``architecture``: without the size too (-> ``rwkv``);
+    - ``run``: the run alone (its own name).
+
+    Other varied settings (``-split0.1``, ``-wsd0.2``) keep their own groups. Why groups:
+    the runs of a group share one evaluation process (rules/eval.smk), which reads the
+    validation text, the tokenizer and the restoration input once; a retrained run
+    re-evaluates its group, so large models on a cluster want small groups (``run``) and
+    the small models of a 2-core demo large ones. A group's name never has a budget, so
+    it is never a run's name.
     """
-    return _SEED_PART.sub("", _BUDGET_PART.sub("", run, count=1))
+    if by not in EVAL_GROUPINGS:
+        raise SymatoError(f"eval.group_by must be one of {EVAL_GROUPINGS}, got {by!r}")
+    if by == "run":
+        return run
+    group = _SEED_LR_PART.sub("", _BUDGET_PART.sub("", run, count=1))
+    return _SIZE_PART.sub("", group, count=1) if by == "architecture" else group
 
 
-def eval_groups(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+def eval_groups(runs: list[dict[str, Any]], by: str = "shape"
+                ) -> dict[tuple[str, str], list[str]]:
     """(tokenizer, group) -> the names of its runs, in grid order."""
     groups: dict[tuple[str, str], list[str]] = {}
     for r in runs:
-        groups.setdefault((r["tokenizer"], eval_group(r["run"])), []).append(r["run"])
+        groups.setdefault((r["tokenizer"], eval_group(r["run"], by)), []).append(r["run"])
     return groups
 
 
