@@ -154,7 +154,7 @@ def _dry_run(work, *config: str, targets: tuple[str, ...] = ()) -> str:
     ("eval={batch_size: 8}", "results/runs/symato/rwkv-L1-D32-B10k/metrics.json",
      "--batch-size 8 --window-stride 0.25 "),
     ("clean={dedup: false}", "results/clean/report.json", "clean dedup --disable "),
-    ("clean={dedup: true}", "results/clean/report.json", " --val-fraction 0.05 "),
+    ("clean={dedup: true}", "results/clean/report.json", " --val-fraction 0.025 "),
 ])
 def test_nested_config_overrides_are_typed_and_merged(tmp_path, override, target,
                                                       expected) -> None:

@@ -265,9 +265,9 @@ def real_workdir(root: Path) -> Path:
 
 
 def data_files(root: Path) -> dict[str, bytes]:
-    """Every data-stage output (not runs, logs, benchmarks, Slurm logs, kernel build
-    records: those hold build times)."""
-    skip = {"runs", "logs", "benchmarks", "kernels"}
+    """Every data-stage output (not runs and their evaluation groups' files, logs,
+    benchmarks, Slurm logs, kernel build records: those hold build and training times)."""
+    skip = {"runs", "evals", "logs", "benchmarks", "kernels"}
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted((root / "results").rglob("*"))
