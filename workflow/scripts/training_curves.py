@@ -27,9 +27,9 @@ def draw(curves, style: figures.Style):
             drawn = 0
             for (tok, _run), g in runs:
                 g = g.dropna(subset=[x, "val_bpb"]).sort_values(x)
-                if len(g):
+                if len(g):  # a run shorter than eval_interval has its final point only
                     ax.plot(g[x], g["val_bpb"], color=style.tok(tok), ls=style.ls(arch),
-                            lw=0.8, alpha=0.7)
+                            lw=0.8, alpha=0.7, marker="o" if len(g) == 1 else None, ms=2.5)
                     drawn += 1
             if not drawn:
                 figures.empty_panel(ax, f"no {xlabel} recorded")
@@ -40,7 +40,8 @@ def draw(curves, style: figures.Style):
             ax.set_title(f"{arch}: {runs.ngroups} runs", fontsize=9)
         row[0].set_ylabel("val bits per byte")
     figures.legend_below(fig, *style.handles(curves["tokenizer"], archs))
-    fig.suptitle("Validation loss during training (one line per run)", fontsize=10)
+    fig.suptitle("Validation loss during training (one line per run; a dot: a run shorter "
+                 "than eval_interval, its final point only)", fontsize=10)
     figures.clear_tick_collisions(fig)
     return fig
 
