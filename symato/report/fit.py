@@ -505,16 +505,10 @@ def split_run_name(run: str) -> tuple[str, dict[str, float]]:
     ``rwkv-L2-D64-B200k-lr0.002`` -> ``("rwkv-L2-D64-B200k", {"lr": 0.002})``; the inverse
     of ``symato.run.grid.run_name``'s suffixes (short names from the settings contract).
     """
-    from symato.run.settings import varied_names
+    from symato.run.grid import split_name
 
-    by_short = {short: name for name, short in varied_names().items()}
-    pattern = re.compile(rf"^({'|'.join(sorted(map(re.escape, by_short), key=len, reverse=True))})"
-                         r"([0-9]+(?:\.[0-9]+)?)$")
-    fields, varied = run.split("-"), {}
-    while len(fields) > 1 and (match := pattern.match(fields[-1])):
-        varied[by_short[match.group(1)]] = float(match.group(2))
-        fields.pop()
-    return "-".join(fields), varied
+    base, varied = split_name(run)
+    return base, {key: float(value) for key, value in varied.items()}
 
 
 def _is_default(setting: str, value: float) -> bool:

@@ -97,6 +97,29 @@ def run_name(
     return f"{arch}-L{n_layer}-D{n_embd}-{budget}{suffix}"
 
 
+_SUFFIX_RE = re.compile(r"^([a-z]+)([0-9]+(?:\.[0-9]+)?)$")
+
+
+def split_name(run: str) -> tuple[str, dict[str, str]]:
+    """The inverse of :func:`run_name`'s suffixes: a run name's head
+    (``arch-Ln-Dd-Bbudget``) and its varied settings (name -> value as written), e.g.
+    ``rwkv-L1-D32-B100k-lr0.002-s2`` -> ``("rwkv-L1-D32-B100k", {"lr": "0.002",
+    "seed": "2"})``."""
+    by_short = {short: name for name, short in varied_names().items()}
+    fields, varied = run.split("-"), {}
+    while len(fields) > 1 and (match := _SUFFIX_RE.match(fields[-1])) \
+            and match.group(1) in by_short:
+        varied[by_short[match.group(1)]] = match.group(2)
+        fields.pop()
+    return "-".join(fields), varied
+
+
+def join_name(head: str, varied: dict[str, str]) -> str:
+    """The inverse of :func:`split_name`: suffixes in :func:`run_name`'s order."""
+    shorts = varied_names()
+    return head + "".join(f"-{shorts[key]}{varied[key]}" for key in sorted(varied))
+
+
 def run_name_pattern() -> str:
     """A regular expression that matches every run name of every registered architecture."""
     archs = "|".join(re.escape(name) for name in ARCHITECTURES)

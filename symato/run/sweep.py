@@ -29,20 +29,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from symato.errors import SymatoError
 from symato.io import read_json, write_json_atomic
-from symato.run.grid import format_value
+from symato.run.grid import format_value, join_name, split_name
 from symato.run.settings import (
     RESOLVED_KEYS,
     check_settings,
     load_settings,
     ordered,
-    varied_names,
 )
 
 # Losses within this relative distance of the best count as tied (the report's rule:
@@ -54,7 +52,6 @@ RATE_DIGITS = 6
 # Every decision's ``status``.
 STATUSES = ("bracketed", "extend", "limit_reached", "lr_min", "invalid_rate")
 
-_SUFFIX_RE = re.compile(r"^([a-z]+)([0-9][0-9.]*)$")
 
 
 @dataclass(frozen=True)
@@ -79,42 +76,23 @@ class Sweep:
 
 
 # ----------------------------------------------------------------------------- names
-def _split_name(run: str) -> tuple[str, dict[str, str]]:
-    """A run name's head (``arch-Ln-Dd-Bbudget``) and its varied suffixes (setting name ->
-    value as written), e.g. ``rwkv-L1-D32-B100k-lr0.002-s2`` ->
-    ``("rwkv-L1-D32-B100k", {"lr": "0.002", "seed": "2"})``."""
-    by_short = {short: name for name, short in varied_names().items()}
-    fields, varied = run.split("-"), {}
-    while len(fields) > 1 and (match := _SUFFIX_RE.match(fields[-1])) \
-            and match.group(1) in by_short:
-        varied[by_short[match.group(1)]] = match.group(2)
-        fields.pop()
-    return "-".join(fields), varied
-
-
-def _join_name(head: str, varied: dict[str, str]) -> str:
-    """The inverse of :func:`_split_name`: suffixes in ``symato.run.grid.run_name`` order."""
-    shorts = varied_names()
-    return head + "".join(f"-{shorts[key]}{varied[key]}" for key in sorted(varied))
-
-
 def sweep_name(run: str) -> str:
     """The name of the sweep a run belongs to: its name without the ``-lr`` suffix."""
-    head, varied = _split_name(run)
+    head, varied = split_name(run)
     varied.pop("lr", None)
-    return _join_name(head, varied)
+    return join_name(head, varied)
 
 
 def has_rate_suffix(run: str) -> bool:
     """Whether a run's name carries a ``-lr`` suffix (False: the configured rate)."""
-    return "lr" in _split_name(run)[1]
+    return "lr" in split_name(run)[1]
 
 
 def rate_run_name(run: str, lr: float) -> str:
     """The name of the run like ``run`` but at rate ``lr``: ``rwkv-L1-D32-B100k-s2`` at
     0.016 -> ``rwkv-L1-D32-B100k-lr0.016-s2`` (the suffix order of ``run_name``)."""
-    head, varied = _split_name(run)
-    return _join_name(head, {**varied, "lr": format_value(lr)})
+    head, varied = split_name(run)
+    return join_name(head, {**varied, "lr": format_value(lr)})
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -187,7 +165,7 @@ def lookup_extension(sweeps: dict[tuple[str, str], Sweep], tokenizer: str,
     """The settings of ``tokenizer/run`` if it names a rate of a known sweep that the grid
     does not list (an extension run); None when it names no sweep."""
     sweep = sweeps.get((tokenizer, sweep_name(run)))
-    rate = _split_name(run)[1].get("lr")
+    rate = split_name(run)[1].get("lr")
     if sweep is None or rate is None:
         return None
     settings = extension_settings(sweep.settings, float(rate),
