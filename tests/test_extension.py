@@ -324,3 +324,52 @@ def test_constant_under_compile_marks_like_torch() -> None:
         "assert wkv7._resolve_traced._dynamo_marked_constant\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_the_operator_table_is_the_only_list_of_operators() -> None:
+    """The kernel families, the operators and the architectures' operators come from one
+    table (symato.models.ops.OPERATORS): each name is its own family, its module's
+    OPERATOR is an Operator of that name, and every architecture names one of them."""
+    from symato.models.ops import OPERATORS, operator
+    from symato.models.ops.base import Operator
+    from symato.models.registry import ARCHITECTURES
+
+    assert list(extension.FAMILIES) == list(OPERATORS)
+    for name in OPERATORS:
+        op = operator(name)
+        assert isinstance(op, Operator) and op.name == name
+        assert (extension.kernels_dir(name) / f"{name}_cpu.cpp").is_file()
+    used = {arch.operator for arch in ARCHITECTURES.values() if arch.operator}
+    assert used == set(OPERATORS)
+    with pytest.raises(SymatoError, match="no operator named 'mamba'; known"):
+        operator("mamba")
+
+
+def test_an_architecture_naming_an_unknown_operator_fails_when_declared() -> None:
+    from symato.models.registry import Architecture
+
+    with pytest.raises(SymatoError, match=r"architecture 'x': no operator named 'wkv5'"):
+        Architecture("x", "m", "X", "XConfig", "x", operator="wkv5")
+
+
+@pytest.mark.parametrize("name", ["wkv", "wkv7"])
+def test_a_kernel_keeping_states_at_another_interval_is_refused(name: str) -> None:
+    """The fake implementation's checkpoint shapes come from the operator's interval, so
+    a CUDA kernel keeping states at another one is a failed build naming both numbers
+    and the file to change; the cpu target keeps none and is not asked."""
+    from types import SimpleNamespace
+
+    from symato.models.ops import operator
+
+    op = operator(name)
+    wrong = SimpleNamespace(checkpoint_interval=lambda: op.ckpt_interval * 2)
+    op.check_extension("cpu", wrong)
+    op.check_extension("cuda", SimpleNamespace(checkpoint_interval=lambda: op.ckpt_interval))
+    for target in ("cuda", "cuda-emulated"):
+        with pytest.raises(SymatoError, match=(
+                rf"{name}: the {target} kernels keep a state every {op.ckpt_interval * 2} "
+                rf"steps, symato/models/ops/{'wkv4' if name == 'wkv' else name}\.py expects "
+                rf"{op.ckpt_interval}: update its CKPT_INTERVAL")):
+            op.check_extension(target, wrong)
+    assert op.checkpoints("cuda", True, 2 * op.ckpt_interval + 1) == 3
+    assert op.checkpoints("cuda", False, 100) == op.checkpoints("cpu", True, 100) == 0

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from symato.errors import SymatoError
+from symato.models.ops import OPERATORS, operator
 
 # The run settings a recipe gives a value to (``symato.run.settings``: their config
 # default is "recipe", resolved per architecture by the grid).
@@ -90,7 +91,7 @@ class Architecture:
     settings this architecture uses
     unless ``train.arch_overrides`` says otherwise. ``run_fields`` are the settings that
     name a run (``{arch}-L{n_layer}-D{n_embd}-...``). ``operator`` names the compiled
-    operator's kernel family (``symato.models.ops.extension.FAMILIES``) when the model has
+    operator (``symato.models.ops.OPERATORS``, also its kernel family) when the model has
     one: the run setting ``wkv_backend`` then reaches its config, training waits for the
     family's kernels (rule ``build_kernels``) and records the backend that ran; ``""``
     for architectures without one (their record says ``none``). ``recipe`` is how the
@@ -112,6 +113,13 @@ class Architecture:
     # implies (its model was built before the key existed), for loading old files.
     saved_config_defaults: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        """An operator name must be one of the operators' table (a typo fails here, when
+        the registry is read, not in the first training job)."""
+        if self.operator and self.operator not in OPERATORS:
+            raise SymatoError(f"architecture {self.name!r}: no operator named "
+                              f"{self.operator!r}; known: {list(OPERATORS)}")
 
     def classes(self) -> tuple[type, type]:
         """(model class, config class), imported on first use."""
@@ -156,18 +164,14 @@ class Architecture:
         ``"none"`` for an architecture without a compiled operator."""
         if not self.operator:
             return "none"
-        from symato.models.ops.extension import operator_module
-
-        return operator_module(self.operator).resolve_backend(backend, device, dtype)
+        return operator(self.operator).resolve_backend(backend, device, dtype)
 
     def backend_used(self) -> str:
         """The backend the operator's latest call ran (``"none"`` without an operator or
         before any call)."""
         if not self.operator:
             return "none"
-        from symato.models.ops.extension import operator_module
-
-        return operator_module(self.operator).last_backend_used()
+        return operator(self.operator).last_backend_used()
 
 
 # The authors' recipes (docs/models.md, "Training recipes", has the sources and the

@@ -46,7 +46,6 @@ import ctypes
 import fcntl
 import functools
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
@@ -67,6 +66,7 @@ from typing import Any, TypeVar
 import torch
 
 from symato.errors import SymatoError
+from symato.models.ops import OPERATORS, operator
 
 F = TypeVar("F", bound=Any)
 
@@ -89,7 +89,6 @@ __all__ = [
     "kernels_dir",
     "load_extension",
     "nvcc_version",
-    "operator_module",
     "resolve_backend",
     "toolchain_missing",
 ]
@@ -115,16 +114,15 @@ class KernelBuildError(SymatoError, RuntimeError):
 class Family:
     """One operator's compiled kernels.
 
-    ``kinds`` maps each kind to (sources compiled, other files the build reads).
-    ``operator`` is the module that owns the family: it provides ``compile_defines()``
+    ``name`` is its operator's (``symato.models.ops.OPERATORS``), whose
+    :class:`~symato.models.ops.base.Operator` gives the build its ``compile_defines()``
     (constants the kernel sources take from Python as ``-D`` flags, so each is written
-    once), ``check_extension(kind, module)`` (run once after loading; a failure counts as
-    a failed build), ``resolve_backend`` and ``last_backend_used``. ``dtypes`` are the
-    input dtypes each compiled kind computes.
+    once) and checks each loaded extension (``check_extension(kind, module)``, a failure
+    counts as a failed build). ``kinds`` maps each kind to (sources compiled, other
+    files the build reads); ``dtypes`` are the input dtypes each compiled kind computes.
     """
 
     name: str
-    operator: str
     kinds: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
     dtypes: Mapping[str, tuple[torch.dtype, ...]]
 
@@ -134,12 +132,12 @@ KERNEL_DTYPES: Mapping[str, tuple[torch.dtype, ...]] = MappingProxyType(
     {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS})
 
 
-def _wkv_family(prefix: str, operator: str) -> Family:
+def _wkv_family(prefix: str) -> Family:
     """A WKV family: its kernels are ``<prefix>_cpu.cpp``, ``<prefix>_cuda.cu`` with its
     binding ``<prefix>_cuda_bind.cpp``, and ``<prefix>_cuda_emulate.cpp`` (the CUDA
     kernels compiled for the CPU, for tests), all laid out alike."""
     cu = f"{prefix}_cuda.cu"
-    return Family(prefix, operator,
+    return Family(prefix,
                   {"cpu": ((f"{prefix}_cpu.cpp",), ()),
                    "cuda": ((f"{prefix}_cuda_bind.cpp", cu), ()),
                    "cuda-emulated": ((f"{prefix}_cuda_emulate.cpp",),
@@ -147,11 +145,8 @@ def _wkv_family(prefix: str, operator: str) -> Family:
                   KERNEL_DTYPES)
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (_wkv_family("wkv", "symato.models.ops.wkv4"),
-              _wkv_family("wkv7", "symato.models.ops.wkv7"))
-}
+# One family per operator of the table, its kernel files named after it.
+FAMILIES: dict[str, Family] = {name: _wkv_family(name) for name in OPERATORS}
 
 _lock = threading.Lock()
 _extensions: dict[tuple[str, str], ModuleType | None] = {}
@@ -163,11 +158,6 @@ def _family(family: str) -> Family:
     if family not in FAMILIES:
         raise SymatoError(f"no kernel family named {family!r}; known: {list(FAMILIES)}")
     return FAMILIES[family]
-
-
-def operator_module(family: str) -> ModuleType:
-    """The operator module that owns ``family`` (imported on first use)."""
-    return importlib.import_module(_family(family).operator)
 
 
 def kernels_dir(family: str = "wkv") -> Path:
@@ -283,7 +273,7 @@ def cuda_target() -> str:
 
 def _flags(family: str, kind: str) -> tuple[list[str], list[str]]:
     """(C++ flags, nvcc flags) of one build, the operator's defines included."""
-    defines = list(getattr(operator_module(family), "compile_defines", list)())
+    defines = operator(_family(family).name).compile_defines()
     if kind == "cpu":
         return [*_CPU_FLAGS, *defines], []
     if kind == "cuda-emulated":
@@ -395,9 +385,7 @@ def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> Mod
         try:  # build_dir reads the sources: missing ones are a failed build too
             folder, digest = build_dir(family, kind)
             mod = _build(family, kind, folder, digest, verbose)
-            check = getattr(operator_module(family), "check_extension", None)
-            if check is not None:
-                check(kind, mod)
+            operator(family).check_extension(kind, mod)
         except Exception as exc:  # compiler missing, nvcc error, a failed check, ...
             _extensions[key] = None
             _build_errors[key] = explain_build_failure(family, kind, exc)

@@ -16,11 +16,12 @@ the RNN-state convention of the RWKV-4 runtime (ChatRWKV's ``att_aa/att_bb/att_p
 a state from this operator can be fed to the ``rwkv`` package and back. It is float32
 (float64 when k/v are float64, which gradcheck needs).
 
-The kernels (family ``wkv``) are built and loaded by ``symato.models.ops.extension``,
-the loader and backend policy this operator shares with RWKV-7's: ``auto`` takes the
+This module's ``OPERATOR`` (:class:`symato.models.ops.base.Operator`, family ``wkv``)
+holds what it shares with RWKV-7's operator: the backend policy (``auto`` takes the
 compiled kernel of the device and a kernel that cannot be built is an error naming cause
-and fix. The empty state's ``pp`` (``INIT_PP``) is defined here only; the CUDA source
-receives it as the define ``WKV_INIT_PP`` (:func:`compile_defines`).
+and fix), the record of the backend that ran, and loading and checking the extension.
+The empty state's ``pp`` (``INIT_PP``) is defined here only; the CUDA source receives it
+as the define ``WKV_INIT_PP`` (:func:`compile_defines`).
 
 The compiled kernels are the custom operators ``symato::wkv_forward`` and
 ``symato::wkv_backward``, so ``torch.compile`` traces an RWKV model as one graph.
@@ -28,16 +29,17 @@ The compiled kernels are the custom operators ``symato::wkv_forward`` and
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 
 from symato.errors import SymatoError
 from symato.models.ops import extension
+from symato.models.ops.base import Operator, has_checkpoints
 
 __all__ = [
     "BACKENDS",
+    "CKPT_INTERVAL",
     "INIT_PP",
+    "OPERATOR",
     "available_backends",
     "check_extension",
     "compile_defines",
@@ -53,8 +55,18 @@ BACKENDS = extension.BACKENDS
 # finite; exp(-1e38 - x) underflows to exactly 0 for any realistic x. The rwkv package
 # uses -1e30, which is equivalent. The CUDA kernels get it as -DWKV_INIT_PP.
 INIT_PP = -1e38
+# The CUDA kernels keep the state every CKPT_INTERVAL steps for the backward; must equal
+# kernels/wkv_cuda.cu's (checked when the extension loads).
+CKPT_INTERVAL = 8
 
-_last_used: list[str] = ["none"]
+OPERATOR = Operator("wkv", "symato/models/ops/wkv4.py", CKPT_INTERVAL,
+                    defines=(f"-DWKV_INIT_PP={INIT_PP!r}f",))
+compile_defines = OPERATOR.compile_defines
+check_extension = OPERATOR.check_extension
+resolve_backend = OPERATOR.resolve_backend
+available_backends = OPERATOR.available_backends
+last_backend_used = OPERATOR.last_backend_used
+_resolve_traced = OPERATOR.traced_resolver()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -123,63 +135,6 @@ def wkv_torch(w, u, k, v, state=None):
     return y.to(k.dtype), torch.stack([aa, bb, pp], 1)
 
 
-# ----------------------------------------------------------------------------- building
-
-
-def compile_defines() -> list[str]:
-    """Constants the kernel sources take from here (``symato.models.ops.extension`` passes
-    them to every build of this family): the empty state's ``pp``, written once."""
-    return [f"-DWKV_INIT_PP={INIT_PP!r}f"]
-
-
-def check_extension(kind: str, mod: ModuleType) -> None:
-    """The op's fake implementation predicts the checkpoint shape; it must match."""
-    if _has_checkpoints(kind) and mod.checkpoint_interval() != _CKPT_INTERVAL:
-        raise SymatoError(
-            f"wkv: the {kind} kernels keep a state every {mod.checkpoint_interval()} steps, "
-            f"symato/models/ops/wkv4.py expects {_CKPT_INTERVAL}: update _CKPT_INTERVAL"
-        )
-
-
-def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
-    """The backend that will actually run for ``backend`` on tensors of this device/dtype.
-
-    The policy shared by every operator (``symato.models.ops.extension.resolve_backend``):
-    ``auto`` = the compiled kernel of the device, built now if needed; a kernel that
-    cannot be built is a ``KernelBuildError`` naming cause and fix, never a silent fall
-    back to the slow loop; so is an input dtype the kernel has no math for (float16,
-    float64 on CUDA), which runs only as ``torch``, by name.
-    """
-    return extension.resolve_backend("wkv", backend, device, dtype)
-
-
-@extension.constant_under_compile
-def _resolve_traced(backend: str, device: torch.device, dtype: torch.dtype) -> str:
-    """``resolve_backend`` for code torch.compile traces: run once while tracing (it may
-    build an extension, under a lock) and kept in the graph as a constant, so resolving
-    is no graph break. The compiled graph is guarded on device and dtype."""
-    return resolve_backend(backend, device, dtype)
-
-
-def available_backends() -> list[str]:
-    """Backends usable in this process (builds the extensions if needed)."""
-    out = ["torch"]
-    for kind in ("cpu", "cuda"):
-        if kind == "cuda" and not torch.cuda.is_available():
-            continue
-        try:
-            extension.load_extension(kind, family="wkv")
-            out.append(kind)
-        except extension.KernelBuildError:
-            pass
-    return out
-
-
-def last_backend_used() -> str:
-    """Name of the backend the most recent ``wkv`` call ran ("none" before any call)."""
-    return _last_used[0]
-
-
 # ----------------------------------------------------------------------------- the op
 
 
@@ -189,19 +144,15 @@ def last_backend_used() -> str:
 # would be a graph break; and autograd, torch.compile and torch.export all see one
 # forward/backward pair with a single definition. Kinds with checkpoints ("cuda", and
 # "cuda-emulated", the CUDA source compiled for the CPU that tests run) keep the state
-# every few steps for the backward; the "cpu" kind recomputes from the start.
-_CKPT_INTERVAL = 8  # must equal kernels/wkv_cuda.cu's; checked when the extension loads
+# every CKPT_INTERVAL steps for the backward; the "cpu" kind recomputes from the start.
 
 
-def _has_checkpoints(kind: str) -> bool:
-    return kind.startswith("cuda")
-
-
-def _checkpoint_shape(kind: str, save: bool, k: torch.Tensor) -> tuple[int, ...]:
+def _saved_shapes(kind: str, save: bool, k: torch.Tensor) -> tuple[int, ...]:
+    """The shape of the checkpoints the forward keeps, (B, ceil(T / CKPT_INTERVAL), 3, C),
+    or an empty one."""
     B, T, C = k.shape
-    if not (save and _has_checkpoints(kind)):
-        return (0,)
-    return (B, (T + _CKPT_INTERVAL - 1) // _CKPT_INTERVAL, 3, C)
+    n = OPERATOR.checkpoints(kind, save, T)
+    return (B, n, 3, C) if n else (0,)
 
 
 def _forward_kernel(
@@ -209,8 +160,8 @@ def _forward_kernel(
     state: torch.Tensor, kind: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, new_state, checkpoints): checkpoints is empty unless ``kind`` keeps them."""
-    ext = extension.load_extension(kind, family="wkv")
-    if _has_checkpoints(kind):
+    ext = OPERATOR.load(kind)
+    if has_checkpoints(kind):
         return tuple(ext.forward(w, u, k, v, state, save))
     y, s_out = ext.forward(w, u, k, v, state)
     return y, s_out, state.new_empty(0)
@@ -227,7 +178,7 @@ def _wkv_forward(
 
 @_wkv_forward.register_fake
 def _(w, u, k, v, state, kind, save):
-    ckpt = state.new_empty(_checkpoint_shape(kind, save, k))
+    ckpt = state.new_empty(_saved_shapes(kind, save, k))
     return torch.empty_like(k), torch.empty_like(state), ckpt
 
 
@@ -238,8 +189,8 @@ def _wkv_backward(
     gy: torch.Tensor, gs: torch.Tensor, kind: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gw, gu, gk, gv, gstate); gw and gu per batch row, summed by the caller."""
-    ext = extension.load_extension(kind, family="wkv")
-    if _has_checkpoints(kind):
+    ext = OPERATOR.load(kind)
+    if has_checkpoints(kind):
         return tuple(ext.backward(w, u, k, v, state, s_out, ckpt, gy, gs))
     return tuple(ext.backward(w, u, k, v, state, s_out, gy, gs))
 
@@ -277,13 +228,7 @@ def _wkv_compiled(w, u, k, v, state, kind: str):
     """Run a compiled ``kind`` through the custom op; casts are traced, so autograd
     takes gradients back to the callers' dtypes."""
     cdt = _state_dtype(k)
-    save = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (w, u, k, v, state)
-    )
-    # Inference outside tracing calls the kernel itself: the custom op's dispatch would
-    # import torch._dynamo (~2 s in every evaluation and generation process) and adds
-    # nothing without autograd or a graph to trace.
-    op = _wkv_forward if save or torch.compiler.is_compiling() else _forward_kernel
+    op, save = OPERATOR.custom_op_or_kernel(_wkv_forward, _forward_kernel, (w, u, k, v, state))
     y, s_out, _ = op(
         w.to(cdt).contiguous(), u.to(cdt).contiguous(), k.contiguous(), v.contiguous(),
         state.to(cdt).contiguous(), kind, save,
@@ -313,7 +258,7 @@ def wkv(w, u, k, v, state=None, backend: str = "auto"):
     chosen = _resolve_traced(backend, k.device, k.dtype)
     if state is None:
         state = initial_state(B, C, k.device, _state_dtype(k))
-    _last_used[0] = chosen
+    OPERATOR.record(chosen)
     if chosen == "torch" or T == 0:
         return wkv_torch(w, u, k, v, state)
     return _wkv_compiled(w, u, k, v, state, chosen)

@@ -25,10 +25,11 @@ Why three backends:
 naming cause and fix when it cannot be built: a silent fall back to the slow loop would
 make a training run 100x slower without anyone noticing (project policy).
 
-The kernels (family ``wkv7``) are built by ``symato.models.ops.extension``, the loader and
-backend policy shared by both operators, and reach PyTorch as the custom operators
-``symato::wkv7_forward`` and ``symato::wkv7_backward``, so ``torch.compile`` traces a
-model that uses ``wkv7`` as one graph.
+This module's ``OPERATOR`` (:class:`symato.models.ops.base.Operator`, family ``wkv7``)
+holds what it shares with RWKV-4's operator: the backend policy, the record of the
+backend that ran, loading and checking the extension. The kernels reach PyTorch as the
+custom operators ``symato::wkv7_forward`` and ``symato::wkv7_backward``, so
+``torch.compile`` traces a model that uses ``wkv7`` as one graph.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ import torch
 
 from symato.errors import SymatoError
 from symato.models.ops import extension
+from symato.models.ops.base import Operator, has_checkpoints
 
 __all__ = [
     "BACKENDS",
     "CKPT_INTERVAL",
     "CUDA_HEAD_SIZES",
+    "OPERATOR",
+    "available_backends",
     "check_extension",
     "last_backend_used",
     "load_wkv7_extension",
@@ -59,7 +63,13 @@ CKPT_INTERVAL = 16
 CUDA_HEAD_SIZES = (16, 32, 64)
 _IO_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
 _NAMES = ("r", "w", "k", "v", "a", "b")
-_last_used: list[str] = ["none"]
+
+OPERATOR = Operator("wkv7", "symato/models/ops/wkv7.py", CKPT_INTERVAL)
+check_extension = OPERATOR.check_extension
+resolve_backend = OPERATOR.resolve_backend
+available_backends = OPERATOR.available_backends
+last_backend_used = OPERATOR.last_backend_used
+_resolve_traced = OPERATOR.traced_resolver()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -101,11 +111,6 @@ def _check_inputs(tensors: tuple, state) -> None:
         raise SymatoError(f"wkv7: state is on {state.device} but r is on {r.device}")
 
 
-def last_backend_used() -> str:
-    """Name of the backend the most recent ``wkv7`` call ran ("none" before any call)."""
-    return _last_used[0]
-
-
 # ----------------------------------------------------------------------------- torch
 
 
@@ -133,39 +138,11 @@ def wkv7_torch(r, w, k, v, a, b, state=None):
 # ----------------------------------------------------------------------------- building
 
 
-def check_extension(kind: str, mod: ModuleType) -> None:
-    """The op's fake implementation predicts the checkpoint shape; it must match."""
-    if kind.startswith("cuda") and mod.checkpoint_interval() != CKPT_INTERVAL:
-        raise SymatoError(
-            f"wkv7: the {kind} kernels keep a state every {mod.checkpoint_interval()} "
-            f"steps, symato/models/ops/wkv7.py expects {CKPT_INTERVAL}: update CKPT_INTERVAL"
-        )
-
-
 def load_wkv7_extension(kind: str, verbose: bool = False) -> ModuleType:
     """Build (or load from its folder) the ``cpu``, ``cuda`` or ``cuda-emulated`` WKV-7
     extension; a failed build raises ``KernelBuildError`` (a SymatoError) with its cause
-    and fix."""
-    return extension.load_extension(kind, verbose, family="wkv7")
-
-
-def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
-    """The backend that will run for ``backend`` on tensors of this device and dtype.
-
-    The policy shared by every operator (``symato.models.ops.extension.resolve_backend``):
-    ``auto`` = the compiled kernel of the device (``cuda`` / ``cpu``), built now if
-    needed; a kernel that cannot be built, or an input dtype it does not take (float64 on
-    CUDA, float16), is an error, never a slow fallback.
-    """
-    return extension.resolve_backend("wkv7", backend, device, dtype)
-
-
-@extension.constant_under_compile
-def _resolve_traced(backend: str, device: torch.device, dtype: torch.dtype) -> str:
-    """``resolve_backend`` kept out of the traced graph: run once while tracing (it may
-    build the extension) and recorded as a constant; the graph is guarded on device and
-    dtype, so no graph break."""
-    return resolve_backend(backend, device, dtype)
+    and fix (kept by name for the GPU check scripts: ``OPERATOR.load``)."""
+    return OPERATOR.load(kind, verbose)
 
 
 # ----------------------------------------------------------------------------- the op
@@ -178,15 +155,11 @@ def _resolve_traced(backend: str, device: torch.device, dtype: torch.dtype) -> s
 # recomputes from the input state (memory is not what limits CPU training).
 
 
-def _has_checkpoints(kind: str) -> bool:
-    return kind.startswith("cuda")
-
-
 def _saved_shapes(kind: str, save: bool, r: torch.Tensor) -> tuple[tuple, tuple]:
+    """The shapes of the checkpoints and of sa the forward keeps, or empty ones."""
     B, T, H, N = r.shape
-    if not (save and _has_checkpoints(kind)):
-        return (0,), (0,)
-    return (B, H, (T + CKPT_INTERVAL - 1) // CKPT_INTERVAL, N, N), (B, T, H, N)
+    n = OPERATOR.checkpoints(kind, save, T)
+    return ((B, H, n, N, N), (B, T, H, N)) if n else ((0,), (0,))
 
 
 def _forward_kernel(
@@ -194,8 +167,8 @@ def _forward_kernel(
     a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, kind: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, new_state, checkpoints, sa): the last two are empty unless ``kind`` keeps them."""
-    ext = load_wkv7_extension(kind)
-    if _has_checkpoints(kind):
+    ext = OPERATOR.load(kind)
+    if has_checkpoints(kind):
         return tuple(ext.forward(r, w, k, v, a, b, state, save))
     y, s_out = ext.forward(r, w, k, v, a, b, state)
     return y, s_out, state.new_empty(0), state.new_empty(0)
@@ -224,8 +197,8 @@ def _wkv7_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(gr, gw, gk, gv, ga, gb, gstate)."""
-    ext = load_wkv7_extension(kind)
-    if _has_checkpoints(kind):
+    ext = OPERATOR.load(kind)
+    if has_checkpoints(kind):
         return tuple(ext.backward(r, w, k, v, a, b, state, ckpt, sa, gy, gs))
     return tuple(ext.backward(r, w, k, v, a, b, state, gy, gs))
 
@@ -259,13 +232,8 @@ _wkv7_forward.register_autograd(_backward, setup_context=_setup_context)
 def _wkv7_compiled(r, w, k, v, a, b, state, kind: str):
     """Run a compiled ``kind`` through the custom op; the state cast is traced, so
     autograd takes its gradient back to the caller's dtype."""
-    save = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (r, w, k, v, a, b, state)
-    )
-    # Inference outside tracing calls the kernel itself: the custom op's dispatch would
-    # import torch._dynamo (~2 s in every evaluation and generation process) and adds
-    # nothing without autograd or a graph to trace.
-    op = _wkv7_forward if save or torch.compiler.is_compiling() else _forward_kernel
+    op, save = OPERATOR.custom_op_or_kernel(_wkv7_forward, _forward_kernel,
+                                            (r, w, k, v, a, b, state))
     y, s_out, _, _ = op(
         *(x.contiguous() for x in (r, w, k, v, a, b)),
         state.to(_state_dtype(r)).contiguous(), kind, save,
@@ -303,7 +271,7 @@ def wkv7(r, w, k, v, a, b, state=None, backend: str = "auto"):
         )
     if state is None:
         state = r.new_zeros(B, H, N, N, dtype=_state_dtype(r))
-    _last_used[0] = chosen
+    OPERATOR.record(chosen)
     if chosen == "torch" or r.numel() == 0:
         return wkv7_torch(r, w, k, v, a, b, state)
     return _wkv7_compiled(r, w, k, v, a, b, state, chosen)
