@@ -52,7 +52,7 @@ def step_ms(model: torch.nn.Module, kind: dict, steps: int, device: torch.device
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--archs", nargs="+", default=["rwkv", "gpt"])
+    p.add_argument("--archs", nargs="+", default=["rwkv4", "gpt"])
     p.add_argument("--sizes", nargs="+", default=["L1-D32", "L2-D48", "L2-D64", "L3-D96"])
     p.add_argument("--vocab", type=int, default=2816)
     p.add_argument("--head-size", type=int, default=16)

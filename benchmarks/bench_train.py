@@ -8,7 +8,7 @@ corpus, since throughput does not depend on the text.
     .venv/bin/python benchmarks/bench_train.py                 # the demo grid's sizes, CPU
     .venv/bin/python benchmarks/bench_train.py --device cuda --sizes L6-D512 L12-D768 \
         --ctx-len 1024 --batch-size 16 --vocab 2816
-    .venv/bin/python benchmarks/bench_train.py --archs rwkv gpt rwkv7 llama \
+    .venv/bin/python benchmarks/bench_train.py --archs rwkv4 gpt rwkv7 llama \
         --sizes L6-D512 --ctx-len 1024 --head-size 64 --batch-size 2   # all four, one run
 
 Prints a Markdown table (paste into docs/benchmarks.md) with the machine named and, per
@@ -34,6 +34,7 @@ import torch
 from symato.data.tokenize import write_manifest, write_token_shard
 from symato.io import write_json_atomic
 from symato.models import ARCHITECTURES
+from symato.models.registry import ALIASES, canonical_name
 from symato.run.grid import parse_size
 from symato.run.precision import device_name
 from symato.run.settings import default_settings
@@ -101,7 +102,8 @@ def machine(device: str) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--archs", nargs="+", default=["rwkv", "gpt"], choices=list(ARCHITECTURES))
+    p.add_argument("--archs", nargs="+", default=["rwkv4", "gpt"],
+                   choices=[*ARCHITECTURES, *ALIASES], type=canonical_name)
     p.add_argument("--sizes", nargs="+", default=["L1-D32", "L2-D48", "L2-D64", "L3-D96"])
     p.add_argument("--vocab", type=int, default=2816, help="vocabulary size (symato: 2816)")
     p.add_argument("--ctx-len", type=int, default=128)

@@ -1,7 +1,7 @@
 """Benchmark of the WKV operators on CPU: the C++ backend vs the pure-PyTorch reference.
 
 Times forward+backward (the training cost) through the public entry points
-(``symato.models.ops.wkv4.wkv`` for RWKV-4, ``symato.models.ops.wkv7.wkv7`` for RWKV-7
+(``symato.models.ops.wkv4.wkv4`` for RWKV-4, ``symato.models.ops.wkv7.wkv7`` for RWKV-7
 with ``--op wkv7``), side by side in one run, and prints a Markdown table with the machine
 named (``lscpu`` model name, core count, torch threads). The GPU numbers come from
 ``scripts/gpu_check.sh``, which needs a GPU machine.
@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from symato.io import write_json_atomic
 from symato.models.ops.extension import load_extension
-from symato.models.ops.wkv4 import wkv
+from symato.models.ops.wkv4 import wkv4
 from symato.models.ops.wkv7 import wkv7
 from symato.run.precision import device_name
 
@@ -53,10 +53,10 @@ def time_fwd_bwd(backend: str, B: int, T: int, C: int, dtype, repeats: int) -> t
     for _ in range(repeats):
         t0 = time.perf_counter()
         with torch.no_grad():
-            wkv(w, u, k, v, backend=backend)
+            wkv4(w, u, k, v, backend=backend)
         fwd.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        y, s = wkv(w, u, k, v, backend=backend)
+        y, s = wkv4(w, u, k, v, backend=backend)
         (y.float().sum() + s[:, :2].sum()).backward()
         fb.append(time.perf_counter() - t0)
     return min(fwd), min(fb)
@@ -85,22 +85,22 @@ def time_wkv7(backend: str, shape: list[int], dtype, repeats: int) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_wkv.py", description=__doc__.split("\n")[0])
-    p.add_argument("--op", choices=["wkv", "wkv7"], default="wkv", help="RWKV-4 or RWKV-7")
+    p.add_argument("--op", choices=["wkv4", "wkv7"], default="wkv4", help="RWKV-4 or RWKV-7")
     p.add_argument("--shape", type=int, nargs="+", default=None,
-                   help="B T C for wkv (default 8 256 256), B T H N for wkv7 (4 256 8 64)")
+                   help="B T C for wkv4 (default 8 256 256), B T H N for wkv7 (4 256 8 64)")
     p.add_argument("--repeats", type=int, default=10, help="best of N (torch: of min(N, 3))")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--threads", type=int, default=0, help="torch/OpenMP threads (0: default)")
     p.add_argument("--json", help="also write the numbers to this JSON file")
     args = p.parse_args(argv)
-    shape = args.shape or ([8, 256, 256] if args.op == "wkv" else [4, 256, 8, 64])
-    if len(shape) != (3 if args.op == "wkv" else 4):
-        p.error(f"--shape takes {'B T C' if args.op == 'wkv' else 'B T H N'} for --op {args.op}")
+    shape = args.shape or ([8, 256, 256] if args.op == "wkv4" else [4, 256, 8, 64])
+    if len(shape) != (3 if args.op == "wkv4" else 4):
+        p.error(f"--shape takes {'B T C' if args.op == 'wkv4' else 'B T H N'} for --op {args.op}")
     dtype = getattr(torch, args.dtype)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.op == "wkv":
-        load_extension("cpu", family="wkv")  # build outside the timed region
+    if args.op == "wkv4":
+        load_extension("cpu", family="wkv4")  # build outside the timed region
 
         def run(name: str, dims: list[int] = shape) -> tuple[float, float]:
             return time_fwd_bwd(name, *dims, dtype, 1)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             best[name] = [min(best[name][0], f), min(best[name][1], fb)]
     rows = {name: (f, fb) for name, (f, fb) in best.items()}
     print(f"machine: {machine()}")
-    dims = "B,T,C" if args.op == "wkv" else "B,T,H,N"
+    dims = "B,T,C" if args.op == "wkv4" else "B,T,H,N"
     print(f"{args.op}: shape ({dims}) = {tuple(shape)}, {args.dtype}, "
           f"best of {args.repeats} (torch: of 3)\n")
     print("| backend | precision | device | forward ms | forward+backward ms "

@@ -1,6 +1,6 @@
-// Plain-C++ stand-ins for the CUDA built-ins that kernels/wkv_cuda.cu uses, so that its
+// Plain-C++ stand-ins for the CUDA built-ins that kernels/wkv4_cuda.cu uses, so that its
 // kernels -- the very same source -- can run on a CPU in tests (tests/test_wkv.py and
-// tests/test_wkv7.py, through kernels/wkv_cuda_emulate.cpp and kernels/wkv7_cuda_emulate.cpp). Why: not every session has a GPU, and the chunked scan's
+// tests/test_wkv7.py, through kernels/wkv4_cuda_emulate.cpp and kernels/wkv7_cuda_emulate.cpp). Why: not every session has a GPU, and the chunked scan's
 // indexing, tiling and barriers are exactly the parts a CPU emulation of the *algorithm*
 // cannot check.
 //

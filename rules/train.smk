@@ -87,8 +87,8 @@ def kernel_build(wildcards) -> list:
     not rerun every training run; the kernels' own folders are keyed by their sources.
     """
     s = grid_settings(wildcards)
-    kind = get_architecture(s["arch"]).kernel_kind(s)
-    return [] if kind is None else [ancient(f"results/kernels/{kind}.json")]
+    target = get_architecture(s["arch"]).kernel_target(s)
+    return [] if target is None else [ancient(f"results/kernels/{target}.json")]
 
 
 def settings_options(wildcards) -> str:
@@ -115,8 +115,8 @@ def stable_manifest(wildcards) -> list[str]:
 def stable_kernels(wildcards) -> list:
     """As kernel_build, for a stable run."""
     s = stable_entry(wildcards)["settings"]
-    kind = get_architecture(s["arch"]).kernel_kind(s)
-    return [] if kind is None else [ancient(f"results/kernels/{kind}.json")]
+    target = get_architecture(s["arch"]).kernel_target(s)
+    return [] if target is None else [ancient(f"results/kernels/{target}.json")]
 
 
 # torchrun for a run that holds more than one GPU (DDP). The choice is made in the shell

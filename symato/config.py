@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,9 @@ REGISTRY_KEY = "x-symato-registry"
 
 
 def _architectures() -> dict[str, Any]:
-    from symato.models.registry import ARCHITECTURES
+    from symato.models.registry import ALIASES, ARCHITECTURES
 
-    return {"enum": list(ARCHITECTURES)}
+    return {"enum": [*ARCHITECTURES, *ALIASES]}  # old names: read as today's (prepare)
 
 
 def _tokenizers() -> dict[str, Any]:
@@ -254,6 +255,41 @@ def prepare(config: dict[str, Any], schema_path: str | Path,
     schema = load_schema(schema_path)
     type_overrides(config, overrides, schema)
     validate(config, schema)
+    for notice in resolve_aliases(config):
+        print(f"symato: {notice}", file=sys.stderr)
     fill_defaults(config, schema)
     validate(config, schema)  # a default must itself be valid
     return config
+
+
+def resolve_aliases(config: dict[str, Any]) -> list[str]:
+    """Replace old architecture names (``symato.models.registry.ALIASES``: ``rwkv`` is
+    ``rwkv4``) in ``train.grids[*].archs`` and the keys of ``train.arch_overrides`` by
+    today's, in place; return one notice per old name used, for the user to update the
+    config at leisure.
+
+    Why accept them: configs written before the rename must keep running (their runs are
+    now named ``rwkv4-...``); why say so: a silent rename would leave the reader of the
+    config wondering why no ``rwkv-...`` run folder appears.
+    """
+    from symato.models.registry import ALIASES
+
+    train = config.get("train") or {}
+    used: dict[str, list[str]] = {}
+    for i, grid in enumerate(train.get("grids") or []):
+        archs = grid.get("archs") or []
+        for j, arch in enumerate(archs):
+            if arch in ALIASES:
+                archs[j] = ALIASES[arch]
+                used.setdefault(arch, []).append(f"train.grids[{i}].archs[{j}]")
+    overrides = train.get("arch_overrides") or {}
+    for old in [key for key in overrides if key in ALIASES]:
+        new = ALIASES[old]
+        if new in overrides:
+            raise SymatoError(f"train.arch_overrides: {old!r} and {new!r} name one "
+                              f"architecture ({old!r} is its old name): keep {new!r} only")
+        overrides[new] = overrides.pop(old)
+        used.setdefault(old, []).append(f"train.arch_overrides.{old}")
+    return [f"config: {', '.join(where)}: {old!r} is the old name of architecture "
+            f"{ALIASES[old]!r}, read as {ALIASES[old]!r} (its runs are named "
+            f"{ALIASES[old]}-...; docs/models.md)" for old, where in used.items()]

@@ -24,7 +24,7 @@ _TINY_DATA: dict[str, Any] = {
     # name tokenizers (symato+256, the sweep's) that the tiny configs leave out.
     # The corpus's train split is ~5.7 kB (~2k symato tokens, fewer for larger
     # vocabularies): the runs may pass over it more than once (max_epochs, issue #21).
-    "train": {"grids": [{"name": "tiny", "tokenizers": "all", "archs": ["rwkv"],
+    "train": {"grids": [{"name": "tiny", "tokenizers": "all", "archs": ["rwkv4"],
                          "sizes": ["L1-D32"], "tokens": [2000]}],
               "settings": {"max_epochs": 10.0}},
 }

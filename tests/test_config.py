@@ -14,7 +14,7 @@ from _workflow import REPO, SNAKEMAKE, prepared
 
 from symato.config import load_schema
 from symato.errors import SymatoError
-from symato.models.registry import ARCHITECTURES
+from symato.models.registry import ALIASES, ARCHITECTURES
 from symato.run.settings import SETTINGS, shared_names
 from symato.text.kinds import KINDS
 from symato.text.vocab import SP_OPTIONS
@@ -48,9 +48,9 @@ def test_bundled_schema_is_self_contained() -> None:
 def test_schema_enums_equal_the_registries() -> None:
     train = load_schema(SCHEMA)["properties"]["train"]["properties"]
     archs = train["grids"]["items"]["properties"]["archs"]["items"]["enum"]
-    assert archs == list(ARCHITECTURES)
+    assert archs == [*ARCHITECTURES, *ALIASES]  # old names: read as today's by prepare
     overrides = train["arch_overrides"]
-    assert overrides["propertyNames"]["enum"] == list(ARCHITECTURES)
+    assert overrides["propertyNames"]["enum"] == [*ARCHITECTURES, *ALIASES]
     pattern = load_schema(SCHEMA)["properties"]["tokenizers"]["items"]["pattern"]
     assert set(EXAMPLES) == set(KINDS), "add an example name for the new kind"
     for name in EXAMPLES.values():
@@ -95,8 +95,33 @@ def test_prepare_fills_every_default_through_references() -> None:
     assert config["train"]["settings"]["lr"] == 0.004
 
 
+def test_the_old_name_rwkv_is_read_as_rwkv4_with_a_notice(capsys) -> None:
+    """A config written before RWKV-4 was named rwkv4 still runs: ``rwkv`` in a grid's
+    archs and in arch_overrides is read as ``rwkv4``, its runs are named rwkv4-..., and
+    one line on stderr per old name says where it was read."""
+    from symato.run.grid import expand_grid
+
+    config = copy.deepcopy(demo())
+    config["train"]["grids"][2]["archs"] = ["rwkv", "gpt", "rwkv4"]
+    config["train"]["arch_overrides"] = {"rwkv": {"lr": 0.002}}
+    config = prepared(config)
+    assert config["train"]["grids"][2]["archs"] == ["rwkv4", "gpt", "rwkv4"]
+    assert config["train"]["arch_overrides"] == {"rwkv4": {"lr": 0.002}}
+    notices = [line for line in capsys.readouterr().err.splitlines() if "old name" in line]
+    assert notices == ["symato: config: train.grids[2].archs[0], train.arch_overrides.rwkv: "
+                       "'rwkv' is the old name of architecture 'rwkv4', read as 'rwkv4' (its "
+                       "runs are named rwkv4-...; docs/models.md)"]
+    runs = [r for r in expand_grid(config) if r["arch"] == "rwkv4"]
+    assert runs and all(r["run"].startswith("rwkv4-L") for r in runs)
+    assert {r["settings"]["lr"] for r in runs if "-lr" not in r["run"]} == {0.002}
+    twice = copy.deepcopy(demo())
+    twice["train"]["arch_overrides"] = {"rwkv": {"lr": 0.002}, "rwkv4": {"lr": 0.003}}
+    with pytest.raises(SymatoError, match="'rwkv' and 'rwkv4' name one architecture"):
+        prepared(twice)
+
+
 @pytest.mark.parametrize(("path", "value", "named"), [
-    (("train", "grids", 0, "archs"), ["rwkv", "mamba"], r"train\.grids\[0\]\.archs\[1\]: 'mamba'"),
+    (("train", "grids", 0, "archs"), ["rwkv4", "mamba"], r"train\.grids\[0\]\.archs\[1\]: 'mamba'"),
     (("train", "settings", "lr"), "fast", r"train\.settings\.lr: 'fast' is not of type"),
     # an integral float is not an int: named at its key, not later at a run name
     (("train", "settings", "ctx_len"), 128.0,
@@ -151,7 +176,7 @@ def _dry_run(work, *config: str, targets: tuple[str, ...] = ()) -> str:
 
 @pytest.mark.parametrize(("override", "target", "expected"), [
     ("report={bootstrap: 10}", "results/scaling/fits.json", "--bootstrap 10 --seed 7 "),
-    ("eval={batch_size: 8}", "results/runs/symato/rwkv-L1-D32-B10k/metrics.json",
+    ("eval={batch_size: 8}", "results/runs/symato/rwkv4-L1-D32-B10k/metrics.json",
      "--batch-size 8 --window-stride 0.25 "),
     ("clean={dedup: false}", "results/clean/report.json", "clean dedup --disable "),
     ("clean={dedup: true}", "results/clean/report.json", " --val-fraction 0.025 "),

@@ -174,7 +174,7 @@ def _brute_force_nll(model, stream: list[int], ctx_len: int, stride: int) -> flo
     return total
 
 
-@pytest.mark.parametrize("arch", ["gpt", "rwkv"])
+@pytest.mark.parametrize("arch", ["gpt", "rwkv4"])
 def test_overlapping_windows_and_stream_reading(tmp_path: Path, arch: str) -> None:
     from symato.data.loader import TokenDataset
     from symato.run.evaluate import _segment_bounds, split_nll, stream_nll
@@ -183,7 +183,7 @@ def test_overlapping_windows_and_stream_reading(tmp_path: Path, arch: str) -> No
     _shards(tmp_path / "shards", tok)
     torch.manual_seed(0)
     model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=16, n_head=2,
-                        ctx_len=8, **({"wkv_backend": "torch"} if arch == "rwkv" else {}))
+                        ctx_len=8, **({"wkv_backend": "torch"} if arch == "rwkv4" else {}))
     model.eval()
     val = TokenDataset(tmp_path / "shards", "val", ctx_len=8)
     stream = val.window(0, val.num_tokens).tolist()
@@ -192,7 +192,7 @@ def test_overlapping_windows_and_stream_reading(tmp_path: Path, arch: str) -> No
             nll, count = split_nll(model, val, batch_size=3, stride=stride)
             assert count == len(stream) - 1
             assert nll == pytest.approx(_brute_force_nll(model, stream, 8, stride), rel=1e-5)
-        if arch == "rwkv":  # the stream: one pass with the state carried, in any chunking
+        if arch == "rwkv4":  # the stream: one pass with the state carried, in any chunking
             logp = torch.log_softmax(model(torch.tensor([stream[:-1]]))[0].float(), -1)
             full = -float(logp.gather(1, torch.tensor(stream[1:])[:, None]).sum())
             for chunk in (5, 1024):
@@ -208,7 +208,7 @@ def test_overlapping_windows_and_stream_reading(tmp_path: Path, arch: str) -> No
 def test_metrics_have_the_stream_column_for_rwkv_only(tmp_path: Path) -> None:
     tok = Tokenizer.default()
     _shards(tmp_path / "shards", tok)
-    for arch in ("rwkv", "gpt"):
+    for arch in ("rwkv4", "gpt"):
         model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=8, n_head=1,
                             ctx_len=8)
         settings = {"tokenizer": "t", "run": f"{arch}-L1-D8-T1k", "arch": arch, "n_layer": 1,
@@ -219,7 +219,7 @@ def test_metrics_have_the_stream_column_for_rwkv_only(tmp_path: Path) -> None:
         assert main(["--run", str(run), "--restoration-syllables", "0"]) == 0
         m = json.loads((run / "metrics.json").read_text())
         assert m["window_stride"] == 4
-        if arch == "rwkv":
+        if arch == "rwkv4":
             assert m["bits_per_byte_stream"] > 0
         else:
             assert m["bits_per_byte_stream"] is None and "context limit" in m["stream_note"]
@@ -229,7 +229,7 @@ def _random_runs(tmp_path: Path, tok: Tokenizer) -> list[Path]:
     """Three saved models of different architectures on one set of shards."""
     _shards(tmp_path / "shards", tok)
     runs = []
-    for i, arch in enumerate(("rwkv", "gpt", "rwkv7")):
+    for i, arch in enumerate(("rwkv4", "gpt", "rwkv7")):
         torch.manual_seed(i)
         model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=16,
                             n_head=2, ctx_len=8)

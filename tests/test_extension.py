@@ -144,11 +144,11 @@ static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, STR(TORCH_EXTENSION_NAME
                                  nullptr};
 PyMODINIT_FUNC CAT(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&def); }
 """
-# Builds (or loads) the family wkv's cpu library without running the operator's check.
+# Builds (or loads) the family wkv4's cpu library without running the operator's check.
 BUILD_ONLY = """
 from symato.models.ops import extension
-folder, digest = extension.build_dir("wkv", "cpu")
-print(extension._build("wkv", "cpu", folder, digest, False).__file__)
+folder, digest = extension.build_dir("wkv4", "cpu")
+print(extension._build("wkv4", "cpu", folder, digest, False).__file__)
 """
 
 
@@ -171,7 +171,7 @@ def test_two_environments_sharing_a_build_folder_never_rebuild_each_other(tmp_pa
     require_toolchain("cpu")
     kernels = tmp_path / "kernels"
     kernels.mkdir()
-    (kernels / "wkv_cpu.cpp").write_text(STAND_IN)
+    (kernels / "wkv4_cpu.cpp").write_text(STAND_IN)
     env = {**os.environ, "SYMATO_BUILD_DIR": str(tmp_path / "build"),
            "SYMATO_KERNELS_DIR": str(kernels)}
     other = _second_environment(tmp_path / "venv")
@@ -199,15 +199,15 @@ def test_build_folder_key(monkeypatch, tmp_path):
     """Another compiler or CUDA architecture is another folder; the same facts, the same."""
     monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path))
     monkeypatch.delenv("CXX", raising=False)
-    cpu, digest = build_dir("wkv", "cpu")
-    assert cpu == tmp_path / "wkv" / f"cpu-{digest}" and build_dir("wkv", "cpu")[0] == cpu
+    cpu, digest = build_dir("wkv4", "cpu")
+    assert cpu == tmp_path / "wkv4" / f"cpu-{digest}" and build_dir("wkv4", "cpu")[0] == cpu
     assert build_dir("wkv7", "cpu")[0].parent == tmp_path / "wkv7"
     monkeypatch.setenv("CXX", "clang++")
-    assert build_dir("wkv", "cpu")[0] != cpu
+    assert build_dir("wkv4", "cpu")[0] != cpu
     monkeypatch.setenv("SYMATO_CUDA_ARCH", "9.0")
-    hopper = build_dir("wkv", "cuda")[0]
+    hopper = build_dir("wkv4", "cuda")[0]
     monkeypatch.setenv("SYMATO_CUDA_ARCH", "8.0")
-    assert build_dir("wkv", "cuda")[0] != hopper
+    assert build_dir("wkv4", "cuda")[0] != hopper
 
 
 def test_build_key_keys_the_cpu_only_where_the_binary_depends_on_it(monkeypatch, tmp_path):
@@ -217,15 +217,15 @@ def test_build_key_keys_the_cpu_only_where_the_binary_depends_on_it(monkeypatch,
     monkeypatch.setenv("SYMATO_CUDA_ARCH", "9.0")
     monkeypatch.setattr(extension, "cuda_home", lambda: "/usr/local/cuda")
     monkeypatch.setattr(extension, "nvcc_version", lambda: "release 12.8")
-    before = {kind: build_dir("wkv", kind)[0] for kind in ("cpu", "cuda", "cuda-emulated")}
+    before = {kind: build_dir("wkv4", kind)[0] for kind in ("cpu", "cuda", "cuda-emulated")}
     monkeypatch.setattr(extension, "cpu_fingerprint", lambda: "another CPU")
-    after = {kind: build_dir("wkv", kind)[0] for kind in before}
+    after = {kind: build_dir("wkv4", kind)[0] for kind in before}
     assert after["cpu"] != before["cpu"]
     assert after["cuda"] == before["cuda"] and after["cuda-emulated"] == before["cuda-emulated"]
     monkeypatch.setattr(extension, "nvcc_version", lambda: "release 12.9")
-    assert build_dir("wkv", "cuda")[0] != after["cuda"]
+    assert build_dir("wkv4", "cuda")[0] != after["cuda"]
     monkeypatch.setattr(extension, "compiler_version", lambda: "g++ (GCC) 99.1")
-    assert build_dir("wkv", "cpu")[0] != after["cpu"]
+    assert build_dir("wkv4", "cpu")[0] != after["cpu"]
 
 
 def test_compiler_version_runs_once_per_compiler(monkeypatch):
@@ -254,15 +254,15 @@ def test_a_missing_tool_is_named_for_a_cuda_build_too(monkeypatch):
     monkeypatch.setattr(extension, "_compiler_runs", lambda: True)
     monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
     monkeypatch.setenv("CXX", "no-such-c++-here")
-    msg = extension.explain_build_failure("wkv", "cuda", RuntimeError("Error building"))
+    msg = extension.explain_build_failure("wkv4", "cuda", RuntimeError("Error building"))
     assert "fix: no C++ compiler 'no-such-c++-here' on PATH" in msg, msg
     assert "same major version" not in msg
     monkeypatch.setenv("CXX", sys.executable)  # a program that is on PATH
     monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
-    msg = extension.explain_build_failure("wkv", "cuda", RuntimeError("Error building"))
+    msg = extension.explain_build_failure("wkv4", "cuda", RuntimeError("Error building"))
     assert "fix: ninja not found" in msg and "same major version" not in msg, msg
     monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
-    msg = extension.explain_build_failure("wkv", "cuda", RuntimeError("nvcc fatal"))
+    msg = extension.explain_build_failure("wkv4", "cuda", RuntimeError("nvcc fatal"))
     assert "same major version" in msg and "release 12.8" in msg, msg  # tools there
 
 
@@ -274,23 +274,23 @@ def test_missing_kernel_sources_are_a_build_error(monkeypatch, tmp_path):
     monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path / "build"))
     only_cpu = tmp_path / "kernels"
     only_cpu.mkdir()
-    (only_cpu / "wkv_cpu.cpp").write_text("// the marker file only\n")
+    (only_cpu / "wkv4_cpu.cpp").write_text("// the marker file only\n")
     monkeypatch.setenv("SYMATO_KERNELS_DIR", str(only_cpu))
-    with pytest.raises(KernelBuildError, match=r"(?s)wkv_cuda_emulate\.cpp.*fix: a kernel "
+    with pytest.raises(KernelBuildError, match=r"(?s)wkv4_cuda_emulate\.cpp.*fix: a kernel "
                                                r"source is missing"):
-        extension.load_extension("cuda-emulated", family="wkv")  # a missing .cpp/.cu
-    assert ("wkv", "cuda-emulated") in extension._build_errors  # cached, not re-raised raw
+        extension.load_extension("cuda-emulated", family="wkv4")  # a missing .cpp/.cu
+    assert ("wkv4", "cuda-emulated") in extension._build_errors  # cached, not re-raised raw
 
-    def no_sources(family: str = "wkv") -> Path:
+    def no_sources(family: str = "wkv4") -> Path:
         raise SymatoError(f"{family}: kernel sources not found; looked in nowhere")
 
     monkeypatch.setattr(extension, "kernels_dir", no_sources)
     for _ in range(2):  # the second: the cached failure
         with pytest.raises(KernelBuildError, match="fix: point \\$SYMATO_KERNELS_DIR"):
-            extension.load_extension("cpu", family="wkv")
+            extension.load_extension("cpu", family="wkv4")
     assert wkv4.available_backends() == ["torch"]
     with pytest.raises(SymatoError, match="no compiled backend named 'tpu'") as info:
-        extension.load_extension("tpu", family="wkv")  # a wrong name is not a build
+        extension.load_extension("tpu", family="wkv4")  # a wrong name is not a build
     assert not isinstance(info.value, KernelBuildError)
 
 
@@ -302,7 +302,7 @@ def test_symato_build_with_a_broken_compiler_fails_with_cause_and_fix(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "symato build: error: wkv: the cpu kernel could not be built" in proc.stderr
+    assert "symato build: error: wkv4: the cpu kernel could not be built" in proc.stderr
     assert "fix: the compiler /bin/false does not run" in proc.stderr
     assert not out.exists()
 
@@ -352,7 +352,7 @@ def test_an_architecture_naming_an_unknown_operator_fails_when_declared() -> Non
         Architecture("x", "m", "X", "XConfig", "x", operator="wkv5")
 
 
-@pytest.mark.parametrize("name", ["wkv", "wkv7"])
+@pytest.mark.parametrize("name", ["wkv4", "wkv7"])
 def test_a_kernel_keeping_states_at_another_interval_is_refused(name: str) -> None:
     """The fake implementation's checkpoint shapes come from the operator's interval, so
     a CUDA kernel keeping states at another one is a failed build naming both numbers
@@ -368,7 +368,7 @@ def test_a_kernel_keeping_states_at_another_interval_is_refused(name: str) -> No
     for target in ("cuda", "cuda-emulated"):
         with pytest.raises(SymatoError, match=(
                 rf"{name}: the {target} kernels keep a state every {op.ckpt_interval * 2} "
-                rf"steps, symato/models/ops/{'wkv4' if name == 'wkv' else name}\.py expects "
+                rf"steps, symato/models/ops/{name}\.py expects "
                 rf"{op.ckpt_interval}: update its CKPT_INTERVAL")):
             op.check_extension(target, wrong)
     assert op.checkpoints("cuda", True, 2 * op.ckpt_interval + 1) == 3

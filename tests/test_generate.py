@@ -23,10 +23,10 @@ def tiny(arch: str, ctx_len: int = 64) -> torch.nn.Module:
         n_embd=16,
         n_head=2,
         ctx_len=ctx_len,
-        **({"wkv_backend": "torch"} if arch in ("rwkv", "rwkv7") else {}),
+        **({"wkv_backend": "torch"} if arch in ("rwkv4", "rwkv7") else {}),
     )
     # larger GPT/Llama noise saturates to one token; RWKV-7 is ill-conditioned above ~0.2
-    scale = {"rwkv": 0.5, "rwkv7": 0.2}.get(arch, 0.1)
+    scale = {"rwkv4": 0.5, "rwkv7": 0.2}.get(arch, 0.1)
     with torch.no_grad():  # random weights so the logits are far from uniform
         for p in model.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -82,7 +82,7 @@ def greedy_by_recompute(model, prompt: list[int], n: int) -> list[int]:
     return ids[len(prompt) :]
 
 
-@pytest.mark.parametrize("arch", ["rwkv", "gpt", "rwkv7", "llama"])
+@pytest.mark.parametrize("arch", ["rwkv4", "gpt", "rwkv7", "llama"])
 def test_greedy_generation_equals_full_recompute(arch):
     model = tiny(arch)
     prompt = [3, 1, 4, 1, 5]
@@ -92,7 +92,7 @@ def test_greedy_generation_equals_full_recompute(arch):
 
 
 def test_sampling_is_reproducible_and_stops_at_stop_id():
-    model = tiny("rwkv")
+    model = tiny("rwkv4")
     a = generate_ids(model, [1, 2], max_new_tokens=30, temperature=1.0, top_p=0.95, seed=5)
     b = generate_ids(model, [1, 2], max_new_tokens=30, temperature=1.0, top_p=0.95, seed=5)
     assert a == b and len(a) == 30 and all(0 <= t < V for t in a)
@@ -126,7 +126,7 @@ def restore_by_recompute(model, ids, slots, bos):
     return out
 
 
-@pytest.mark.parametrize("arch", ["rwkv", "gpt", "rwkv7", "llama"])
+@pytest.mark.parametrize("arch", ["rwkv4", "gpt", "rwkv7", "llama"])
 def test_restore_ids_greedy_over_allowed(arch):
     model = tiny(arch)
     g = torch.Generator().manual_seed(7)
@@ -160,7 +160,7 @@ def restore_wholes_by_recompute(model, ids, slots, wholes, bos):
     return out + ids[fed:]
 
 
-@pytest.mark.parametrize("arch", ["rwkv", "gpt", "rwkv7", "llama"])
+@pytest.mark.parametrize("arch", ["rwkv4", "gpt", "rwkv7", "llama"])
 def test_restore_ids_scores_whole_syllable_ids(arch):
     """With whole-syllable ids (symato+N), a winning whole id replaces "sym marktone"
     and the model's state is rewound: same result as recomputing every prefix."""
@@ -174,7 +174,7 @@ def test_restore_ids_scores_whole_syllable_ids(arch):
     assert got == restore_wholes_by_recompute(model, ids, slots, wholes, bos=28)
     used = sum(1 for t in got if 25 <= t <= 27)
     assert used > 0
-    if arch == "rwkv":  # this model picks both kinds: whole ids and sym + marktone
+    if arch == "rwkv4":  # this model picks both kinds: whole ids and sym + marktone
         assert used < len(positions)
     assert len(got) == len(ids) - used
     no_wholes = restore_ids(model, ids, slots, bos_id=28, wholes=[{} for _ in positions])
@@ -182,7 +182,7 @@ def test_restore_ids_scores_whole_syllable_ids(arch):
 
 
 def test_restore_ids_rejects_bad_slots():
-    model = tiny("rwkv")
+    model = tiny("rwkv4")
     with pytest.raises(SymatoError, match="not after"):
         restore_ids(model, [1, 2, 3, 4], [(2, [5]), (2, [6])])
     with pytest.raises(SymatoError, match="outside"):
@@ -208,7 +208,7 @@ def symato_ckpt(tmp_path_factory):
     tok = Tokenizer.default()
     torch.manual_seed(0)
     model = build_model(
-        "rwkv", vocab_size=tok.vocab_size, n_layer=1, n_embd=16, ctx_len=32, wkv_backend="torch"
+        "rwkv4", vocab_size=tok.vocab_size, n_layer=1, n_embd=16, ctx_len=32, wkv_backend="torch"
     )
     with torch.no_grad():
         for p in model.parameters():

@@ -44,12 +44,12 @@ def test_demo_grid_has_the_required_runs() -> None:
         budgets = sorted({r["text_bytes"] for r in mine})
         assert len(budgets) >= 4 and budgets[-1] >= 30 * budgets[0], (tok, budgets)
     # every architecture at >= 4 sizes (an L(N) fit each)
-    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+    for arch in ("rwkv4", "gpt", "rwkv7", "llama"):
         sizes = {(r["n_layer"], r["n_embd"]) for r in base
                  if r["arch"] == arch and r["tokenizer"] == "symato"}
         assert len(sizes) >= 4, arch
     # the lr sweep: 3 values at the smallest and the largest size of each architecture
-    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+    for arch in ("rwkv4", "gpt", "rwkv7", "llama"):
         sym = [r for r in runs if r["arch"] == arch and r["tokenizer"] == "symato"
                and r["text_bytes"] == 100000 and r["settings"]["split_syllables"] == 0]
         widths = sorted({r["n_embd"] for r in sym})
@@ -58,7 +58,7 @@ def test_demo_grid_has_the_required_runs() -> None:
             assert len(lrs) >= 3, (arch, width, lrs)
     # split-form probabilities 0, 0.1 and 0.3 for a symato+N kind
     split = {r["settings"]["split_syllables"] for r in runs
-             if r["tokenizer"].startswith("symato+") and r["run"].startswith("rwkv-L2-D64-B300k")}
+             if r["tokenizer"].startswith("symato+") and r["run"].startswith("rwkv4-L2-D64-B300k")}
     assert {0.0, 0.1, 0.3} <= split
     keys = [(r["tokenizer"], r["run"]) for r in runs]
     assert len(keys) == len(set(keys))  # a run asked for by two sub-grids exists once
@@ -74,7 +74,7 @@ def test_settings_and_overrides() -> None:
     config = demo_config()
     by_name = {(r["tokenizer"], r["run"]): r["settings"] for r in expand_grid(config)}
     gpt = by_name[("symato", "gpt-L2-D64-B100k")]
-    rwkv = by_name[("symato", "rwkv-L2-D64-B100k")]
+    rwkv = by_name[("symato", "rwkv4-L2-D64-B100k")]
     assert gpt["lr"] == config["train"]["arch_overrides"]["gpt"]["lr"]
     assert rwkv["lr"] == config["train"]["settings"]["lr"]
     assert gpt["text_bytes"] == 100000 and "steps" not in gpt  # resolved at training
@@ -134,7 +134,7 @@ def test_rwkv7_and_llama_in_the_grid() -> None:
     runs = {r["run"]: r["settings"] for r in expand_grid(config)}
     assert set(runs) == {"rwkv7-L2-D64-T30k", "llama-L2-D64-T30k"}
     pattern = run_name_pattern()
-    assert all(re.fullmatch(pattern, name) for name in [*runs, "rwkv-L1-D8-B7k", "gpt-L1-D8-T1"])
+    assert all(re.fullmatch(pattern, name) for name in [*runs, "rwkv4-L1-D8-B7k", "gpt-L1-D8-T1"])
     assert not re.fullmatch(pattern, "mamba-L2-D64-T30k")
     rwkv7 = model_for_run(runs["rwkv7-L2-D64-T30k"], vocab_size=10)
     assert rwkv7.config.head_size == config["train"]["settings"]["head_size"] == 16
@@ -399,12 +399,12 @@ def test_vary_sweeps_settings_and_names_the_runs() -> None:
 def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
     """The rules' shell commands with the real `symato`: two tiny runs, trained and scored,
     the RWKV one after the one kernel build; runs.csv says which backend each ran."""
-    _real_workdir(tmp_path, ["gpt", "rwkv"])
+    _real_workdir(tmp_path, ["gpt", "rwkv4"])
     _snakemake(tmp_path, "--quiet", "all")
-    for arch in ("gpt", "rwkv"):
+    for arch in ("gpt", "rwkv4"):
         _check_real_run(tmp_path, arch)
     record = json.loads((tmp_path / "results/kernels/cpu.json").read_text())
-    assert record["device"] == "cpu" and set(record["families"]) == {"wkv", "wkv7"}
+    assert record["device"] == "cpu" and set(record["families"]) == {"wkv4", "wkv7"}
     assert all(Path(f["library"]).is_file() for f in record["families"].values())
     assert (tmp_path / "results/benchmarks/build_kernels/cpu.tsv").exists()
     assert "2 families for cpu" in (tmp_path / "results/logs/build_kernels/cpu.log").read_text()
@@ -412,7 +412,7 @@ def test_rules_train_and_evaluate_for_real(tmp_path: Path) -> None:
     subprocess.run([str(SNAKEMAKE.with_name("symato")), "collect", "--runs-root", str(runs.parent),
                     "--out", str(tmp_path / "runs.csv")], check=True, timeout=300)
     table = {r["arch"]: r for r in csv.DictReader((tmp_path / "runs.csv").open())}
-    assert table["rwkv"]["backend"] == "cpu" and table["gpt"]["backend"] == "none"
+    assert table["rwkv4"]["backend"] == "cpu" and table["gpt"]["backend"] == "none"
     assert {r["precision"] for r in table.values()} == {"fp32"}
     assert all(r["device_name"] for r in table.values())
 
@@ -443,13 +443,13 @@ def test_grid_cost_counts_the_grid(tmp_path: Path) -> None:
     assert f"total: {n} runs" in out and "hours at 1e+12 FLOP/s" in out
     assert "bytes " + str(manifests / "bytes" / "manifest.json") in out
     rows = dict(re.findall(r"^\| (\w+) \| (L\d+-D\d+) \|", out, flags=re.M))
-    assert set(rows) == {"rwkv", "gpt", "rwkv7", "llama"}
+    assert set(rows) == {"rwkv4", "gpt", "rwkv7", "llama"}
     total = float(re.search(r"tokens, ([0-9.e+]+) training FLOPs", out).group(1))
     assert total > 0
     # Whole steps: 1500 bytes at 2 bytes per token is 750 tokens, one step of 8 x 128.
     one = tmp_path / "one.yaml"
     one.write_text(yaml.safe_dump({"train": {
-        "grids": [{"name": "one", "tokenizers": ["bytes"], "archs": ["rwkv"],
+        "grids": [{"name": "one", "tokenizers": ["bytes"], "archs": ["rwkv4"],
                    "sizes": ["L1-D32"], "bytes": [1500]}],
         "settings": {"batch_size": 8, "ctx_len": 128}}}))
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "grid_cost.py"),
@@ -463,13 +463,13 @@ def test_evaluation_groups() -> None:
     from symato.errors import SymatoError
     from symato.run.grid import eval_group
 
-    run = "rwkv-L2-D64-B30k-lr0.002-s2"
-    assert eval_group(run) == "rwkv-L2-D64"
-    assert eval_group(run, "architecture") == "rwkv"
+    run = "rwkv4-L2-D64-B30k-lr0.002-s2"
+    assert eval_group(run) == "rwkv4-L2-D64"
+    assert eval_group(run, "architecture") == "rwkv4"
     assert eval_group(run, "run") == run
     # other varied settings keep groups of their own (WSD, split forms)
-    assert eval_group("rwkv-L1-D32-B10k-wsd0.2-s3", "architecture") == "rwkv-wsd0.2"
-    assert eval_group("rwkv-L2-D64-B300k-split0.1") == "rwkv-L2-D64-split0.1"
+    assert eval_group("rwkv4-L1-D32-B10k-wsd0.2-s3", "architecture") == "rwkv4-wsd0.2"
+    assert eval_group("rwkv4-L2-D64-B300k-split0.1") == "rwkv4-L2-D64-split0.1"
     assert not re.fullmatch(run_name_pattern(), eval_group(run))
     with pytest.raises(SymatoError, match="group_by"):
         eval_group(run, "tokenizer")

@@ -40,9 +40,9 @@ def demo_config() -> dict:
     (test_demo_config_compares_tokenizers_at_equal_text), so the token side is set here."""
     config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     config["train"]["grids"] = [
-        {"name": "scaling", "tokenizers": ["symato"], "archs": ["rwkv", "gpt"],
+        {"name": "scaling", "tokenizers": ["symato"], "archs": ["rwkv4", "gpt"],
          "sizes": ["L1-D32", "L2-D64"], "tokens": [30000, 300000]},
-        {"name": "tokenizers", "tokenizers": "all", "archs": ["rwkv"], "sizes": ["L2-D64"],
+        {"name": "tokenizers", "tokenizers": "all", "archs": ["rwkv4"], "sizes": ["L2-D64"],
          "bytes": [700000]},
     ]
     return prepared(config)
@@ -89,7 +89,7 @@ def test_byte_runs_are_expanded_and_named() -> None:
     runs = expand_grid(byte_config([700000, 1_500_000, 1234]))
     byte_runs = [r for r in runs if "tokenizers" in r["grids"]]
     names = {(r["tokenizer"], r["run"]) for r in byte_runs}
-    assert names == {(t, f"rwkv-L2-D64-B{b}") for t in demo_config()["tokenizers"]
+    assert names == {(t, f"rwkv4-L2-D64-B{b}") for t in demo_config()["tokenizers"]
                      for b in ("700k", "1500k", "1234")}  # fmt: skip
     for r in byte_runs:
         assert r["tokens"] is None and r["text_bytes"] in (700000, 1_500_000, 1234)
@@ -100,7 +100,7 @@ def test_byte_runs_are_expanded_and_named() -> None:
         assert args[args.index("--text-bytes") + 1] == str(r["text_bytes"])
         assert args[-2:] == ["--manifest", f"results/shards/{r['tokenizer']}/manifest.json"]
     # the symato byte run is a different run from the scaling ladder's token runs
-    assert ("symato", "rwkv-L2-D64-T300k") in {(r["tokenizer"], r["run"]) for r in runs}
+    assert ("symato", "rwkv4-L2-D64-T300k") in {(r["tokenizer"], r["run"]) for r in runs}
     assert run_name("gpt", 1, 32, text_bytes=3_000_000) == "gpt-L1-D32-B3M"
     with pytest.raises(SymatoError, match="exactly one"):
         run_name("gpt", 1, 32, tokens=10, text_bytes=10)
@@ -134,7 +134,7 @@ def test_schema_rejects_both_or_neither_naming_the_key() -> None:
 # ------------------------------------------------------------- token runs' settings
 def test_token_run_settings_round_trip(tmp_path: Path) -> None:
     by_name = {(r["tokenizer"], r["run"]): r for r in expand_grid(demo_config())}
-    run = by_name[("symato", "rwkv-L2-D64-T300k")]
+    run = by_name[("symato", "rwkv4-L2-D64-T300k")]
     assert run["text_bytes"] is None and run["tokens"] == 300000
     s = run["settings"]
     assert s["steps"] == -(-300000 // (s["batch_size"] * s["ctx_len"]))
@@ -161,7 +161,7 @@ def test_run_settings_resolves_tokens_from_a_real_manifest(tmp_path: Path) -> No
         args = command_args(entry["settings"])
         assert settings_main(["--out", str(out), *args]) == 0
         s = load_settings(out)  # the trainer accepts it
-        assert s["text_bytes"] == n_bytes and s["run"] == "rwkv-L2-D64-B4k"
+        assert s["text_bytes"] == n_bytes and s["run"] == "rwkv4-L2-D64-B4k"
         assert s["tokens"] == round(n_bytes * train["tokens"] / train["bytes"])
         assert abs(s["tokens"] * per_token - n_bytes) <= s["ctx_len"] * per_token
         assert s["steps"] == math.ceil(s["tokens"] / (s["batch_size"] * s["ctx_len"]))
@@ -258,12 +258,12 @@ def test_equal_size_table_keeps_token_and_byte_budgets_apart() -> None:
     rows = [("symato", 300000, "300k tokens"), ("bytes", 300000, "300k tokens"),
             ("symato", 305152, "700k text bytes"), ("bytes", 700416, "700k text bytes"),
             ("sentencepiece", 155648, "700k text bytes")]
-    runs = pd.DataFrame([{"tokenizer": t, "arch": "rwkv", "n_layer": 2, "n_embd": 64,
+    runs = pd.DataFrame([{"tokenizer": t, "arch": "rwkv4", "n_layer": 2, "n_embd": 64,
                           "tokens": n, "budget": b, "loss": 1.0 + i / 10}
                          for i, (t, n, b) in enumerate(rows)])
     table = equal_size_table(runs)
     assert list(table.index.get_level_values("budget")) == ["300k tokens", "700k text bytes"]
-    assert table.loc[("rwkv", 2, 64, "700k text bytes")].notna().sum() == 3
+    assert table.loc[("rwkv4", 2, 64, "700k text bytes")].notna().sum() == 3
     assert "same amount of *text*" in budget_note(["700k text bytes"])
     assert "same number of *tokens*" in budget_note(["300k tokens", "700k text bytes"])
     # an older runs.csv without a budget column still compares at equal tokens

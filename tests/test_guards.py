@@ -25,7 +25,7 @@ from symato.run.settings import (
 )
 from symato.run.settings import main as settings_main
 
-TINY_RUN = {"name": "tiny", "tokenizers": ["symato"], "archs": ["rwkv"], "sizes": ["L1-D32"]}
+TINY_RUN = {"name": "tiny", "tokenizers": ["symato"], "archs": ["rwkv4"], "sizes": ["L1-D32"]}
 
 
 def tiny_grid(**budget: list[int]) -> dict:
@@ -37,9 +37,9 @@ def tiny_grid(**budget: list[int]) -> dict:
 
 # ----------------------------------------------------------------- sanity limits
 @pytest.mark.parametrize(("size", "budget", "named"), [
-    ("L100-D65536", {"tokens": [1000]}, r"rwkv-L100-D65536-T1k: 5\.15e\+12 block parameters"),
-    ("L1-D32", {"tokens": [10**12]}, r"rwkv-L1-D32-T1000G: 1e\+12 training tokens .* 1e\+11"),
-    ("L1-D32", {"bytes": [10**12]}, r"rwkv-L1-D32-B1000G: 1e\+12 bytes of training text"),
+    ("L100-D65536", {"tokens": [1000]}, r"rwkv4-L100-D65536-T1k: 5\.15e\+12 block parameters"),
+    ("L1-D32", {"tokens": [10**12]}, r"rwkv4-L1-D32-T1000G: 1e\+12 training tokens .* 1e\+11"),
+    ("L1-D32", {"bytes": [10**12]}, r"rwkv4-L1-D32-B1000G: 1e\+12 bytes of training text"),
 ])
 def test_beyond_the_sanity_limits_needs_allow_large(size, budget, named) -> None:
     config = tiny_grid(**budget)
@@ -98,7 +98,7 @@ def test_settings_job_refuses_a_byte_budget_beyond_the_text(tmp_path: Path) -> N
     out = tmp_path / "settings.json"
     passes = 20000 / train["bytes"]
     with pytest.raises(SymatoError, match=(
-            rf"run symato/rwkv-L2-D64-B20k: its budget of 20000 bytes of text is {passes:.4g} "
+            rf"run symato/rwkv4-L2-D64-B20k: its budget of 20000 bytes of text is {passes:.4g} "
             rf"passes over the training text, which holds {train['bytes']} bytes "
             rf"\({train['tokens']} tokens; train split of .*manifest.json\), and max_epochs is 1")):
         settings_main(["--out", str(out), *command_args(entry["settings"])])
@@ -113,7 +113,7 @@ def test_check_budgets_reads_existing_manifests_only(tmp_path: Path) -> None:
     runs = expand_grid(prepared(tiny_grid(tokens=[10000])))
     check_budgets(runs, tmp_path / "results")  # no shards yet: nothing to check against
     real_shards(tmp_path, ("symato",))
-    with pytest.raises(SymatoError, match=r"config train.grids \(tiny\): run symato/rwkv-L1-D32"
+    with pytest.raises(SymatoError, match=r"config train.grids \(tiny\): run symato/rwkv4-L1-D32"
                        r"-T10k: its budget of 10000 tokens is 4\.\d+ passes"):
         check_budgets(runs, tmp_path / "results")
     (tmp_path / "results/shards/symato/manifest.json").write_text("{}")
@@ -139,7 +139,7 @@ def test_snakefile_refuses_repetition_of_existing_shards(tmp_path: Path) -> None
     proc = _dry_run(tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "config error: config train.grids (tiny): run symato/rwkv-L1-D32-T10k" in out
+    assert "config error: config train.grids (tiny): run symato/rwkv4-L1-D32-T10k" in out
     assert "max_epochs" in out and not (tmp_path / "results/runs").exists()
     allowed = _dry_run(tmp_path, "--config", "train={settings: {max_epochs: 5}}")
     assert allowed.returncode == 0, allowed.stderr[-2000:]

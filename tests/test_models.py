@@ -11,17 +11,17 @@ import torch
 from symato.errors import SymatoError
 from symato.models import build_model
 from symato.models.gpt import GPT
-from symato.models.rwkv import RWKV
+from symato.models.rwkv4 import RWKV4
 from symato.run.checkpoint import load_model, save_model
 from symato.run.provenance import weights_digest
 
 V, L, C, H, CTX = 37, 2, 16, 2, 24
 
 
-def rwkv(**extra) -> RWKV:
+def rwkv(**extra) -> RWKV4:
     torch.manual_seed(0)
     return build_model(
-        "rwkv",
+        "rwkv4",
         vocab_size=V,
         n_layer=L,
         n_embd=C,
@@ -164,7 +164,7 @@ def test_gpt_param_counts_and_flops_by_hand():
 
 def test_build_model_rejects_bad_config():
     with pytest.raises(SymatoError, match="n_embed"):
-        build_model("rwkv", vocab_size=V, n_layer=1, n_embd=C, n_head=1, ctx_len=8, n_embed=3)
+        build_model("rwkv4", vocab_size=V, n_layer=1, n_embd=C, n_head=1, ctx_len=8, n_embed=3)
     with pytest.raises(SymatoError, match="divisible"):
         build_model("gpt", vocab_size=V, n_layer=1, n_embd=10, n_head=3, ctx_len=8)
     with pytest.raises(SymatoError, match="n_layer"):
@@ -173,7 +173,7 @@ def test_build_model_rejects_bad_config():
         build_model("mamba", vocab_size=V, n_layer=1, n_embd=8, n_head=2, ctx_len=8)
 
 
-@pytest.mark.parametrize("make", [rwkv, gpt], ids=["rwkv", "gpt"])
+@pytest.mark.parametrize("make", [rwkv, gpt], ids=["rwkv4", "gpt"])
 def test_checkpoint_round_trip(tmp_path, make):
     model = randomize(make(), scale=0.1).eval()
     meta = {"run": "r1", "tokenizer": {"kind": "test", "pieces": ["a", "b"]}, "step": 7}
@@ -213,6 +213,31 @@ def test_the_backend_is_not_saved_with_the_model(tmp_path):
         t.testing.assert_close(loaded(idx), model(idx), rtol=1e-4, atol=1e-5)
     save_model(tmp_path / "gpt.pt", gpt(), {})  # no operator: no key, nothing to set
     assert "wkv_backend" not in vars(load_model(tmp_path / "gpt.pt", wkv_backend="torch")[0].config)
+
+
+def test_files_written_under_the_old_name_rwkv_load_as_rwkv4(tmp_path):
+    """RWKV-4 was the architecture "rwkv" until it was named rwkv4: a checkpoint (and any
+    settings.json) saying "rwkv" still loads, as an RWKV4, with the same outputs; what is
+    written now says "rwkv4"."""
+    from symato.models import model_for_run
+    from symato.models.registry import architecture_of, get_architecture
+
+    model = randomize(rwkv(), scale=0.1).eval()
+    assert architecture_of(model) == "rwkv4"
+    save_model(tmp_path / "model.pt", model, {})
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["arch"] == "rwkv4"
+    payload["arch"] = "rwkv"  # as every RWKV-4 checkpoint written before the rename
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _ = load_model(tmp_path / "old.pt", wkv_backend="torch")
+    assert type(loaded) is RWKV4 and architecture_of(loaded) == "rwkv4"
+    idx = torch.randint(0, V, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(idx), model(idx), rtol=0, atol=0)
+    assert get_architecture("rwkv") is get_architecture("rwkv4")
+    settings = {"arch": "rwkv", "n_layer": 1, "n_embd": C, "ctx_len": 8, "head_size": 16,
+                "wkv_backend": "torch"}  # an old run's settings.json
+    assert type(model_for_run(settings, V)) is RWKV4
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

@@ -228,7 +228,7 @@ def test_validation_text_shapes_no_vocabulary_and_no_baseline(tmp_path: Path) ->
     (work / "input" / "vi.txt").write_text("\n\n".join(paragraphs), encoding="utf-8")
     config = {**tiny_data_config(), "tokenizers": ["symato+40", "sentencepiece"],
               "vocab": {"sentencepiece_size": 600},
-              "train": {"grids": [{"tokenizers": "all", "archs": ["rwkv"], "sizes": ["L1-D8"],
+              "train": {"grids": [{"tokenizers": "all", "archs": ["rwkv4"], "sizes": ["L1-D8"],
                                    "tokens": [100]}]}}
     config["clean"] = {"val_fraction": fraction, "min_vietnamese_share": 0.3}
     proc = _snakemake(work, config, "data")

@@ -33,14 +33,14 @@ FIGURES = ("scaling_params", "training_curves", "loss_vs_compute", "tokenizers",
            "equal_size", "tokenizer_study", "lr_sweep")
 PLOT_RULES = {f"plot_{name}": name for name in FIGURES}
 
-# symato/rwkv: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
-# bytes/rwkv: one size (no fit: points only).
+# symato/rwkv4: 4 sizes x 3 budgets (both laws fit); symato/gpt: 4 sizes (L(N) only);
+# bytes/rwkv4: one size (no fit: points only).
 SIZES = [(1, 32), (2, 48), (2, 64), (3, 96)]
 FAKE_GRID = (
-    [("symato", "rwkv", n_layer, n_embd, t) for n_layer, n_embd in SIZES
+    [("symato", "rwkv4", n_layer, n_embd, t) for n_layer, n_embd in SIZES
      for t in (100_000, 200_000, 400_000)]
     + [("symato", "gpt", n_layer, n_embd, 200_000) for n_layer, n_embd in SIZES]
-    + [("bytes", "rwkv", 2, 64, 200_000)]
+    + [("bytes", "rwkv4", 2, 64, 200_000)]
 )
 # A learning-rate sweep around symato/gpt L1-D32 (configured lr 0.006): loss factors.
 FAKE_SWEEP = {0.003: 1.05, 0.012: 0.96}
@@ -49,7 +49,7 @@ VOCAB = {"symato": 2816, "bytes": 260}
 
 def fake_law(arch: str, tokenizer: str, n: float, d: float) -> float:
     """A made-up but plausible bits-per-byte surface."""
-    base = 1.1 if arch == "rwkv" else 1.2
+    base = 1.1 if arch == "rwkv4" else 1.2
     base += 0.15 if tokenizer == "bytes" else 0.0
     return base + 40.0 * n**-0.35 + 900.0 * d**-0.45
 
@@ -68,7 +68,7 @@ def make_fake_results(root: Path, seed: int = 0) -> list[Path]:
         d.mkdir(parents=True, exist_ok=True)
         settings = {"tokenizer": tok, "run": run, "arch": arch, "n_layer": n_layer,
                     "n_embd": n_embd, "tokens": tokens,
-                    "lr": lr[0] if lr else (0.004 if arch == "rwkv" else 0.006)}
+                    "lr": lr[0] if lr else (0.004 if arch == "rwkv4" else 0.006)}
         (d / "settings.json").write_text(json.dumps(settings))
         final = fake_law(arch, tok, params, tokens) * math.exp(rng.normal(0, 0.005))
         final *= FAKE_SWEEP[lr[0]] if lr else 1.0
@@ -132,8 +132,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_collect_tables(fake):
     runs = _rows(fake["runs"])
     assert len(runs) == len(FAKE_GRID) + len(FAKE_SWEEP)
-    r = next(r for r in runs if r["run"] == "rwkv-L2-D64-T200k" and r["tokenizer"] == "bytes")
-    assert r["arch"] == "rwkv" and int(r["params"]) == 12 * 2 * 64**2 + 2 * 260 * 64
+    r = next(r for r in runs if r["run"] == "rwkv4-L2-D64-T200k" and r["tokenizer"] == "bytes")
+    assert r["arch"] == "rwkv4" and int(r["params"]) == 12 * 2 * 64**2 + 2 * 260 * 64
     assert float(r["flops"]) == pytest.approx(6.0 * int(r["params"]) * 200_000)
     curves = _rows(fake["curves"])
     assert len(curves) == 5 * len(runs)  # val_bpb at every 2nd of 10 steps
@@ -145,7 +145,7 @@ def test_collect_tables(fake):
 def test_fit_groups_on_fake_runs(fake):
     fits = json.loads(fake["fits"].read_text())
     groups = fits["groups"]
-    assert groups["symato/rwkv"]["status"] == "ok" and groups["symato/rwkv"]["law"] == "L(N,D)"
+    assert groups["symato/rwkv4"]["status"] == "ok" and groups["symato/rwkv4"]["law"] == "L(N,D)"
     # 3 sizes on a nearly flat fake loss: E comes out 0, which is a bound (issue #20)
     assert groups["symato/gpt"]["status"] in ("ok", "at_bound")
     assert groups["symato/gpt"]["law"] == "L(N)"
@@ -153,8 +153,8 @@ def test_fit_groups_on_fake_runs(fake):
     sweep, = fits["lr_choice"]["sweeps"]  # the best of the three rates is the one fitted
     assert sweep["chosen"] == "gpt-L1-D32-T200k-lr0.012" and sweep["at_edge"] == {"lr": "high"}
     assert "gpt-L1-D32-T200k-lr0.012" in groups["symato/gpt"]["runs"]
-    assert groups["bytes/rwkv"]["status"] == "too_few_runs"
-    assert "at least 4 runs, got 1" in groups["bytes/rwkv"]["reason"]
+    assert groups["bytes/rwkv4"]["status"] == "too_few_runs"
+    assert "at least 4 runs, got 1" in groups["bytes/rwkv4"]["reason"]
 
 
 def _png_variance(path: Path) -> float:
@@ -209,11 +209,11 @@ def test_figure_scripts_draw_every_figure(fake, tmp_path):
     svg_text = (outdir / "scaling_params.svg").read_text()
     # The group without a fit is drawn as points and the figure says why.
     assert "points only" in svg_text and "L(N) needs at least 4 runs" in svg_text
-    # symato/rwkv has 3 budgets: runs off the L(N) budget are drawn hollow.
+    # symato/rwkv4 has 3 budgets: runs off the L(N) budget are drawn hollow.
     assert "run at another budget" in svg_text
-    # symato/rwkv has a compute-optimal curve; the others say why they have none.
+    # symato/rwkv4 has a compute-optimal curve; the others say why they have none.
     compute = (outdir / "loss_vs_compute.svg").read_text()
-    assert "compute-optimal L(N,D)" in compute and "rwkv · symato" not in compute
+    assert "compute-optimal L(N,D)" in compute and "rwkv4 · symato" not in compute
     assert "no L(N,D) optimum (L(N,D) needs" in compute and "gpt · symato" in compute
 
 
@@ -254,8 +254,8 @@ def test_frontier_is_compute_frontier(fake):
     """The figure's fallback frontier and the fits' frontier are one function's result."""
     runs = figures.load_runs(fake["runs"])
     fits = figures.load_fits(fake["fits"])
-    g = runs[(runs["tokenizer"] == "symato") & (runs["arch"] == "rwkv")]
-    stored = fits["groups"]["symato/rwkv"]["frontier"]
+    g = runs[(runs["tokenizer"] == "symato") & (runs["arch"] == "rwkv4")]
+    stored = fits["groups"]["symato/rwkv4"]["frontier"]
     assert [r["run"] for r in scaling.compute_frontier(g.to_dict("records"))] == \
         [r["run"] for r in stored]
     assert len(stored) >= 2 and all(a["flops"] <= b["flops"] and a["loss"] > b["loss"]
@@ -306,8 +306,8 @@ def test_report_rules_run_the_scripts(fake, rules_work, tmp_path):
         assert f"wrote results/plots/{name}.png" in log, log
     summary = (results / "summary.md").read_text()
     assert summary.startswith("# symato results summary")
-    assert "| symato/rwkv | L(N,D) | ok |" in summary
-    assert "bytes/rwkv L(N): L(N) needs at least 4 runs" in summary
+    assert "| symato/rwkv4 | L(N,D) | ok |" in summary
+    assert "bytes/rwkv4 L(N): L(N) needs at least 4 runs" in summary
     assert "## Learning-rate sweep" in summary and "| gpt | symato | gpt-L1-D32-T200k |" in summary
     assert "symato's L(N,D) was not fitted" in summary  # the study: one common size only
     assert summary == load_script("summary").document(
@@ -333,7 +333,7 @@ def test_restyling_a_figure_reruns_only_its_rule(rules_work):
 def test_collect_errors_name_file_and_key(tmp_path):
     d = tmp_path / "runs" / "symato" / "r1"
     d.mkdir(parents=True)
-    (d / "settings.json").write_text(json.dumps({"arch": "rwkv", "tokens": 10}))
+    (d / "settings.json").write_text(json.dumps({"arch": "rwkv4", "tokens": 10}))
     (d / "metrics.json").write_text(json.dumps({"bits_per_byte": 1.5}))
     with pytest.raises(SymatoError, match=r"r1/metrics.json: key 'params_total' is missing"):
         collect.main([str(d), "--out", str(tmp_path / "runs.csv")])
@@ -352,6 +352,31 @@ def test_collect_errors_name_file_and_key(tmp_path):
     assert not (tmp_path / "c.csv").exists()
 
 
+def test_run_folders_of_the_old_name_rwkv_collect_as_rwkv4(tmp_path):
+    """Run folders written before RWKV-4 was named rwkv4 (``rwkv-L...``, settings and
+    metrics saying "rwkv") keep their folder's name as run, and read as architecture
+    rwkv4 in both tables, so they share a style and fit group with new rwkv4 runs; their
+    names parse (split_name) like new ones."""
+    from symato.run.grid import join_name, split_name
+
+    old_run = "rwkv-L1-D32-T10k-lr0.002-s2"
+    assert split_name(old_run) == ("rwkv-L1-D32-T10k", {"lr": "0.002", "seed": "2"})
+    assert join_name(*split_name(old_run)) == old_run
+    for run, arch in ((old_run, "rwkv"), ("rwkv4-L1-D32-T10k", "rwkv4")):
+        d = tmp_path / "runs" / "symato" / run
+        d.mkdir(parents=True)
+        (d / "settings.json").write_text(json.dumps({"arch": arch, "tokens": 10_000}))
+        (d / "metrics.json").write_text(json.dumps({"params_total": 5, "train_tokens": 10_000,
+                                                    "bits_per_byte": 1.5, "arch": arch}))
+        (d / "metrics.jsonl").write_text('{"step": 1, "tokens": 5000, "val_bpb": 2.0}\n')
+    collect.main(["--runs-root", str(tmp_path / "runs"), "--out", str(tmp_path / "runs.csv"),
+                  "--curves", str(tmp_path / "curves.csv")])
+    runs, curves = _rows(tmp_path / "runs.csv"), _rows(tmp_path / "curves.csv")
+    assert sorted((r["run"], r["arch"]) for r in runs) == [
+        (old_run, "rwkv4"), ("rwkv4-L1-D32-T10k", "rwkv4")]
+    assert {r["arch"] for r in curves} == {"rwkv4"} and len(curves) == 2
+
+
 def test_run_without_loss_is_kept_and_reported(tmp_path, capsys):
     d = tmp_path / "runs" / "symato" / "r1"
     d.mkdir(parents=True)
@@ -368,20 +393,20 @@ def test_equal_size_table_takes_configured_runs_in_budget_order() -> None:
     import pandas as pd
 
     def row(tok: str, run: str, loss: float, budget: str) -> dict:
-        return {"tokenizer": tok, "arch": "rwkv", "run": run, "n_layer": 1, "n_embd": 32,
+        return {"tokenizer": tok, "arch": "rwkv4", "run": run, "n_layer": 1, "n_embd": 32,
                 "tokens": 1000, "loss": loss, "budget": budget}
 
     runs = pd.DataFrame([
-        row("symato", "rwkv-L1-D32-B100k", 2.0, "100k text bytes"),
-        row("symato", "rwkv-L1-D32-B100k-lr0.008", 1.0, "100k text bytes"),
-        row("symato", "rwkv-L1-D32-B100k-split0.3", 3.0, "100k text bytes"),
-        row("bytes", "rwkv-L1-D32-B100k", 2.5, "100k text bytes"),
-        row("symato", "rwkv-L1-D32-B10k", 4.0, "10k text bytes"),
-        row("bytes", "rwkv-L1-D32-B10k", 5.0, "10k text bytes"),
+        row("symato", "rwkv4-L1-D32-B100k", 2.0, "100k text bytes"),
+        row("symato", "rwkv4-L1-D32-B100k-lr0.008", 1.0, "100k text bytes"),
+        row("symato", "rwkv4-L1-D32-B100k-split0.3", 3.0, "100k text bytes"),
+        row("bytes", "rwkv4-L1-D32-B100k", 2.5, "100k text bytes"),
+        row("symato", "rwkv4-L1-D32-B10k", 4.0, "10k text bytes"),
+        row("bytes", "rwkv4-L1-D32-B10k", 5.0, "10k text bytes"),
     ])
     table = figures.equal_size_table(runs)
     assert [k[3] for k in table.index] == ["10k text bytes", "100k text bytes"]
-    assert table.loc[("rwkv", 1, 32, "100k text bytes"), "symato"] == 2.0
+    assert table.loc[("rwkv4", 1, 32, "100k text bytes"), "symato"] == 2.0
 
 
 # ------------------------------------------------------------------ the shared look

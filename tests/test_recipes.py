@@ -37,7 +37,7 @@ from symato.run.settings import default_settings, load_settings
 # (name pattern, learning-rate multiplier, decayed) per architecture; the first full
 # match wins and every parameter must match one.
 TABLES: dict[str, list[tuple[str, float, bool]]] = {
-    "rwkv": [  # RWKV-v4neo configure_optimizers (layerwise_lr 1)
+    "rwkv4": [  # RWKV-v4neo configure_optimizers (layerwise_lr 1)
         (r"blocks\.\d+\.att\.time_decay", 2.0, False),
         (r"blocks\.\d+\.att\.time_first", 3.0, False),
         (r"blocks\.\d+\.(att|ffn)\.time_mix_[kvr]", 1.0, False),
@@ -69,7 +69,7 @@ TABLES: dict[str, list[tuple[str, float, bool]]] = {
 }
 # The AdamW settings and extra loss of each recipe (same sources).
 OPTIMIZER = {
-    "rwkv": {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.0, "l2wrap": 1e-4},
+    "rwkv4": {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.0, "l2wrap": 1e-4},
     "rwkv7": {"beta1": 0.9, "beta2": 0.99, "eps": 1e-18, "weight_decay": 0.1, "l2wrap": 1e-4},
     "gpt": {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, "l2wrap": 0.0},
     "llama": {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, "l2wrap": 0.0},
@@ -114,7 +114,7 @@ def test_every_parameter_gets_its_authors_multiplier_and_decay(arch: str) -> Non
 def test_config_values_default_to_the_recipe_and_override_by_name() -> None:
     train = {"settings": {"lr": 0.004, "eps": "recipe", "beta2": None, "weight_decay": 0.02},
              "arch_overrides": {"rwkv7": {"eps": 1e-8}}}
-    s7, s4 = shared_settings(train, "rwkv7"), shared_settings(train, "rwkv")
+    s7, s4 = shared_settings(train, "rwkv7"), shared_settings(train, "rwkv4")
     assert (s7["eps"], s7["beta2"], s7["weight_decay"], s7["recipe"]) == (
         1e-8, 0.99, 0.02, "rwkv7-train_temp")
     assert (s4["eps"], s4["beta2"], s4["l2wrap"], s4["recipe"]) == (1e-8, 0.99, 1e-4,
@@ -150,7 +150,7 @@ WIDTHS = [(2, 32), (3, 64)]
 
 @pytest.mark.parametrize(("L", "C"), WIDTHS)
 def test_rwkv4_init_matches_v4neo(L: int, C: int) -> None:
-    model = build_model("rwkv", vocab_size=V, n_layer=L, n_embd=C, ctx_len=8)
+    model = build_model("rwkv4", vocab_size=V, n_layer=L, n_embd=C, ctx_len=8)
     h = torch.arange(C, dtype=torch.float64)
     checked = set()
     for name, p in model.named_parameters():

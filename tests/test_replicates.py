@@ -49,11 +49,11 @@ def test_seed_axis_names_the_replicates_and_keeps_the_default_name():
     assert names == ["gpt-L1-D32-T30k-lr0.003-s1", "gpt-L1-D32-T30k-lr0.003-s2"]
     assert all(re.fullmatch(run_name_pattern(), name) for name in names)
     assert scaling.replicate_key("gpt-L1-D32-T30k-lr0.003-s2") == ("gpt-L1-D32-T30k-lr0.003", 2)
-    assert scaling.replicate_key("rwkv-L2-D64-B300k-s3-split0.1") == (
-        "rwkv-L2-D64-B300k-split0.1", 3)
+    assert scaling.replicate_key("rwkv4-L2-D64-B300k-s3-split0.1") == (
+        "rwkv4-L2-D64-B300k-split0.1", 3)
     assert scaling.replicate_key("gpt-L1-D32-T30k") == ("gpt-L1-D32-T30k", None)
-    assert scaling.split_run_name("rwkv-L2-D64-B300k-split0.1") == (
-        "rwkv-L2-D64-B300k", {"split_syllables": 0.1})
+    assert scaling.split_run_name("rwkv4-L2-D64-B300k-split0.1") == (
+        "rwkv4-L2-D64-B300k", {"split_syllables": 0.1})
 
 
 def test_demo_grid_replicates_what_the_issue_asks():
@@ -70,45 +70,45 @@ def test_demo_grid_replicates_what_the_issue_asks():
     tripled = {k for k, v in seeds.items() if len(v) >= 3}
     for tok in config["tokenizers"]:
         for budget in ("10k", "30k", "100k", "300k"):
-            assert (tok, f"rwkv-L1-D32-B{budget}") in tripled, (tok, budget)
-    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+            assert (tok, f"rwkv4-L1-D32-B{budget}") in tripled, (tok, budget)
+    for arch in ("rwkv4", "gpt", "rwkv7", "llama"):
         assert ("symato", f"{arch}-L2-D48-B100k") in tripled, arch
 
 
 # ------------------------------------------------------------ the learning-rate choice
 def _row(run: str, loss: float | None, lr: float, seed: int, tok: str = "symato",
          line: int = 0) -> dict:
-    return {"tokenizer": tok, "arch": "rwkv", "run": run, "loss": loss, "lr": lr,
+    return {"tokenizer": tok, "arch": "rwkv4", "run": run, "loss": loss, "lr": lr,
             "lr_min": 0.0004, "seed": seed, "params": 1e5, "tokens": 1e5, "_line": line}
 
 
 def test_choice_does_not_pick_among_seeds():
     # one learning rate, three seeds: every replicate is fitted, and there is no sweep
-    rows = [_row("rwkv-L1-D32-B200k", 2.0, 0.004, 1234, line=1),
-            _row("rwkv-L1-D32-B200k-s2", 1.8, 0.004, 2, line=2),
-            _row("rwkv-L1-D32-B200k-s3", 2.3, 0.004, 3, line=3)]
+    rows = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004, 1234, line=1),
+            _row("rwkv4-L1-D32-B200k-s2", 1.8, 0.004, 2, line=2),
+            _row("rwkv4-L1-D32-B200k-s3", 2.3, 0.004, 3, line=3)]
     kept, sweeps, notes = scaling.choose_runs(rows)
     assert [r["run"] for r in kept] == [r["run"] for r in rows]
     assert sweeps == [] and notes == []
     # a sweep with seeds: the value with the lower *mean* wins (not the luckiest seed),
     # and all its replicates are kept
-    swept = [*rows, _row("rwkv-L1-D32-B200k-lr0.008", 1.7, 0.008, 1234, line=4),  # lucky
-             _row("rwkv-L1-D32-B200k-lr0.008-s2", 2.5, 0.008, 2, line=5),
-             _row("rwkv-L1-D32-B200k-lr0.008-s3", 2.4, 0.008, 3, line=6)]
+    swept = [*rows, _row("rwkv4-L1-D32-B200k-lr0.008", 1.7, 0.008, 1234, line=4),  # lucky
+             _row("rwkv4-L1-D32-B200k-lr0.008-s2", 2.5, 0.008, 2, line=5),
+             _row("rwkv4-L1-D32-B200k-lr0.008-s3", 2.4, 0.008, 3, line=6)]
     kept, sweeps, _ = scaling.choose_runs(swept)
     assert [r["run"] for r in kept] == [r["run"] for r in rows]
     (sweep,) = sweeps
-    assert sweep["chosen"] == "rwkv-L1-D32-B200k" and sweep["at_edge"] == {"lr": "low"}
+    assert sweep["chosen"] == "rwkv4-L1-D32-B200k" and sweep["at_edge"] == {"lr": "low"}
     assert [(r["lr"], r["replicates"]) for r in sweep["runs"]] == [(0.004, 3), (0.008, 3)]
     assert sweep["runs"][0]["loss"] == pytest.approx((2.0 + 1.8 + 2.3) / 3)
-    assert sweep["runs"][1]["replicate_runs"] == ["rwkv-L1-D32-B200k-lr0.008",
-                                                 "rwkv-L1-D32-B200k-lr0.008-s2",
-                                                 "rwkv-L1-D32-B200k-lr0.008-s3"]
+    assert sweep["runs"][1]["replicate_runs"] == ["rwkv4-L1-D32-B200k-lr0.008",
+                                                 "rwkv4-L1-D32-B200k-lr0.008-s2",
+                                                 "rwkv4-L1-D32-B200k-lr0.008-s3"]
     assert "Seed replicates" in scaling.CHOICE_RULE
     # a failed replicate is not counted in its value's mean and not fitted
-    failed = [*rows[:2], _row("rwkv-L1-D32-B200k-s3", None, 0.004, 3)]
+    failed = [*rows[:2], _row("rwkv4-L1-D32-B200k-s3", None, 0.004, 3)]
     kept, _, _ = scaling.choose_runs(failed)
-    assert [r["run"] for r in kept] == ["rwkv-L1-D32-B200k", "rwkv-L1-D32-B200k-s2"]
+    assert [r["run"] for r in kept] == ["rwkv4-L1-D32-B200k", "rwkv4-L1-D32-B200k-s2"]
 
 
 def test_fit_uses_every_replicate_as_a_point(tmp_path):
@@ -132,27 +132,27 @@ def test_fit_uses_every_replicate_as_a_point(tmp_path):
 # ------------------------------------------------------------------- summary: replicates
 def test_replicates_section_gives_n_mean_sd_and_range():
     runs = pd.DataFrame([{**r, "params": 1e5, "tokens": 1e5} for r in [
-        {"tokenizer": "symato", "arch": "rwkv", "run": "rwkv-L1-D32-B100k", "seed": 1234,
+        {"tokenizer": "symato", "arch": "rwkv4", "run": "rwkv4-L1-D32-B100k", "seed": 1234,
          "loss": 2.0, "restoration_accuracy": 0.5},
-        {"tokenizer": "symato", "arch": "rwkv", "run": "rwkv-L1-D32-B100k-s2", "seed": 2,
+        {"tokenizer": "symato", "arch": "rwkv4", "run": "rwkv4-L1-D32-B100k-s2", "seed": 2,
          "loss": 2.2, "restoration_accuracy": 0.6},
-        {"tokenizer": "symato", "arch": "rwkv", "run": "rwkv-L1-D32-B100k-s3", "seed": 3,
+        {"tokenizer": "symato", "arch": "rwkv4", "run": "rwkv4-L1-D32-B100k-s3", "seed": 3,
          "loss": 2.4, "restoration_accuracy": 0.7},
-        {"tokenizer": "bytes", "arch": "rwkv", "run": "rwkv-L1-D32-B100k", "seed": 1234,
+        {"tokenizer": "bytes", "arch": "rwkv4", "run": "rwkv4-L1-D32-B100k", "seed": 1234,
          "loss": 2.5, "restoration_accuracy": None},
-        {"tokenizer": "bytes", "arch": "rwkv", "run": "rwkv-L1-D32-B100k-s2", "seed": 2,
+        {"tokenizer": "bytes", "arch": "rwkv4", "run": "rwkv4-L1-D32-B100k-s2", "seed": 2,
          "loss": 2.7, "restoration_accuracy": None},
-        {"tokenizer": "bytes", "arch": "rwkv", "run": "rwkv-L2-D64-B100k", "seed": 1234,
+        {"tokenizer": "bytes", "arch": "rwkv4", "run": "rwkv4-L2-D64-B100k", "seed": 1234,
          "loss": 1.9, "restoration_accuracy": None},  # a single run: not a replicated cell
     ]])
     text = summary.replicates_section(runs)
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(lines) == 3  # header + 2 replicated cells
-    assert "| symato | rwkv-L1-D32-B100k | 2, 3, 1234 | 3 | 2.2 | 0.2 | 2–2.4 | 3 | 0.6 | 0.1 | " \
+    assert "| symato | rwkv4-L1-D32-B100k | 2, 3, 1234 | 3 | 2.2 | 0.2 | 2–2.4 | 3 | 0.6 | 0.1 | " \
            "0.5–0.7 |" in text
-    assert "| bytes | rwkv-L1-D32-B100k | 2, 1234 | 2 | 2.6 | 0.1414 | 2.5–2.7 | 0 | – | – | – |" \
+    assert "| bytes | rwkv4-L1-D32-B100k | 2, 1234 | 2 | 2.6 | 0.1414 | 2.5–2.7 | 0 | – | – | – |" \
         in text
-    assert "rwkv-L2-D64" not in text
+    assert "rwkv4-L2-D64" not in text
     assert "No replicated runs" in summary.replicates_section(runs.iloc[[0, 3]])
     doc = load_script("summary").document(runs, {}, pd.DataFrame(), {})
     assert "## Replicates" in doc and "### Ranking agreement" in doc
@@ -160,7 +160,7 @@ def test_replicates_section_gives_n_mean_sd_and_range():
 
 # -------------------------------------------------------- the study: noise inside cells
 def test_bootstrap_resamples_replicates_inside_each_drawn_cell():
-    rows = [{"tokenizer": tok, "arch": "rwkv", "run": f"rwkv-L1-D32-B{b}k{s}",
+    rows = [{"tokenizer": tok, "arch": "rwkv4", "run": f"rwkv4-L1-D32-B{b}k{s}",
              "n_layer": 1, "n_embd": 32, "tokens": 1.0, "loss": 1.0}
             for tok in "ab" for b in (10, 30) for s in ("", "-s2", "-s3")]
     by_tok = {t: [r for r in rows if r["tokenizer"] == t] for t in "ab"}
@@ -183,8 +183,8 @@ def test_bootstrap_resamples_replicates_inside_each_drawn_cell():
 
 def test_a_difference_within_replicate_noise_is_not_resolved():
     def rows(losses: dict[str, list[float]]) -> list[dict]:
-        return [{"tokenizer": tok, "arch": "rwkv", "n_layer": 2, "n_embd": 64,
-                 "run": f"rwkv-L2-D64-B100k{'' if i == 0 else f'-s{i + 1}'}", "loss": x,
+        return [{"tokenizer": tok, "arch": "rwkv4", "n_layer": 2, "n_embd": 64,
+                 "run": f"rwkv4-L2-D64-B100k{'' if i == 0 else f'-s{i + 1}'}", "loss": x,
                  "tokens": 1.0} for tok, xs in losses.items() for i, x in enumerate(xs)]
 
     # without replicates the difference is a number (no noise level known)
@@ -199,7 +199,7 @@ def test_a_difference_within_replicate_noise_is_not_resolved():
     (quiet,) = study.cell_differences(rows({"a": [1.99, 2.01, 2.00], "b": [2.04, 2.06, 2.05]}))
     assert quiet["status"] == "resolved" and quiet["better"] == "a"
     text = summary.differences_section({"difference_rule": study.DIFFERENCE_RULE,
-                                        "differences": [single, {**noisy, "arch": "rwkv"}]})
+                                        "differences": [single, {**noisy, "arch": "rwkv4"}]})
     assert "not resolved" in text and "2 standard errors" in text
     assert "single" not in text.split("\n\n", 1)[1]  # single runs are not listed
 
@@ -223,16 +223,16 @@ def test_a_crossover_replicate_noise_does_not_resolve_is_reported_as_such():
     a_noisy = _fit([1.0, 1.0, 1.0, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7])
     sizes = {"a": {"L2-D64": 1e5}, "b": {"L2-D64": 1e5}}
     ranges = {"a": (20_000.0, 600_000.0), "b": (20_000.0, 600_000.0)}
-    clear = study.crossover("a", "b", "rwkv", {"size": "L2-D64"}, {"a": a_cells, "b": b},
+    clear = study.crossover("a", "b", "rwkv4", {"size": "L2-D64"}, {"a": a_cells, "b": b},
                             sizes, ranges)
     assert clear["status"] == "crossover"
     assert clear["text_bytes"] == pytest.approx((63 / 0.2) ** 2, rel=1e-6)
-    noisy = study.crossover("a", "b", "rwkv", {"size": "L2-D64"}, {"a": a_noisy, "b": b},
+    noisy = study.crossover("a", "b", "rwkv4", {"size": "L2-D64"}, {"a": a_noisy, "b": b},
                             sizes, ranges, fits_cells={"a": a_cells, "b": b})
     assert noisy["status"] == "not_resolved" and "text_bytes" not in noisy
     assert noisy["bootstrap"]["crossing"] == 3 and noisy["bootstrap_cells"]["crossing"] == 10
     # without the cells-only fits (no replicates) the same is just not determined
-    plain = study.crossover("a", "b", "rwkv", {"size": "L2-D64"}, {"a": a_noisy, "b": b},
+    plain = study.crossover("a", "b", "rwkv4", {"size": "L2-D64"}, {"a": a_noisy, "b": b},
                             sizes, ranges)
     assert plain["status"] == "not_determined"
     text = summary.crossover_section({"crossovers": [noisy]})
@@ -255,12 +255,12 @@ def _ranking_rows() -> list[dict]:
     for tok, by_size in losses.items():
         for (layers, width), values in by_size.items():
             for seed, loss in zip((1, 2, 3, 4), values, strict=True):
-                rows.append({"tokenizer": tok, "arch": "rwkv", "n_layer": layers,
-                             "n_embd": width, "run": f"rwkv-L{layers}-D{width}-B100k-s{seed}",
+                rows.append({"tokenizer": tok, "arch": "rwkv4", "n_layer": layers,
+                             "n_embd": width, "run": f"rwkv4-L{layers}-D{width}-B100k-s{seed}",
                              "seed": seed, "loss": loss, "tokens": 1.0})
     # a middle size does not count; another budget with one size has no ranking
-    rows.append({**rows[0], "n_layer": 2, "n_embd": 64, "run": "rwkv-L2-D64-B100k-s1"})
-    rows.append({**rows[0], "run": "rwkv-L1-D32-B300k-s1"})
+    rows.append({**rows[0], "n_layer": 2, "n_embd": 64, "run": "rwkv4-L2-D64-B100k-s1"})
+    rows.append({**rows[0], "run": "rwkv4-L1-D32-B300k-s1"})
     return rows
 
 
@@ -275,7 +275,7 @@ def test_ranking_agreement_over_seeds():
     assert agreement["overall"] == {"pairs": 3, "comparisons": 12, "agree": 8,
                                     "share": pytest.approx(8 / 12)}
     text = summary.ranking_section({"ranking_agreement": agreement})
-    assert "| rwkv | 100k bytes | a vs c | L1-D32 → L3-D96 | 2/4 | 0.5 |" in text
+    assert "| rwkv4 | 100k bytes | a vs c | L1-D32 → L3-D96 | 2/4 | 0.5 |" in text
     assert "overall 8 of 12 comparisons" in text
 
 
@@ -302,8 +302,8 @@ def test_study_cli_with_replicates(tmp_path):
                 for seed in (1234, 2):
                     suffix = "" if seed == 1234 else f"-s{seed}"
                     loss = float(scaling.predict(law, n, text) * math.exp(rng.normal(0, 0.003)))
-                    rows.append({"tokenizer": tok, "arch": "rwkv", "seed": seed,
-                                 "run": f"rwkv-L{layers}-D{width}-B{text // 1000}k{suffix}",
+                    rows.append({"tokenizer": tok, "arch": "rwkv4", "seed": seed,
+                                 "run": f"rwkv4-L{layers}-D{width}-B{text // 1000}k{suffix}",
                                  "n_layer": layers, "n_embd": width, "params": n,
                                  "tokens": text / 2, "loss": loss})
     runs = write_csv(tmp_path / "runs.csv", rows)
@@ -314,7 +314,7 @@ def test_study_cli_with_replicates(tmp_path):
     assert study.main(["--runs", str(runs), "--tokenizers", str(toks), "--out", str(out),
                        "--crossovers", str(tmp_path / "x.csv"), "--bootstrap", "8"]) == 0
     doc = json.loads(out.read_text())
-    assert doc["groups"]["a/rwkv"]["n_runs"] == 24
+    assert doc["groups"]["a/rwkv4"]["n_runs"] == 24
     assert len(doc["differences"]) == 12
     assert {d["status"] for d in doc["differences"]} <= {"resolved", "not_resolved"}
     assert doc["ranking_agreement"]["overall"]["comparisons"] == 8  # 4 budgets x 2 seeds
@@ -326,9 +326,9 @@ def test_study_cli_with_replicates(tmp_path):
 def test_collect_puts_the_seed_in_runs_csv(tmp_path):
     from symato.report.collect import RUN_COLUMNS, run_row
 
-    run = tmp_path / "symato" / "rwkv-L1-D32-B100k-s2"
+    run = tmp_path / "symato" / "rwkv4-L1-D32-B100k-s2"
     run.mkdir(parents=True)
-    (run / "settings.json").write_text(json.dumps({"tokenizer": "symato", "arch": "rwkv",
+    (run / "settings.json").write_text(json.dumps({"tokenizer": "symato", "arch": "rwkv4",
                                                    "run": run.name, "seed": 2,
                                                    "text_bytes": 100000, "tokens": 44000}))
     (run / "metrics.json").write_text(json.dumps({"params_total": 1000, "train_tokens": 44032,

@@ -150,7 +150,7 @@ def test_too_few_runs_says_so(n, d, law, reason):
 def test_cli_contract(tmp_path):
     """Grouped CSV in; per-group status/params/ci JSON and a parameter CSV out."""
     n, d, loss = synthetic_runs()
-    rows = [{"tokenizer": "symato", "arch": "rwkv", "run": f"r{i}", "params": int(a),
+    rows = [{"tokenizer": "symato", "arch": "rwkv4", "run": f"r{i}", "params": int(a),
              "tokens": int(b), "flops": 6 * a * b, "loss": c}
             for i, (a, b, c) in enumerate(zip(n, d, loss, strict=True))]
     rows += [{"tokenizer": "symato", "arch": "gpt", "run": "g1", "params": 1e6, "tokens": 1e9,
@@ -162,7 +162,7 @@ def test_cli_contract(tmp_path):
     assert scaling.main(["--runs", str(runs), "--out", str(out), "--bootstrap", "10"]) == 0
     doc = json.loads(out.read_text())
     assert doc["group_columns"] == ["tokenizer", "arch"] and doc["params_column"] == "total"
-    ok, few = doc["groups"]["symato/rwkv"], doc["groups"]["symato/gpt"]
+    ok, few = doc["groups"]["symato/rwkv4"], doc["groups"]["symato/gpt"]
     assert ok["status"] == "ok" and ok["law"] == "L(N,D)"
     for key in ("E", "A", "B", "alpha", "beta"):
         assert isinstance(ok[key], float)
@@ -180,7 +180,7 @@ def test_cli_contract(tmp_path):
     assert doc["runs_without_loss"] and "run g2 has no loss" in doc["runs_without_loss"][0]
     with open(tmp_path / "fits.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    nd_rows = [r for r in table if r["group"] == "symato/rwkv" and r["law"] == "L(N,D)"]
+    nd_rows = [r for r in table if r["group"] == "symato/rwkv4" and r["law"] == "L(N,D)"]
     assert {r["parameter"] for r in nd_rows} == {"E", "A", "B", "alpha", "beta"}
     assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in nd_rows)
     assert any(r["group"] == "symato/gpt" and r["status"] == "too_few_runs" for r in table)
@@ -251,12 +251,12 @@ def test_demo_grid_supports_both_laws():
         n = np.array([r["n_layer"] * 10_000 + r["n_embd"] for r in rows], dtype=float)
         return n, np.array([r["text_bytes"] for r in rows], dtype=float)
 
-    for arch in ("rwkv", "gpt", "rwkv7", "llama"):
+    for arch in ("rwkv4", "gpt", "rwkv7", "llama"):
         n, d = data([r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch])
         sel = d == scaling._ln_budget(d, n)
         assert scaling._data_problem(scaling.LAW_N, n[sel], d[sel]) is None, arch
     for tok in config["tokenizers"]:
-        n, d = data([r for r in runs if r["tokenizer"] == tok and r["arch"] == "rwkv"])
+        n, d = data([r for r in runs if r["tokenizer"] == tok and r["arch"] == "rwkv4"])
         assert scaling._data_problem(scaling.LAW_ND, n, d) is None, tok
 
 
@@ -285,10 +285,10 @@ def test_summary_shows_the_restoration_baseline_and_its_noise():
     from symato.report.summary import runs_section
 
     runs = pd.DataFrame([
-        {"tokenizer": "symato", "arch": "rwkv", "run": "rwkv-L1-D32-T1k", "params": 1e5,
+        {"tokenizer": "symato", "arch": "rwkv4", "run": "rwkv4-L1-D32-T1k", "params": 1e5,
          "tokens": 1e3, "loss": 2.0, "restoration_accuracy": 0.81,
          "restoration_baseline_accuracy": 0.79, "restoration_syllables": 1000},
-        {"tokenizer": "bytes", "arch": "rwkv", "run": "rwkv-L1-D32-T1k", "params": 1e5,
+        {"tokenizer": "bytes", "arch": "rwkv4", "run": "rwkv4-L1-D32-T1k", "params": 1e5,
          "tokens": 1e3, "loss": 2.5, "restoration_accuracy": None,
          "restoration_baseline_accuracy": None, "restoration_syllables": 0},
     ])

@@ -232,7 +232,7 @@ TINY = {
             {
                 "name": "tiny",
                 "tokenizers": ["symato"],
-                "archs": ["rwkv", "gpt"],
+                "archs": ["rwkv4", "gpt"],
                 "sizes": ["L1-D32"],
                 "tokens": [4000],
             }
@@ -253,7 +253,7 @@ TINY = {
     },
     "eval": {"restoration_syllables": 50, "prompts": [""], "sample_tokens": 8},
 }
-GOOD, BAD = "results/runs/symato/rwkv-L1-D32-T4k", "results/runs/symato/gpt-L1-D32-T4k"
+GOOD, BAD = "results/runs/symato/rwkv4-L1-D32-T4k", "results/runs/symato/gpt-L1-D32-T4k"
 TIMING = ("tokens_per_second", "seconds", "mfu")
 
 
@@ -345,7 +345,7 @@ def test_real_workflow_on_slurm(cluster, tmp_path):
     assert not heavy & set(re.findall(r"^localrule (\w+):$", text, re.M))
 
     # The GPU run: one Slurm job holding the GPU, a single task.
-    train_job = next(j for j, p in SUBMITTED.findall(text) if "rwkv-L1-D32" in p)
+    train_job = next(j for j, p in SUBMITTED.findall(text) if "rwkv4-L1-D32" in p)
     info = scontrol_job(train_job, cluster.env)
     assert re.search(r"TresPerJob=gres:gpu:1\b", info) and "NumTasks=1 " in info, info
     assert "CpusPerTres=gres:gpu:1" in info, info  # cpus_per_gpu
@@ -387,7 +387,7 @@ PREEMPT = {
             {
                 "name": "preempt",
                 "tokenizers": ["symato"],
-                "archs": ["rwkv"],
+                "archs": ["rwkv4"],
                 "sizes": ["L1-D32"],
                 "tokens": [PREEMPT_STEPS * 4 * 32],
             }
@@ -408,8 +408,8 @@ PREEMPT = {
         "retries": 0,  # a failed attempt would end the run: only Slurm's requeue reruns it
     },
 }
-PREEMPT_RUN = "results/runs/symato/rwkv-L1-D32-T128k"
-PREEMPT_LOG = "results/logs/train/symato/rwkv-L1-D32-T128k.log"
+PREEMPT_RUN = "results/runs/symato/rwkv4-L1-D32-T128k"
+PREEMPT_LOG = "results/logs/train/symato/rwkv4-L1-D32-T128k.log"
 SIGTERM_LINE = re.compile(r"SIGTERM: saved checkpoint at step (\d+); exiting 143\b")
 STATUS_CHECK = "Checking the status of"  # the plugin's debug line, once per status query
 

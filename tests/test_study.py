@@ -23,13 +23,13 @@ from symato.run.grid import expand_grid, parse_size
 
 
 def _row(run: str, loss: float, lr: float | None = None, tok: str = "symato",
-         arch: str = "rwkv", line: int = 0) -> dict:
+         arch: str = "rwkv4", line: int = 0) -> dict:
     return {"tokenizer": tok, "arch": arch, "run": run, "loss": loss, "lr": lr,
             "lr_min": 0.0004, "params": 1e5, "tokens": 1e5, "_line": line}
 
 
 def test_split_run_name_inverts_the_suffixes():
-    assert scaling.split_run_name("rwkv-L2-D64-B200k-lr0.002") == ("rwkv-L2-D64-B200k",
+    assert scaling.split_run_name("rwkv4-L2-D64-B200k-lr0.002") == ("rwkv4-L2-D64-B200k",
                                                                    {"lr": 0.002})
     assert scaling.split_run_name("gpt-L1-D32-T30k-lr0.01-lrmin0.0001") == (
         "gpt-L1-D32-T30k", {"lr": 0.01, "lr_min": 0.0001})
@@ -37,48 +37,48 @@ def test_split_run_name_inverts_the_suffixes():
 
 
 def test_choice_keeps_the_lowest_loss_and_flags_the_edge():
-    rows = [_row("rwkv-L1-D32-B200k", 2.0, 0.004, line=1),
-            _row("rwkv-L1-D32-B200k-lr0.002", 2.1, 0.002, line=2),
-            _row("rwkv-L1-D32-B200k-lr0.008", 1.9, 0.008, line=3),
-            _row("rwkv-L2-D64-B200k", 1.7, 0.004, line=4),
-            _row("rwkv-L2-D64-B200k-lr0.002", 1.8, 0.002, line=5),
-            _row("rwkv-L2-D64-B200k-lr0.008", 1.75, 0.008, line=6),
-            _row("rwkv-L3-D96-B200k", 1.6, 0.004, line=7),  # not swept: kept as it is
-            _row("rwkv-L1-D32-B200k", 2.5, 0.004, tok="bytes", line=8)]  # other tokenizer
+    rows = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004, line=1),
+            _row("rwkv4-L1-D32-B200k-lr0.002", 2.1, 0.002, line=2),
+            _row("rwkv4-L1-D32-B200k-lr0.008", 1.9, 0.008, line=3),
+            _row("rwkv4-L2-D64-B200k", 1.7, 0.004, line=4),
+            _row("rwkv4-L2-D64-B200k-lr0.002", 1.8, 0.002, line=5),
+            _row("rwkv4-L2-D64-B200k-lr0.008", 1.75, 0.008, line=6),
+            _row("rwkv4-L3-D96-B200k", 1.6, 0.004, line=7),  # not swept: kept as it is
+            _row("rwkv4-L1-D32-B200k", 2.5, 0.004, tok="bytes", line=8)]  # other tokenizer
     kept, sweeps, notes = scaling.choose_runs(rows)
-    assert [r["run"] for r in kept] == ["rwkv-L1-D32-B200k-lr0.008", "rwkv-L2-D64-B200k",
-                                        "rwkv-L3-D96-B200k", "rwkv-L1-D32-B200k"]
+    assert [r["run"] for r in kept] == ["rwkv4-L1-D32-B200k-lr0.008", "rwkv4-L2-D64-B200k",
+                                        "rwkv4-L3-D96-B200k", "rwkv4-L1-D32-B200k"]
     assert notes == [] and len(sweeps) == 2
     small, large = sweeps
-    assert small["chosen"] == "rwkv-L1-D32-B200k-lr0.008" and small["lr"] == 0.008
+    assert small["chosen"] == "rwkv4-L1-D32-B200k-lr0.008" and small["lr"] == 0.008
     assert small["swept"] == ["lr"] and small["at_edge"] == {"lr": "high"}
     assert [r["lr"] for r in small["runs"]] == [0.002, 0.004, 0.008]
-    assert large["chosen"] == "rwkv-L2-D64-B200k" and large["at_edge"] == {}
+    assert large["chosen"] == "rwkv4-L2-D64-B200k" and large["at_edge"] == {}
     low = scaling.choose_runs([_row("a-L1-D8-T1k", 1.0, 0.004),
                                _row("a-L1-D8-T1k-lr0.001", 0.9, 0.001)])[1][0]
     assert low["at_edge"] == {"lr": "low"}
 
 
 def test_choice_ties_go_to_the_configured_value_then_the_lower_rate():
-    tied = [_row("rwkv-L1-D32-B200k-lr0.002", 2.0, 0.002),
-            _row("rwkv-L1-D32-B200k", 2.0, 0.004),
-            _row("rwkv-L1-D32-B200k-lr0.008", 2.0, 0.008)]
-    assert scaling.choose_runs(tied)[1][0]["chosen"] == "rwkv-L1-D32-B200k"
+    tied = [_row("rwkv4-L1-D32-B200k-lr0.002", 2.0, 0.002),
+            _row("rwkv4-L1-D32-B200k", 2.0, 0.004),
+            _row("rwkv4-L1-D32-B200k-lr0.008", 2.0, 0.008)]
+    assert scaling.choose_runs(tied)[1][0]["chosen"] == "rwkv4-L1-D32-B200k"
     no_base = [tied[2], tied[0]]
     sweep = scaling.choose_runs(no_base)[1][0]
-    assert sweep["chosen"] == "rwkv-L1-D32-B200k-lr0.002" and sweep["at_edge"] == {"lr": "low"}
+    assert sweep["chosen"] == "rwkv4-L1-D32-B200k-lr0.002" and sweep["at_edge"] == {"lr": "low"}
     # a loss lower by more than the tie tolerance wins over the configured value
-    nearly = [_row("rwkv-L1-D32-B200k", 2.0, 0.004),
-              _row("rwkv-L1-D32-B200k-lr0.008", 2.0 * (1 - 1e-6), 0.008)]
-    assert scaling.choose_runs(nearly)[1][0]["chosen"] == "rwkv-L1-D32-B200k-lr0.008"
+    nearly = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004),
+              _row("rwkv4-L1-D32-B200k-lr0.008", 2.0 * (1 - 1e-6), 0.008)]
+    assert scaling.choose_runs(nearly)[1][0]["chosen"] == "rwkv4-L1-D32-B200k-lr0.008"
 
 
 def test_runs_off_another_varied_default_are_set_aside():
-    rows = [_row("rwkv-L2-D64-B600k", 2.0, 0.004),
-            _row("rwkv-L2-D64-B600k-split0.3", 1.9, 0.004),
-            _row("rwkv-L2-D64-B600k-split0", 2.0, 0.004)]
+    rows = [_row("rwkv4-L2-D64-B600k", 2.0, 0.004),
+            _row("rwkv4-L2-D64-B600k-split0.3", 1.9, 0.004),
+            _row("rwkv4-L2-D64-B600k-split0", 2.0, 0.004)]
     kept, sweeps, notes = scaling.choose_runs(rows)
-    assert [r["run"] for r in kept] == ["rwkv-L2-D64-B600k"]
+    assert [r["run"] for r in kept] == ["rwkv4-L2-D64-B600k"]
     assert len(notes) == 1 and "split_syllables = 0.3" in notes[0]
     assert sweeps == []  # the split0 duplicate joins p = 0's group: nothing swept, no sweep
 
@@ -86,14 +86,14 @@ def test_runs_off_another_varied_default_are_set_aside():
 def test_a_failed_run_is_never_chosen_and_brackets_the_sweep():
     """A diverged rate (no loss) is a result of the sweep: it is worse than every run with
     a loss, so a best rate just below it is bracketed, not at the edge."""
-    rows = [_row("rwkv-L1-D32-B200k-lr0.002", 2.1, 0.002),
-            _row("rwkv-L1-D32-B200k", 2.0, 0.004),
-            _row("rwkv-L1-D32-B200k-lr0.008", None, 0.008)]
+    rows = [_row("rwkv4-L1-D32-B200k-lr0.002", 2.1, 0.002),
+            _row("rwkv4-L1-D32-B200k", 2.0, 0.004),
+            _row("rwkv4-L1-D32-B200k-lr0.008", None, 0.008)]
     kept, sweeps, _ = scaling.choose_runs(rows)
-    assert [r["run"] for r in kept] == ["rwkv-L1-D32-B200k"]
+    assert [r["run"] for r in kept] == ["rwkv4-L1-D32-B200k"]
     (sweep,) = sweeps
-    assert sweep["chosen"] == "rwkv-L1-D32-B200k" and sweep["at_edge"] == {}
-    assert sweep["failed"] == ["rwkv-L1-D32-B200k-lr0.008"]
+    assert sweep["chosen"] == "rwkv4-L1-D32-B200k" and sweep["at_edge"] == {}
+    assert sweep["failed"] == ["rwkv4-L1-D32-B200k-lr0.008"]
     assert [r.get("failed", False) for r in sweep["runs"]] == [False, False, True]
     all_failed = [_row("gpt-L1-D32-B200k", None, 0.006, arch="gpt"),
                   _row("gpt-L1-D32-B200k-lr0.012", None, 0.012, arch="gpt")]
@@ -152,8 +152,8 @@ def synthetic_study_rows(noise: float = 0.003, seed: int = 0) -> list[dict]:
         for (layers, width), n in STUDY_SIZES.items():
             for text in TEXTS:
                 loss = float(scaling.predict(law, n, text) * math.exp(rng.normal(0, noise)))
-                rows.append({"tokenizer": tok, "arch": "rwkv",
-                             "run": f"rwkv-L{layers}-D{width}-B{text // 1000}k",
+                rows.append({"tokenizer": tok, "arch": "rwkv4",
+                             "run": f"rwkv4-L{layers}-D{width}-B{text // 1000}k",
                              "n_layer": layers, "n_embd": width, "params": n,
                              "tokens": text / BYTES_PER_TOKEN[tok], "loss": loss})
     return rows
@@ -178,7 +178,7 @@ def test_study_rows_put_text_on_the_axis():
 @pytest.mark.parametrize("tok", ["a", "b"])
 def test_study_fit_recovers_known_laws_within_intervals(study_fit, tok):
     _, entries, results, _ = study_fit
-    fit = results[f"{tok}/rwkv"]
+    fit = results[f"{tok}/rwkv4"]
     assert fit.status == "ok" and fit.at_bound == []
     # The data term and the floor (what the study compares) within their intervals. A
     # and alpha trade off against each other over three sizes, and a percentile
@@ -192,7 +192,7 @@ def test_study_fit_recovers_known_laws_within_intervals(study_fit, tok):
     assert fit.params["A"] == pytest.approx(LAWS[tok]["A"], rel=0.15)
     assert fit.params["alpha"] == pytest.approx(LAWS[tok]["alpha"], abs=0.02)
     assert fit.params["beta"] == pytest.approx(0.5, abs=0.05)
-    curves = entries[f"{tok}/rwkv"]["curves"]
+    curves = entries[f"{tok}/rwkv4"]["curves"]
     assert [c["size"] for c in curves] == ["L2-D64", "L4-D256", "L8-D1024"]
     assert all(lo <= mid <= hi for c in curves
                for lo, mid, hi in zip(c["low"], c["loss"], c["high"], strict=True))
@@ -331,7 +331,7 @@ def test_failed_fit_gives_no_numbers(study_fit):
     rows, _entries, _results, _ = study_fit
     thin = [r for r in rows if not (r["tokenizer"] == "c" and r["n_layer"] != 2)]
     entries2, results2 = study.fit_groups(thin, "params", n_bootstrap=0, seed=0)
-    assert results2["c/rwkv"].status == "too_few_runs"
+    assert results2["c/rwkv4"].status == "too_few_runs"
     out = study.all_crossovers(thin, entries2, results2, "params")
     failed = [c for c in out if "c" in (c["a"], c["b"])]
     assert failed and all(c["status"] == "not_computed" and "text_bytes" not in c
@@ -349,8 +349,8 @@ def test_study_cli_contract(tmp_path):
     assert study.main(["--runs", str(runs), "--tokenizers", str(toks), "--out", str(out),
                        "--crossovers", str(tmp_path / "x.csv"), "--bootstrap", "5"]) == 0
     doc = json.loads(out.read_text())
-    assert set(doc["groups"]) == {"a/rwkv", "b/rwkv", "c/rwkv"}
-    assert doc["groups"]["a/rwkv"]["law"] == "L(N,D)" and "bytes of training text" in doc["d_axis"]
+    assert set(doc["groups"]) == {"a/rwkv4", "b/rwkv4", "c/rwkv4"}
+    assert doc["groups"]["a/rwkv4"]["law"] == "L(N,D)" and "bytes of training text" in doc["d_axis"]
     with open(tmp_path / "x.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 9 and {r["status"] for r in table} == {"crossover", "not_determined"}
@@ -358,14 +358,14 @@ def test_study_cli_contract(tmp_path):
     assert (tmp_path / "study.csv").read_text().startswith("group,")
     assert doc["runs_without_loss"] == []
     # A run without a loss is reported in the document and the summary, not dropped silently.
-    failed = [*synthetic_study_rows(), {**synthetic_study_rows()[0], "run": "rwkv-L2-D64-B1k",
+    failed = [*synthetic_study_rows(), {**synthetic_study_rows()[0], "run": "rwkv4-L2-D64-B1k",
                                         "loss": ""}]
     runs2 = write_csv(tmp_path / "runs2.csv", failed)
     assert study.main(["--runs", str(runs2), "--tokenizers", str(toks), "--out", str(out),
                        "--bootstrap", "0"]) == 0
     doc = json.loads(out.read_text())
-    assert len(doc["runs_without_loss"]) == 1 and "rwkv-L2-D64-B1k" in doc["runs_without_loss"][0]
-    assert "rwkv-L2-D64-B1k has no loss" in summary.study_fits_section(doc)
+    assert len(doc["runs_without_loss"]) == 1 and "rwkv4-L2-D64-B1k" in doc["runs_without_loss"][0]
+    assert "rwkv4-L2-D64-B1k has no loss" in summary.study_fits_section(doc)
     bad = write_csv(tmp_path / "bad.csv", [{"tokenizer": "a", "split": "train", "tokens": "",
                                          "bytes": 5}])
     with pytest.raises(SymatoError, match=r"bad.csv:2: column 'tokens' is empty"):
@@ -376,10 +376,10 @@ def test_study_cli_contract(tmp_path):
 
 
 def _sweep_fits() -> dict:
-    rows = [_row("rwkv-L1-D32-B200k", 2.0, 0.004), _row("rwkv-L1-D32-B200k-lr0.002", 2.1, 0.002),
-            _row("rwkv-L1-D32-B200k-lr0.008", 1.9, 0.008), _row("rwkv-L3-D96-B200k", 1.7, 0.004),
-            _row("rwkv-L3-D96-B200k-lr0.002", 1.8, 0.002),
-            _row("rwkv-L3-D96-B200k-lr0.008", 1.75, 0.008),
+    rows = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004), _row("rwkv4-L1-D32-B200k-lr0.002", 2.1, 0.002),
+            _row("rwkv4-L1-D32-B200k-lr0.008", 1.9, 0.008), _row("rwkv4-L3-D96-B200k", 1.7, 0.004),
+            _row("rwkv4-L3-D96-B200k-lr0.002", 1.8, 0.002),
+            _row("rwkv4-L3-D96-B200k-lr0.008", 1.75, 0.008),
             _row("gpt-L1-D32-B200k", 2.2, 0.006, arch="gpt"),
             _row("gpt-L1-D32-B200k-lr0.003", 2.1, 0.003, arch="gpt")]
     _, sweeps, _ = scaling.choose_runs(rows)
@@ -391,9 +391,9 @@ def test_lr_sweep_section_marks_the_choice_and_the_edges():
     text = summary.lr_sweep_section(_sweep_fits())
     assert "**0.008: 1.9**" in text and "0.002: 2.1" in text
     assert "Optimum not bracketed" in text
-    assert "symato/rwkv rwkv-L1-D32-B200k: best lr 0.008 is the highest swept" in text
+    assert "symato/rwkv4 rwkv4-L1-D32-B200k: best lr 0.008 is the highest swept" in text
     assert "symato/gpt gpt-L1-D32-B200k: best lr 0.003 is the lowest swept" in text
-    assert "rwkv-L3-D96-B200k" in text and "| inside |" in text
+    assert "rwkv4-L3-D96-B200k" in text and "| inside |" in text
     assert "No learning-rate sweep" in summary.lr_sweep_section({})
 
 
@@ -402,29 +402,29 @@ def test_study_sections(study_fit):
     doc = {"groups": entries, "crossovers": crossovers, "bootstrap": 30,
            "params_column": "total"}
     fits = summary.study_fits_section(doc)
-    assert "bytes of training text seen" in fits and "| a/rwkv | ok | 12 |" in fits
+    assert "bytes of training text seen" in fits and "| a/rwkv4 | ok | 12 |" in fits
     losses = summary.study_losses_section(doc)
-    assert "| rwkv | L2-D64 | 20k bytes |" in losses and "**" in losses
+    assert "| rwkv4 | L2-D64 | 20k bytes |" in losses and "**" in losses
     cross = summary.crossover_section(doc)
-    assert "| rwkv | L2-D64 | a vs b | " in cross and "| a | b |" in cross
-    assert "- rwkv L2-D64 (20k–600k bytes of text): not determined in range for a–c (" in cross
+    assert "| rwkv4 | L2-D64 | a vs b | " in cross and "| a | b |" in cross
+    assert "- rwkv4 L2-D64 (20k–600k bytes of text): not determined in range for a–c (" in cross
     assert "No tokenizer study" in summary.study_fits_section({})
 
 
 def test_split_section_pairs_each_p_with_its_p0_run():
     runs = pd.DataFrame([
-        {"tokenizer": "symato+256", "run": "rwkv-L2-D64-B600k", "loss": 1.50,
+        {"tokenizer": "symato+256", "run": "rwkv4-L2-D64-B600k", "loss": 1.50,
          "split_syllables": 0.0, "restoration_accuracy": 0.84,
          "restoration_accuracy_split": 0.09},
-        {"tokenizer": "symato+256", "run": "rwkv-L2-D64-B600k-split0.1", "loss": 1.53,
+        {"tokenizer": "symato+256", "run": "rwkv4-L2-D64-B600k-split0.1", "loss": 1.53,
          "split_syllables": 0.1, "restoration_accuracy": 0.83,
          "restoration_accuracy_split": 0.80},
-        {"tokenizer": "symato", "run": "rwkv-L2-D64-B600k", "loss": 1.6,
+        {"tokenizer": "symato", "run": "rwkv4-L2-D64-B600k", "loss": 1.6,
          "split_syllables": 0.0, "restoration_accuracy": 0.8,
          "restoration_accuracy_split": None}])
     text = summary.split_section(runs)
-    assert "| symato+256 | rwkv-L2-D64-B600k | 0 | 1.5 | – | 0.84 | 0.09 |" in text
-    assert "| symato+256 | rwkv-L2-D64-B600k | 0.1 | 1.53 | 0.03 | 0.83 | 0.8 |" in text
+    assert "| symato+256 | rwkv4-L2-D64-B600k | 0 | 1.5 | – | 0.84 | 0.09 |" in text
+    assert "| symato+256 | rwkv4-L2-D64-B600k | 0.1 | 1.53 | 0.03 | 0.83 | 0.8 |" in text
     assert "| symato |" not in text
     assert "No run varies" in summary.split_section(runs.drop(columns="split_syllables"))
 
@@ -436,18 +436,18 @@ def test_figures_draw_the_studies(study_fit, tmp_path):
     fig = load_script("tokenizer_study").draw(doc, style)
     figures.save_figure(fig, tmp_path / "t.png", tmp_path / "t.svg", dpi=40)
     svg = (tmp_path / "t.svg").read_text()
-    assert "rwkv L4-D256: 1 crossover(s)" in svg
+    assert "rwkv4 L4-D256: 1 crossover(s)" in svg
     # the legend names every tokenizer, also one that is missing from the first panel
-    runs_c = entries["c/rwkv"]["runs"]
-    doc["groups"] = {**entries, "c/rwkv": {**entries["c/rwkv"], "runs": [
+    runs_c = entries["c/rwkv4"]["runs"]
+    doc["groups"] = {**entries, "c/rwkv4": {**entries["c/rwkv4"], "runs": [
         r for r in runs_c if r["size"] != "L2-D64"]}}
     fig = load_script("tokenizer_study").draw(doc, style)
     assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["a", "b", "c"]
     fits = _sweep_fits()
     series = figures.sweep_series(fits)
-    assert [s["base"] for s in series] == ["gpt-L1-D32-B200k", "rwkv-L1-D32-B200k",
-                                           "rwkv-L3-D96-B200k"]
-    fig = load_script("lr_sweep").draw(fits, figures.Style(["rwkv", "gpt"], ["symato"]))
+    assert [s["base"] for s in series] == ["gpt-L1-D32-B200k", "rwkv4-L1-D32-B200k",
+                                           "rwkv4-L3-D96-B200k"]
+    fig = load_script("lr_sweep").draw(fits, figures.Style(["rwkv4", "gpt"], ["symato"]))
     figures.save_figure(fig, tmp_path / "l.png", tmp_path / "l.svg", dpi=40)
     assert "edge" in (tmp_path / "l.svg").read_text()
     for script, data in (("tokenizer_study", {}), ("lr_sweep", {})):  # nothing to draw
@@ -465,7 +465,7 @@ def test_demo_config_meets_the_study_minimums():
     config = prepared(yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")))
     runs = expand_grid(config)
     for tok in config["tokenizers"]:
-        mine = [r for r in runs if r["tokenizer"] == tok and r["arch"] == "rwkv"
+        mine = [r for r in runs if r["tokenizer"] == tok and r["arch"] == "rwkv4"
                 and r["text_bytes"] and "tokenizers" in r["grids"]]
         budgets = sorted({r["text_bytes"] for r in mine})
         assert len(budgets) >= 4 and budgets[-1] / budgets[0] >= 30, tok
@@ -475,7 +475,7 @@ def test_demo_config_meets_the_study_minimums():
             assert {r["text_bytes"] for r in mine if (r["n_layer"], r["n_embd"]) == size} \
                 == set(budgets), (tok, size)
     archs = config["train"]["grids"][2]["archs"]
-    assert sorted(archs) == ["gpt", "llama", "rwkv", "rwkv7"]
+    assert sorted(archs) == ["gpt", "llama", "rwkv4", "rwkv7"]
     for arch in archs:
         sym = [r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch]
         at_one_budget: dict[int, set] = {}
@@ -503,7 +503,7 @@ def test_gpu_config_has_the_full_studies():
     update_config(config, gpu)
     config = prepared(config)
     runs = expand_grid(config)
-    archs = {"gpt", "llama", "rwkv", "rwkv7"}
+    archs = {"gpt", "llama", "rwkv4", "rwkv7"}
     assert {r["arch"] for r in runs} == archs
     for tok in config["tokenizers"]:
         for arch in archs:
@@ -525,14 +525,14 @@ def test_gpu_config_has_the_full_studies():
 
 def test_a_sweep_only_one_tokenizer_got_is_not_compared() -> None:
     """Best-of-three against one configured run would be tuning, not tokenization."""
-    rows = [_row("rwkv-L1-D32-B200k", 2.0, 0.004, line=1),
-            _row("rwkv-L1-D32-B200k-lr0.008", 1.9, 0.008, line=2),
-            _row("rwkv-L1-D32-B200k", 2.1, 0.004, tok="bytes", line=3),
-            _row("rwkv-L2-D64-B200k", 1.7, 0.004, line=4),
-            _row("rwkv-L2-D64-B200k-lr0.008", 1.6, 0.008, line=5),
-            _row("rwkv-L2-D64-B200k", 1.8, 0.004, tok="bytes", line=6),
-            _row("rwkv-L2-D64-B200k-lr0.008", 1.75, 0.008, tok="bytes", line=7)]
+    rows = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004, line=1),
+            _row("rwkv4-L1-D32-B200k-lr0.008", 1.9, 0.008, line=2),
+            _row("rwkv4-L1-D32-B200k", 2.1, 0.004, tok="bytes", line=3),
+            _row("rwkv4-L2-D64-B200k", 1.7, 0.004, line=4),
+            _row("rwkv4-L2-D64-B200k-lr0.008", 1.6, 0.008, line=5),
+            _row("rwkv4-L2-D64-B200k", 1.8, 0.004, tok="bytes", line=6),
+            _row("rwkv4-L2-D64-B200k-lr0.008", 1.75, 0.008, tok="bytes", line=7)]
     kept, notes = study.equally_tuned(rows)
     assert [(r["tokenizer"], r["run"]) for r in kept] == [
         (r["tokenizer"], r["run"]) for r in rows if r["_line"] != 2]
-    assert len(notes) == 1 and "rwkv-L1-D32-B200k-lr0.008" in notes[0]
+    assert len(notes) == 1 and "rwkv4-L1-D32-B200k-lr0.008" in notes[0]

@@ -35,7 +35,7 @@ from symato.run.sweep import (
     sweep_name,
 )
 
-BASE = "rwkv-L1-D32-B100k"
+BASE = "rwkv4-L1-D32-B100k"
 
 
 def _points(losses: dict[float, float], configured: float | None = 0.004,
@@ -154,10 +154,10 @@ def test_summary_section_says_per_sweep_whether_bracketed_and_why_not() -> None:
 
 # ----------------------------------------------------------------------------- names, sweeps
 def test_names_keep_the_suffix_order() -> None:
-    assert rate_run_name("rwkv-L1-D32-B100k-s2", 0.016) == "rwkv-L1-D32-B100k-lr0.016-s2"
+    assert rate_run_name("rwkv4-L1-D32-B100k-s2", 0.016) == "rwkv4-L1-D32-B100k-lr0.016-s2"
     assert rate_run_name("gpt-L1-D16-T1280-lr0.002-lrmin0.0001", 0.001) == \
         "gpt-L1-D16-T1280-lr0.001-lrmin0.0001"
-    assert sweep_name("rwkv-L1-D32-B100k-lr0.016-s2") == "rwkv-L1-D32-B100k-s2"
+    assert sweep_name("rwkv4-L1-D32-B100k-lr0.016-s2") == "rwkv4-L1-D32-B100k-s2"
     assert sweep_name("gpt-L1-D16-T1280-lr0.002-lrmin0.0001") == "gpt-L1-D16-T1280-lrmin0.0001"
 
 
@@ -165,9 +165,9 @@ def _sweep_config() -> dict:
     return prepared({
         "tokenizers": ["symato"],
         "train": {"grids": [
-            {"name": "arch", "tokenizers": "all", "archs": ["rwkv", "gpt"],
+            {"name": "arch", "tokenizers": "all", "archs": ["rwkv4", "gpt"],
              "sizes": ["L1-D16"], "bytes": [1000]},
-            {"name": "lr", "tokenizers": "all", "archs": ["rwkv"], "sizes": ["L1-D16"],
+            {"name": "lr", "tokenizers": "all", "archs": ["rwkv4"], "sizes": ["L1-D16"],
              "bytes": [1000], "vary": {"lr": [0.002, 0.008], "seed": [1234, 2]}}],
             "settings": {"lr": 0.004, "lr_min": 0.0004}}})  # fmt: skip
 
@@ -175,19 +175,19 @@ def _sweep_config() -> dict:
 def test_find_sweeps_groups_runs_that_differ_only_in_lr() -> None:
     sweeps = sweep_index(find_sweeps(expand_grid(_sweep_config())))
     # the seed splits the sweeps; gpt (one rate) is no sweep
-    assert set(sweeps) == {("symato", "rwkv-L1-D16-B1k"), ("symato", "rwkv-L1-D16-B1k-s2")}
-    main = sweeps[("symato", "rwkv-L1-D16-B1k")]
-    assert main.runs == ((0.002, "rwkv-L1-D16-B1k-lr0.002"), (0.004, "rwkv-L1-D16-B1k"),
-                         (0.008, "rwkv-L1-D16-B1k-lr0.008"))
-    assert sweeps[("symato", "rwkv-L1-D16-B1k-s2")].rates == [0.002, 0.008]
+    assert set(sweeps) == {("symato", "rwkv4-L1-D16-B1k"), ("symato", "rwkv4-L1-D16-B1k-s2")}
+    main = sweeps[("symato", "rwkv4-L1-D16-B1k")]
+    assert main.runs == ((0.002, "rwkv4-L1-D16-B1k-lr0.002"), (0.004, "rwkv4-L1-D16-B1k"),
+                         (0.008, "rwkv4-L1-D16-B1k-lr0.008"))
+    assert sweeps[("symato", "rwkv4-L1-D16-B1k-s2")].rates == [0.002, 0.008]
 
 
 def test_extension_settings_change_only_lr_and_the_name() -> None:
     grid = expand_grid(_sweep_config())
     sweeps = sweep_index(find_sweeps(grid))
-    base = sweeps[("symato", "rwkv-L1-D16-B1k-s2")].settings
+    base = sweeps[("symato", "rwkv4-L1-D16-B1k-s2")].settings
     ext = extension_settings(base, 0.016)
-    assert ext["run"] == "rwkv-L1-D16-B1k-lr0.016-s2" and ext["lr"] == 0.016
+    assert ext["run"] == "rwkv4-L1-D16-B1k-lr0.016-s2" and ext["lr"] == 0.016
     assert {k: v for k, v in ext.items() if k not in ("lr", "run")} == \
         {k: v for k, v in base.items() if k not in ("lr", "run")}
     assert ext["lr_min"] == 0.0004 and list(ext) == list(base)  # lr_min kept, key order kept
@@ -195,14 +195,14 @@ def test_extension_settings_change_only_lr_and_the_name() -> None:
     config = _sweep_config()
     config["train"]["grids"][1]["vary"]["lr"].append(0.016)
     listed = {r["run"]: r["settings"] for r in expand_grid(config)}
-    assert listed["rwkv-L1-D16-B1k-lr0.016-s2"] == ext
+    assert listed["rwkv4-L1-D16-B1k-lr0.016-s2"] == ext
     # the workflow's lookup: extension runs of known sweeps only
-    assert lookup_extension(sweeps, "symato", "rwkv-L1-D16-B1k-lr0.001") == \
-        extension_settings(sweeps[("symato", "rwkv-L1-D16-B1k")].settings, 0.001)
+    assert lookup_extension(sweeps, "symato", "rwkv4-L1-D16-B1k-lr0.001") == \
+        extension_settings(sweeps[("symato", "rwkv4-L1-D16-B1k")].settings, 0.001)
     assert lookup_extension(sweeps, "symato", "gpt-L1-D16-B1k-lr0.001") is None
-    assert lookup_extension(sweeps, "symato", "rwkv-L1-D16-B1k") is None
+    assert lookup_extension(sweeps, "symato", "rwkv4-L1-D16-B1k") is None
     with pytest.raises(SymatoError, match="not a canonical run name"):
-        lookup_extension(sweeps, "symato", "rwkv-L1-D16-B1k-lr0.0010")
+        lookup_extension(sweeps, "symato", "rwkv4-L1-D16-B1k-lr0.0010")
 
 
 @pytest.mark.parametrize("lr", [0.0, -0.001, math.inf, math.nan])
@@ -238,7 +238,7 @@ def _symato(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_sweep_command_writes_the_decision_and_names_bad_files(tmp_path: Path) -> None:
-    sweep = sweep_index(find_sweeps(expand_grid(_sweep_config())))[("symato", "rwkv-L1-D16-B1k")]
+    sweep = sweep_index(find_sweeps(expand_grid(_sweep_config())))[("symato", "rwkv4-L1-D16-B1k")]
     files = [_run_dir(tmp_path, _resolved(extension_settings(sweep.settings, lr)), loss)
              for lr, loss in ((0.002, 2.3), (0.004, 2.2), (0.008, 2.1))]
     ext = _run_dir(tmp_path, _resolved(extension_settings(sweep.settings, 0.016)), 2.0)
@@ -248,7 +248,7 @@ def test_sweep_command_writes_the_decision_and_names_bad_files(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     d = json.loads(out.read_text())
     assert (d["status"], d["best_lr"], d["extension_runs"]) == (
-        "limit_reached", 0.016, ["rwkv-L1-D16-B1k-lr0.016"])
+        "limit_reached", 0.016, ["rwkv4-L1-D16-B1k-lr0.016"])
     final = tmp_path / "final.json"
     assert _symato("sweep", "final", "--step", str(out), "--out", str(final)).returncode == 0
     assert json.loads(final.read_text()) == d

@@ -56,7 +56,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert la == lb
 
 
-@pytest.mark.parametrize("arch", ["gpt", "rwkv"])
+@pytest.mark.parametrize("arch", ["gpt", "rwkv4"])
 def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     settings = make_settings(tmp_path, arch=arch, run=f"{arch}-L1-D16-T4k", steps=30)
     assert _train(settings, tmp_path / "run") == 0
@@ -79,8 +79,8 @@ def test_training_lowers_the_loss(tmp_path: Path, arch: str) -> None:
     assert meta["torch_version"] == torch.__version__
     assert isinstance(meta["device_name"], str) and meta["device_name"]
     # the operator backend that ran: RWKV's C++ kernel (auto on CPU), none for GPT
-    assert meta["backend"] == {"rwkv": "cpu", "gpt": "none"}[arch]
-    if arch == "rwkv":
+    assert meta["backend"] == {"rwkv4": "cpu", "gpt": "none"}[arch]
+    if arch == "rwkv4":
         assert model.config.wkv_backend == "auto"  # the setting's default reached the model
 
 
@@ -297,7 +297,7 @@ def test_broken_compiler_fails_the_run_with_cause_and_fix(tmp_path: Path) -> Non
     """Issue #12: with wkv_backend auto a kernel build that failed used to fall back to the
     pure-PyTorch loop (100x slower) after one warning in the log. Now `symato train` with
     a compiler that does not work exits 1, naming cause and fix, before writing anything."""
-    settings = make_settings(tmp_path, arch="rwkv", run="rwkv-L1-D16-T4k", steps=3)
+    settings = make_settings(tmp_path, arch="rwkv4", run="rwkv4-L1-D16-T4k", steps=3)
     run = tmp_path / "run"
     env = {**os.environ, "CXX": "/bin/false", "SYMATO_BUILD_DIR": str(tmp_path / "build")}
     proc = subprocess.run([sys.executable, "-m", "symato.cli", "train", "--settings",
@@ -313,7 +313,7 @@ def test_broken_compiler_fails_the_run_with_cause_and_fix(tmp_path: Path) -> Non
 
 def test_torch_backend_by_name_runs_and_is_recorded(tmp_path: Path) -> None:
     """The slow loop runs when asked for by name, and the record says so."""
-    settings = make_settings(tmp_path, arch="rwkv", run="rwkv-L1-D16-T4k", steps=2,
+    settings = make_settings(tmp_path, arch="rwkv4", run="rwkv4-L1-D16-T4k", steps=2,
                              wkv_backend="torch", eval_interval=0)
     assert _train(settings, tmp_path / "run") == 0
     model, meta = load_model(tmp_path / "run")
@@ -339,7 +339,7 @@ def test_compiled_rwkv_run_matches_eager(tmp_path: Path) -> None:
     """``compile: true`` traces RWKV with its WKV custom op as one graph (no graph break:
     symato/models/ops/wkv4.py) and trains the same model as eager mode, to float rounding."""
     torch._dynamo.reset()
-    over = {"arch": "rwkv", "run": "rwkv-L1-D16-T4k", "steps": 6, "eval_interval": 0}
+    over = {"arch": "rwkv4", "run": "rwkv4-L1-D16-T4k", "steps": 6, "eval_interval": 0}
     eager = make_settings(tmp_path / "e", **over)
     compiled = make_settings(tmp_path / "c", **over, compile=True)
     assert _train(eager, tmp_path / "e" / "run") == 0
@@ -366,6 +366,6 @@ def test_weight_decay_only_on_weight_matrices() -> None:
     assert "blocks.1.att.key.weight" in decayed and "head.weight" in decayed
     assert "blocks.1.att.w1" not in decayed and "blocks.1.att.x_r" not in decayed  # LoRA, mix
     assert "blocks.0.ln1.weight" not in decayed  # 1-D
-    rwkv = build_model("rwkv", vocab_size=30, n_layer=1, n_embd=16, ctx_len=8)
+    rwkv = build_model("rwkv4", vocab_size=30, n_layer=1, n_embd=16, ctx_len=8)
     mixes = [n for n, p in rwkv.named_parameters() if "time_mix" in n]
     assert mixes and not any(decays(n, p) for n, p in rwkv.named_parameters() if n in mixes)

@@ -85,8 +85,8 @@ torch.manual_seed(0)
 B, T, C = 2, 33, 8
 w, u = torch.rand(C) * 0.5, torch.randn(C) * 0.3
 k, v = torch.randn(B, T, C), torch.randn(B, T, C)
-y, s = wkv4.wkv(w, u, k, v, backend="cpu")
-y0, s0 = wkv4.wkv(w, u, k, v, backend="torch")
+y, s = wkv4.wkv4(w, u, k, v, backend="cpu")
+y0, s0 = wkv4.wkv4(w, u, k, v, backend="torch")
 assert wkv4.last_backend_used() == "torch"
 torch.testing.assert_close(y, y0, rtol=1e-5, atol=1e-5)
 torch.testing.assert_close(s, s0, rtol=1e-5, atol=1e-5)

@@ -31,7 +31,7 @@ from symato.models.ops.wkv4 import (
     initial_state,
     last_backend_used,
     resolve_backend,
-    wkv,
+    wkv4,
 )
 
 HAS_CUDA = torch.cuda.is_available()
@@ -126,7 +126,7 @@ def test_naive_reference_matches_definition():
 def test_forward_matches_reference(backend, dtype, with_state):
     use(backend)
     w, u, k, v, s = rand_inputs(3, 37, 21, dtype, with_state=with_state, seed=1)
-    y, new_state = wkv(w, u, k, v, s, backend=backend)
+    y, new_state = wkv4(w, u, k, v, s, backend=backend)
     assert last_backend_used() == backend
     assert y.dtype == dtype and y.shape == k.shape
     assert new_state.shape == (3, 3, 21)
@@ -143,7 +143,7 @@ def test_gradcheck_float64(backend, with_state):
     if s is None:
         s = initial_state(2, 5, dtype=torch.float64)
     inputs = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-    assert torch.autograd.gradcheck(lambda *a: wkv(*a, backend=backend), inputs)
+    assert torch.autograd.gradcheck(lambda *a: wkv4(*a, backend=backend), inputs)
 
 
 def test_cpu_gradients_match_torch_float32():
@@ -156,7 +156,7 @@ def test_cpu_gradients_match_torch_float32():
     grads = {}
     for backend in ("torch", "cpu"):
         ins = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-        y, ns = wkv(*ins, backend=backend)
+        y, ns = wkv4(*ins, backend=backend)
         torch.autograd.backward([y, ns], [gy, gs])
         grads[backend] = [x.grad for x in ins]
     names = ["w", "u", "k", "v", "state"]
@@ -170,7 +170,7 @@ def test_large_k_stays_finite(backend, kscale):
     use(backend)
     w, u, k, v, _ = rand_inputs(2, 50, 8, torch.float32, kscale=kscale, seed=4)
     ins = [x.clone().requires_grad_(True) for x in (w, u, k, v)]
-    y, s = wkv(*ins, backend=backend)
+    y, s = wkv4(*ins, backend=backend)
     (y.sum() + s[:, :2].sum()).backward()
     assert torch.isfinite(y).all() and torch.isfinite(s).all()
     for x in ins:
@@ -185,12 +185,12 @@ def test_chunked_calls_equal_one_call(backend):
     use(backend)
     w, u, k, v, _ = rand_inputs(2, 30, 6, torch.float64, seed=5)
     ins1 = [x.clone().requires_grad_(True) for x in (w, u, k, v)]
-    y1, s1 = wkv(*ins1, backend=backend)
+    y1, s1 = wkv4(*ins1, backend=backend)
     ins2 = [x.clone().requires_grad_(True) for x in (w, u, k, v)]
     w2, u2, k2, v2 = ins2
     state, ys = None, []
     for a, b in ((0, 7), (7, 8), (8, 30)):
-        y, state = wkv(w2, u2, k2[:, a:b], v2[:, a:b], state, backend=backend)
+        y, state = wkv4(w2, u2, k2[:, a:b], v2[:, a:b], state, backend=backend)
         ys.append(y)
     y2 = torch.cat(ys, 1)
     torch.testing.assert_close(y2, y1, rtol=1e-12, atol=1e-12)
@@ -214,7 +214,7 @@ def test_state_matches_rwkv_package_update():
         aa, bb, pp = e1 * aa + e2 * vv, e1 * bb + e2, p
     for backend in ("torch", "cpu"):
         use(backend)
-        _, s = wkv(w, u, k, v, backend=backend)
+        _, s = wkv4(w, u, k, v, backend=backend)
         torch.testing.assert_close(s[0], torch.stack([aa, bb, pp]), rtol=1e-6, atol=1e-6)
 
 
@@ -222,7 +222,7 @@ def test_initial_state_and_empty_sequence():
     s = initial_state(2, 3)
     assert s.dtype == torch.float32 and (s[:, 2] == INIT_PP).all() and (s[:, :2] == 0).all()
     w, u, k, v, _ = rand_inputs(2, 0, 3)
-    y, ns = wkv(w, u, k, v, s)
+    y, ns = wkv4(w, u, k, v, s)
     assert y.shape == (2, 0, 3)
     torch.testing.assert_close(ns, s)
 
@@ -230,15 +230,15 @@ def test_initial_state_and_empty_sequence():
 def test_bad_inputs_name_the_argument():
     w, u, k, v, _ = rand_inputs(2, 4, 3)
     with pytest.raises(SymatoError, match="v shape"):
-        wkv(w, u, k, v[:, :2])
+        wkv4(w, u, k, v[:, :2])
     with pytest.raises(SymatoError, match="w must have shape"):
-        wkv(w[:2], u, k, v)
+        wkv4(w[:2], u, k, v)
     with pytest.raises(SymatoError, match="state must have shape"):
-        wkv(w, u, k, v, torch.zeros(2, 3, 4))
+        wkv4(w, u, k, v, torch.zeros(2, 3, 4))
     with pytest.raises(SymatoError, match="backend must be one of"):
-        wkv(w, u, k, v, backend="tpu")
+        wkv4(w, u, k, v, backend="tpu")
     with pytest.raises(SymatoError, match="needs CUDA tensors"):
-        wkv(w, u, k, v, backend="cuda")
+        wkv4(w, u, k, v, backend="cuda")
 
 
 def test_auto_resolves_and_reports():
@@ -256,12 +256,12 @@ def test_auto_resolves_and_reports():
     w, u, k, v, _ = rand_inputs(1, 3, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a working build must not warn
-        wkv(w, u, k, v)
+        wkv4(w, u, k, v)
     assert last_backend_used() == "cpu"
     with pytest.raises(SymatoError, match="no compiled kernel for meta"):
-        wkv(*(x.to("meta") for x in (w, u, k, v)))
+        wkv4(*(x.to("meta") for x in (w, u, k, v)))
     with pytest.raises(SymatoError, match="backend 'cpu' takes float32, bfloat16, float64"):
-        wkv(w, u, k.half(), v.half(), backend="cpu")
+        wkv4(w, u, k.half(), v.half(), backend="cpu")
 
 
 def test_failed_build_is_an_error_not_a_fallback(monkeypatch, tmp_path):
@@ -271,7 +271,7 @@ def test_failed_build_is_an_error_not_a_fallback(monkeypatch, tmp_path):
         pytest.skip(f"no toolchain to fail with: {toolchain_missing('cpu')}")
     bad = tmp_path / "kernels"
     bad.mkdir()
-    (bad / "wkv_cpu.cpp").write_text("this is not C++\n")
+    (bad / "wkv4_cpu.cpp").write_text("this is not C++\n")
     monkeypatch.setenv("SYMATO_KERNELS_DIR", str(bad))
     monkeypatch.setenv("SYMATO_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setattr(extension, "_extensions", {})
@@ -279,29 +279,29 @@ def test_failed_build_is_an_error_not_a_fallback(monkeypatch, tmp_path):
     w, u, k, v, _ = rand_inputs(1, 3, 2)
     for backend in ("auto", "cpu", "auto"):  # the third: the cached failure, same message
         with pytest.raises(KernelBuildError) as info:
-            wkv(w, u, k, v, backend=backend)
+            wkv4(w, u, k, v, backend=backend)
         msg = str(info.value)
-        assert "wkv: the cpu kernel could not be built" in msg and "error" in msg, msg
+        assert "wkv4: the cpu kernel could not be built" in msg and "error" in msg, msg
         assert f"sources in {bad} do not compile" in msg and "backend='torch'" in msg, msg
     assert isinstance(info.value, SymatoError)  # the CLI prints it as one clean error
     assert available_backends()[:1] == ["torch"] and "cpu" not in available_backends()
-    wkv(w, u, k, v, backend="torch")
+    wkv4(w, u, k, v, backend="torch")
     assert last_backend_used() == "torch"
 
 
 def test_init_pp_is_defined_once_in_python():
-    """The empty state's pp is INIT_PP here; the CUDA source takes it as -DWKV_INIT_PP and
+    """The empty state's pp is INIT_PP here; the CUDA source takes it as -DWKV4_INIT_PP and
     refuses to compile without it (the value used to be written three times)."""
     (define,) = compile_defines()
-    assert define == f"-DWKV_INIT_PP={INIT_PP!r}f" and float(define.split("=")[1][:-1]) == INIT_PP
-    source = (KERNELS / "wkv_cuda.cu").read_text()
-    assert "1e38" not in source and "constexpr float INIT_PP = WKV_INIT_PP;" in source
+    assert define == f"-DWKV4_INIT_PP={INIT_PP!r}f" and float(define.split("=")[1][:-1]) == INIT_PP
+    source = (KERNELS / "wkv4_cuda.cu").read_text()
+    assert "1e38" not in source and "constexpr float INIT_PP = WKV4_INIT_PP;" in source
     if toolchain_missing("cpu") is not None:
         pytest.skip(toolchain_missing("cpu"))
-    cmd = [compiler(), "-E", "-x", "c++", "-DWKV_HOST_EMULATION", str(KERNELS / "wkv_cuda.cu"),
+    cmd = [compiler(), "-E", "-x", "c++", "-DWKV_HOST_EMULATION", str(KERNELS / "wkv4_cuda.cu"),
            "-o", "/dev/null"]
     bare = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert bare.returncode != 0 and "WKV_INIT_PP is not defined" in bare.stderr
+    assert bare.returncode != 0 and "WKV4_INIT_PP is not defined" in bare.stderr
     ok = subprocess.run([*cmd, define], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
 
@@ -309,7 +309,7 @@ def test_init_pp_is_defined_once_in_python():
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc on this machine")
 def test_cuda_source_compiles_for_sm90_with_the_python_define(tmp_path):
     """nvcc builds the kernels for sm_90 (Hopper) without a GPU, with INIT_PP from Python."""
-    cmd = ["nvcc", "-arch=sm_90", "-O3", "-Xptxas", "-v", "-c", str(KERNELS / "wkv_cuda.cu"),
+    cmd = ["nvcc", "-arch=sm_90", "-O3", "-Xptxas", "-v", "-c", str(KERNELS / "wkv4_cuda.cu"),
            "-o", str(tmp_path / "wkv.o"), *compile_defines()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -325,7 +325,7 @@ def test_custom_op_registration_passes_opcheck():
     require_kernel("cpu")
     w, u, k, v, s = rand_inputs(2, 9, 5, with_state=True)
     args = (w, u, k.requires_grad_(), v.requires_grad_(), s, "cpu", True)
-    torch.library.opcheck(wkv_ops._wkv_forward, args)
+    torch.library.opcheck(wkv_ops._wkv4_forward, args)
 
 
 def test_torch_compile_traces_the_op_without_a_graph_break():
@@ -335,7 +335,7 @@ def test_torch_compile_traces_the_op_without_a_graph_break():
     w, u, k, v, s = rand_inputs(2, 11, 6, with_state=True)
 
     def f(w, u, k, v, s):
-        y, ns = wkv(w, u, k, v, state=s)
+        y, ns = wkv4(w, u, k, v, state=s)
         return (y * y).sum() + ns[:, :2].sum()
 
     eager = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
@@ -362,7 +362,7 @@ def test_cuda_forward_backward_match_reference(dtype, shape):
     gy = torch.randn(B, T, C, generator=g, dtype=torch.float64)
     gs = torch.randn(B, 3, C, generator=g, dtype=torch.float64)
     ins = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-    y_ref, s_ref = wkv(*ins, backend="torch")
+    y_ref, s_ref = wkv4(*ins, backend="torch")
     torch.autograd.backward([y_ref, s_ref], [gy, gs])
     dev = [x.detach().cuda() for x in (w, u, k, v, s)]
     dev = [
@@ -373,7 +373,7 @@ def test_cuda_forward_backward_match_reference(dtype, shape):
         dev[4].float(),
     ]
     dev = [x.requires_grad_(True) for x in dev]
-    y, ns = wkv(*dev, backend="cuda")
+    y, ns = wkv4(*dev, backend="cuda")
     torch.autograd.backward([y, ns], [gy.cuda().to(dtype), gs.cuda().float()])
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     assert rel_err(y.cpu(), y_ref) <= tol
@@ -389,16 +389,16 @@ def test_cuda_long_sequence_and_large_k():
     require_kernel("cuda")
     w, u, k, v, _ = rand_inputs(1, 16384, 64, torch.float32, kscale=80.0, seed=9)
     dev = [x.cuda().requires_grad_(True) for x in (w, u, k, v)]
-    y, _s = wkv(*dev, backend="cuda")
+    y, _s = wkv4(*dev, backend="cuda")
     y.sum().backward()
     assert torch.isfinite(y).all() and all(torch.isfinite(x.grad).all() for x in dev)
     require_kernel("cpu")
-    y_cpu, _ = wkv(w, u, k, v, backend="cpu")
+    y_cpu, _ = wkv4(w, u, k, v, backend="cpu")
     assert rel_err(y.cpu(), y_cpu) <= 1e-5
 
 
 # ------------------------------------------------- the CUDA kernel's algorithm, on CPU
-# No GPU is lent to every session, so the chunked scan that kernels/wkv_cuda.cu runs is
+# No GPU is lent to every session, so the chunked scan that kernels/wkv4_cuda.cu runs is
 # emulated here step for step (segments of SEG steps, local summaries, combine, the reverse
 # scan with multiplier m and the max-path flag), in float64, and checked against autograd
 # through the reference. A mistake in the algorithm (not in CUDA details) fails here.
@@ -510,7 +510,7 @@ def test_cuda_algorithm_emulated_matches_autograd(T):
     gy = torch.randn(k.shape, generator=g, dtype=torch.float64)
     gs = torch.randn(s.shape, generator=g, dtype=torch.float64)
     ins = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-    y_ref, s_ref = wkv(*ins, backend="torch")
+    y_ref, s_ref = wkv4(*ins, backend="torch")
     torch.autograd.backward([y_ref, s_ref], [gy, gs])
     y, s_out, ckpts = chunked_forward(w, u, k, v, s)
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
@@ -521,7 +521,7 @@ def test_cuda_algorithm_emulated_matches_autograd(T):
 
 
 # ------------------------------------------- the CUDA kernel source itself, on the CPU
-# kernels/wkv_cuda.cu compiled with plain g++ against kernels/wkv_host_emulation.h: one OS
+# kernels/wkv4_cuda.cu compiled with plain g++ against kernels/wkv_host_emulation.h: one OS
 # thread per CUDA thread, a real barrier for __syncthreads. This runs the exact indexing,
 # tiling, shared-memory scans and bfloat16 I/O of the GPU kernels (not float rounding of the
 # GPU's expf, and not the GPU's memory model: scripts/gpu_check.sh covers those).
@@ -545,7 +545,7 @@ def test_cuda_kernel_source_emulated_on_cpu(cuda_emulated, dtype, shape):
     k, v, gy = (x.to(dtype).double() for x in (k, v, gy))
     w, u = w.float().double(), u.float().double()
     ins = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-    y_ref, s_ref = wkv(*ins, backend="torch")
+    y_ref, s_ref = wkv4(*ins, backend="torch")
     torch.autograd.backward([y_ref, s_ref], [gy, gs])
 
     f32 = [w.float(), u.float(), k.to(dtype), v.to(dtype), s.float()]
@@ -573,12 +573,12 @@ def test_cuda_path_of_the_op_emulated_on_cpu(cuda_emulated, dtype):
     k, v = k.to(dtype).double(), v.to(dtype).double()
     w, u = w.float().double(), u.float().double()
     ref = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-    y_ref, s_ref = wkv(*ref, backend="torch")
+    y_ref, s_ref = wkv4(*ref, backend="torch")
     (y_ref.square().sum() + s_ref[:, :2].sum()).backward()
 
     ins = [x.float() for x in (w, u)] + [x.to(dtype) for x in (k, v)] + [s.float()]
     ins = [x.clone().requires_grad_(True) for x in ins]
-    y, ns = wkv_ops._wkv_compiled(*ins, "cuda-emulated")
+    y, ns = wkv_ops._wkv4_compiled(*ins, "cuda-emulated")
     (y.float().square().sum() + ns[:, :2].sum()).backward()
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     assert y.dtype == dtype and ns.dtype == torch.float32
@@ -587,5 +587,5 @@ def test_cuda_path_of_the_op_emulated_on_cpu(cuda_emulated, dtype):
         assert a.grad.dtype == a.dtype, name
         assert rel_err(a.grad, b.grad) <= tol, name
     with torch.no_grad():  # no gradient wanted: no checkpoints kept
-        _, _, ckpt = wkv_ops._wkv_forward(*[x.detach() for x in ins], "cuda-emulated", False)
+        _, _, ckpt = wkv_ops._wkv4_forward(*[x.detach() for x in ins], "cuda-emulated", False)
     assert ckpt.numel() == 0

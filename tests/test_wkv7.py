@@ -446,7 +446,7 @@ def test_inference_calls_the_kernels_without_the_custom_op_dispatch() -> None:
     """Under no_grad outside tracing both operators call their CPU kernel directly (the
     custom op's dispatch imports torch._dynamo, ~2 s per evaluation process), with the
     same outputs as the differentiable custom-op path."""
-    require_kernel("cpu", "wkv")
+    require_kernel("cpu", "wkv4")
     require_kernel("cpu", "wkv7")
     code = """
 import sys, torch
@@ -459,10 +459,10 @@ r, k7, v7, a = (torch.randn(B, T, H, N) for _ in range(4))
 w7 = -torch.rand(B, T, H, N) - 0.1
 kk = torch.nn.functional.normalize(torch.randn(B, T, H, N), dim=-1)
 with torch.no_grad():
-    y4, s4 = wkv4.wkv(w, u, k, v, backend="cpu")
+    y4, s4 = wkv4.wkv4(w, u, k, v, backend="cpu")
     y7, s7 = wkv7.wkv7(r, w7, k7, v7, -kk, kk * a.sigmoid(), backend="cpu")
 assert "torch._dynamo" not in sys.modules, "inference went through the custom-op dispatch"
-g4 = wkv4.wkv(w.requires_grad_(), u, k, v, backend="cpu")
+g4 = wkv4.wkv4(w.requires_grad_(), u, k, v, backend="cpu")
 g7 = wkv7.wkv7(r.requires_grad_(), w7, k7, v7, -kk, kk * a.sigmoid(), backend="cpu")
 for x, y in zip((y4, s4, y7, s7), (*g4, *g7)):
     assert torch.equal(x, y.detach()), (x - y).abs().max()

@@ -350,7 +350,7 @@ def test_wsd_and_cosine_runs_of_one_cell_coexist() -> None:
 
 
 def _rows(values: dict[str, list[float]]) -> list[dict[str, Any]]:
-    return [{"tokenizer": "symato", "arch": "rwkv", "run": run + ("" if s == 1234 else f"-s{s}"),
+    return [{"tokenizer": "symato", "arch": "rwkv4", "run": run + ("" if s == 1234 else f"-s{s}"),
              "seed": s, "loss": loss, "lr": 0.004, "lr_min": 0.0004, "params": 1e5,
              "tokens": 1e5, "_line": i}
             for i, (run, losses) in enumerate(values.items())
@@ -362,13 +362,13 @@ def test_the_fits_take_the_cosine_run_of_a_checked_cell() -> None:
     a WSD run without a cosine twin is fitted like any run."""
     from symato.report.fit import choose_runs, without_schedule
 
-    assert without_schedule("rwkv-L1-D32-B30k-wsd0.2-s2") == "rwkv-L1-D32-B30k-s2"
-    rows = _rows({"rwkv-L1-D32-B30k": [2.0, 2.1, 2.2],
-                  "rwkv-L1-D32-B30k-wsd0.2": [2.05, 2.1, 2.15],
-                  "rwkv-L1-D32-B100k-wsd0.2": [1.8]})
+    assert without_schedule("rwkv4-L1-D32-B30k-wsd0.2-s2") == "rwkv4-L1-D32-B30k-s2"
+    rows = _rows({"rwkv4-L1-D32-B30k": [2.0, 2.1, 2.2],
+                  "rwkv4-L1-D32-B30k-wsd0.2": [2.05, 2.1, 2.15],
+                  "rwkv4-L1-D32-B100k-wsd0.2": [1.8]})
     kept, _, notes = choose_runs(rows)
-    assert sorted(r["run"] for r in kept) == ["rwkv-L1-D32-B100k-wsd0.2", "rwkv-L1-D32-B30k",
-                                              "rwkv-L1-D32-B30k-s2", "rwkv-L1-D32-B30k-s3"]
+    assert sorted(r["run"] for r in kept) == ["rwkv4-L1-D32-B100k-wsd0.2", "rwkv4-L1-D32-B30k",
+                                              "rwkv4-L1-D32-B30k-s2", "rwkv4-L1-D32-B30k-s3"]
     assert len(notes) == 3 and all("WSD branch beside the cosine run" in n for n in notes)
 
 
@@ -377,17 +377,17 @@ def test_summary_compares_branches_with_cosine_runs() -> None:
 
     from symato.report import summary
 
-    rows = _rows({"rwkv-L1-D32-B30k": [2.0, 2.1, 2.2],
-                  "rwkv-L1-D32-B30k-wsd0.2": [2.05, 2.1, 2.15],  # Δ 0, matches
-                  "rwkv-L1-D32-B100k": [1.80, 1.81, 1.79],
-                  "rwkv-L1-D32-B100k-wsd0.2": [1.60, 1.61, 1.59],  # Δ -0.2 >> SE
-                  "rwkv-L1-D32-B10k": [2.5], "rwkv-L1-D32-B10k-wsd0.2": [2.4]})
+    rows = _rows({"rwkv4-L1-D32-B30k": [2.0, 2.1, 2.2],
+                  "rwkv4-L1-D32-B30k-wsd0.2": [2.05, 2.1, 2.15],  # Δ 0, matches
+                  "rwkv4-L1-D32-B100k": [1.80, 1.81, 1.79],
+                  "rwkv4-L1-D32-B100k-wsd0.2": [1.60, 1.61, 1.59],  # Δ -0.2 >> SE
+                  "rwkv4-L1-D32-B10k": [2.5], "rwkv4-L1-D32-B10k-wsd0.2": [2.4]})
     checked = {r["cell"]: r for r in summary.wsd_check_rows(pd.DataFrame(rows))}
-    assert set(checked) == {"rwkv-L1-D32-B10k", "rwkv-L1-D32-B30k", "rwkv-L1-D32-B100k"}
-    assert checked["rwkv-L1-D32-B30k"]["matches"] is True
-    assert checked["rwkv-L1-D32-B30k"]["difference"] == pytest.approx(0.0, abs=1e-12)
-    assert checked["rwkv-L1-D32-B100k"]["matches"] is False
-    assert checked["rwkv-L1-D32-B10k"]["matches"] is None  # one run a side: no noise level
+    assert set(checked) == {"rwkv4-L1-D32-B10k", "rwkv4-L1-D32-B30k", "rwkv4-L1-D32-B100k"}
+    assert checked["rwkv4-L1-D32-B30k"]["matches"] is True
+    assert checked["rwkv4-L1-D32-B30k"]["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert checked["rwkv4-L1-D32-B100k"]["matches"] is False
+    assert checked["rwkv4-L1-D32-B10k"]["matches"] is None  # one run a side: no noise level
     text = summary.wsd_check_section(pd.DataFrame(rows))
     assert "1 of 2 cells with replicates on both sides match" in text
     assert "No cell has both" in summary.wsd_check_section(pd.DataFrame(rows[:3]))

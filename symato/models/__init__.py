@@ -7,7 +7,7 @@ dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)`
 (``model(idx)`` in two halves: evaluation projects only the positions it scores) and
 ``max_context`` (None when the
 model has no context limit at inference). Which architectures exist is
-``symato.models.registry``; one file per model (``rwkv.py``, ``gpt.py``, ``rwkv7.py``,
+``symato.models.registry``; one file per model (``rwkv4.py``, ``gpt.py``, ``rwkv7.py``,
 ``llama.py``), operators in ``ops/``.
 """
 

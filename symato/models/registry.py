@@ -150,8 +150,8 @@ class Architecture:
             kwargs["wkv_backend"] = settings["wkv_backend"]
         return kwargs
 
-    def kernel_kind(self, settings: Mapping[str, Any]) -> str | None:
-        """The compiled kernel kind (``cpu``/``cuda``) a run of these settings loads, or
+    def kernel_target(self, settings: Mapping[str, Any]) -> str | None:
+        """The compiled kernel target (``cpu``/``cuda``) a run of these settings loads, or
         None when it loads none (no operator, or ``wkv_backend: torch``)."""
         backend = settings["wkv_backend"]
         if not self.operator or backend == "torch":
@@ -177,7 +177,7 @@ class Architecture:
 # The authors' recipes (docs/models.md, "Training recipes", has the sources and the
 # differences that remain; tests/test_recipes.py checks every parameter against them).
 RECIPES: dict[str, Recipe] = {
-    "rwkv": Recipe(
+    "rwkv4": Recipe(
         "rwkv4-v4neo", "BlinkDL/RWKV-LM RWKV-v4neo (src/model.py configure_optimizers, "
         "train.py defaults)", beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.0,
         lr_scales=(("time_decay", 2.0), ("time_first", 3.0)), decay_squeezed=True,
@@ -205,9 +205,9 @@ RECIPES: dict[str, Recipe] = {
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
-        Architecture("rwkv", "symato.models.rwkv", "RWKV", "RWKVConfig",
-                     "RWKV-4: linear-time recurrence (the WKV operator), no attention",
-                     operator="wkv", recipe=RECIPES["rwkv"]),
+        Architecture("rwkv4", "symato.models.rwkv4", "RWKV4", "RWKV4Config",
+                     "RWKV-4: linear-time recurrence (the WKV-4 operator), no attention",
+                     operator="wkv4", recipe=RECIPES["rwkv4"]),
         Architecture("gpt", "symato.models.gpt", "GPT", "GPTConfig",
                      "GPT-2-style Transformer: LayerNorm, learned positions, GELU MLP",
                      heads="n_head", recipe=RECIPES["gpt"]),
@@ -222,8 +222,24 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+# Names architectures went by before, read as today's name wherever a name is read:
+# configs (symato.config says so once), checkpoints, settings.json and metrics.json
+# written before the rename. RWKV-4 was "rwkv" until it got the version in its name like
+# RWKV-7; run folders named "rwkv-..." stay readable (symato collect reads their arch
+# from their files), new runs are "rwkv4-...".
+ALIASES: Mapping[str, str] = MappingProxyType({"rwkv": "rwkv4"})
+
+
+def canonical_name(name: str) -> str:
+    """Today's name of architecture ``name`` (an old name from :data:`ALIASES` is
+    replaced; any other name is returned as it is)."""
+    return ALIASES.get(name, name)
+
+
 def get_architecture(name: str, where: str = "") -> Architecture:
-    """The registry entry ``name``; an unknown name is an error listing the known ones."""
+    """The registry entry ``name`` (or of an old name, :data:`ALIASES`); an unknown name
+    is an error listing the known ones."""
+    name = canonical_name(name)
     if name not in ARCHITECTURES:
         prefix = f"{where}: " if where else ""
         raise SymatoError(f"{prefix}unknown architecture {name!r}; known: {list(ARCHITECTURES)}")
@@ -234,7 +250,8 @@ def recipe_of(name: str, where: str = "") -> Recipe:
     """The training recipe of architecture ``name`` (an entry without one is an error)."""
     entry = get_architecture(name, where)
     if entry.recipe is None:
-        raise SymatoError(f"{where or 'registry'}: architecture {name!r} has no training recipe")
+        raise SymatoError(f"{where or 'registry'}: architecture {entry.name!r} has no "
+                          "training recipe")
     return entry.recipe
 
 

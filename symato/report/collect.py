@@ -20,6 +20,8 @@ tables come out:
   (``fp32``/``bf16``) and ``device_name`` say what ran, so a speed or loss is read
   knowing its arithmetic; they come from metrics.json only (settings.json holds what was
   asked for, e.g. ``precision: auto``), empty for runs evaluated before they were recorded.
+  ``arch`` is the architecture's name of today: a run written under an old name
+  (``rwkv``, in a folder ``rwkv-...``) reads as ``rwkv4`` (``symato.models.registry.ALIASES``).
 - curves: one row per validation evaluation in each run's ``metrics.jsonl`` (val bits
   per byte against tokens and FLOPs seen), for the training-curve figure.
 - tokenizers: per tokenizer and split, tokens per syllable and per byte from the shard
@@ -42,6 +44,7 @@ from typing import Any
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json
+from symato.models.registry import canonical_name
 from symato.run.grid import format_tokens
 
 # runs.csv columns: (column, source key in metrics.json / settings.json).
@@ -137,6 +140,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             raise SymatoError(
                 f"{metrics_path}: key {key!r} is missing (also not in {settings_path.name})"
             )
+    row["arch"] = canonical_name(row["arch"])  # "rwkv" in files written before: rwkv4
     configured = _number(settings.get("tokens"), str(settings_path), "tokens")
     row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"])
     row["run_dir"] = run_dir.as_posix()

@@ -502,7 +502,7 @@ CHOICE_RULE = (
 def split_run_name(run: str) -> tuple[str, dict[str, float]]:
     """A run name without its varied-setting suffixes, and those settings' values.
 
-    ``rwkv-L2-D64-B200k-lr0.002`` -> ``("rwkv-L2-D64-B200k", {"lr": 0.002})``; the inverse
+    ``rwkv4-L2-D64-B200k-lr0.002`` -> ``("rwkv4-L2-D64-B200k", {"lr": 0.002})``; the inverse
     of ``symato.run.grid.run_name``'s suffixes (short names from the settings contract).
     """
     from symato.run.grid import split_name
@@ -520,7 +520,7 @@ def _is_default(setting: str, value: float) -> bool:
 def replicate_key(run: str) -> tuple[str, float | None]:
     """A run name without its seed suffix, and that seed (None when the name has none).
 
-    ``rwkv-L2-D64-B200k-lr0.002-s2`` -> ``("rwkv-L2-D64-B200k-lr0.002", 2.0)``: runs with
+    ``rwkv4-L2-D64-B200k-lr0.002-s2`` -> ``("rwkv4-L2-D64-B200k-lr0.002", 2.0)``: runs with
     the same key are replicates (they differ only in the seed). The other suffixes keep
     the order ``symato.run.grid.run_name`` writes them in.
     """
@@ -614,7 +614,7 @@ _SCHEDULE_PART = re.compile(r"-wsd[0-9.]+(?=-|$)")
 
 def without_schedule(run: str) -> str:
     """A WSD run's name without its ``-wsd`` part: the name of the cosine run of its cell
-    (``rwkv-L1-D32-B30k-wsd0.2-s2`` -> ``rwkv-L1-D32-B30k-s2``)."""
+    (``rwkv4-L1-D32-B30k-wsd0.2-s2`` -> ``rwkv4-L1-D32-B30k-s2``)."""
     return _SCHEDULE_PART.sub("", run)
 _CHOICE_KEYS = ("_base", "_tuned", "_configured")  # bookkeeping of choose_runs only
 

@@ -160,7 +160,7 @@ def equally_tuned(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 def budget_of(run: str | None) -> str | None:
-    """The budget field of a run name: ``rwkv-L2-D64-B600k-lr0.002`` -> ``B600k``."""
+    """The budget field of a run name: ``rwkv4-L2-D64-B600k-lr0.002`` -> ``B600k``."""
     if not run:
         return None
     return scaling.split_run_name(run)[0].rsplit("-", 1)[-1]

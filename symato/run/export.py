@@ -6,7 +6,7 @@ parameter names already are those names, so the export is the state dict itself,
 CPU, contiguous, in the chosen dtype, with nothing else in the file (the runtime treats
 every key as a weight).
 
-* RWKV-4 (``rwkv``): ``time_decay`` raw; the package loads it as it is.
+* RWKV-4 (``rwkv4``): ``time_decay`` raw; the package loads it as it is.
 * RWKV-7 (``rwkv7``): the x070 layout; the package loads it with ``RWKV_V7_ON=1`` set
   before ``import rwkv.model``, and it opens ``MODEL + ".pth"``, so pass the path
   without the suffix. It reads the head size from ``blocks.0.att.r_k`` (H, N), so any
@@ -35,12 +35,12 @@ def rwkv_state_dict(model: nn.Module, dtype: torch.dtype = torch.float32) -> dic
     runtime computes ``-exp(time_decay)`` from them and half precision would shift every
     decay. (The RWKV-7 runtime casts every tensor to its own dtype, so nothing is kept.)
     """
-    from symato.models.rwkv import RWKV
+    from symato.models.rwkv4 import RWKV4
     from symato.models.rwkv7 import RWKV7
 
-    if not isinstance(model, RWKV | RWKV7):
+    if not isinstance(model, RWKV4 | RWKV7):
         raise SymatoError(
-            f"only RWKV models (rwkv, rwkv7) can be exported, got {type(model).__name__}"
+            f"only RWKV models (rwkv4, rwkv7) can be exported, got {type(model).__name__}"
         )
     out = {}
     for name, tensor in model.state_dict().items():

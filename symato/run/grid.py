@@ -4,7 +4,7 @@ Why a module (and not Python inside the rules): the Snakemake rules, the tests a
 report all need the same answer to "which runs exist and with which settings". The
 grid is the union of the sub-grids in ``config["train"]["grids"]``; each sub-grid is a
 product tokenizers x archs x sizes x budgets. A run is named
-``{arch}-L{n_layer}-D{n_embd}-T{tokens}`` (e.g. ``rwkv-L4-D128-T200k``) and lives in
+``{arch}-L{n_layer}-D{n_embd}-T{tokens}`` (e.g. ``rwkv4-L4-D128-T200k``) and lives in
 ``results/runs/{tokenizer}/{run}/``.
 
 Budgets come in two kinds. A token budget (``tokens:``, run ``...-T200k``) fixes the
@@ -87,7 +87,7 @@ def run_name(
     arch: str, n_layer: int, n_embd: int, tokens: int | None = None,
     text_bytes: int | None = None, varied: dict[str, Any] | None = None,
 ) -> str:
-    """The folder name of one run: ``rwkv-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes),
+    """The folder name of one run: ``rwkv4-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes),
     then ``-{short}{value}`` for each varied setting in name order (``...-lr0.002``)."""
     if (tokens is None) == (text_bytes is None):
         raise SymatoError("run_name: give exactly one of tokens and text_bytes")
@@ -103,7 +103,7 @@ _SUFFIX_RE = re.compile(r"^([a-z]+)([0-9]+(?:\.[0-9]+)?)$")
 def split_name(run: str) -> tuple[str, dict[str, str]]:
     """The inverse of :func:`run_name`'s suffixes: a run name's head
     (``arch-Ln-Dd-Bbudget``) and its varied settings (name -> value as written), e.g.
-    ``rwkv-L1-D32-B100k-lr0.002-s2`` -> ``("rwkv-L1-D32-B100k", {"lr": "0.002",
+    ``rwkv4-L1-D32-B100k-lr0.002-s2`` -> ``("rwkv4-L1-D32-B100k", {"lr": "0.002",
     "seed": "2"})``."""
     by_short = {short: name for name, short in varied_names().items()}
     fields, varied = run.split("-"), {}
@@ -138,8 +138,8 @@ def eval_group(run: str, by: str = "shape") -> str:
     """The evaluation group of a grid run (config ``eval.group_by``):
 
     - ``shape``: its name without budget, seed and learning rate
-      (``rwkv-L2-D64-B30k-lr0.002-s2`` -> ``rwkv-L2-D64``);
-    - ``architecture``: without the size too (-> ``rwkv``);
+      (``rwkv4-L2-D64-B30k-lr0.002-s2`` -> ``rwkv4-L2-D64``);
+    - ``architecture``: without the size too (-> ``rwkv4``);
     - ``run``: the run alone (its own name).
 
     Other varied settings (``-split0.1``, ``-wsd0.2``) keep their own groups. Why groups:

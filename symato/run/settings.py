@@ -93,7 +93,7 @@ def _varied(name: str, short: str, kind: type, default: Any, help: str,
 # Every key of settings.json, in the order it is written (and passed on command lines).
 SETTINGS: tuple[Setting, ...] = (
     Setting("tokenizer", str, "tokenizer name (results/vocab/{tokenizer}.json)"),
-    Setting("run", str, "run name, e.g. rwkv-L4-D128-T200k"),
+    Setting("run", str, "run name, e.g. rwkv4-L4-D128-T200k"),
     Setting("arch", str, "architecture (a name of symato.models.registry)"),
     Setting("n_layer", int, "number of blocks", minimum=1),
     Setting("n_embd", int, "model width", minimum=1),

@@ -6,7 +6,7 @@ the checkpoint that decides), the ``symato sweep`` command and the tests must gi
 same answers. A sweep of the grid is the set of runs that differ only in ``lr``: same
 tokenizer, architecture, size, budget and every other setting, the seed and other varied
 settings included (their run names agree once the ``-lr`` suffix is taken off; that name
-is the sweep's name, e.g. ``rwkv-L1-D32-B100k``). A sweep has two or more rates.
+is the sweep's name, e.g. ``rwkv4-L1-D32-B100k``). A sweep has two or more rates.
 
 After every run of a sweep is evaluated, :func:`decide` picks its best rate (the lowest
 ``bits_per_byte``; ties, within a relative ``TIE_RTOL``, go to the configured rate, i.e.
@@ -89,8 +89,8 @@ def has_rate_suffix(run: str) -> bool:
 
 
 def rate_run_name(run: str, lr: float) -> str:
-    """The name of the run like ``run`` but at rate ``lr``: ``rwkv-L1-D32-B100k-s2`` at
-    0.016 -> ``rwkv-L1-D32-B100k-lr0.016-s2`` (the suffix order of ``run_name``)."""
+    """The name of the run like ``run`` but at rate ``lr``: ``rwkv4-L1-D32-B100k-s2`` at
+    0.016 -> ``rwkv4-L1-D32-B100k-lr0.016-s2`` (the suffix order of ``run_name``)."""
     head, varied = split_name(run)
     return join_name(head, {**varied, "lr": format_value(lr)})
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["OPERATORS", "operator"]
 
 OPERATORS: Mapping[str, str] = MappingProxyType({
-    "wkv": "symato.models.ops.wkv4",
+    "wkv4": "symato.models.ops.wkv4",
     "wkv7": "symato.models.ops.wkv7",
 })
 
@@ -38,4 +38,8 @@ def operator(name: str) -> Operator:
     error listing the known ones."""
     if name not in OPERATORS:
         raise SymatoError(f"no operator named {name!r}; known: {list(OPERATORS)}")
-    return importlib.import_module(OPERATORS[name]).OPERATOR
+    op = importlib.import_module(OPERATORS[name]).OPERATOR
+    if op.name != name:  # the table and the module must agree on the kernel family
+        raise SymatoError(f"{OPERATORS[name]}.OPERATOR is named {op.name!r}, but "
+                          f"symato.models.ops.OPERATORS lists it as {name!r}")
+    return op

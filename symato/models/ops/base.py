@@ -45,7 +45,7 @@ class Operator:
     ``name`` is the kernel family (``symato.models.ops.extension.FAMILIES``),
     ``ckpt_interval`` the steps between the states the CUDA kernels keep (its kernel
     source's must equal it), ``defines`` the ``-D`` flags every build of its kernels
-    gets, and ``module`` the file that owns the constants (named in error messages).
+    gets, and ``module`` the module that defines it (its file is named in error messages).
     """
 
     def __init__(self, name: str, module: str, ckpt_interval: int,
@@ -80,8 +80,8 @@ class Operator:
         if got != self.ckpt_interval:
             raise SymatoError(
                 f"{self.name}: the {target} kernels keep a state every {got} steps, "
-                f"{self.module} expects {self.ckpt_interval}: update its CKPT_INTERVAL "
-                f"(or the kernel's) so the two agree")
+                f"{self.module.replace('.', '/')}.py expects {self.ckpt_interval}: update "
+                "its CKPT_INTERVAL (or the kernel's) so the two agree")
 
     def checkpoints(self, target: str, save: bool, steps: int) -> int:
         """How many states a forward over ``steps`` time steps keeps for the backward:
@@ -116,7 +116,7 @@ class Operator:
     def available_backends(self) -> list[str]:
         """Backends usable in this process (builds the extensions if needed)."""
         out = ["torch"]
-        for target in extension.DEVICE_KINDS:
+        for target in extension.DEVICE_TARGETS:
             if target == "cuda" and not torch.cuda.is_available():
                 continue
             try:

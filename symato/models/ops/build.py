@@ -6,7 +6,7 @@ time per family; doing it once, in the job the training jobs wait for (rule
 ``build_kernels``, rules/train.smk), means one log to read when it fails, no training job
 that dies minutes in on a compiler error, and jobs that only load a finished binary.
 
-The kernels go where every job looks for them, ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>``
+The kernels go where every job looks for them, ``$SYMATO_BUILD_DIR/<family>/<target>-<hash>``
 (``symato.models.ops.extension``), so the build job and the training jobs must see the
 same ``SYMATO_BUILD_DIR``, compiler (``CXX``), CPU (for ``cpu``), environment (torch
 installation, kernel sources' folder) and, for CUDA, toolkit (``CUDA_HOME``: set it
@@ -15,7 +15,7 @@ whose build command differs builds its own copy under its own key instead of loa
 wrong binary or rebuilding the workflow's. A killed ``symato build`` leaves no compiler
 running and no lock that blocks the next one.
 
-FILE records what was built: device kind, torch and CUDA versions, compiler, nvcc, the
+FILE records what was built: device type, torch and CUDA versions, compiler, nvcc, the
 CUDA target and each family's folder, hash and library. A failure exits 1 with the
 loader's cause-and-fix message and writes no record.
 """
@@ -38,8 +38,8 @@ from symato.run.precision import device_name
 
 def build_all(device: str, verbose: bool = False) -> dict[str, Any]:
     """Build (or load) every family's ``device`` kernels; return the record."""
-    if device not in extension.DEVICE_KINDS:
-        raise SymatoError(f"symato build: --device must be one of {extension.DEVICE_KINDS}, "
+    if device not in extension.DEVICE_TARGETS:
+        raise SymatoError(f"symato build: --device must be one of {extension.DEVICE_TARGETS}, "
                           f"got {device!r}")
     families: dict[str, Any] = {}
     for name in extension.FAMILIES:
@@ -71,10 +71,10 @@ def main(argv: list[str]) -> int:
     """``symato build --device cpu|cuda --out FILE``: 0 when every family built."""
     p = argparse.ArgumentParser(
         prog="symato build",
-        description="Build every operator's compiled kernels for one device kind into "
+        description="Build every operator's compiled kernels for one device type into "
         "$SYMATO_BUILD_DIR (default ~/.cache/symato), once, and record what was built.")
-    p.add_argument("--device", required=True, choices=extension.DEVICE_KINDS,
-                   help="the device kind the training jobs run on")
+    p.add_argument("--device", required=True, choices=extension.DEVICE_TARGETS,
+                   help="the device type the training jobs run on")
     p.add_argument("--out", required=True, type=Path, help="the build record (JSON) to write")
     p.add_argument("--verbose", action="store_true", help="show the compiler's commands")
     args = p.parse_args(argv)

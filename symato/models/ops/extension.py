@@ -9,12 +9,12 @@ Why a module of its own: both WKV operators (``symato.models.ops.wkv4`` for RWKV
   compiler's first error lines, the compiler, torch's CUDA version, ``CUDA_HOME``) and
   the fix. The pure-PyTorch loop (100x slower) runs only when asked for by name,
   ``backend="torch"`` (:func:`resolve_backend`).
-* **Keyed builds.** Each family (one operator's kernels) and kind (``cpu``, ``cuda``,
-  ``cuda-emulated``) builds into ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>`` (default
+* **Keyed builds.** Each family (one operator's kernels) and target (``cpu``, ``cuda``,
+  ``cuda-emulated``) builds into ``$SYMATO_BUILD_DIR/<family>/<target>-<hash>`` (default
   ``~/.cache/symato``). The hash covers the sources, the flags (Python-side constants
   passed as ``-D`` defines included), torch and its CUDA version, the compiler (its name
   and the first line of its ``--version``), for ``cpu`` the CPU (that C++ uses
-  ``-march=native``; the CUDA kinds do not, so GPU nodes with different CPUs share a
+  ``-march=native``; the CUDA targets do not, so GPU nodes with different CPUs share a
   build) and, for ``cuda``, the target architecture and nvcc's release line, so an edited
   kernel rebuilds and no binary reaches a machine it was not built for. It also covers
   everything else in the build's command lines (:func:`command_facts`: torch's include
@@ -31,7 +31,7 @@ Why a module of its own: both WKV operators (``symato.models.ops.wkv4`` for RWKV
   loading process and then kills ninja and every compiler (which ninja starts in
   process groups of their own, out of reach of a signal to the job's group).
 * **One build per workflow.** ``symato build --device cpu|cuda`` (``build.py``) builds
-  every family for one device kind before the training jobs (rule ``build_kernels``);
+  every family for one device type before the training jobs (rule ``build_kernels``);
   the jobs then only load what is there.
 
 Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, else the package data
@@ -72,7 +72,7 @@ F = TypeVar("F", bound=Any)
 
 __all__ = [
     "BACKENDS",
-    "DEVICE_KINDS",
+    "DEVICE_TARGETS",
     "FAMILIES",
     "KERNEL_DTYPES",
     "Family",
@@ -94,7 +94,7 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "cuda", "cpu", "torch")
-DEVICE_KINDS = ("cpu", "cuda")  # the kinds a device type runs (the others are for tests)
+DEVICE_TARGETS = ("cpu", "cuda")  # the targets a device type runs (the others are for tests)
 LOCK_FILE = "build.flock"  # the OS lock; torch's own lock file is "lock"
 DONE_FILE = "build.done"  # written after a finished build: its library's name
 ERROR_FILE = "build.error"  # a failed guarded build's message, for the loading process
@@ -117,17 +117,17 @@ class Family:
     ``name`` is its operator's (``symato.models.ops.OPERATORS``), whose
     :class:`~symato.models.ops.base.Operator` gives the build its ``compile_defines()``
     (constants the kernel sources take from Python as ``-D`` flags, so each is written
-    once) and checks each loaded extension (``check_extension(kind, module)``, a failure
-    counts as a failed build). ``kinds`` maps each kind to (sources compiled, other
-    files the build reads); ``dtypes`` are the input dtypes each compiled kind computes.
+    once) and checks each loaded extension (``check_extension(target, module)``, a failure
+    counts as a failed build). ``targets`` maps each target to (sources compiled, other
+    files the build reads); ``dtypes`` are the input dtypes each compiled target computes.
     """
 
     name: str
-    kinds: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    targets: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
     dtypes: Mapping[str, tuple[torch.dtype, ...]]
 
 
-# The input dtypes each compiled kind computes (the same for every family).
+# The input dtypes each compiled target computes (the same for every family).
 KERNEL_DTYPES: Mapping[str, tuple[torch.dtype, ...]] = MappingProxyType(
     {"cpu": (*_FLOAT_KERNELS, torch.float64), "cuda": _FLOAT_KERNELS})
 
@@ -160,7 +160,7 @@ def _family(family: str) -> Family:
     return FAMILIES[family]
 
 
-def kernels_dir(family: str = "wkv") -> Path:
+def kernels_dir(family: str = "wkv4") -> Path:
     """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else the package data
     ``symato.kernels``."""
     from importlib import resources
@@ -168,7 +168,7 @@ def kernels_dir(family: str = "wkv") -> Path:
     env = os.environ.get("SYMATO_KERNELS_DIR")
     candidates = [Path(env)] if env else []
     candidates.append(Path(str(resources.files("symato.kernels"))))
-    marker = _family(family).kinds["cpu"][0][0]
+    marker = _family(family).targets["cpu"][0][0]
     for cand in candidates:
         if (cand / marker).is_file():
             return cand
@@ -241,8 +241,8 @@ def cuda_home() -> str | None:
     return CUDA_HOME
 
 
-def toolchain_missing(kind: str) -> str | None:
-    """Why the tools to build ``kind`` are absent here, or None when they are present.
+def toolchain_missing(target: str) -> str | None:
+    """Why the tools to build ``target`` are absent here, or None when they are present.
 
     "Absent" means not installed at all (no compiler on PATH, no ninja, no CUDA toolkit
     or a torch without CUDA): only then may a test skip a kernel. A compiler that is
@@ -254,7 +254,7 @@ def toolchain_missing(kind: str) -> str | None:
         return f"no C++ compiler {compiler()!r} on PATH"
     if not is_ninja_available():
         return "ninja not found"
-    if kind == "cuda":
+    if target == "cuda":
         if torch.version.cuda is None:
             return f"torch {torch.__version__} has no CUDA"
         if cuda_home() is None:
@@ -271,12 +271,12 @@ def cuda_target() -> str:
     return arch
 
 
-def _flags(family: str, kind: str) -> tuple[list[str], list[str]]:
+def _flags(family: str, target: str) -> tuple[list[str], list[str]]:
     """(C++ flags, nvcc flags) of one build, the operator's defines included."""
     defines = operator(_family(family).name).compile_defines()
-    if kind == "cpu":
+    if target == "cpu":
         return [*_CPU_FLAGS, *defines], []
-    if kind == "cuda-emulated":
+    if target == "cuda-emulated":
         return ["-O1", *defines], []
     return ["-O3", *defines], [*_CUDA_FLAGS, *defines]
 
@@ -289,8 +289,8 @@ def _compiler_wrapper() -> str:
     return next((w for w in map(shutil.which, ("ccache", "sccache")) if w), "")
 
 
-def command_facts(kind: str) -> list[str]:
-    """What torch writes into a ``kind`` build's commands besides our sources and flags.
+def command_facts(target: str) -> list[str]:
+    """What torch writes into a ``target`` build's commands besides our sources and flags.
 
     Why in the key: two environments sharing ``$SYMATO_BUILD_DIR`` with the same torch
     version (two venvs, two checkouts) wrote different commands into one folder (torch's
@@ -301,42 +301,42 @@ def command_facts(kind: str) -> list[str]:
     """
     from torch.utils.cpp_extension import include_paths, library_paths
 
-    device = "cuda" if kind == "cuda" else "cpu"
+    device = "cuda" if target == "cuda" else "cpu"
     try:
         paths = [*include_paths(device), *library_paths(device)]
     except (OSError, RuntimeError):  # no CUDA toolkit: the build fails and says so
         paths = [*include_paths("cpu"), *library_paths("cpu"), f"CUDA_HOME={cuda_home()}"]
     facts = [*paths, str(sysconfig.get_path("include", scheme="posix_prefix")),
              str(shutil.which(compiler())), _compiler_wrapper()]
-    if kind == "cuda":
+    if target == "cuda":
         facts += [f"{var}={os.environ.get(var, '')}" for var in
                   ("CC", "PYTORCH_NVCC", "TORCH_EXTENSION_SKIP_NVCC_GEN_DEPENDENCIES")]
     return facts
 
 
-def build_dir(family: str, kind: str) -> tuple[Path, str]:
-    """(folder, hash) of one build: ``$SYMATO_BUILD_DIR/<family>/<kind>-<hash>``."""
+def build_dir(family: str, target: str) -> tuple[Path, str]:
+    """(folder, hash) of one build: ``$SYMATO_BUILD_DIR/<family>/<target>-<hash>``."""
     fam = _family(family)
-    if kind not in fam.kinds:
-        raise SymatoError(f"{family}: no compiled backend named {kind!r}")
+    if target not in fam.targets:
+        raise SymatoError(f"{family}: no compiled backend named {target!r}")
     d = kernels_dir(family)
-    sources, extra = fam.kinds[kind]
+    sources, extra = fam.targets[target]
     h = hashlib.sha256()
     for name in (*sources, *extra):
         h.update(name.encode())
         h.update((d / name).read_bytes())
-    cflags, cuda_flags = _flags(family, kind)
+    cflags, cuda_flags = _flags(family, target)
     facts = [*cflags, *cuda_flags, torch.__version__, str(torch.version.cuda), compiler(),
-             str(compiler_version()), str(d.resolve()), *command_facts(kind)]
-    if kind == "cpu":  # -march=native: the binary fits this CPU only
+             str(compiler_version()), str(d.resolve()), *command_facts(target)]
+    if target == "cpu":  # -march=native: the binary fits this CPU only
         facts.append(cpu_fingerprint())
-    if kind == "cuda":
+    if target == "cuda":
         facts += [cuda_target(), str(cuda_home()), str(nvcc_version())]
     h.update("\n".join(facts).encode())
     digest = h.hexdigest()[:16]
     root = os.environ.get("SYMATO_BUILD_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "symato"
-    return base / family / f"{kind}-{digest}", digest
+    return base / family / f"{target}-{digest}", digest
 
 
 # ----------------------------------------------------------------------------- building
@@ -363,8 +363,8 @@ def build_lock(folder: Path) -> Iterator[int]:
         yield fh.fileno()
 
 
-def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> ModuleType:
-    """Build (or load from its folder) the ``kind`` extension of ``family`` (``wkv``:
+def load_extension(target: str, verbose: bool = False, family: str = "wkv4") -> ModuleType:
+    """Build (or load from its folder) the ``target`` extension of ``family`` (``wkv4``:
     RWKV-4, ``wkv7``: RWKV-7); a failure raises :class:`KernelBuildError` with its cause
     and fix.
 
@@ -373,9 +373,9 @@ def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> Mod
     One build per process: later calls return the cached module (or re-raise the cached
     failure), so a test suite pays for the compile once.
     """
-    key = (family, kind)
-    if kind not in _family(family).kinds:  # a wrong name is bad input, not a failed build
-        raise SymatoError(f"{family}: no compiled backend named {kind!r}")
+    key = (family, target)
+    if target not in _family(family).targets:  # a wrong name is bad input, not a failed build
+        raise SymatoError(f"{family}: no compiled backend named {target!r}")
     with _lock:
         if key in _extensions:
             mod = _extensions[key]
@@ -383,25 +383,25 @@ def load_extension(kind: str, verbose: bool = False, family: str = "wkv") -> Mod
                 raise KernelBuildError(_build_errors[key])
             return mod
         try:  # build_dir reads the sources: missing ones are a failed build too
-            folder, digest = build_dir(family, kind)
-            mod = _build(family, kind, folder, digest, verbose)
-            operator(family).check_extension(kind, mod)
+            folder, digest = build_dir(family, target)
+            mod = _build(family, target, folder, digest, verbose)
+            operator(family).check_extension(target, mod)
         except Exception as exc:  # compiler missing, nvcc error, a failed check, ...
             _extensions[key] = None
-            _build_errors[key] = explain_build_failure(family, kind, exc)
+            _build_errors[key] = explain_build_failure(family, target, exc)
             raise KernelBuildError(_build_errors[key]) from exc
         _extensions[key] = mod
         return mod
 
 
-def _load_arguments(family: str, kind: str, folder: Path, name: str,
+def _load_arguments(family: str, target: str, folder: Path, name: str,
                     verbose: bool) -> dict[str, Any]:
     """The keyword arguments of ``torch.utils.cpp_extension.load`` for one build."""
-    sources = [str(kernels_dir(family) / src) for src in FAMILIES[family].kinds[kind][0]]
-    cflags, cuda_flags = _flags(family, kind)
+    sources = [str(kernels_dir(family) / src) for src in FAMILIES[family].targets[target][0]]
+    cflags, cuda_flags = _flags(family, target)
     args: dict[str, Any] = {"name": name, "sources": sources, "extra_cflags": cflags,
                             "build_directory": str(folder), "verbose": verbose}
-    if kind == "cuda":
+    if target == "cuda":
         return args | {"extra_cuda_cflags": cuda_flags}
     return args | {"extra_ldflags": list(_CPU_LDFLAGS)}
 
@@ -418,7 +418,7 @@ def _set_cuda_arch() -> None:
         os.environ["TORCH_CUDA_ARCH_LIST"] = target  # the guarded build inherits it
 
 
-def _build(family: str, kind: str, folder: Path, digest: str, verbose: bool) -> ModuleType:
+def _build(family: str, target: str, folder: Path, digest: str, verbose: bool) -> ModuleType:
     """Load the library of a complete build of ``folder``, after building it if needed.
 
     Why this process never runs ninja itself: a folder is complete once (``DONE_FILE``)
@@ -428,14 +428,14 @@ def _build(family: str, kind: str, folder: Path, digest: str, verbose: bool) -> 
     the compile runs in a guarded process (:func:`_run_guarded`) that leaves no compiler
     behind when this process is killed.
     """
-    name = f"symato_{family}_{kind.replace('-', '_')}_{digest}"
-    if kind == "cuda":
+    name = f"symato_{family}_{target.replace('-', '_')}_{digest}"
+    if target == "cuda":
         _set_cuda_arch()
     with build_lock(folder) as lock_fd:
         if not _complete(folder, name):
             _clear(folder)
             print(f"symato: building {name} in {folder}", file=sys.stderr, flush=True)
-            _run_guarded(_load_arguments(family, kind, folder, name, verbose), lock_fd)
+            _run_guarded(_load_arguments(family, target, folder, name, verbose), lock_fd)
             (folder / DONE_FILE).write_text(name)
         return _import_library(folder / f"{name}.so")
 
@@ -595,7 +595,7 @@ def _compiler_runs() -> bool:
     return compiler_version() is not None
 
 
-def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
+def explain_build_failure(family: str, target: str, exc: BaseException) -> str:
     """A build failure as cause + fix, for an error message a user can act on.
 
     Why: torch's build error is a wall of compiler output; what a user needs is its first
@@ -607,23 +607,23 @@ def explain_build_failure(family: str, kind: str, exc: BaseException) -> str:
     errs = [ln for ln in lines if "error" in ln.lower() and "Error building" not in ln]
     head = "\n    ".join((errs or lines)[:6])[:1500]
     cxx = compiler()
-    if kind == "cuda":
+    if target == "cuda":
         facts = (f"torch {torch.__version__} (CUDA {torch.version.cuda}), "
                  f"CUDA_HOME={cuda_home()}, arch {cuda_target() or 'none'}")
     else:
         facts = f"torch {torch.__version__}, compiler {shutil.which(cxx) or cxx}"
-    fix = _build_fix(family, kind, text, exc)
+    fix = _build_fix(family, target, text, exc)
     return (
-        f"{family}: the {kind} kernel could not be built ({facts}).\n"
+        f"{family}: the {target} kernel could not be built ({facts}).\n"
         f"  cause: {head}\n"
         f"  fix: {fix}; or ask for the slow pure-PyTorch loop by name: backend='torch' "
         f"(run setting wkv_backend: torch)"
     )
 
 
-def _build_fix(family: str, kind: str, text: str, exc: BaseException) -> str:
+def _build_fix(family: str, target: str, text: str, exc: BaseException) -> str:
     """The one thing to change after a failed build, checked from the most basic cause
-    up: the sources, then the tools every kind needs (a compiler and ninja), then the
+    up: the sources, then the tools every target needs (a compiler and ninja), then the
     CUDA toolkit, so a missing tool is never reported as a version mismatch."""
     cxx = compiler()
     if "kernel sources not found" in text:
@@ -631,14 +631,14 @@ def _build_fix(family: str, kind: str, text: str, exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return (f"a kernel source is missing ({exc.filename}): point $SYMATO_KERNELS_DIR at "
                 "a complete kernels/ folder, or reinstall symato")
-    missing = toolchain_missing("cpu")  # the compiler and ninja: every kind needs them
+    missing = toolchain_missing("cpu")  # the compiler and ninja: every target needs them
     if missing is not None:
         return (f"{missing}: install a C++ compiler with OpenMP and ninja (apt-get install "
                 "g++; pip install ninja), or set CXX")
     if not _compiler_runs():
         return (f"the compiler {cxx} does not run (`{cxx} --version` fails): install "
                 "g++ >= 9 with OpenMP, or point CXX at a working one")
-    if kind != "cuda":
+    if target != "cuda":
         return (f"the sources in {kernels_dir(family)} do not compile with {cxx}: "
                 "check $SYMATO_KERNELS_DIR and the compiler (g++ >= 9 with OpenMP)")
     if torch.version.cuda is None:
@@ -672,7 +672,7 @@ def resolve_backend(family: str, backend: str, device: torch.device, dtype: torc
         return "torch"
     want = backend
     if backend == "auto":
-        if device.type not in DEVICE_KINDS:
+        if device.type not in DEVICE_TARGETS:
             raise SymatoError(f"{family}: no compiled kernel for {device.type} tensors; ask "
                               "for the pure-PyTorch loop by name: backend='torch'")
         want = device.type

@@ -64,7 +64,7 @@ CUDA_HEAD_SIZES = (16, 32, 64)
 _IO_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
 _NAMES = ("r", "w", "k", "v", "a", "b")
 
-OPERATOR = Operator("wkv7", "symato/models/ops/wkv7.py", CKPT_INTERVAL)
+OPERATOR = Operator("wkv7", __name__, CKPT_INTERVAL)
 check_extension = OPERATOR.check_extension
 resolve_backend = OPERATOR.resolve_backend
 available_backends = OPERATOR.available_backends
@@ -138,37 +138,37 @@ def wkv7_torch(r, w, k, v, a, b, state=None):
 # ----------------------------------------------------------------------------- building
 
 
-def load_wkv7_extension(kind: str, verbose: bool = False) -> ModuleType:
+def load_wkv7_extension(target: str, verbose: bool = False) -> ModuleType:
     """Build (or load from its folder) the ``cpu``, ``cuda`` or ``cuda-emulated`` WKV-7
     extension; a failed build raises ``KernelBuildError`` (a SymatoError) with its cause
     and fix (kept by name for the GPU check scripts: ``OPERATOR.load``)."""
-    return OPERATOR.load(kind, verbose)
+    return OPERATOR.load(target, verbose)
 
 
 # ----------------------------------------------------------------------------- the op
 
 
-# Kinds with checkpoints ("cuda" and "cuda-emulated", the CUDA source compiled for the
+# Targets with checkpoints ("cuda" and "cuda-emulated", the CUDA source compiled for the
 # CPU that tests run) keep, when a gradient is wanted, the state every CKPT_INTERVAL
 # steps, (B, H, ceil(T/16), N, N) float32, and sa_t = S_{t-1} a_t, (B, T, H, N) float32;
-# the backward recomputes the states in between. The "cpu" kind keeps nothing and
+# the backward recomputes the states in between. The "cpu" target keeps nothing and
 # recomputes from the input state (memory is not what limits CPU training).
 
 
-def _saved_shapes(kind: str, save: bool, r: torch.Tensor) -> tuple[tuple, tuple]:
+def _saved_shapes(target: str, save: bool, r: torch.Tensor) -> tuple[tuple, tuple]:
     """The shapes of the checkpoints and of sa the forward keeps, or empty ones."""
     B, T, H, N = r.shape
-    n = OPERATOR.checkpoints(kind, save, T)
+    n = OPERATOR.checkpoints(target, save, T)
     return ((B, H, n, N, N), (B, T, H, N)) if n else ((0,), (0,))
 
 
 def _forward_kernel(
     r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-    a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, kind: str, save: bool,
+    a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, target: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(y, new_state, checkpoints, sa): the last two are empty unless ``kind`` keeps them."""
-    ext = OPERATOR.load(kind)
-    if has_checkpoints(kind):
+    """(y, new_state, checkpoints, sa): the last two are empty unless ``target`` keeps them."""
+    ext = OPERATOR.load(target)
+    if has_checkpoints(target):
         return tuple(ext.forward(r, w, k, v, a, b, state, save))
     y, s_out = ext.forward(r, w, k, v, a, b, state)
     return y, s_out, state.new_empty(0), state.new_empty(0)
@@ -177,15 +177,15 @@ def _forward_kernel(
 @torch.library.custom_op("symato::wkv7_forward", mutates_args=())
 def _wkv7_forward(
     r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-    a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, kind: str, save: bool,
+    a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, target: str, save: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The kernel as a custom op: traced as one node by torch.compile, with autograd."""
-    return _forward_kernel(r, w, k, v, a, b, state, kind, save)
+    return _forward_kernel(r, w, k, v, a, b, state, target, save)
 
 
 @_wkv7_forward.register_fake
-def _(r, w, k, v, a, b, state, kind, save):
-    ck, sa = _saved_shapes(kind, save, r)
+def _(r, w, k, v, a, b, state, target, save):
+    ck, sa = _saved_shapes(target, save, r)
     return torch.empty_like(r), torch.empty_like(state), state.new_empty(ck), state.new_empty(sa)
 
 
@@ -193,26 +193,26 @@ def _(r, w, k, v, a, b, state, kind, save):
 def _wkv7_backward(
     r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     a: torch.Tensor, b: torch.Tensor, state: torch.Tensor, ckpt: torch.Tensor,
-    sa: torch.Tensor, gy: torch.Tensor, gs: torch.Tensor, kind: str,
+    sa: torch.Tensor, gy: torch.Tensor, gs: torch.Tensor, target: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor, torch.Tensor]:
     """(gr, gw, gk, gv, ga, gb, gstate)."""
-    ext = OPERATOR.load(kind)
-    if has_checkpoints(kind):
+    ext = OPERATOR.load(target)
+    if has_checkpoints(target):
         return tuple(ext.backward(r, w, k, v, a, b, state, ckpt, sa, gy, gs))
     return tuple(ext.backward(r, w, k, v, a, b, state, gy, gs))
 
 
 @_wkv7_backward.register_fake
-def _(r, w, k, v, a, b, state, ckpt, sa, gy, gs, kind):
+def _(r, w, k, v, a, b, state, ckpt, sa, gy, gs, target):
     return (*(torch.empty_like(x) for x in (r, w, k, v, a, b)), torch.empty_like(state))
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    r, w, k, v, a, b, state, kind, _ = inputs
+    r, w, k, v, a, b, state, target, _ = inputs
     _, _, ckpt, sa = output
     ctx.save_for_backward(r, w, k, v, a, b, state, ckpt, sa)
-    ctx.kind = kind
+    ctx.target = target
     ctx.mark_non_differentiable(ckpt, sa)
 
 
@@ -222,21 +222,21 @@ def _backward(ctx, gy, gs, _gckpt, _gsa):
     r, w, k, v, a, b, state, ckpt, sa = ctx.saved_tensors
     gy = torch.zeros_like(r) if gy is None else gy.to(r.dtype).contiguous()
     gs = torch.zeros_like(state) if gs is None else gs.to(state.dtype).contiguous()
-    grads = _wkv7_backward(r, w, k, v, a, b, state, ckpt, sa, gy, gs, ctx.kind)
+    grads = _wkv7_backward(r, w, k, v, a, b, state, ckpt, sa, gy, gs, ctx.target)
     return (*grads, None, None)
 
 
 _wkv7_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _wkv7_compiled(r, w, k, v, a, b, state, kind: str):
-    """Run a compiled ``kind`` through the custom op; the state cast is traced, so
+def _wkv7_compiled(r, w, k, v, a, b, state, target: str):
+    """Run a compiled ``target`` through the custom op; the state cast is traced, so
     autograd takes its gradient back to the caller's dtype."""
     op, save = OPERATOR.custom_op_or_kernel(_wkv7_forward, _forward_kernel,
                                             (r, w, k, v, a, b, state))
     y, s_out, _, _ = op(
         *(x.contiguous() for x in (r, w, k, v, a, b)),
-        state.to(_state_dtype(r)).contiguous(), kind, save,
+        state.to(_state_dtype(r)).contiguous(), target, save,
     )
     return y, s_out
 

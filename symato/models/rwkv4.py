@@ -37,7 +37,7 @@ ATT_X, AA, BB, PP, FFN_X = range(5)
 
 
 @dataclass
-class RWKVConfig:
+class RWKV4Config:
     """Shape of an RWKV-4 model. ``wkv_backend`` picks the WKV operator implementation."""
 
     vocab_size: int
@@ -51,10 +51,10 @@ class RWKVConfig:
         for key in ("vocab_size", "n_layer", "n_embd", "ctx_len"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SymatoError(f"RWKVConfig.{key} must be a positive integer, got {value!r}")
+                raise SymatoError(f"RWKV4Config.{key} must be a positive integer, got {value!r}")
         if self.wkv_backend not in BACKENDS:
             raise SymatoError(
-                f"RWKVConfig.wkv_backend must be one of {BACKENDS}, got {self.wkv_backend!r}"
+                f"RWKV4Config.wkv_backend must be one of {BACKENDS}, got {self.wkv_backend!r}"
             )
 
     @property
@@ -77,10 +77,10 @@ def _layer_ramps(layer_id: int, n_layer: int, n_embd: int) -> tuple[float, float
     return ratio_0_to_1, ratio_1_to_almost0, ddd
 
 
-class RWKVTimeMix(nn.Module):
+class RWKV4TimeMix(nn.Module):
     """The "attention" of RWKV-4: a per-channel exponentially decaying weighted average."""
 
-    def __init__(self, config: RWKVConfig, layer_id: int) -> None:
+    def __init__(self, config: RWKV4Config, layer_id: int) -> None:
         super().__init__()
         C = config.n_embd
         self.backend = config.wkv_backend
@@ -104,7 +104,7 @@ class RWKVTimeMix(nn.Module):
         Returns the output and the new (B,4,C) time-mix part of the state
         (shift x, aa, bb, pp), or None when no state was given and none is wanted.
         """
-        from symato.models.ops.wkv4 import wkv  # the operator module builds kernels; import on use
+        from symato.models.ops.wkv4 import wkv4  # the operator module builds kernels; import on use
 
         xx = _shift(x, None if state is None else state[:, ATT_X])
         xk = x * self.time_mix_k + xx * (1 - self.time_mix_k)
@@ -113,17 +113,17 @@ class RWKVTimeMix(nn.Module):
         k, v, r = self.key(xk), self.value(xv), self.receptance(xr)
         w = -torch.exp(self.time_decay.float())
         wkv_state = None if state is None else state[:, AA : PP + 1].float().contiguous()
-        y, new_wkv = wkv(w, self.time_first.float(), k, v, state=wkv_state, backend=self.backend)
+        y, new_wkv = wkv4(w, self.time_first.float(), k, v, state=wkv_state, backend=self.backend)
         out = self.output(torch.sigmoid(r) * y.to(r.dtype))
         if state is None:
             return out, None
         return out, torch.cat([x[:, -1:].float(), new_wkv.float()], dim=1)
 
 
-class RWKVChannelMix(nn.Module):
+class RWKV4ChannelMix(nn.Module):
     """The feed-forward of RWKV-4: a gated squared-ReLU MLP on token-shifted inputs."""
 
-    def __init__(self, config: RWKVConfig, layer_id: int) -> None:
+    def __init__(self, config: RWKV4Config, layer_id: int) -> None:
         super().__init__()
         C = config.n_embd
         _, r10, ddd = _layer_ramps(layer_id, config.n_layer, C)
@@ -142,18 +142,18 @@ class RWKVChannelMix(nn.Module):
         return torch.sigmoid(self.receptance(xr)) * self.value(k)
 
 
-class RWKVBlock(nn.Module):
+class RWKV4Block(nn.Module):
     """One residual block; block 0 also owns ``ln0`` (applied once, after the embedding)."""
 
-    def __init__(self, config: RWKVConfig, layer_id: int) -> None:
+    def __init__(self, config: RWKV4Config, layer_id: int) -> None:
         super().__init__()
         C = config.n_embd
         if layer_id == 0:
             self.ln0 = nn.LayerNorm(C)
         self.ln1 = nn.LayerNorm(C)
         self.ln2 = nn.LayerNorm(C)
-        self.att = RWKVTimeMix(config, layer_id)
-        self.ffn = RWKVChannelMix(config, layer_id)
+        self.att = RWKV4TimeMix(config, layer_id)
+        self.ffn = RWKV4ChannelMix(config, layer_id)
 
     def forward(self, x: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Apply the block; ``state`` (B,5,C) or None. Returns x and the new state slice."""
@@ -168,14 +168,14 @@ class RWKVBlock(nn.Module):
         return x, torch.cat([att_state, h[:, -1:].float()], dim=1)
 
 
-class RWKV(nn.Module):
+class RWKV4(nn.Module):
     """An RWKV-4 language model: ``model(idx)`` gives logits (B, T, vocab_size)."""
 
-    def __init__(self, config: RWKVConfig) -> None:
+    def __init__(self, config: RWKV4Config) -> None:
         super().__init__()
         self.config = config
         self.emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.blocks = nn.ModuleList(RWKVBlock(config, i) for i in range(config.n_layer))
+        self.blocks = nn.ModuleList(RWKV4Block(config, i) for i in range(config.n_layer))
         self.ln_out = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.reset_parameters()
@@ -234,7 +234,7 @@ class RWKV(nn.Module):
             state = self.init_state(idx.shape[0])
         expected = (idx.shape[0], self.config.n_layer, 5, self.config.n_embd)
         if tuple(state.shape) != expected:
-            raise SymatoError(f"RWKV state has shape {tuple(state.shape)}, expected {expected}")
+            raise SymatoError(f"RWKV-4 state has shape {tuple(state.shape)}, expected {expected}")
         h, new_state = self._run(idx, state)
         assert new_state is not None
         return self.project(h), new_state
@@ -263,5 +263,5 @@ class RWKV(nn.Module):
 
     @property
     def max_context(self) -> int | None:
-        """RWKV has no context limit at inference (ctx_len is the training window)."""
+        """RWKV-4 has no context limit at inference (ctx_len is the training window)."""
         return None

@@ -172,8 +172,8 @@ void backward_task(const acc_t* w, const acc_t* u, const io_t* k, const io_t* v,
 }
 
 void check(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "wkv_cpu: ", name, " must be a CPU tensor");
-  TORCH_CHECK(t.is_contiguous(), "wkv_cpu: ", name, " must be contiguous");
+  TORCH_CHECK(t.device().is_cpu(), "wkv4_cpu: ", name, " must be a CPU tensor");
+  TORCH_CHECK(t.is_contiguous(), "wkv4_cpu: ", name, " must be contiguous");
 }
 
 template <typename F>
@@ -185,7 +185,7 @@ void dispatch(const torch::Tensor& k, F&& f) {
   } else if (k.scalar_type() == torch::kFloat64) {
     f(double{}, double{});
   } else {
-    TORCH_CHECK(false, "wkv_cpu: unsupported dtype ", k.scalar_type());
+    TORCH_CHECK(false, "wkv4_cpu: unsupported dtype ", k.scalar_type());
   }
 }
 

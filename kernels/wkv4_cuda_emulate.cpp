@@ -1,17 +1,17 @@
-// Test-only binding: runs the CUDA kernels of kernels/wkv_cuda.cu on the CPU (see
-// kernels/wkv_host_emulation.h). Same Python interface as kernels/wkv_cuda_bind.cpp, but on
+// Test-only binding: runs the CUDA kernels of kernels/wkv4_cuda.cu on the CPU (see
+// kernels/wkv_host_emulation.h). Same Python interface as kernels/wkv4_cuda_bind.cpp, but on
 // CPU tensors. Slow (one OS thread per CUDA thread); meant for small shapes in tests.
 #include <torch/extension.h>  // first: the emulation macros must not reach torch's headers
 
 #include <vector>
 
 #define WKV_HOST_EMULATION 1
-#include "wkv_cuda.cu"
+#include "wkv4_cuda.cu"
 
 namespace {
 
 void check(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "wkv emulation: ", name,
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), "wkv4 emulation: ", name,
               " must be a contiguous CPU tensor");
 }
 
@@ -37,12 +37,12 @@ std::vector<torch::Tensor> forward(torch::Tensor w, torch::Tensor u, torch::Tens
   if (bf16) {
     using bf = __nv_bfloat16;
     emulate_launch(grid, block, [&] {
-      wkv_forward_kernel<bf>(T, C, ptr<float>(w), ptr<float>(u), ptr<bf>(k), ptr<bf>(v),
+      wkv4_forward_kernel<bf>(T, C, ptr<float>(w), ptr<float>(u), ptr<bf>(k), ptr<bf>(v),
                              ptr<float>(state), ptr<bf>(y), ptr<float>(s_out), cp);
     });
   } else {
     emulate_launch(grid, block, [&] {
-      wkv_forward_kernel<float>(T, C, ptr<float>(w), ptr<float>(u), ptr<float>(k),
+      wkv4_forward_kernel<float>(T, C, ptr<float>(w), ptr<float>(u), ptr<float>(k),
                                 ptr<float>(v), ptr<float>(state), ptr<float>(y),
                                 ptr<float>(s_out), cp);
     });
@@ -66,14 +66,14 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
   if (bf16) {
     using bf = __nv_bfloat16;
     emulate_launch(grid, block, [&] {
-      wkv_backward_kernel<bf>(T, C, ptr<float>(w), ptr<float>(u), ptr<bf>(k), ptr<bf>(v),
+      wkv4_backward_kernel<bf>(T, C, ptr<float>(w), ptr<float>(u), ptr<bf>(k), ptr<bf>(v),
                               ptr<float>(state), ptr<float>(s_out), ptr<float>(ckpt),
                               ptr<bf>(gy), ptr<float>(gs), ptr<float>(gw), ptr<float>(gu),
                               ptr<bf>(gk), ptr<bf>(gv), ptr<float>(gs_in));
     });
   } else {
     emulate_launch(grid, block, [&] {
-      wkv_backward_kernel<float>(T, C, ptr<float>(w), ptr<float>(u), ptr<float>(k),
+      wkv4_backward_kernel<float>(T, C, ptr<float>(w), ptr<float>(u), ptr<float>(k),
                                  ptr<float>(v), ptr<float>(state), ptr<float>(s_out),
                                  ptr<float>(ckpt), ptr<float>(gy), ptr<float>(gs),
                                  ptr<float>(gw), ptr<float>(gu), ptr<float>(gk),

@@ -43,11 +43,11 @@ constexpr int SEG = 8;       // steps per thread per tile = checkpoint interval
 constexpr int NSEG_F = 16;   // segments (warps) per block, forward: 512 threads, tile 128
 constexpr int NSEG_B = 8;    // segments per block, backward: 256 threads (more registers each)
 // The empty state's max exponent comes from Python (symato/models/ops/wkv4.py INIT_PP,
-// passed by the loader as -DWKV_INIT_PP=...), so the value is written once.
-#ifndef WKV_INIT_PP
-#error "WKV_INIT_PP is not defined: build through symato.models.ops.extension (it passes INIT_PP of symato/models/ops/wkv4.py)"
+// passed by the loader as -DWKV4_INIT_PP=...), so the value is written once.
+#ifndef WKV4_INIT_PP
+#error "WKV4_INIT_PP is not defined: build through symato.models.ops.extension (it passes INIT_PP of symato/models/ops/wkv4.py)"
 #endif
-constexpr float INIT_PP = WKV_INIT_PP;
+constexpr float INIT_PP = WKV4_INIT_PP;
 
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
@@ -121,7 +121,7 @@ __device__ __forceinline__ int seg_len(int T, int start) {
 
 template <typename io_t>
 __global__ void __launch_bounds__(CH* NSEG_F)
-    wkv_forward_kernel(int T, int C, const float* __restrict__ w, const float* __restrict__ u,
+    wkv4_forward_kernel(int T, int C, const float* __restrict__ w, const float* __restrict__ u,
                        const io_t* __restrict__ k, const io_t* __restrict__ v,
                        const float* __restrict__ s_in, io_t* __restrict__ y,
                        float* __restrict__ s_out, float* __restrict__ ckpt) {
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(CH* NSEG_F)
 
 template <typename io_t>
 __global__ void __launch_bounds__(CH* NSEG_B)
-    wkv_backward_kernel(int T, int C, const float* __restrict__ w, const float* __restrict__ u,
+    wkv4_backward_kernel(int T, int C, const float* __restrict__ w, const float* __restrict__ u,
                         const io_t* __restrict__ k, const io_t* __restrict__ v,
                         const float* __restrict__ s_in, const float* __restrict__ s_out,
                         const float* __restrict__ ckpt, const io_t* __restrict__ gy,
@@ -311,40 +311,40 @@ __global__ void __launch_bounds__(CH* NSEG_B)
 }  // namespace
 
 #ifndef WKV_HOST_EMULATION
-// Launchers called by kernels/wkv_cuda_bind.cpp (plain pointers: no torch headers in nvcc).
-void wkv_cuda_forward(int B, int T, int C, const float* w, const float* u, const void* k,
+// Launchers called by kernels/wkv4_cuda_bind.cpp (plain pointers: no torch headers in nvcc).
+void wkv4_cuda_forward(int B, int T, int C, const float* w, const float* u, const void* k,
                       const void* v, const float* s_in, void* y, float* s_out, float* ckpt,
                       bool bf16, cudaStream_t stream) {
   const dim3 grid((C + CH - 1) / CH, B), block(CH, NSEG_F);
   if (bf16) {
-    wkv_forward_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(
+    wkv4_forward_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(
         T, C, w, u, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v),
         s_in, static_cast<__nv_bfloat16*>(y), s_out, ckpt);
   } else {
-    wkv_forward_kernel<float><<<grid, block, 0, stream>>>(
+    wkv4_forward_kernel<float><<<grid, block, 0, stream>>>(
         T, C, w, u, static_cast<const float*>(k), static_cast<const float*>(v), s_in,
         static_cast<float*>(y), s_out, ckpt);
   }
 }
 
-void wkv_cuda_backward(int B, int T, int C, const float* w, const float* u, const void* k,
+void wkv4_cuda_backward(int B, int T, int C, const float* w, const float* u, const void* k,
                        const void* v, const float* s_in, const float* s_out, const float* ckpt,
                        const void* gy, const float* gs, float* gw_part, float* gu_part, void* gk,
                        void* gv, float* gs_in, bool bf16, cudaStream_t stream) {
   const dim3 grid((C + CH - 1) / CH, B), block(CH, NSEG_B);
   if (bf16) {
     using bf = __nv_bfloat16;
-    wkv_backward_kernel<bf><<<grid, block, 0, stream>>>(
+    wkv4_backward_kernel<bf><<<grid, block, 0, stream>>>(
         T, C, w, u, static_cast<const bf*>(k), static_cast<const bf*>(v), s_in, s_out, ckpt,
         static_cast<const bf*>(gy), gs, gw_part, gu_part, static_cast<bf*>(gk),
         static_cast<bf*>(gv), gs_in);
   } else {
-    wkv_backward_kernel<float><<<grid, block, 0, stream>>>(
+    wkv4_backward_kernel<float><<<grid, block, 0, stream>>>(
         T, C, w, u, static_cast<const float*>(k), static_cast<const float*>(v), s_in, s_out,
         ckpt, static_cast<const float*>(gy), gs, gw_part, gu_part, static_cast<float*>(gk),
         static_cast<float*>(gv), gs_in);
   }
 }
 
-int wkv_cuda_checkpoint_interval() { return SEG; }
+int wkv4_cuda_checkpoint_interval() { return SEG; }
 #endif  // WKV_HOST_EMULATION

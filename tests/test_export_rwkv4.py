@@ -30,7 +30,7 @@ def exported(tmp_path):
     """A random-weight RWKV saved as a checkpoint and exported with the CLI."""
     torch.manual_seed(0)
     model = build_model(
-        "rwkv", vocab_size=V, n_layer=L, n_embd=C, n_head=1, ctx_len=16, wkv_backend="torch"
+        "rwkv4", vocab_size=V, n_layer=L, n_embd=C, n_head=1, ctx_len=16, wkv_backend="torch"
     )
     with torch.no_grad():  # random everywhere, including time_* and zero-inited matrices
         for p in model.parameters():
