@@ -1,5 +1,6 @@
-"""The two architectures: shapes, names, init, counting formulas, the two RWKV modes,
-the GPT KV cache, and the checkpoint format."""
+"""RWKV-4 and GPT (RWKV-7 and Llama have files of their own): shapes, names, init,
+counting formulas, RWKV-4's two modes, the GPT KV cache, and the checkpoint format
+(every architecture's, and files written under RWKV-4's old name ``rwkv``)."""
 
 from __future__ import annotations
 

@@ -305,7 +305,7 @@ def test_broken_compiler_fails_the_run_with_cause_and_fix(tmp_path: Path) -> Non
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 1, proc.stderr[-2000:]
     err = proc.stderr
-    assert "symato train: error: wkv: the cpu kernel could not be built" in err, err
+    assert "symato train: error: wkv4: the cpu kernel could not be built" in err, err
     assert "compiler /bin/false" in err and "fix: the compiler /bin/false does not run" in err
     assert "wkv_backend: torch" in err and "Traceback" not in err
     assert not run.exists()
