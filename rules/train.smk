@@ -1,5 +1,5 @@
 # Stage 6: the training grid. One settings job and one training job per run, and one
-# kernel build per device kind that the runs of architectures with a compiled operator
+# kernel build per device type that the runs of architectures with a compiled operator
 # (RWKV: the WKV kernels) wait for, so training jobs only load a finished build.
 #
 # The grid (symato.run.grid.expand_grid) is the union of config["train"]["grids"]; each
@@ -79,7 +79,7 @@ def budget_manifest(wildcards) -> list[str]:
 
 
 def kernel_build(wildcards) -> list:
-    """The kernel build record of the run's device kind, for runs that load compiled
+    """The kernel build record of the run's device type, for runs that load compiled
     kernels (an architecture with an operator, wkv_backend not "torch"); nothing for the
     others, so a GPT run neither waits for a build nor fails with a broken compiler.
 
@@ -132,7 +132,7 @@ localrules:
 
 
 rule build_kernels:
-    """Build every operator's kernels for one device kind, once, before the training jobs
+    """Build every operator's kernels for one device type, once, before the training jobs
     (symato build: into $SYMATO_BUILD_DIR, keyed by everything its command depends on:
     sources, torch and its paths, compiler, CPU and CUDA architecture; a build killed
     mid-way leaves no compiler running and never blocks a later one). A CUDA build holds a
