@@ -71,6 +71,7 @@ from symato.io import (
     write_text_atomic,
 )
 from symato.models.registry import get_architecture, recipe_of
+from symato.run import eager
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, file_digest, run_inputs
 from symato.run.recipes import l2wrap, parameter_groups
@@ -337,6 +338,8 @@ class Trainer:
         self.inputs = run_inputs(settings)  # what a checkpoint must match to be resumed
         self.micro = self._micro_batch_size()
         self.model = self._build_model()
+        if not settings["compile"]:  # the operator's kernels run without dynamo's import
+            eager.skip_custom_op_dynamo_guard()
         self.net: nn.Module = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.rng = np.random.default_rng(int(settings["seed"]))
@@ -407,8 +410,10 @@ class Trainer:
         groups = [{"params": [params[n] for n in g["names"]], "lr_scale": g["lr_scale"],
                    "weight_decay": g["weight_decay"]}
                   for g in parameter_groups(self.model, self.s)]
-        return torch.optim.AdamW(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
-                                 eps=self.s["eps"], fused=True)
+        # eager runs: the same AdamW without torch._dynamo's import (symato.run.eager)
+        adamw = torch.optim.AdamW if self.s["compile"] else eager.AdamW
+        return adamw(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
+                     eps=self.s["eps"], fused=True)
 
     def _peak_flops(self) -> float | None:
         if self.device.type != "cuda":
