@@ -1,4 +1,5 @@
-"""Eager runs skip torch's dynamo import (symato.run.eager) and change no number.
+"""Lean job processes: eager runs skip torch's dynamo import (symato.run.eager) and the
+token loader pyarrow's pandas import, and neither changes a number.
 
 Why these tests: the saving (1.5-2 s per training or evaluation job on the demo machine)
 relies on torch internals; on the pinned torch they must hold, and the optimizer must
@@ -12,11 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import torch
 from _kernels import require_toolchain
 from _train_fixtures import make_settings
 
+from symato.data.loader import _numpy_view
 from symato.run.eager import AdamW
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +73,8 @@ _RUN = """
 import json, sys
 from symato.run.train import main
 code = main(["--settings", sys.argv[1], "--out", sys.argv[2]])
-print(json.dumps({"code": code, "dynamo": "torch._dynamo" in sys.modules}))
+print(json.dumps({"code": code, "dynamo": "torch._dynamo" in sys.modules,
+                  "pandas": "pandas" in sys.modules}))
 """
 
 
@@ -83,4 +87,15 @@ def test_training_run_does_not_import_dynamo(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"code": 0, "dynamo": False}
+    assert report == {"code": 0, "dynamo": False, "pandas": False}
+
+
+def test_numpy_view_equals_pyarrow_on_sliced_lists() -> None:
+    """The loader's view of a list column's values (offsets and slices included)."""
+    lists = pa.array([[1, 2, 3], [4], [], [5, 6, 7, 8]], type=pa.list_(pa.uint16()))
+    for values in (lists.flatten(), lists.slice(1, 3).flatten(), lists.slice(3).flatten()):
+        ours = _numpy_view(values)
+        assert ours.dtype == values.to_numpy(zero_copy_only=True).dtype
+        assert ours.tolist() == values.to_pylist()
+    with pytest.raises(pa.ArrowInvalid, match="null"):
+        _numpy_view(pa.array([1, None], type=pa.int32()))
