@@ -62,7 +62,7 @@ KEY = "L_NDU"
 # worth almost nothing) to 1000 (as good as fresh text over any grid we run).
 BOUNDS_EXPONENT = (0.0, 3.0)
 BOUNDS_LOG_RSTAR = (-1.0, 3.0)
-GRID_STEP = 0.25  # of every searched dimension (exponents and log10 R_D*)
+GRID_STEP = 0.5  # of every searched dimension (exponents, log10 R_D*); the pattern search refines
 CHUNK = 8  # bootstrap replicates fitted at once (the 3-D grid is memory-hungry)
 MIN_REPEATED = 2  # runs with more than one epoch, at >= 2 distinct epoch counts
 WORTH = {"half": 0.5, "nine_tenths": 0.9}  # fractions of fresh text reported in epochs
