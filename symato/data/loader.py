@@ -168,6 +168,7 @@ class TokenDataset:
         self.tokenizer: str = str(full.get("tokenizer", ""))
         self._sources: list[Any] = []
         self._segs: list[np.ndarray] = []
+        self._perm: tuple[int, np.ndarray] | None = None  # the epoch order last drawn
         for rel in self.manifest.get("shards", []):
             views, source = _segments(self.shards_dir / rel)
             _check_ids(views, self.shards_dir / rel, self.vocab_size)
@@ -194,7 +195,7 @@ class TokenDataset:
         lengths = np.array([len(s) for s in self._segs], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.num_tokens = int(self._starts[-1])
-        self._perm: tuple[int, np.ndarray] | None = None
+        self._perm = None
         if self.epoch_windows() < 1:
             raise SymatoError(f"the unique subset of {self.shards_dir} holds {self.num_tokens} "
                               f"tokens, less than one training window of ctx_len + 1 = "
