@@ -204,3 +204,51 @@ def test_repeated_runs_skip_the_max_epochs_guard() -> None:
     with pytest.raises(SymatoError, match="max_epochs"):
         check_passes({"tokenizer": "t", "run": "r", "text_bytes": 9000},
                      {"bytes": 5000, "tokens": 2000}, "m", "w")
+
+
+def test_collect_writes_the_repetition_columns(tmp_path: Path) -> None:
+    from symato.report.collect import run_row
+
+    def run(name: str, settings: dict[str, Any], metrics: dict[str, Any]) -> Path:
+        d = tmp_path / "symato" / name
+        d.mkdir(parents=True)
+        (d / "settings.json").write_text(json.dumps({"run": name, **settings}))
+        (d / "metrics.json").write_text(json.dumps({
+            "tokenizer": "symato", "arch": "rwkv", "run": name, "params_total": 1000,
+            "train_tokens": 9000, "bits_per_byte": 2.0, **metrics}))
+        return d
+
+    rep = run_row(run("rwkv-L1-D32-B30k-U10k", {"text_bytes": 30000, "unique_bytes": 10000},
+                      {"unique_tokens": 3100, "unique_bytes": 10400, "epochs": 9000 / 3100}))
+    assert (rep["unique_tokens"], rep["unique_bytes"]) == (3100, 10000)  # bytes asked for
+    assert rep["epochs"] == pytest.approx(9000 / 3100)
+    assert rep["budget"] == "30k text bytes from 10k unique"
+    fresh = run_row(run("rwkv-L1-D32-B30k", {"text_bytes": 30000}, {}))
+    assert (fresh["unique_tokens"], fresh["unique_bytes"], fresh["epochs"]) == (9000, 30000, 1)
+    assert fresh["budget"] == "30k text bytes"
+    stale = run("rwkv-L1-D32-B100k-U10k", {"text_bytes": 100000, "unique_bytes": 10000}, {})
+    with pytest.raises(SymatoError, match="without 'unique_tokens'; rerun its evaluation"):
+        run_row(stale)
+
+
+def test_run_settings_job_resolves_and_checks_a_repeated_run(tmp_path: Path) -> None:
+    """The workflow's run_settings job (`symato settings`) writes unique_bytes through, and
+    is the first job to refuse unique text beyond a split that did not exist at parse time."""
+    from symato.run.settings import command_args, load_settings
+    from symato.run.settings import main as settings_main
+
+    runs = expand_grid(_config(bytes=[30000], unique_bytes=[10000, 20000]), str(tmp_path))
+    manifest = tmp_path / "shards" / "symato" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"vocab_size": 2816, "splits": {
+        "train": {"bytes": 15000, "tokens": 5000}}}))
+    by_name = {r["run"]: r for r in runs if r["tokenizer"] == "symato"}
+    out = tmp_path / "ok.json"
+    assert settings_main(["--out", str(out),
+                          *command_args(by_name["rwkv-L1-D32-B30k-U10k"]["settings"])]) == 0
+    s = load_settings(out)
+    assert (s["text_bytes"], s["unique_bytes"], s["tokens"]) == (30000, 10000, 10000)
+    with pytest.raises(SymatoError, match="unique text of 20000 bytes is more than the training "
+                       "text, which holds 15000 bytes"):
+        settings_main(["--out", str(tmp_path / "no.json"),
+                       *command_args(by_name["rwkv-L1-D32-B30k-U20k"]["settings"])])
