@@ -157,3 +157,15 @@ def test_figure_and_summary_of_a_repetition_study(tmp_path: Path) -> None:
     # symato is lower in every cell, fresh or repeated: the ranking holds everywhere
     assert "holds in 6 of 6 repeated cells" in text
     assert "No run repeats" in summary.repetition_section(figures.load_runs(runs_csv), fits)
+
+
+def test_a_group_of_repeated_runs_only_fits_the_constrained_law() -> None:
+    from symato.report.fit import fit_group
+
+    n, tokens, unique, loss = _synthetic(noise=0.0)
+    rows = [{"params": a, "tokens": b, "unique_tokens": c, "loss": d, "run": f"r{i}"}
+            for i, (a, b, c, d) in enumerate(zip(n, tokens, unique, loss, strict=True))
+            if b > c]
+    out = fit_group(rows, "params", 0, 0)
+    assert out["law"] == "L(N,D')" and out["fits"]["L_NDU"]["status"] == "ok"
+    assert out["R_D_star"] == pytest.approx(15.4, rel=0.05) and out["n_runs"] == len(rows)

@@ -449,6 +449,10 @@ def fit_group(
     from symato.report.constrained import is_repeated, with_constrained
 
     everything, rows = rows, [r for r in rows if not is_repeated(r)]
+    if not rows:  # every run repeats its text: only the data-constrained law applies
+        return with_constrained({"status": "too_few_runs", "reason": "no fresh-data runs",
+                                 "fits": {}, "frontier": []}, everything, params_key,
+                                n_bootstrap, seed)
     n = np.array([r[params_key] for r in rows], dtype=float)
     d = np.array([r["tokens"] for r in rows], dtype=float)
     loss = np.array([r["loss"] for r in rows], dtype=float)
