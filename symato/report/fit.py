@@ -443,7 +443,16 @@ def _ln_budget(d: np.ndarray, n: np.ndarray) -> float:
 def fit_group(
     rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int
 ) -> dict[str, Any]:
-    """Both laws, the frontier and the headline fit for one group of runs."""
+    """Both laws, the frontier and the headline fit for one group of runs; with runs that
+    repeat their text, the data-constrained law too (on all runs; the others on the
+    fresh ones), and it is the headline when fitted."""
+    from symato.report.constrained import is_repeated, with_constrained
+
+    everything, rows = rows, [r for r in rows if not is_repeated(r)]
+    if not rows:  # every run repeats its text: only the data-constrained law applies
+        return with_constrained({"status": "too_few_runs", "reason": "no fresh-data runs",
+                                 "fits": {}, "frontier": []}, everything, params_key,
+                                n_bootstrap, seed)
     n = np.array([r[params_key] for r in rows], dtype=float)
     d = np.array([r["tokens"] for r in rows], dtype=float)
     loss = np.array([r["loss"] for r in rows], dtype=float)
@@ -474,6 +483,8 @@ def fit_group(
             span = np.geomspace(min(flops) / 2, max(flops) * 2, CURVE_POINTS)
             alloc["curve"] = optimal_curve(nd.params, alloc, span)
         out["fits"]["L_ND"]["optimal_allocation"] = alloc
+    if len(everything) > len(rows):  # repeated text: symato.report.constrained
+        out = with_constrained(out, everything, params_key, n_bootstrap, seed)
     return out
 
 
@@ -715,14 +726,16 @@ def _float_cell(value: str, path: Path, line: int, column: str, required: bool) 
 
 
 def read_runs(
-    path: Path, params_key: str, keep_failed: bool = False
+    path: Path, params_key: str, keep_failed: bool = False, repeated: bool = False
 ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Rows with numeric params/tokens/loss(/flops); rows with no loss are set aside.
 
     Returns (rows, grouping columns present, notes about set-aside rows). A run without
     a loss (e.g. it diverged) is reported, not fitted and not silently dropped; with
     ``keep_failed`` it is also returned with ``loss`` None, for ``choose_runs`` (a
-    diverged learning rate is a result of its sweep).
+    diverged learning rate is a result of its sweep). Runs that repeated their text
+    (``unique_tokens`` below ``tokens``) are set aside with a note unless ``repeated``
+    (``symato fit``: the data-constrained law, ``symato.report.constrained``).
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -735,6 +748,8 @@ def read_runs(
     if missing:
         raise SymatoError(f"{path}: missing column(s) {', '.join(missing)} (header: {header})")
     groups = [c for c in GROUP_COLUMNS if c in header]
+    from symato.report.constrained import is_repeated  # it imports this module
+
     rows, notes = [], []
     for line, rec in enumerate(reader, start=2):
         loss = _float_cell(rec["loss"], path, line, "loss", required=False)
@@ -752,7 +767,7 @@ def read_runs(
         })
         if rec.get("run"):
             row["run"] = rec["run"]
-        for column in ("flops", "n_layer", "n_embd", *TUNED_SETTINGS):  # optional columns
+        for column in ("flops", "n_layer", "n_embd", "unique_tokens", *TUNED_SETTINGS):
             if column in header:
                 row[column] = _float_cell(rec[column], path, line, column, False)
         if "seed" in header:  # a seed may be 0
@@ -762,6 +777,10 @@ def read_runs(
             except ValueError:
                 raise SymatoError(f"{path}:{line}: column 'seed' is not a number: {text!r}"
                                   ) from None
+        if not repeated and is_repeated(row):
+            notes.append(f"{path}:{line}: run {label} repeats its text (unique_tokens < "
+                         "tokens); only the data-constrained fit reads it")
+            continue
         rows.append(row)
     return rows, groups, notes
 
@@ -799,7 +818,8 @@ def table_rows(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             if fit["status"] not in FITTED:
                 out.append({**base, "reason": fit["reason"]})
                 continue
-            names = LAW_ND.names if fit["law"] == LAW_ND.name else LAW_N.names
+            names = fit.get("parameters") or (LAW_ND.names if fit["law"] == LAW_ND.name
+                                              else LAW_N.names)
             for name in names:
                 low, high = fit["ci"].get(name, [None, None])
                 out.append({**base, "parameter": name, "value": fit[name],
@@ -838,7 +858,7 @@ def main(argv: list[str]) -> int:
     if args.bootstrap < 0:
         raise SymatoError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     params_key = PARAMS_COLUMNS[args.params_column]
-    rows, groups, notes = read_runs(args.runs, params_key, keep_failed=True)
+    rows, groups, notes = read_runs(args.runs, params_key, keep_failed=True, repeated=True)
     rows, sweeps, set_aside = choose_runs(rows)
     for note in notes + set_aside:
         print(f"symato fit: {note}", file=sys.stderr)

@@ -58,7 +58,8 @@ METRIC_KEYS = (
 )  # fmt: skip
 # Copied from model.pt's meta: the operator backend training ran (cpu, cuda, torch, or
 # none for an architecture without one), its arithmetic (fp32/bf16) and the device's name.
-TRAINING_RECORD = ("backend", "precision", "device_name")
+TRAINING_RECORD = ("backend", "precision", "device_name", "unique_tokens", "unique_bytes",
+                   "epochs")
 
 
 # ----------------------------------------------------------------------------- bits per byte
