@@ -84,8 +84,8 @@ def _rows(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
             ids, tokens = batch.column("doc_id"), batch.column("tokens")
-            offsets = tokens.offsets.to_numpy()
-            values = tokens.flatten().to_numpy(zero_copy_only=True)
+            offsets = _numpy_view(tokens.offsets)
+            values = _numpy_view(tokens.flatten())
             base = int(offsets[0])
             for row in range(len(batch)):
                 lo, hi = int(offsets[row]) - base, int(offsets[row + 1]) - base
