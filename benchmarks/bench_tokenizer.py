@@ -140,7 +140,7 @@ def _symato(name: str, d: dict) -> Entry:
         # Like loading sentencepiece's model, building the compiled decoder's tables
         # (once per instance) is set-up, not decoding; the encode caches stay empty.
         tok = Tokenizer.from_dict(d)
-        tok._c_decoder()
+        tok.decode([])  # builds the compiled decoder
         return tok
 
     def per_token(tok: Tokenizer) -> Callable[[int], str]:
@@ -170,7 +170,7 @@ def build_all(train: list[str], work: Path, sizes: list[int], n: int) -> list[En
             f"symato-bpe{size}", syms=tables["syms"], texts=files).to_dict()))
         for model_type in ("bpe", "unigram"):
             sp = build_vocab("sentencepiece", texts=files, size=size,
-                             sp_model_type=model_type)._sp
+                             sp_model_type=model_type).codec.sp
             label = f"sentencepiece {'BPE' if model_type == 'bpe' else 'Unigram'} {size}"
             made.append(Entry(label, sp.get_piece_size(), lambda sp=sp: sp,
                               lambda t, s: t.encode(s), lambda t, i: t.decode(i),
@@ -258,10 +258,10 @@ def main() -> int:
     train_mb = sum(len(d.encode("utf-8")) for d in train) / 1e6
     from symato.text.tokenizer import Tokenizer
 
-    backend = Tokenizer.default().decode_backend  # $SYMATO_DECODER=python measures Python
+    decoder = Tokenizer.default().decoder  # $SYMATO_DECODER=python measures Python
     print(f"text: {where}; built from {len(train)} documents ({train_mb:.3f} MB), measured on "
           f"{len(held)} held-out documents ({nbytes / 1e6:.3f} MB, {nwords} words); one core of "
-          f"{model}; Python {platform.python_version()}; symato decode backend {backend!r}; "
+          f"{model}; Python {platform.python_version()}; symato decoder {decoder!r}; "
           f"best of {args.repeat}; load average up to {load:.1f} on {os.cpu_count()} CPUs")
     print("\n| tokenizer | ids | tokens/word | tokens/byte | encode doc MB/s (cold) | "
           "encode doc MB/s (warm: same text again) | encode line MB/s | decode doc MB/s | "

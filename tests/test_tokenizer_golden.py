@@ -27,10 +27,10 @@ def test_golden_ids_and_bytes(name, decoder):
     assert tok.vocab_size == case["vocab_size"]
     assert tok.encode(CASES["probe"]) == case["ids"]
     assert tok.encode_bytes(bytes.fromhex(CASES["probe_bytes"])) == case["bytes_ids"]
-    assert tok.decode(case["ids"], backend=decoder) == case["text"] == CASES["probe"]
-    assert tok.decode_bytes(case["bytes_ids"], backend=decoder).hex() == case["bytes"]
-    assert tok.decode_bytes(case["random_ids"], backend=decoder).hex() == case["random_bytes"]
-    stream = tok.stream_decoder(backend=decoder)
+    assert tok.decode(case["ids"], decoder=decoder) == case["text"] == CASES["probe"]
+    assert tok.decode_bytes(case["bytes_ids"], decoder=decoder).hex() == case["bytes"]
+    assert tok.decode_bytes(case["random_ids"], decoder=decoder).hex() == case["random_bytes"]
+    stream = tok.stream_decoder(decoder=decoder)
     ids = case["random_ids"]
     got = "".join(stream.feed(ids[i : i + 7]) for i in range(0, len(ids), 7)) + stream.finish()
     assert got == tok.decode(ids)
