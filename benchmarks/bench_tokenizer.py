@@ -14,7 +14,7 @@ fifth document is held out; **every tokenizer is built from the other four fifth
 measured on the held-out fifth**, text none of them was built from.
 
 Tokenizers, at each size of --sizes (ids in all): symato (2,816; its size is fixed by
-the syms), symato+N (2,816 + N), symato-bpeV, sentencepiece BPE and Unigram (native
+the syms), symato+N (2,816 + N), symato-bpeV, symato-wordsV, sentencepiece BPE and Unigram (native
 calls), and a byte-level BPE of ``tokenizers``; sentencepiece may stop below the size
 asked on a small text (the table gives the real size).
 
@@ -166,8 +166,9 @@ def build_all(train: list[str], work: Path, sizes: list[int], n: int) -> list[En
     made = [_symato("symato", build_vocab("symato", syms=tables["syms"]).to_dict()),
             _symato(f"symato+{n}", build_vocab(f"symato+{n}", **tables).to_dict())]
     for size in sizes:
-        made.append(_symato(f"symato-bpe{size}", build_vocab(
-            f"symato-bpe{size}", syms=tables["syms"], texts=files).to_dict()))
+        for kind in ("bpe", "words"):
+            made.append(_symato(f"symato-{kind}{size}", build_vocab(
+                f"symato-{kind}{size}", syms=tables["syms"], texts=files).to_dict()))
         for model_type in ("bpe", "unigram"):
             sp = build_vocab("sentencepiece", texts=files, size=size,
                              sp_model_type=model_type).codec.sp
@@ -277,7 +278,7 @@ def main() -> int:
     for size in args.sizes:
         sp = res[f"sentencepiece BPE {size}"]
         peers = [n for n in res if n.startswith("symato")
-                 and (n == f"symato-bpe{size}" or res[n]["size"] == size
+                 and (n in (f"symato-bpe{size}", f"symato-words{size}") or res[n]["size"] == size
                       or (n == "symato" and size == args.sizes[0]))]
         for name in peers:
             r = res[name]

@@ -48,6 +48,8 @@ def kinds(tmp_path_factory) -> dict[str, Tokenizer]:
            "symato+3000": build_vocab("symato+3000"),
            "symato-old": build_vocab("symato", tone_style="old"),
            "symato-bpe2700": build_vocab("symato-bpe2700", texts=[folder / "t.parquet"]),
+           "symato-words2800": build_vocab("symato-words2800", texts=[folder / "t.parquet"],
+                                           bpe_min_count=1),
            "bytes": build_vocab("bytes"),
            "sentencepiece": build_vocab("sentencepiece", texts=[folder / "t.parquet"],
                                         size=400)}
@@ -55,6 +57,8 @@ def kinds(tmp_path_factory) -> dict[str, Tokenizer]:
     merges = [t for t in range(bpe.vocab_size) if bpe.is_merge(t)]
     own = bpe.decode_tables.own
     assert any(_bad_utf8(own[t]) for t in merges), "want a merge that is not UTF-8"
+    words = out["symato-words2800"].decode_tables.whole_forms
+    assert any(b" " in forms[0] for forms in words), "want a word of several syllables"
     return out
 
 
@@ -105,7 +109,8 @@ def _ids(t: Tokenizer, max_size: int = 80) -> st.SearchStrategy[list[int]]:
         lambda us: [i for u in us for i in u])
 
 
-KINDS = ["symato", "symato+3000", "symato-old", "symato-bpe2700", "bytes", "sentencepiece"]
+KINDS = ["symato", "symato+3000", "symato-old", "symato-bpe2700", "symato-words2800", "bytes",
+         "sentencepiece"]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

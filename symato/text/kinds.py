@@ -34,7 +34,8 @@ def _symato_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _symato_bpe_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
-    # the size is in the name (symato-bpe2816): V ids in all
+    # symato-bpeV and symato-wordsV: the size is in the name (symato-bpe2816), V ids in
+    # all; bpe_min_count is the occurrences a merge (of bytes, or of syllables) needs
     return [("tone-style", config["clean"]["tone_style"]),
             ("bpe-min-count", config["vocab"]["bpe_min_count"])]
 
@@ -101,6 +102,11 @@ KINDS: dict[str, TokenizerKind] = {
                       ("syms", "text"), _symato_bpe_options,
                       "symato.text.vocab:build_symato_bpe",
                       codec="symato.text.codecs.merges:MergesCodec"),
+        TokenizerKind("symato-wordsV", r"symato-words([1-9][0-9]*)",
+                      "symato with V ids in all: whole syllables and whole words of 2-4 "
+                      "syllables, learned from the train split",
+                      ("syms", "text"), _symato_bpe_options, "symato.text.codecs.words:build",
+                      codec="symato.text.codecs.words:WordsCodec"),
         TokenizerKind("bytes", r"bytes", "the 256 UTF-8 byte values (the floor)",
                       (), _no_options, "symato.text.vocab:build_bytes",
                       codec="symato.text.codecs.bytes:BytesCodec"),

@@ -26,6 +26,7 @@ MT_BASE = N_BYTES  # 256..273: the 18 marktones
 TITLE_ID = MT_BASE + S.MARKTONES  # 274
 UPPER_ID = TITLE_ID + 1  # 275
 SPECIAL_BASE = UPPER_ID + 1  # 276: <|endoftext|>, then the other specials
+SYMATO_BASE = SPECIAL_BASE + 1 + len(S.all_syms())  # 2552: the ids before a kind's own
 OWN, MT, CASE, SYM, WHOLE = range(5)  # id classes (the same numbers in _fastdecode.c)
 BARE = S.MARKTONES  # the form index of a sym written without a marktone
 FORMS = S.MARKTONES + 1  # per sym: the 18 marktones, then the bare sym

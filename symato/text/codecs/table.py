@@ -69,17 +69,23 @@ class TableCodec(Codec):
         pieces += syms
         extra_own = self._extra_pieces(data, match, len(pieces))
         pieces += [name for name, _ in extra_own]
+        wholes, before_reserved = self._wholes(data, match, len(pieces))
+        if before_reserved:
+            self.syl_base = len(pieces)
+            pieces += ["=" + w for w in wholes]
         size = data.get("size", len(pieces))
         if not isinstance(size, int) or size < len(pieces):
             raise bad(where, f"key 'size' is {size!r}, below the {len(pieces)} ids it needs")
         pieces += [f"<|reserved_{i}|>" for i in range(size - len(pieces))]
-        self.syl_base = len(pieces)
-        pieces += ["=" + s for s in syllables]
+        if not before_reserved:
+            self.syl_base = len(pieces)
+            pieces += ["=" + w for w in wholes]
         self.pieces = tuple(pieces)
         self.byte_ids = tuple(range(N_BYTES))
         self.sym_ids = {s: self.sym_base + i for i, s in enumerate(syms)}
-        self.syl_ids = {s: self.syl_base + i for i, s in enumerate(syllables)}
-        self.tables = self._tables(extra_own)
+        self.whole_ids = {w: self.syl_base + i for i, w in enumerate(wholes)}
+        self.syl_ids = {w: i for w, i in self.whole_ids.items() if " " not in w}
+        self.tables = self._tables(extra_own, wholes)
         self._cache: dict[str, Chunk] = {}
 
     # ------------------------------------------------------------------ the file section
@@ -91,6 +97,13 @@ class TableCodec(Codec):
                       ) -> list[tuple[str, bytes]]:
         """Ids a subclass adds after the syms, from ``base``: (piece name, own bytes)."""
         return []
+
+    def _wholes(self, data: dict[str, Any], match: re.Match[str], base: int
+                ) -> tuple[list[str], bool]:
+        """The lower-case text of each whole id (a syllable, or a word of several
+        separated by one space) and whether they come right after ``base`` (else after
+        the reserved ids, at the end: symato+N's layout)."""
+        return list(self.syllables), False
 
     def _check_syms(self, syms: list[Any]) -> None:
         legal = set(S.all_syms())
@@ -116,7 +129,7 @@ class TableCodec(Codec):
             raise bad(self.where, f"the kind needs {expected} syllables, has {len(syllables)}")
 
     # ------------------------------------------------------------------ decode tables
-    def _tables(self, extra_own: list[tuple[str, bytes]]) -> DecodeTables:
+    def _tables(self, extra_own: list[tuple[str, bytes]], wholes: list[str]) -> DecodeTables:
         """Per id its class, argument and own bytes; per sym its 19 x 3 forms; per whole
         syllable its 3 forms (``DecodeTables``)."""
         v = len(self.pieces)
@@ -143,15 +156,11 @@ class TableCodec(Codec):
                 form = composed.get((sym, m)) if m != BARE else None
                 forms += [utf8(S.apply_case(form, c)) for c in S.CASES] if form else bare
             sym_forms.append(tuple(forms))
-        wholes = self._whole_texts()
         for w in range(len(wholes)):
             mark(self.syl_base + w, WHOLE, w)
-        whole_forms = tuple(tuple(utf8(S.apply_case(s, c)) for c in S.CASES) for s in wholes)
+        whole_forms = tuple(tuple(utf8(" ".join(S.apply_case(x, c) for x in w.split(" ")))
+                                  for c in S.CASES) for w in wholes)
         return DecodeTables(bytes(cls), tuple(arg), tuple(own), tuple(sym_forms), whole_forms)
-
-    def _whole_texts(self) -> list[str]:
-        """The lower-case text of each whole id, in id order from ``syl_base``."""
-        return list(self.syllables)
 
     # ------------------------------------------------------------------ queries
     def sym_id(self, sym: str) -> int | None:
