@@ -31,7 +31,9 @@ until V ids are used or no candidate occurs ``min_count`` times. Encoding applie
 merges in learned order inside each case-uniform run (as BPE does), then writes each
 unit as its entry's id, or as sym + marktone when it is a syllable without one.
 Merges never cross anything but the implicit single space: a run of syllables ends at
-any other byte, so a word's id never depends on the text around the run.
+any other byte, so a word's id never depends on the text around the run. Speed: a run
+is also cut between two syllables that are adjacent in no word (no merge can join them,
+so the result is the same), which leaves short pieces whose units are cached.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ class WordsCodec(TableCodec):
         self.ranks: dict[tuple[str, str], int] = {}
         texts = _check_entries(entries, set(S.all_syllables(self.tone_style)), self.where,
                                self.ranks)
+        # adjacent syllables inside some word: a run can be cut between any other two, as
+        # no merge ever joins them (so the pieces are short, and cached)
+        self.bigrams = {p for t in texts for p in pairwise(t.split(" "))}
         self._items: dict[str, Items] = {}
         self._units: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._syl_tokens: dict[str, tuple[int, ...]] = {}
@@ -158,12 +163,15 @@ class WordsCodec(TableCodec):
         return lower, _CASE[syl.case]
 
     def _write_run(self, run: list[Syl], out: list[int]) -> None:
-        """The ids of a run of syllables: per case-uniform stretch, its units."""
-        start = 0
+        """The ids of a run of syllables: per case-uniform stretch cut where no word
+        spans, its units."""
+        bigrams, start = self.bigrams, 0
         for i in range(1, len(run) + 1):
-            if i == len(run) or run[i][1] != run[start][1]:
+            if (i == len(run) or run[i][1] != run[start][1]
+                    or (run[i - 1][0], run[i][0]) not in bigrams):
                 case = _CASE_IDS[run[start][1]]
-                for unit in self._merge(tuple(s for s, _ in run[start:i])):
+                lowers = tuple(s for s, _ in run[start:i])
+                for unit in self._merge(lowers) if i - start > 1 else lowers:
                     out += case
                     got = self.whole_ids.get(unit)
                     if got is not None:
