@@ -98,6 +98,10 @@ def test_same_ids_whatever_the_surrounding_text(tok, before, text, after):
 def test_corrupt_entries_name_the_key(tmp_path):
     good = words_dict(all_syms(), [["việt"], ["việt", "nam"]], size=2600)
     assert Tokenizer.from_dict(good).vocab_size == 2600
+    from symato.text.cli import describe
+
+    assert "reserved 46, special 1, syllable 1, sym 2275, word 1" in describe(
+        Tokenizer.from_dict(good))
     for bad, message in (([["việt", "xyz"]], r"'words'\[0\]"),
                          ([["việt", "nam"], ["việt", "nam"]], r"'words'\[1\]"),
                          ([["việt nam"]], r"'words'\[0\]"),  # not yet learned
