@@ -44,12 +44,17 @@ def test_builds_from_the_train_text_with_words_and_whole_syllables(tok):
 
 
 def test_id_layout(tok):
-    entries = [" ".join(e) for e in tok.to_dict()["words"]]
-    assert SYMATO_BASE == 2552
-    for k, text in enumerate(entries):
-        assert tok.piece_to_id("=" + text) == SYMATO_BASE + k
-    assert len(entries) < 3000 - SYMATO_BASE  # the small text has fewer: reserved ids follow
-    assert tok.id_to_piece(SYMATO_BASE + len(entries)) == "<|reserved_0|>"
+    d = tok.to_dict()
+    entries = [" ".join(e) for e in d["words"]]
+    merges = [bytes.fromhex(a) + bytes.fromhex(b) for a, b in d["merges"]]
+    assert SYMATO_BASE == 2552 and merges and d["meta"]["merges"] == len(merges)
+    for k, data in enumerate(merges):  # symato-bpe's merges first
+        assert tok.is_merge(SYMATO_BASE + k) and tok.decode_bytes([SYMATO_BASE + k]) == data
+    base = SYMATO_BASE + len(merges)
+    for k, text in enumerate(entries):  # then the entries, in learned order
+        assert tok.piece_to_id("=" + text) == base + k
+    assert base + len(entries) < 3000  # the small text has fewer: reserved ids follow
+    assert tok.id_to_piece(base + len(entries)) == "<|reserved_0|>"
     assert tok.sym_id("nam") is not None and tok.sym_id("nam") < SYMATO_BASE
     vn = tok.piece_to_id("=việt nam")
     assert tok.encode("việt nam") == [vn]

@@ -4,9 +4,10 @@ Why: a symato token is at most one syllable, yet most Vietnamese words are two
 ("Việt Nam", "ngôn ngữ", "thành phố"); a tokenizer that spends one token per syllable
 cannot reach sentencepiece BPE's tokens per word. This kind keeps symato (every
 syllable can still be ``[case] sym marktone``, every other byte a byte token, so it is
-lossless like every kind) and adds *entries* learned from the train split: whole
-syllables (one id instead of sym + marktone) and whole words of 2 to 4 syllables (one
-id across the implicit single space between them).
+lossless like every kind) and adds what it learns from the train split: byte-pair
+merges for the text between syllables (symato-bpe's, ``symato.text.bpe``) and
+*entries*: whole syllables (one id instead of sym + marktone) and whole words of 2 to
+4 syllables (one id across the implicit single space between them).
 
 Case: an entry is stored lower case and written in one of three cases by the case
 token before it, as a whole syllable is: none = lower, ``<Title>`` = every syllable
@@ -16,24 +17,31 @@ is ``<Title> ngôn`` and then entries for "ngữ ...". Runs of syllables are cut
 case changes before any entry is applied.
 
 Ids: symato's 256 bytes, 18 marktones, ``<Title>``, ``<UPPER>``, specials and every sym,
-then the entries in the order they were learned (piece ``=text``: ``=việt``, ``=việt
-nam``), then reserved ids up to V. The file section ``words`` lists the entries in
-order: ``["việt"]`` is a whole syllable, ``["việt", "nam"]`` the merge of two units,
-each a syllable or an earlier merge's text ("hồ chí" + "minh").
+then the merges (pieces ``+text`` as in symato-bpe), then the entries in the order they
+were learned (piece ``=text``: ``=việt``, ``=việt nam``), then reserved ids up to V. The
+file section: ``merges`` (as symato-bpe's) and ``words``, the entries in order:
+``["việt"]`` is a whole syllable, ``["việt", "nam"]`` the merge of two units, each a
+syllable or an earlier merge's text ("hồ chí" + "minh").
 
-Learning (``learn_words``, byte-pair encoding over syllables): start from every
+Learning (byte-pair encoding over syllables, ``learn_words``): start from every
 syllable as its own unit, sym + marktone (2 ids; +1 for a case token). Repeatedly add
 the entry that saves the most tokens on the train text: either the whole-syllable id
 of the syllable that stands alone most often (saves 1 per occurrence), or the merge of
 the two adjacent units that are most often side by side within one case-uniform run
 (saves their cost minus one per occurrence, plus the case token of one of them),
-until V ids are used or no candidate occurs ``min_count`` times. Encoding applies the
-merges in learned order inside each case-uniform run (as BPE does), then writes each
-unit as its entry's id, or as sym + marktone when it is a syllable without one.
-Merges never cross anything but the implicit single space: a run of syllables ends at
-any other byte, so a word's id never depends on the text around the run. Speed: a run
-is also cut between two syllables that are adjacent in no word (no merge can join them,
-so the result is the same), which leaves short pieces whose units are cached.
+until no candidate occurs ``min_count`` times. The byte merges are learned as
+symato-bpe learns them (each saves its count). The V - 2552 ids go to whichever list's
+next item saves more (``_split``: both lists keep their order, and a greedy list's
+prefix is what it learns with a smaller budget).
+
+Encoding: each maximal non-syllable run goes through the merges (as symato-bpe); inside
+each case-uniform run of syllables the entries' merges apply in learned order (as BPE
+does), and each unit is written as its entry's id, or as sym + marktone when it is a
+syllable without one. Syllable merges never cross anything but the implicit single
+space: a run of syllables ends at any other byte, so a word's id never depends on the
+text around the run. Speed: a run is also cut between two syllables that are adjacent
+in no word (no merge can join them, so the result is the same), which leaves short
+pieces whose units are cached.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from typing import Any
 
 from symato.errors import SymatoError
 from symato.text import syllable as S
+from symato.text.bpe import learn_merges, merges_to_json
 from symato.text.codecs.base import (
     EOT,
     MT_BASE,
@@ -57,7 +66,8 @@ from symato.text.codecs.base import (
     bad,
     utf8,
 )
-from symato.text.codecs.table import CACHE_CHUNK, CACHE_LIMIT, TableCodec
+from symato.text.codecs.merges import MergesCodec
+from symato.text.codecs.table import CACHE_CHUNK, CACHE_LIMIT
 
 MAX_SYLLABLES = 4  # longest word entry
 _CASE = {"lower": 0, "title": 1, "upper": 2}
@@ -66,17 +76,12 @@ Syl = tuple[str, int]  # (lower-case syllable, case 0 lower / 1 Title / 2 UPPER)
 Items = tuple[tuple[bytes | Syl, ...], bool, bool]  # chunk items, starts / ends with a syllable
 
 
-class WordsCodec(TableCodec):
-    """symato plus learned whole syllables and whole words (see the module docstring)."""
-
-    def _syllables_expected(self, match: re.Match[str]) -> int:
-        return 0
+class WordsCodec(MergesCodec):
+    """symato plus byte-pair merges, whole syllables and whole words (the module
+    docstring); the merges' file section and ids are symato-bpe's."""
 
     def _wholes(self, data: dict[str, Any], match: re.Match[str], base: int
                 ) -> tuple[list[str], bool]:
-        size = int(match.group(1))
-        if data.get("size") != size:
-            raise bad(self.where, f"key 'size' is {data.get('size')!r}, the kind says {size}")
         entries = data.get("words")
         if not isinstance(entries, list):
             raise bad(self.where, "key 'words' must be a list")
@@ -98,16 +103,17 @@ class WordsCodec(TableCodec):
             if type(item) is list:
                 self._write_run(item, out)
             else:
-                out += item
+                out += self.bpe.encode_run(item)
         return out
 
     def _stream(self, text: str) -> Iterator[bytes | list[Syl]]:
-        """``text`` as byte runs and runs of syllables (a run: syllables with only the
-        implicit single space between them)."""
+        """``text`` as alternating non-syllable runs (maximal, spaces included) and runs
+        of syllables (syllables with only the implicit single space between them)."""
         cache = self._items
         if len(cache) > CACHE_LIMIT:
             cache.clear()
         run: list[Syl] = []
+        pending = b""
         prev_ends = False
         for k, chunk in enumerate(text.split(" ")):
             items, starts, ends = cache.get(chunk) or self._chunk_items(chunk)
@@ -115,18 +121,23 @@ class WordsCodec(TableCodec):
                 if run:
                     yield run
                     run = []
-                yield b" "
+                pending += b" "
             for item in items:
                 if type(item) is bytes:
                     if run:
                         yield run
                         run = []
-                    yield item
+                    pending += item
                 else:
+                    if pending:
+                        yield pending
+                        pending = b""
                     run.append(item)
             prev_ends = ends
         if run:
             yield run
+        if pending:
+            yield pending
 
     def _chunk_items(self, chunk: str) -> Items:
         """A space-free chunk as byte runs and syllables (cached)."""
@@ -203,16 +214,18 @@ class WordsCodec(TableCodec):
             self._units[lowers] = got
         return got
 
-    def case_runs(self, text: str) -> Iterator[tuple[tuple[str, ...], int]]:
-        """The case-uniform stretches of syllables in ``text`` as (lower syllables, case):
-        what ``learn_words`` counts."""
+    def learning_runs(self, text: str) -> Iterator[tuple[str, Any]]:
+        """What ``build`` counts: ``("bytes", run)`` for each non-syllable run and
+        ``("syllables", (lower syllables, case))`` for each case-uniform stretch."""
         for item in self._stream(text):
-            if type(item) is list:
-                start = 0
-                for i in range(1, len(item) + 1):
-                    if i == len(item) or item[i][1] != item[start][1]:
-                        yield tuple(s for s, _ in item[start:i]), item[start][1]
-                        start = i
+            if type(item) is not list:
+                yield "bytes", item
+                continue
+            start = 0
+            for i in range(1, len(item) + 1):
+                if i == len(item) or item[i][1] != item[start][1]:
+                    yield "syllables", (tuple(s for s, _ in item[start:i]), item[start][1])
+                    start = i
 
 
 def _check_entries(entries: list[Any], legal: set[str], where: str,
@@ -239,9 +252,10 @@ def _check_entries(entries: list[Any], legal: set[str], where: str,
 
 # ---------------------------------------------------------------------- learning
 def learn_words(runs: Counter[tuple[tuple[str, ...], int]], n_entries: int,
-                min_count: int = 2) -> list[list[str]]:
+                min_count: int = 2, savings: list[int] | None = None) -> list[list[str]]:
     """Up to ``n_entries`` entries (whole syllables and merges) from case-uniform runs
-    and their counts, greedily by tokens saved (the module docstring)."""
+    and their counts, greedily by tokens saved (the module docstring); ``savings``, if
+    given, gets each entry's saving."""
     seqs = [list(r) for r, _ in runs]
     counts = list(runs.values())
     cased = [case != 0 for _, case in runs]
@@ -285,6 +299,8 @@ def learn_words(runs: Counter[tuple[tuple[str, ...], int]], n_entries: int,
         if now != -neg:  # stale: the saving fell since it was pushed
             push(key)
             continue
+        if savings is not None:
+            savings.append(now)
         if key[0] == "whole":
             whole.add(key[1])
             entries.append([key[1]])
@@ -345,13 +361,16 @@ def _merge_everywhere(pair: tuple[str, str], seqs: list[list[str]], counts: list
 
 
 def words_dict(syms: list[str], entries: list[list[str]], *, size: int,
-               tone_style: str = "new", meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The vocabulary dict of a symato-words tokenizer (``size`` ids in all)."""
+               merges: list[list[str]] | None = None, tone_style: str = "new",
+               meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The vocabulary dict of a symato-words tokenizer (``size`` ids in all; ``merges``
+    as symato-bpe's, hex pairs)."""
     from symato.text.tokenizer import FORMAT, VERSION
 
     return {"format": FORMAT, "version": VERSION, "kind": f"symato-words{size}",
             "tone_style": tone_style, "size": size, "specials": [EOT], "syms": list(syms),
-            "words": [list(e) for e in entries], "meta": dict(meta or {})}
+            "merges": [list(m) for m in merges or []], "words": [list(e) for e in entries],
+            "meta": dict(meta or {})}
 
 
 def build(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
@@ -373,16 +392,36 @@ def build(name: str, match: re.Match[str], inputs: dict[str, list[Path]],
     files = inputs.get("text", [])
     plain = Tokenizer.from_dict(words_dict(syms, [], size=SYMATO_BASE + 1,
                                            tone_style=tone_style)).codec
-    runs: Counter[tuple[tuple[str, ...], int]] = Counter()
+    runs: dict[str, Counter[Any]] = {"bytes": Counter(), "syllables": Counter()}
     documents = 0
     for text in V._documents(files):
-        runs.update(plain.case_runs(text))
+        for what, run in plain.learning_runs(text):
+            runs[what][run] += 1
         documents += 1
-    entries = learn_words(runs, size - SYMATO_BASE, min_count)
+    budget = size - SYMATO_BASE
+    byte_savings: list[int] = []
+    word_savings: list[int] = []
+    merges = learn_merges(runs["bytes"], budget, min_count, byte_savings)
+    entries = learn_words(runs["syllables"], budget, min_count, word_savings)
+    n_merges, n_entries = _split(byte_savings, word_savings, budget)
+    merges, entries = merges[:n_merges], entries[:n_entries]
     n_words = sum(len(e) == 2 for e in entries)
-    meta = {**meta, "entries_requested": size - SYMATO_BASE, "whole_syllables":
-            len(entries) - n_words, "words": n_words, "min_count": min_count,
+    meta = {**meta, "entries_requested": budget, "merges": n_merges,
+            "whole_syllables": n_entries - n_words, "words": n_words, "min_count": min_count,
             "documents": documents, "text_files": len(files)}
-    return Tokenizer.from_dict(words_dict(syms, entries, size=size, tone_style=tone_style,
-                                          meta=meta))
+    return Tokenizer.from_dict(words_dict(syms, entries, size=size,
+                                          merges=merges_to_json(merges),
+                                          tone_style=tone_style, meta=meta))
 
+
+def _split(first: list[int], second: list[int], budget: int) -> tuple[int, int]:
+    """How many of each learned list to keep: take the larger next saving of the two
+    (each list keeps its own order, and a prefix of a greedy list is what the learner
+    gives for a smaller budget), until ``budget`` ids are used or both lists are."""
+    i = j = 0
+    while i + j < budget and (i < len(first) or j < len(second)):
+        if j >= len(second) or (i < len(first) and first[i] > second[j]):
+            i += 1
+        else:
+            j += 1
+    return i, j
