@@ -118,3 +118,26 @@ def test_corrupt_entries_name_the_key(tmp_path):
             Tokenizer.from_dict(d)
     with pytest.raises(SymatoError, match="key 'size'"):
         Tokenizer.from_dict({**good, "size": 2601})
+
+
+def test_merges_and_entries_share_the_ids_by_tokens_saved():
+    from symato.text.codecs.words import _split
+
+    assert _split([5, 3, 1], [4, 2], 3) == (2, 1)  # 5, 4, 3
+    assert _split([5, 3, 1], [4, 2], 10) == (3, 2)  # both lists used up
+    assert _split([], [4, 2], 1) == (0, 1)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["việt", "nam", "hà", "nội", "người", "thành", "phố", "là",
+                                 "của", "và", "con", "sông"]), min_size=2, max_size=14))
+def test_cutting_runs_where_no_word_spans_changes_nothing(tok, syllables):
+    """The encoder cuts a run between two syllables adjacent in no word: the units must be
+    those of BPE over the whole run."""
+    codec = tok.codec
+    whole = codec._merge(tuple(syllables))
+    assert sum(len(u.split(" ")) for u in whole) == len(syllables)
+    text = " ".join(syllables)
+    units = [tok.id_to_piece(i).removeprefix("=") for i in tok.encode(text)
+             if tok.id_to_piece(i).startswith("=")]
+    assert [u for u in whole if u in codec.whole_ids] == units
