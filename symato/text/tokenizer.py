@@ -69,6 +69,9 @@ class Tokenizer:
         self._codec: Codec = codec_class(self._data, match, source)
         self._tables: DecodeTables = self._codec.tables
         self._piece_ids = {p: i for i, p in enumerate(self._codec.pieces)}
+        t = self._tables
+        self._marktone_ids = tuple(sorted((i for i in range(t.size) if t.cls[i] == MT),
+                                          key=t.arg.__getitem__))
         if len(self._piece_ids) != len(self._codec.pieces):
             raise bad(source, "duplicate pieces")
         self._decoder = fastdecode.default_decoder()  # of calls that name none
@@ -174,8 +177,7 @@ class Tokenizer:
     @property
     def marktone_ids(self) -> tuple[int, ...]:
         """The 18 marktone ids in marktone order (empty for kinds without syllables)."""
-        t = self._tables
-        return tuple(sorted((i for i in range(t.size) if t.cls[i] == MT), key=t.arg.__getitem__))
+        return self._marktone_ids
 
     def is_syllable_start(self, token_id: int) -> bool:
         """True for the ids a syllable starts with: case, sym and whole-syllable ids.
@@ -224,10 +226,7 @@ class Tokenizer:
     def non_syllable_runs(self, text: str) -> list[bytes]:
         """The maximal non-syllable runs of ``text`` (what symato-bpe learns merges from);
         only kinds with syllables have them."""
-        runs = getattr(self._codec, "non_syllable_runs", None)
-        if runs is None:
-            raise SymatoError(f"kind {self.kind!r} has no syllables, hence no non-syllable runs")
-        return runs(text)
+        return self._codec.non_syllable_runs(text)
 
     def _check_ids(self, ids: Iterable[int]) -> None:
         n = self._tables.size

@@ -150,3 +150,8 @@ class Codec(ABC):
     def is_merge(self, token_id: int) -> bool:
         """True for a byte-pair merge id."""
         return False
+
+    def non_syllable_runs(self, text: str) -> list[bytes]:
+        """The maximal non-syllable runs of ``text`` (what symato-bpe learns from)."""
+        raise SymatoError(f"{type(self).__name__}: this kind has no syllables, hence no "
+                          "non-syllable runs")
