@@ -228,6 +228,36 @@ def measure(made: list[Entry], docs: list[str], repeat: int) -> dict[str, dict[s
     return res
 
 
+def micro(docs: list[str]) -> dict[str, float]:
+    """Steadier numbers for a before/after comparison of two checkouts (run this in each,
+    alternately): symato on the first 3,000 lines, encoding every line with a fresh
+    tokenizer (cold, best of 4) and again (warm, best of 15), and the stream decoder's
+    ``feed([id])`` over 30,000 ids (best of 15, microseconds per id)."""
+    from symato.text.tokenizer import Tokenizer
+
+    lines = [ln for d in docs for ln in d.split("\n") if ln][:3000]
+    d = Tokenizer.default().to_dict()
+    tok = Tokenizer.from_dict(d)
+    flat = [i for ln in lines for i in tok.encode(ln)][:30000]
+    tok.decode([])
+
+    def best(fn: Callable[[], object], n: int = 15) -> float:
+        return min(_time(fn) for _ in range(n))
+
+    def cold() -> float:
+        fresh = Tokenizer.from_dict(d)
+        return _time(lambda: [fresh.encode(ln) for ln in lines])
+
+    def feed() -> None:
+        f = tok.stream_decoder().feed
+        for i in flat:
+            f([i])
+
+    return {"encode_cold_s": min(cold() for _ in range(4)),
+            "encode_warm_s": best(lambda: [tok.encode(ln) for ln in lines]),
+            "feed_us": best(feed) / len(flat) * 1e6}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--text", help="UTF-8 text file (default: VLSP-2013 POS test sentences)")
@@ -238,11 +268,16 @@ def main() -> int:
     p.add_argument("--syllables", type=int, default=8192, help="N of symato+N")
     p.add_argument("--doc-lines", type=int, default=50, help="lines per document (--text)")
     p.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md table")
+    p.add_argument("--micro", action="store_true",
+                   help="only the before/after numbers of symato (JSON; see micro())")
     args = p.parse_args()
 
     cpu = sorted(os.sched_getaffinity(0))[0]
     os.sched_setaffinity(0, {cpu})
     docs, where = documents(args)
+    if args.micro:
+        print(json.dumps(micro(docs)))
+        return 0
     held = docs[4::5]
     train = [d for i, d in enumerate(docs) if i % 5 != 4]
     nbytes = sum(len(d.encode("utf-8")) for d in held)
