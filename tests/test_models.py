@@ -1,5 +1,6 @@
-"""The two architectures: shapes, names, init, counting formulas, the two RWKV modes,
-the GPT KV cache, and the checkpoint format."""
+"""RWKV-4 and GPT: shapes, names, init, counting formulas, RWKV-4's two modes, the GPT KV
+cache, and the checkpoint format (RWKV-7 and Llama have test_models_rwkv7.py and
+test_models_llama.py)."""
 
 from __future__ import annotations
 

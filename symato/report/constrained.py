@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from symato.report.fit import (
+from symato.report.laws import (
     BOUND_RTOL,
     CI_LEVEL,
     COARSE_IRLS,

@@ -34,7 +34,8 @@ import pandas as pd
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json
-from symato.report.fit import CURVE_POINTS, predict
+from symato.report.fit import CURVE_POINTS
+from symato.report.laws import predict
 from symato.report.style import (  # noqa: F401  (the figure scripts' one import)
     BAND_ALPHA,
     LEGEND_FONTSIZE,
@@ -245,7 +246,7 @@ def equal_size_table(runs: pd.DataFrame) -> pd.DataFrame | None:
         # One run per cell: a learning-rate sweep's or a split-form study's variants
         # (run-name suffixes) would otherwise be averaged into their tokenizer's cell.
         # Seed replicates are the same cell: averaged (aggfunc mean below).
-        from symato.report.fit import split_run_name
+        from symato.report.lrchoice import split_run_name
 
         # Seed replicates are the same cell: averaged (aggfunc mean below).
         pts = pts[[not set(split_run_name(str(run))[1]) - {"seed"} for run in pts["run"]]]

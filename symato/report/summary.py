@@ -278,7 +278,7 @@ def _cell_text(losses: list[float] | None, best: float) -> str:
 def replicates_section(runs: pd.DataFrame) -> str:
     """Per replicated cell (runs that differ only in the seed): n, mean, standard deviation
     and min–max of bits per byte, and of restoration accuracy where present."""
-    from symato.report.fit import replicate_key
+    from symato.report.lrchoice import replicate_key
 
     if not len(runs) or "run" not in runs.columns:
         return "No runs."
@@ -329,7 +329,7 @@ def wsd_check_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
     SE = sqrt(s_w^2/n_w + s_c^2/n_c); None where either side has a single run (no noise
     level).
     """
-    from symato.report.fit import replicate_key, split_run_name, without_schedule
+    from symato.report.lrchoice import replicate_key, split_run_name, without_schedule
 
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     for _, r in runs.iterrows():
@@ -510,7 +510,7 @@ def _by_size(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[s
 
 def split_section(runs: pd.DataFrame) -> str:
     """Runs trained with the split form (split_syllables = p > 0) next to their p = 0 run."""
-    from symato.report.fit import split_run_name
+    from symato.report.lrchoice import split_run_name
 
     if "split_syllables" not in runs.columns or not (runs["split_syllables"].fillna(0) > 0).any():
         return "No run varies `split_syllables`."
