@@ -14,7 +14,7 @@ fifth document is held out; **every tokenizer is built from the other four fifth
 measured on the held-out fifth**, text none of them was built from.
 
 Tokenizers, at each size of --sizes (ids in all): symato (2,816; its size is fixed by
-the syms), symato+N (2,816 + N), symato-bpeV, sentencepiece BPE and Unigram (native
+the syms), symato+N (2,816 + N), symato-bpeV, symato-wordsV, sentencepiece BPE and Unigram (native
 calls), and a byte-level BPE of ``tokenizers``; sentencepiece may stop below the size
 asked on a small text (the table gives the real size).
 
@@ -140,7 +140,7 @@ def _symato(name: str, d: dict) -> Entry:
         # Like loading sentencepiece's model, building the compiled decoder's tables
         # (once per instance) is set-up, not decoding; the encode caches stay empty.
         tok = Tokenizer.from_dict(d)
-        tok._c_decoder()
+        tok.decode([])  # builds the compiled decoder
         return tok
 
     def per_token(tok: Tokenizer) -> Callable[[int], str]:
@@ -166,11 +166,12 @@ def build_all(train: list[str], work: Path, sizes: list[int], n: int) -> list[En
     made = [_symato("symato", build_vocab("symato", syms=tables["syms"]).to_dict()),
             _symato(f"symato+{n}", build_vocab(f"symato+{n}", **tables).to_dict())]
     for size in sizes:
-        made.append(_symato(f"symato-bpe{size}", build_vocab(
-            f"symato-bpe{size}", syms=tables["syms"], texts=files).to_dict()))
+        for kind in ("bpe", "words"):
+            made.append(_symato(f"symato-{kind}{size}", build_vocab(
+                f"symato-{kind}{size}", syms=tables["syms"], texts=files).to_dict()))
         for model_type in ("bpe", "unigram"):
             sp = build_vocab("sentencepiece", texts=files, size=size,
-                             sp_model_type=model_type)._sp
+                             sp_model_type=model_type).codec.sp
             label = f"sentencepiece {'BPE' if model_type == 'bpe' else 'Unigram'} {size}"
             made.append(Entry(label, sp.get_piece_size(), lambda sp=sp: sp,
                               lambda t, s: t.encode(s), lambda t, i: t.decode(i),
@@ -227,6 +228,36 @@ def measure(made: list[Entry], docs: list[str], repeat: int) -> dict[str, dict[s
     return res
 
 
+def micro(docs: list[str]) -> dict[str, float]:
+    """Steadier numbers for a before/after comparison of two checkouts (run this in each,
+    alternately): symato on the first 3,000 lines, encoding every line with a fresh
+    tokenizer (cold, best of 4) and again (warm, best of 15), and the stream decoder's
+    ``feed([id])`` over 30,000 ids (best of 15, microseconds per id)."""
+    from symato.text.tokenizer import Tokenizer
+
+    lines = [ln for d in docs for ln in d.split("\n") if ln][:3000]
+    d = Tokenizer.default().to_dict()
+    tok = Tokenizer.from_dict(d)
+    flat = [i for ln in lines for i in tok.encode(ln)][:30000]
+    tok.decode([])
+
+    def best(fn: Callable[[], object], n: int = 15) -> float:
+        return min(_time(fn) for _ in range(n))
+
+    def cold() -> float:
+        fresh = Tokenizer.from_dict(d)
+        return _time(lambda: [fresh.encode(ln) for ln in lines])
+
+    def feed() -> None:
+        f = tok.stream_decoder().feed
+        for i in flat:
+            f([i])
+
+    return {"encode_cold_s": min(cold() for _ in range(4)),
+            "encode_warm_s": best(lambda: [tok.encode(ln) for ln in lines]),
+            "feed_us": best(feed) / len(flat) * 1e6}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--text", help="UTF-8 text file (default: VLSP-2013 POS test sentences)")
@@ -237,11 +268,16 @@ def main() -> int:
     p.add_argument("--syllables", type=int, default=8192, help="N of symato+N")
     p.add_argument("--doc-lines", type=int, default=50, help="lines per document (--text)")
     p.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md table")
+    p.add_argument("--micro", action="store_true",
+                   help="only the before/after numbers of symato (JSON; see micro())")
     args = p.parse_args()
 
     cpu = sorted(os.sched_getaffinity(0))[0]
     os.sched_setaffinity(0, {cpu})
     docs, where = documents(args)
+    if args.micro:
+        print(json.dumps(micro(docs)))
+        return 0
     held = docs[4::5]
     train = [d for i, d in enumerate(docs) if i % 5 != 4]
     nbytes = sum(len(d.encode("utf-8")) for d in held)
@@ -258,10 +294,10 @@ def main() -> int:
     train_mb = sum(len(d.encode("utf-8")) for d in train) / 1e6
     from symato.text.tokenizer import Tokenizer
 
-    backend = Tokenizer.default().decode_backend  # $SYMATO_DECODER=python measures Python
+    decoder = Tokenizer.default().decoder  # $SYMATO_DECODER=python measures Python
     print(f"text: {where}; built from {len(train)} documents ({train_mb:.3f} MB), measured on "
           f"{len(held)} held-out documents ({nbytes / 1e6:.3f} MB, {nwords} words); one core of "
-          f"{model}; Python {platform.python_version()}; symato decode backend {backend!r}; "
+          f"{model}; Python {platform.python_version()}; symato decoder {decoder!r}; "
           f"best of {args.repeat}; load average up to {load:.1f} on {os.cpu_count()} CPUs")
     print("\n| tokenizer | ids | tokens/word | tokens/byte | encode doc MB/s (cold) | "
           "encode doc MB/s (warm: same text again) | encode line MB/s | decode doc MB/s | "
@@ -277,7 +313,7 @@ def main() -> int:
     for size in args.sizes:
         sp = res[f"sentencepiece BPE {size}"]
         peers = [n for n in res if n.startswith("symato")
-                 and (n == f"symato-bpe{size}" or res[n]["size"] == size
+                 and (n in (f"symato-bpe{size}", f"symato-words{size}") or res[n]["size"] == size
                       or (n == "symato" and size == args.sizes[0]))]
         for name in peers:
             r = res[name]

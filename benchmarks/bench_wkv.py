@@ -4,7 +4,7 @@ Times forward+backward (the training cost) through the public entry points
 (``symato.models.ops.wkv4.wkv4`` for RWKV-4, ``symato.models.ops.wkv7.wkv7`` for RWKV-7
 with ``--op wkv7``), side by side in one run, and prints a Markdown table with the machine
 named (``lscpu`` model name, core count, torch threads). The GPU numbers come from
-``scripts/gpu_check.sh``, which needs a GPU machine.
+``benchmarks/gpu/run.sh`` (the GPU suite), which needs a GPU machine.
 
     .venv/bin/python benchmarks/bench_wkv.py              # (8, 256, 256), the shape
     .venv/bin/python benchmarks/bench_wkv.py --shape 4 1024 512 --repeats 3

@@ -8,7 +8,7 @@
 # script is newer than its outputs.
 
 REPORT_FIGURES = ["scaling_params", "loss_vs_compute", "training_curves", "tokenizers",
-                  "equal_size", "tokenizer_study", "lr_sweep"]
+                  "equal_size", "tokenizer_study", "lr_sweep", "repetition"]
 
 
 def report_run_files(name: str):
@@ -34,6 +34,7 @@ localrules:
     fit_study,
     plot_tokenizer_study,
     plot_lr_sweep,
+    plot_repetition,
     results_summary,
 
 
@@ -153,6 +154,27 @@ rule plot_lr_sweep:
         "results/benchmarks/plot_lr_sweep/plot_lr_sweep.tsv"
     script:
         "../workflow/scripts/lr_sweep.py"
+
+
+rule plot_repetition:
+    """Figure: bits per byte vs tokens trained per unique text size (repeated epochs)."""
+    input:
+        runs="results/scaling/runs.csv",
+        fits="results/scaling/fits.json",
+    output:
+        png=report(
+            "results/plots/repetition.png", caption=caption("repetition"), category="Scaling laws"
+        ),
+        svg="results/plots/repetition.svg",
+    params:
+        dpi=config["report"]["dpi"],
+        tokenizers=config["tokenizers"],
+    log:
+        "results/logs/plot_repetition/plot_repetition.log",
+    benchmark:
+        "results/benchmarks/plot_repetition/plot_repetition.tsv"
+    script:
+        "../workflow/scripts/repetition.py"
 
 
 rule plot_scaling_params:

@@ -21,6 +21,7 @@ from symato.text.vocab import SP_OPTIONS
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 EXAMPLES = {"symato": "symato", "symato+N": "symato+8192", "symato-bpeV": "symato-bpe2816",
+            "symato-wordsV": "symato-words4096",
             "bytes": "bytes", "sp-bpeV": "sp-bpe2816", "sp-unigramV": "sp-unigram11008",
             "sentencepiece": "sentencepiece"}
 

@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 
 from symato import SymatoError, Tokenizer
 from symato.text import fastdecode
+from symato.text.codecs.base import to_text as _to_text
+from symato.text.decoding import decode_all
 from symato.text.syllable import all_syms
-from symato.text.tokenizer import _to_text, symato_dict
+from symato.text.tokenizer import symato_dict
 from symato.text.vocab import build_vocab
 
 TEXT = ("Nước Việt Nam hình chữ S. ĐIỀU 7, ok Quyền được thông tin (1992), xe buýt. "
@@ -46,12 +48,17 @@ def kinds(tmp_path_factory) -> dict[str, Tokenizer]:
            "symato+3000": build_vocab("symato+3000"),
            "symato-old": build_vocab("symato", tone_style="old"),
            "symato-bpe2700": build_vocab("symato-bpe2700", texts=[folder / "t.parquet"]),
+           "symato-words2800": build_vocab("symato-words2800", texts=[folder / "t.parquet"],
+                                           bpe_min_count=1),
            "bytes": build_vocab("bytes"),
            "sentencepiece": build_vocab("sentencepiece", texts=[folder / "t.parquet"],
                                         size=400)}
     bpe = out["symato-bpe2700"]
     merges = [t for t in range(bpe.vocab_size) if bpe.is_merge(t)]
-    assert any(_bad_utf8(bpe._id_bytes[t]) for t in merges), "want a merge that is not UTF-8"
+    own = bpe.decode_tables.own
+    assert any(_bad_utf8(own[t]) for t in merges), "want a merge that is not UTF-8"
+    words = out["symato-words2800"].decode_tables.whole_forms
+    assert any(b" " in forms[0] for forms in words), "want a word of several syllables"
     return out
 
 
@@ -65,9 +72,7 @@ def _bad_utf8(data: bytes) -> bool:
 
 def _reference(t: Tokenizer, ids: list[int]) -> bytes:
     """The reference bytes: the Python loop every decode path must agree with."""
-    if t._syms:
-        return t._decode_plain(ids)
-    return b"".join(t._id_bytes[i] for i in ids)
+    return decode_all(t.decode_tables, ids)
 
 
 def _interesting(t: Tokenizer) -> list[int]:
@@ -76,10 +81,11 @@ def _interesting(t: Tokenizer) -> list[int]:
     v = t.vocab_size
     ids = [0x20, 0x41, 0xE1, 0xBB, 0x87, 0xED, 0xA0, 0x80, 0xF0, 0x9F, 0x98, 0xC3, 0xFF,
            t.eot_id, v - 1]
-    if t._syms:
-        ids += [*t.marktone_ids, 274, 275, t._sym_base, t._sym_base + len(t._syms) - 1,
+    c = t.codec
+    if t.marktone_ids:
+        ids += [*t.marktone_ids, 274, 275, c.sym_base, c.sym_base + len(c.syms) - 1,
                 t.sym_id("nuoc"), t.sym_id("ac"), t.sym_id("gi"), t.sym_id("đieu")]
-        ids += [t._syl_base, v - 1] if v > t._syl_base else []
+        ids += [c.syl_base, v - 1] if v > c.syl_base else []
         ids += [i for i in range(v) if t.is_merge(i)][:40]
     return ids
 
@@ -90,19 +96,21 @@ def _ids(t: Tokenizer, max_size: int = 80) -> st.SearchStrategy[list[int]]:
     sym) and ``[case] whole``."""
     pick = st.sampled_from(_interesting(t))
     units = [st.one_of(st.integers(0, t.vocab_size - 1), pick, pick).map(lambda i: [i])]
-    if t._syms:
+    c = t.codec
+    if t.marktone_ids:
         case = st.sampled_from([[], [], [274], [275]])
-        sym = st.integers(t._sym_base, t._sym_base + len(t._syms) - 1)
+        sym = st.integers(c.sym_base, c.sym_base + len(c.syms) - 1)
         units.append(st.tuples(case, sym, st.sampled_from(t.marktone_ids))
                      .map(lambda u: [*u[0], u[1], u[2]]))
-        if t.vocab_size > t._syl_base:
-            units.append(st.tuples(case, st.integers(t._syl_base, t.vocab_size - 1))
+        if t.vocab_size > c.syl_base:
+            units.append(st.tuples(case, st.integers(c.syl_base, t.vocab_size - 1))
                          .map(lambda u: [*u[0], u[1]]))
     return st.lists(st.one_of(*units), max_size=max_size // 2).map(
         lambda us: [i for u in us for i in u])
 
 
-KINDS = ["symato", "symato+3000", "symato-old", "symato-bpe2700", "bytes", "sentencepiece"]
+KINDS = ["symato", "symato+3000", "symato-old", "symato-bpe2700", "symato-words2800", "bytes",
+         "sentencepiece"]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -118,8 +126,8 @@ def test_compiled_matches_the_reference_on_random_ids(kinds, data):
         assert dec.decode_bytes(tuple(ids)) == want
         for dtype in (np.uint16, np.int32, np.int64, np.uint64):
             assert dec.decode_bytes(np.array(ids, dtype=dtype)) == want, dtype
-        assert t.decode_bytes(ids) == t.decode_bytes(ids, backend="python") == want
-        assert t.decode(ids) == t.decode(ids, backend="python") == _to_text(want)
+        assert t.decode_bytes(ids) == t.decode_bytes(ids, decoder="python") == want
+        assert t.decode(ids) == t.decode(ids, decoder="python") == _to_text(want)
 
 
 def _feed_all(stream, ids: list[int], cuts: list[int]) -> str:
@@ -143,7 +151,7 @@ def test_compiled_stream_matches_the_reference_at_any_split(kinds, data):
         stream = t._c_decoder().stream()
         assert _feed_all(stream, ids, cuts) == want, name
         assert _feed_all(stream, ids, list(range(len(ids)))) == want  # reset by finish
-        python = t.stream_decoder(backend="python")
+        python = t.stream_decoder(decoder="python")
         assert "".join(python.feed(ids[a:b]) for a, b in zip([0, *sorted(set(cuts))],
                                                              [*sorted(set(cuts)), len(ids)],
                                                              strict=True)) \
@@ -170,7 +178,7 @@ def test_long_streams_and_long_slices(kinds):
     assert len(ids) > 10_000 and len(want) > 100_000
     assert t._c_decoder().decode_bytes(ids) == want
     assert t._c_decoder().decode_bytes(np.array(ids)) == want
-    assert t.decode(ids) == t.decode(ids, backend="python") == want.decode()
+    assert t.decode(ids) == t.decode(ids, decoder="python") == want.decode()
     assert t.stream_decoder().feed(ids) == want.decode()
 
 
@@ -194,8 +202,8 @@ BAD = [
 @pytest.mark.parametrize("ids", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
 def test_what_the_compiled_path_does_not_take_behaves_as_python(kinds, ids):
     t = kinds["symato"]
-    c = functools.partial(t.decode, backend="c")
-    py = functools.partial(t.decode, backend="python")
+    c = functools.partial(t.decode, decoder="c")
+    py = functools.partial(t.decode, decoder="python")
     if isinstance(ids, (list, np.ndarray, bytes, bytearray)):
         assert _outcome(c, ids) == _outcome(py, ids)
     else:  # iterators are read once: compare on one copy
@@ -220,7 +228,7 @@ def test_stream_state_survives_the_python_path(kinds):
     t = kinds["symato"]
     nuoc = t.piece_to_id("nuoc")
     ids = [274, nuoc, 256 + 13, nuoc, 0xE1, 0xBB, 0x87, 274]
-    want = t.decode(ids, backend="python")
+    want = t.decode(ids, decoder="python")
     for k in range(len(ids)):
         stream = t.stream_decoder()
         mixed = [np.int64(i) if j == k else i for j, i in enumerate(ids)]
@@ -236,7 +244,7 @@ def test_a_broken_table_is_caught(kinds):
     """The comparison with the reference catches a table that is wrong in one slice, and
     the decoder refuses tables that would read outside its own memory."""
     t = kinds["symato"]
-    tables = fastdecode.tables(t)
+    tables = fastdecode.tables(t.decode_tables)
     ids = t.encode("người")
     good = fastdecode.require().Decoder(**tables)
     assert good.decode_bytes(ids) == _reference(t, ids)
@@ -262,21 +270,21 @@ def test_missing_extension_fails_with_cause_and_fix(monkeypatch):
     monkeypatch.setattr(fastdecode, "_IMPORT_ERROR", ImportError("No module named _fastdecode"))
     t = Tokenizer.from_dict(symato_dict(all_syms()))
     ids = t.encode(TEXT)
-    assert t.decode_backend == "c"
+    assert t.decoder == "c"
     assert "--no-binary" not in fastdecode.missing_message()  # that installs PyPI's symato
     for call in (t.decode, t.decode_bytes, lambda ids: t.stream_decoder()):
         with pytest.raises(SymatoError, match=r"(?s)not built or is stale.*No module named"
                                               r".*pip install -e \..*--force-reinstall "
-                                              r"--no-deps -e PATH/TO/CHECKOUT.*backend='python'"
+                                              r"--no-deps -e PATH/TO/CHECKOUT.*decoder='python'"
                                               r".*SYMATO_DECODER=python"):
             call(ids)
-    # the Python decoders by name: same output
-    assert t.decode(ids, backend="python") == TEXT
-    stream = t.stream_decoder(backend="python")
+    # the Python decoder by name: same output
+    assert t.decode(ids, decoder="python") == TEXT
+    stream = t.stream_decoder(decoder="python")
     assert "".join(stream.feed([i]) for i in ids) + stream.finish() == TEXT
     monkeypatch.setenv("SYMATO_DECODER", "python")
     t = Tokenizer.from_dict(symato_dict(all_syms()))
-    assert t.decode_backend == "python" and t.decode(ids) == TEXT
+    assert t.decoder == "python" and t.decode(ids) == TEXT
     assert t.stream_decoder().feed(ids) == TEXT
 
 
@@ -299,17 +307,17 @@ def test_pickled_tokenizer_rebuilds_its_decoder(kinds):
         assert copy._hot is None and copy.decode(ids) == TEXT and copy._hot is not None
 
 
-def test_backend_names(monkeypatch):
+def test_decoder_names(monkeypatch):
     t = Tokenizer.default()
-    with pytest.raises(SymatoError, match="backend must be one of"):
-        t.decode([65], backend="rust")
-    with pytest.raises(SymatoError, match="backend must be one of"):
-        t.stream_decoder(backend="cpp")
+    with pytest.raises(SymatoError, match="decoder must be one of"):
+        t.decode([65], decoder="rust")
+    with pytest.raises(SymatoError, match="decoder must be one of"):
+        t.stream_decoder(decoder="cpp")
     monkeypatch.setenv("SYMATO_DECODER", "fast")
     with pytest.raises(SymatoError, match="SYMATO_DECODER='fast'"):
         Tokenizer.from_dict(symato_dict(all_syms()))
     monkeypatch.setenv("SYMATO_DECODER", "c")
-    assert Tokenizer.from_dict(symato_dict(all_syms())).decode_backend == "c"
+    assert Tokenizer.from_dict(symato_dict(all_syms())).decoder == "c"
     assert fastdecode.available()  # the test environment has it built
 
 
@@ -320,7 +328,7 @@ from symato.text import fastdecode
 from symato.text.syllable import all_syms
 from symato.text.tokenizer import symato_dict
 
-tables = fastdecode.tables(Tokenizer.from_dict(symato_dict(all_syms())))
+tables = fastdecode.tables(Tokenizer.from_dict(symato_dict(all_syms())).decode_tables)
 Decoder = fastdecode.require().Decoder
 off = bytearray(tables["off"])
 off[-4:] = (len(tables["blob"]) + 1).to_bytes(4, sys.byteorder)  # fails Decoder_check

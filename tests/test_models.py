@@ -1,6 +1,6 @@
-"""RWKV-4 and GPT (RWKV-7 and Llama have files of their own): shapes, names, init,
-counting formulas, RWKV-4's two modes, the GPT KV cache, and the checkpoint format
-(every architecture's, and files written under RWKV-4's old name ``rwkv``)."""
+"""RWKV-4 and GPT: shapes, names, init, counting formulas, RWKV-4's two modes, the GPT KV
+cache, and the checkpoint format, also of files written under RWKV-4's old name ``rwkv``
+(RWKV-7 and Llama have test_models_rwkv7.py and test_models_llama.py)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ from _workflow import CORPUS, REPO, SNAKEMAKE, load_script, tiny_data_config
 
 from symato.errors import SymatoError
 from symato.report import collect, figures, study
-from symato.report import fit as scaling
+from symato.report.fit import compute_frontier
+from symato.report.fit import main as fit_main
 
 FIGURES = ("scaling_params", "training_curves", "loss_vs_compute", "tokenizers",
            "equal_size", "tokenizer_study", "lr_sweep")
@@ -115,7 +116,7 @@ def fake(tmp_path_factory) -> dict[str, Path]:
     make_fake_results(root)
     paths = run_collect(root)
     paths["fits"] = root / "scaling/fits.json"
-    assert scaling.main(["--runs", str(paths["runs"]), "--out", str(paths["fits"]),
+    assert fit_main(["--runs", str(paths["runs"]), "--out", str(paths["fits"]),
                          "--bootstrap", "20"]) == 0
     paths["study"] = root / "scaling/study.json"
     assert study.main(["--runs", str(paths["runs"]), "--tokenizers", str(paths["tokenizers"]),
@@ -256,7 +257,7 @@ def test_frontier_is_compute_frontier(fake):
     fits = figures.load_fits(fake["fits"])
     g = runs[(runs["tokenizer"] == "symato") & (runs["arch"] == "rwkv4")]
     stored = fits["groups"]["symato/rwkv4"]["frontier"]
-    assert [r["run"] for r in scaling.compute_frontier(g.to_dict("records"))] == \
+    assert [r["run"] for r in compute_frontier(g.to_dict("records"))] == \
         [r["run"] for r in stored]
     assert len(stored) >= 2 and all(a["flops"] <= b["flops"] and a["loss"] > b["loss"]
                                     for a, b in itertools.pairwise(stored))

@@ -15,8 +15,10 @@ import pytest
 import yaml
 from _workflow import REPO, load_script, prepared, write_csv
 
-from symato.report import fit as scaling
 from symato.report import study, summary
+from symato.report.fit import main as fit_main
+from symato.report.laws import LAW_ND, STATUS_OK, FitResult, predict
+from symato.report.lrchoice import CHOICE_RULE, choose_runs, replicate_key, split_run_name
 from symato.run.grid import expand_grid, run_name_pattern
 from symato.run.settings import command_args
 
@@ -48,11 +50,11 @@ def test_seed_axis_names_the_replicates_and_keeps_the_default_name():
     names = sorted(r["run"] for r in expand_grid(config))
     assert names == ["gpt-L1-D32-T30k-lr0.003-s1", "gpt-L1-D32-T30k-lr0.003-s2"]
     assert all(re.fullmatch(run_name_pattern(), name) for name in names)
-    assert scaling.replicate_key("gpt-L1-D32-T30k-lr0.003-s2") == ("gpt-L1-D32-T30k-lr0.003", 2)
-    assert scaling.replicate_key("rwkv4-L2-D64-B300k-s3-split0.1") == (
+    assert replicate_key("gpt-L1-D32-T30k-lr0.003-s2") == ("gpt-L1-D32-T30k-lr0.003", 2)
+    assert replicate_key("rwkv4-L2-D64-B300k-s3-split0.1") == (
         "rwkv4-L2-D64-B300k-split0.1", 3)
-    assert scaling.replicate_key("gpt-L1-D32-T30k") == ("gpt-L1-D32-T30k", None)
-    assert scaling.split_run_name("rwkv4-L2-D64-B300k-split0.1") == (
+    assert replicate_key("gpt-L1-D32-T30k") == ("gpt-L1-D32-T30k", None)
+    assert split_run_name("rwkv4-L2-D64-B300k-split0.1") == (
         "rwkv4-L2-D64-B300k", {"split_syllables": 0.1})
 
 
@@ -87,7 +89,7 @@ def test_choice_does_not_pick_among_seeds():
     rows = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004, 1234, line=1),
             _row("rwkv4-L1-D32-B200k-s2", 1.8, 0.004, 2, line=2),
             _row("rwkv4-L1-D32-B200k-s3", 2.3, 0.004, 3, line=3)]
-    kept, sweeps, notes = scaling.choose_runs(rows)
+    kept, sweeps, notes = choose_runs(rows)
     assert [r["run"] for r in kept] == [r["run"] for r in rows]
     assert sweeps == [] and notes == []
     # a sweep with seeds: the value with the lower *mean* wins (not the luckiest seed),
@@ -95,7 +97,7 @@ def test_choice_does_not_pick_among_seeds():
     swept = [*rows, _row("rwkv4-L1-D32-B200k-lr0.008", 1.7, 0.008, 1234, line=4),  # lucky
              _row("rwkv4-L1-D32-B200k-lr0.008-s2", 2.5, 0.008, 2, line=5),
              _row("rwkv4-L1-D32-B200k-lr0.008-s3", 2.4, 0.008, 3, line=6)]
-    kept, sweeps, _ = scaling.choose_runs(swept)
+    kept, sweeps, _ = choose_runs(swept)
     assert [r["run"] for r in kept] == [r["run"] for r in rows]
     (sweep,) = sweeps
     assert sweep["chosen"] == "rwkv4-L1-D32-B200k" and sweep["at_edge"] == {"lr": "low"}
@@ -104,10 +106,10 @@ def test_choice_does_not_pick_among_seeds():
     assert sweep["runs"][1]["replicate_runs"] == ["rwkv4-L1-D32-B200k-lr0.008",
                                                  "rwkv4-L1-D32-B200k-lr0.008-s2",
                                                  "rwkv4-L1-D32-B200k-lr0.008-s3"]
-    assert "Seed replicates" in scaling.CHOICE_RULE
+    assert "Seed replicates" in CHOICE_RULE
     # a failed replicate is not counted in its value's mean and not fitted
     failed = [*rows[:2], _row("rwkv4-L1-D32-B200k-s3", None, 0.004, 3)]
-    kept, _, _ = scaling.choose_runs(failed)
+    kept, _, _ = choose_runs(failed)
     assert [r["run"] for r in kept] == ["rwkv4-L1-D32-B200k", "rwkv4-L1-D32-B200k-s2"]
 
 
@@ -123,7 +125,7 @@ def test_fit_uses_every_replicate_as_a_point(tmp_path):
                          "seed": seed})
     path = write_csv(tmp_path / "runs.csv", rows)
     out = tmp_path / "fits.json"
-    assert scaling.main(["--runs", str(path), "--out", str(out), "--bootstrap", "0"]) == 0
+    assert fit_main(["--runs", str(path), "--out", str(out), "--bootstrap", "0"]) == 0
     group = json.loads(out.read_text())["groups"]["symato/gpt"]
     assert group["n_runs"] == 12 and group["fits"]["L_N"]["n_runs"] == 12
     assert json.loads(out.read_text())["lr_choice"]["sweeps"] == []
@@ -204,11 +206,11 @@ def test_a_difference_within_replicate_noise_is_not_resolved():
     assert "single" not in text.split("\n\n", 1)[1]  # single runs are not listed
 
 
-def _fit(crossing_samples: list[float], b: float = 300.0) -> scaling.FitResult:
+def _fit(crossing_samples: list[float], b: float = 300.0) -> FitResult:
     """A fitted L(N, D) = E + b/sqrt(D) whose bootstrap samples differ only in E (one
     sample per value); the full fit has the first sample's E."""
     law = {"E": crossing_samples[0], "A": 0.0, "alpha": 0.5, "B": b, "beta": 0.5}
-    result = scaling.FitResult(scaling.LAW_ND, scaling.STATUS_OK, 12, params=dict(law))
+    result = FitResult(LAW_ND, STATUS_OK, 12, params=dict(law))
     raw = [[e, law["A"], law["alpha"], law["B"], law["beta"]] for e in crossing_samples]
     result.samples, result.sample_ids = np.array(raw), list(range(len(raw)))
     return result
@@ -301,7 +303,7 @@ def test_study_cli_with_replicates(tmp_path):
             for text in (20_000, 60_000, 200_000, 600_000):
                 for seed in (1234, 2):
                     suffix = "" if seed == 1234 else f"-s{seed}"
-                    loss = float(scaling.predict(law, n, text) * math.exp(rng.normal(0, 0.003)))
+                    loss = float(predict(law, n, text) * math.exp(rng.normal(0, 0.003)))
                     rows.append({"tokenizer": tok, "arch": "rwkv4", "seed": seed,
                                  "run": f"rwkv4-L{layers}-D{width}-B{text // 1000}k{suffix}",
                                  "n_layer": layers, "n_embd": width, "params": n,

@@ -13,7 +13,10 @@ import pytest
 from _workflow import write_csv
 
 from symato.errors import SymatoError
-from symato.report import fit as scaling
+from symato.report.fit import _ln_budget
+from symato.report.fit import main as fit_main
+from symato.report.laws import LAW_N, LAW_ND, FitResult, _data_problem, fit_law, predict
+from symato.report.lrchoice import split_run_name
 
 TRUE_ND = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
 # A realistic grid: 7 model sizes from 1M to 1B parameters x 6 budgets from 100M to 100B
@@ -27,12 +30,12 @@ NOISE = 0.01
 def synthetic_runs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n, d = (a.ravel() for a in np.meshgrid(SIZES, BUDGETS))
-    loss = scaling.predict(TRUE_ND, n, d) * np.exp(rng.normal(0.0, NOISE, n.size))
+    loss = predict(TRUE_ND, n, d) * np.exp(rng.normal(0.0, NOISE, n.size))
     return n, d, loss
 
 
 @pytest.fixture(scope="module")
-def nd_fit() -> scaling.FitResult:
+def nd_fit() -> FitResult:
     """The L(N, D) fit of seed 0 with 40 bootstrap resamples.
 
     Not a lucky seed: seeds 0-5 all cover every true parameter (checked by hand when
@@ -40,7 +43,7 @@ def nd_fit() -> scaling.FitResult:
     here should be checked on a few seeds before the test is blamed.
     """
     n, d, loss = synthetic_runs()
-    return scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap=40, seed=1)
+    return fit_law(LAW_ND, n, d, loss, n_bootstrap=40, seed=1)
 
 
 @pytest.mark.parametrize("name", list(TRUE_ND))
@@ -63,7 +66,7 @@ def test_chinchilla_recovery_is_close_and_informative(nd_fit):
 
 def test_exact_data_recovered_exactly():
     n, d, _ = synthetic_runs()
-    fit = scaling.fit_law(scaling.LAW_ND, n, d, scaling.predict(TRUE_ND, n, d), n_bootstrap=0)
+    fit = fit_law(LAW_ND, n, d, predict(TRUE_ND, n, d), n_bootstrap=0)
     for name, value in TRUE_ND.items():
         assert fit.params[name] == pytest.approx(value, rel=2e-3), name
 
@@ -72,8 +75,8 @@ def test_power_law_in_n_recovered():
     rng = np.random.default_rng(3)
     true = {"E": 1.1, "A": 60.0, "alpha": 0.3}
     n = np.repeat(np.geomspace(1e5, 1e8, 6), 2)
-    loss = scaling.predict(true, n) * np.exp(rng.normal(0, 0.005, n.size))
-    fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 1e9), loss, n_bootstrap=30)
+    loss = predict(true, n) * np.exp(rng.normal(0, 0.005, n.size))
+    fit = fit_law(LAW_N, n, np.full_like(n, 1e9), loss, n_bootstrap=30)
     for name, value in true.items():
         assert fit.ci[name][0] <= value <= fit.ci[name][1], name
 
@@ -82,13 +85,13 @@ def test_fit_pinned_to_a_bound_is_flagged():
     """A flat loss curve drives alpha to its bound: the fit must say so, not pose as a law."""
     n = np.geomspace(2e5, 9e5, 4)
     loss = np.array([1.933, 1.861, 1.878, 1.873])  # a demo GPT ladder that did not improve
-    fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 3e5), loss, n_bootstrap=0)
+    fit = fit_law(LAW_N, n, np.full_like(n, 3e5), loss, n_bootstrap=0)
     assert "alpha" in fit.at_bound
     assert fit.status == "at_bound" and "alpha" in fit.reason  # never "ok"
     out = fit.to_json()
     assert out["at_bound"] == fit.at_bound and out["status"] == "at_bound" and "E" in out
-    clean = scaling.fit_law(
-        scaling.LAW_N, n, np.full_like(n, 3e5), scaling.predict(TRUE_N_FLAGTEST, n), n_bootstrap=0
+    clean = fit_law(
+        LAW_N, n, np.full_like(n, 3e5), predict(TRUE_N_FLAGTEST, n), n_bootstrap=0
     )
     assert clean.at_bound == []
 
@@ -96,12 +99,12 @@ def test_fit_pinned_to_a_bound_is_flagged():
 TRUE_N_FLAGTEST = {"E": 1.2, "A": 40.0, "alpha": 0.3}
 
 
-@pytest.mark.parametrize("law", [scaling.LAW_N, scaling.LAW_ND])
+@pytest.mark.parametrize("law", [LAW_N, LAW_ND])
 def test_no_floor_puts_e_at_its_bound(law):
     """Runs on a pure power law (no floor): E goes to its bound 0, and the status says so."""
     n, d, _ = synthetic_runs()
     loss = 40.0 * n ** -0.2 + (300.0 * d ** -0.3 if law.uses_tokens else 0.0)
-    fit = scaling.fit_law(law, n, d, loss, n_bootstrap=0)
+    fit = fit_law(law, n, d, loss, n_bootstrap=0)
     assert fit.status == "at_bound" and fit.at_bound == ["E"], fit
     assert fit.params["E"] == pytest.approx(0.0, abs=1e-6)
     assert fit.params["alpha"] == pytest.approx(0.2, abs=1e-3)
@@ -111,7 +114,7 @@ def test_summary_shows_the_at_bound_status():
     from symato.report import summary
 
     n = np.geomspace(2e5, 9e5, 4)
-    fit = scaling.fit_law(scaling.LAW_N, n, np.full_like(n, 3e5),
+    fit = fit_law(LAW_N, n, np.full_like(n, 3e5),
                           np.array([1.933, 1.861, 1.878, 1.873]), n_bootstrap=0)
     doc = {"groups": {"symato/gpt": {"fits": {"L_N": fit.to_json()}}}}
     text = summary.fits_section(doc)
@@ -122,9 +125,9 @@ def test_summary_shows_the_at_bound_status():
 def test_huber_ignores_an_outlier():
     """One wildly wrong run barely moves the fit (a squared loss would be dragged)."""
     n, d, _ = synthetic_runs()
-    loss = scaling.predict(TRUE_ND, n, d)
+    loss = predict(TRUE_ND, n, d)
     loss[5] *= 3.0
-    fit = scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap=0)
+    fit = fit_law(LAW_ND, n, d, loss, n_bootstrap=0)
     assert fit.params["E"] == pytest.approx(1.82, rel=0.01)
     assert fit.params["beta"] == pytest.approx(0.37, abs=0.01)
 
@@ -132,16 +135,16 @@ def test_huber_ignores_an_outlier():
 @pytest.mark.parametrize(
     ("n", "d", "law", "reason"),
     [
-        ([1e6, 2e6, 4e6], [1e9] * 3, scaling.LAW_N, "needs at least 4 runs, got 3"),
-        ([1e6, 1e6, 2e6, 2e6], [1e9] * 4, scaling.LAW_N, "at least 3 distinct model sizes, got 2"),
-        ([1e6, 2e6, 4e6, 8e6] * 2, [1e9] * 4 + [2e9] * 4, scaling.LAW_ND,
+        ([1e6, 2e6, 4e6], [1e9] * 3, LAW_N, "needs at least 4 runs, got 3"),
+        ([1e6, 1e6, 2e6, 2e6], [1e9] * 4, LAW_N, "at least 3 distinct model sizes, got 2"),
+        ([1e6, 2e6, 4e6, 8e6] * 2, [1e9] * 4 + [2e9] * 4, LAW_ND,
          "at least 3 distinct data sizes D"),
-        ([1e6, 2e6, 4e6, 8e6], [1e9, 2e9, 4e9, 8e9], scaling.LAW_ND, "at least 7 runs, got 4"),
+        ([1e6, 2e6, 4e6, 8e6], [1e9, 2e9, 4e9, 8e9], LAW_ND, "at least 7 runs, got 4"),
     ],
 )
 def test_too_few_runs_says_so(n, d, law, reason):
     n, d = np.array(n), np.array(d)
-    fit = scaling.fit_law(law, n, d, np.full(n.size, 2.0), n_bootstrap=5)
+    fit = fit_law(law, n, d, np.full(n.size, 2.0), n_bootstrap=5)
     assert fit.status == "too_few_runs" and reason in fit.reason
     out = fit.to_json()
     assert "E" not in out and "ci" not in out and out["reason"] == fit.reason
@@ -159,7 +162,7 @@ def test_cli_contract(tmp_path):
               "flops": "", "loss": ""}]
     runs = write_csv(tmp_path / "runs.csv", rows)
     out = tmp_path / "fits.json"
-    assert scaling.main(["--runs", str(runs), "--out", str(out), "--bootstrap", "10"]) == 0
+    assert fit_main(["--runs", str(runs), "--out", str(out), "--bootstrap", "10"]) == 0
     doc = json.loads(out.read_text())
     assert doc["group_columns"] == ["tokenizer", "arch"] and doc["params_column"] == "total"
     ok, few = doc["groups"]["symato/rwkv4"], doc["groups"]["symato/gpt"]
@@ -191,7 +194,7 @@ def test_cli_non_embedding_and_ungrouped(tmp_path):
              "loss": 1.0 + 30 * p**-0.3} for p in (1e5, 3e5, 1e6, 3e6, 1e7)]
     runs = write_csv(tmp_path / "runs.csv", rows)
     out, table = tmp_path / "f.json", tmp_path / "t.csv"
-    assert scaling.main(["--runs", str(runs), "--out", str(out), "--csv", str(table),
+    assert fit_main(["--runs", str(runs), "--out", str(out), "--csv", str(table),
                          "--params-column", "non_embedding", "--bootstrap", "0"]) == 0
     doc = json.loads(out.read_text())
     fit = doc["groups"]["all"]
@@ -213,7 +216,7 @@ def test_bad_input_names_file_line_column(tmp_path, header, line, message):
     runs = tmp_path / "runs.csv"
     runs.write_text(f"{header}\n{line}\n")
     with pytest.raises(SymatoError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        scaling.main(["--runs", str(runs), "--out", str(tmp_path / "f.json")])
+        fit_main(["--runs", str(runs), "--out", str(tmp_path / "f.json")])
     assert not (tmp_path / "f.json").exists()
 
 
@@ -245,7 +248,7 @@ def test_demo_grid_supports_both_laws():
 
     config_path = Path(__file__).resolve().parents[1] / "config.yaml"
     config = prepared(yaml.safe_load(config_path.read_text(encoding="utf-8")))
-    runs = [r for r in expand_grid(config) if not scaling.split_run_name(r["run"])[1]]
+    runs = [r for r in expand_grid(config) if not split_run_name(r["run"])[1]]
 
     def data(rows):  # (layers, width) stands in for N: distinct sizes are what is counted
         n = np.array([r["n_layer"] * 10_000 + r["n_embd"] for r in rows], dtype=float)
@@ -253,11 +256,11 @@ def test_demo_grid_supports_both_laws():
 
     for arch in ("rwkv4", "gpt", "rwkv7", "llama"):
         n, d = data([r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch])
-        sel = d == scaling._ln_budget(d, n)
-        assert scaling._data_problem(scaling.LAW_N, n[sel], d[sel]) is None, arch
+        sel = d == _ln_budget(d, n)
+        assert _data_problem(LAW_N, n[sel], d[sel]) is None, arch
     for tok in config["tokenizers"]:
         n, d = data([r for r in runs if r["tokenizer"] == tok and r["arch"] == "rwkv4"])
-        assert scaling._data_problem(scaling.LAW_ND, n, d) is None, tok
+        assert _data_problem(LAW_ND, n, d) is None, tok
 
 
 def test_demo_rwkv_fit_is_determined():
@@ -267,13 +270,13 @@ def test_demo_rwkv_fit_is_determined():
     bound; this guards the demo's headline result against fitting changes.
     """
     n, d, loss = (np.array(col, dtype=float) for col in zip(*DEMO_RWKV, strict=True))
-    fit = scaling.fit_law(scaling.LAW_ND, n, d, loss, n_bootstrap=0)
+    fit = fit_law(LAW_ND, n, d, loss, n_bootstrap=0)
     assert fit.status == "ok" and fit.at_bound == []
     p = fit.params
     assert 0.5 < p["E"] < 1.2
     assert 0.3 < p["alpha"] < 1.5 and 0.3 < p["beta"] < 1.0
     # It describes the runs to within a few percent (30k-token runs misfit the most).
-    rel = scaling.predict(p, n, d) / loss - 1
+    rel = predict(p, n, d) / loss - 1
     assert np.abs(rel).max() < 0.2 and np.median(np.abs(rel)) < 0.01
 
 

@@ -16,7 +16,9 @@ from _workflow import REPO, load_script, prepared, write_csv
 
 from symato.errors import SymatoError
 from symato.report import figures, study, summary
-from symato.report import fit as scaling
+from symato.report.fit import main as fit_main
+from symato.report.laws import predict
+from symato.report.lrchoice import CHOICE_RULE, choose_runs, split_run_name
 from symato.run.grid import expand_grid, parse_size
 
 # ------------------------------------------------------------------ the choice rule
@@ -29,11 +31,11 @@ def _row(run: str, loss: float, lr: float | None = None, tok: str = "symato",
 
 
 def test_split_run_name_inverts_the_suffixes():
-    assert scaling.split_run_name("rwkv4-L2-D64-B200k-lr0.002") == ("rwkv4-L2-D64-B200k",
+    assert split_run_name("rwkv4-L2-D64-B200k-lr0.002") == ("rwkv4-L2-D64-B200k",
                                                                    {"lr": 0.002})
-    assert scaling.split_run_name("gpt-L1-D32-T30k-lr0.01-lrmin0.0001") == (
+    assert split_run_name("gpt-L1-D32-T30k-lr0.01-lrmin0.0001") == (
         "gpt-L1-D32-T30k", {"lr": 0.01, "lr_min": 0.0001})
-    assert scaling.split_run_name("llama-L3-D96-B1M") == ("llama-L3-D96-B1M", {})
+    assert split_run_name("llama-L3-D96-B1M") == ("llama-L3-D96-B1M", {})
 
 
 def test_choice_keeps_the_lowest_loss_and_flags_the_edge():
@@ -45,7 +47,7 @@ def test_choice_keeps_the_lowest_loss_and_flags_the_edge():
             _row("rwkv4-L2-D64-B200k-lr0.008", 1.75, 0.008, line=6),
             _row("rwkv4-L3-D96-B200k", 1.6, 0.004, line=7),  # not swept: kept as it is
             _row("rwkv4-L1-D32-B200k", 2.5, 0.004, tok="bytes", line=8)]  # other tokenizer
-    kept, sweeps, notes = scaling.choose_runs(rows)
+    kept, sweeps, notes = choose_runs(rows)
     assert [r["run"] for r in kept] == ["rwkv4-L1-D32-B200k-lr0.008", "rwkv4-L2-D64-B200k",
                                         "rwkv4-L3-D96-B200k", "rwkv4-L1-D32-B200k"]
     assert notes == [] and len(sweeps) == 2
@@ -54,7 +56,7 @@ def test_choice_keeps_the_lowest_loss_and_flags_the_edge():
     assert small["swept"] == ["lr"] and small["at_edge"] == {"lr": "high"}
     assert [r["lr"] for r in small["runs"]] == [0.002, 0.004, 0.008]
     assert large["chosen"] == "rwkv4-L2-D64-B200k" and large["at_edge"] == {}
-    low = scaling.choose_runs([_row("a-L1-D8-T1k", 1.0, 0.004),
+    low = choose_runs([_row("a-L1-D8-T1k", 1.0, 0.004),
                                _row("a-L1-D8-T1k-lr0.001", 0.9, 0.001)])[1][0]
     assert low["at_edge"] == {"lr": "low"}
 
@@ -63,21 +65,21 @@ def test_choice_ties_go_to_the_configured_value_then_the_lower_rate():
     tied = [_row("rwkv4-L1-D32-B200k-lr0.002", 2.0, 0.002),
             _row("rwkv4-L1-D32-B200k", 2.0, 0.004),
             _row("rwkv4-L1-D32-B200k-lr0.008", 2.0, 0.008)]
-    assert scaling.choose_runs(tied)[1][0]["chosen"] == "rwkv4-L1-D32-B200k"
+    assert choose_runs(tied)[1][0]["chosen"] == "rwkv4-L1-D32-B200k"
     no_base = [tied[2], tied[0]]
-    sweep = scaling.choose_runs(no_base)[1][0]
+    sweep = choose_runs(no_base)[1][0]
     assert sweep["chosen"] == "rwkv4-L1-D32-B200k-lr0.002" and sweep["at_edge"] == {"lr": "low"}
     # a loss lower by more than the tie tolerance wins over the configured value
     nearly = [_row("rwkv4-L1-D32-B200k", 2.0, 0.004),
               _row("rwkv4-L1-D32-B200k-lr0.008", 2.0 * (1 - 1e-6), 0.008)]
-    assert scaling.choose_runs(nearly)[1][0]["chosen"] == "rwkv4-L1-D32-B200k-lr0.008"
+    assert choose_runs(nearly)[1][0]["chosen"] == "rwkv4-L1-D32-B200k-lr0.008"
 
 
 def test_runs_off_another_varied_default_are_set_aside():
     rows = [_row("rwkv4-L2-D64-B600k", 2.0, 0.004),
             _row("rwkv4-L2-D64-B600k-split0.3", 1.9, 0.004),
             _row("rwkv4-L2-D64-B600k-split0", 2.0, 0.004)]
-    kept, sweeps, notes = scaling.choose_runs(rows)
+    kept, sweeps, notes = choose_runs(rows)
     assert [r["run"] for r in kept] == ["rwkv4-L2-D64-B600k"]
     assert len(notes) == 1 and "split_syllables = 0.3" in notes[0]
     assert sweeps == []  # the split0 duplicate joins p = 0's group: nothing swept, no sweep
@@ -89,7 +91,7 @@ def test_a_failed_run_is_never_chosen_and_brackets_the_sweep():
     rows = [_row("rwkv4-L1-D32-B200k-lr0.002", 2.1, 0.002),
             _row("rwkv4-L1-D32-B200k", 2.0, 0.004),
             _row("rwkv4-L1-D32-B200k-lr0.008", None, 0.008)]
-    kept, sweeps, _ = scaling.choose_runs(rows)
+    kept, sweeps, _ = choose_runs(rows)
     assert [r["run"] for r in kept] == ["rwkv4-L1-D32-B200k"]
     (sweep,) = sweeps
     assert sweep["chosen"] == "rwkv4-L1-D32-B200k" and sweep["at_edge"] == {}
@@ -97,7 +99,7 @@ def test_a_failed_run_is_never_chosen_and_brackets_the_sweep():
     assert [r.get("failed", False) for r in sweep["runs"]] == [False, False, True]
     all_failed = [_row("gpt-L1-D32-B200k", None, 0.006, arch="gpt"),
                   _row("gpt-L1-D32-B200k-lr0.012", None, 0.012, arch="gpt")]
-    kept, sweeps, _ = scaling.choose_runs(all_failed)
+    kept, sweeps, _ = choose_runs(all_failed)
     assert kept == [] and sweeps[0]["chosen"] is None and sweeps[0]["at_edge"] == {}
     text = summary.lr_sweep_section({"lr_choice": {"rule": "", "sweeps": sweeps}})
     assert "0.012: failed (no loss)" in text and "none (every run failed)" in text
@@ -119,7 +121,7 @@ def test_fit_cli_uses_the_best_rate_and_records_the_sweep(tmp_path):
     path = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out = tmp_path / "fits.json"
-    assert scaling.main(["--runs", str(path), "--out", str(out), "--bootstrap", "0"]) == 0
+    assert fit_main(["--runs", str(path), "--out", str(out), "--bootstrap", "0"]) == 0
     doc = json.loads(out.read_text())
     group = doc["groups"]["symato/gpt"]
     assert group["n_runs"] == 4
@@ -151,7 +153,7 @@ def synthetic_study_rows(noise: float = 0.003, seed: int = 0) -> list[dict]:
     for tok, law in LAWS.items():
         for (layers, width), n in STUDY_SIZES.items():
             for text in TEXTS:
-                loss = float(scaling.predict(law, n, text) * math.exp(rng.normal(0, noise)))
+                loss = float(predict(law, n, text) * math.exp(rng.normal(0, noise)))
                 rows.append({"tokenizer": tok, "arch": "rwkv4",
                              "run": f"rwkv4-L{layers}-D{width}-B{text // 1000}k",
                              "n_layer": layers, "n_embd": width, "params": n,
@@ -241,9 +243,9 @@ def test_crossover_near_the_range_edge_follows_the_rule():
     laws = {"a": LAWS["a"], "b": {**LAWS["b"], "B": 300.0 + 0.2 * math.sqrt(24_000)}}
     rows = [r for r in synthetic_study_rows() if r["tokenizer"] in laws]
     for r in rows:
-        r["loss"] *= float(scaling.predict(laws[r["tokenizer"]], r["params"],
+        r["loss"] *= float(predict(laws[r["tokenizer"]], r["params"],
                                            r["tokens"] * BYTES_PER_TOKEN[r["tokenizer"]])
-                           / scaling.predict(LAWS[r["tokenizer"]], r["params"],
+                           / predict(LAWS[r["tokenizer"]], r["params"],
                                              r["tokens"] * BYTES_PER_TOKEN[r["tokenizer"]]))
     rows = study.study_rows(rows, BYTES_PER_TOKEN, "x")
     entries, results = study.fit_groups(rows, "params", n_bootstrap=40, seed=0)
@@ -382,8 +384,8 @@ def _sweep_fits() -> dict:
             _row("rwkv4-L3-D96-B200k-lr0.008", 1.75, 0.008),
             _row("gpt-L1-D32-B200k", 2.2, 0.006, arch="gpt"),
             _row("gpt-L1-D32-B200k-lr0.003", 2.1, 0.003, arch="gpt")]
-    _, sweeps, _ = scaling.choose_runs(rows)
-    return {"lr_choice": {"rule": scaling.CHOICE_RULE, "tuned": ["lr", "lr_min"],
+    _, sweeps, _ = choose_runs(rows)
+    return {"lr_choice": {"rule": CHOICE_RULE, "tuned": ["lr", "lr_min"],
                           "sweeps": sweeps}}
 
 
@@ -480,7 +482,7 @@ def test_demo_config_meets_the_study_minimums():
         sym = [r for r in runs if r["tokenizer"] == "symato" and r["arch"] == arch]
         at_one_budget: dict[int, set] = {}
         for r in sym:
-            if scaling.split_run_name(r["run"])[1] == {}:
+            if split_run_name(r["run"])[1] == {}:
                 at_one_budget.setdefault(r["text_bytes"], set()).add((r["n_layer"], r["n_embd"]))
         assert max(len(s) for s in at_one_budget.values()) >= 4, arch
         ladder_budget = max(at_one_budget, key=lambda b: len(at_one_budget[b]))

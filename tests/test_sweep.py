@@ -103,7 +103,7 @@ def test_ties_go_to_the_configured_rate_then_the_lower() -> None:
     d = _decide(_points({0.002: 2.0, 0.008: 2.0}, configured=None))
     assert (d["best_lr"], d["edge"], d["next_lr"]) == (0.002, "low", 0.0005)
     # the report's choice uses the same tolerance
-    from symato.report.fit import TIE_RTOL as REPORT_TIE_RTOL
+    from symato.report.lrchoice import TIE_RTOL as REPORT_TIE_RTOL
 
     assert TIE_RTOL == REPORT_TIE_RTOL
 

@@ -12,9 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symato import SymatoError, Tokenizer
+from symato.text.decoding import decode_all
 from symato.text.syllable import all_syllables, all_syms
 from symato.text.tokenizer import symato_dict
 from symato.text.vocab import build_vocab
+
+
+def _ref(t: Tokenizer, ids) -> bytes:
+    """The reference decoder's bytes (``symato.text.decoding``) over ``t``'s tables."""
+    return decode_all(t.decode_tables, [int(x) for x in ids])
 
 GOLDEN = "Nước Việt Nam hình chữ S. ĐIỀU 7, ok"
 GOLDEN_PIECES = [
@@ -172,17 +178,17 @@ def test_ill_formed_sequences_still_decode(tok):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 2815), min_size=64, max_size=200))
-def test_fast_and_plain_decoders_agree(tok, ids):
-    plain = tok._decode_plain(ids)
+def test_compiled_and_reference_decoders_agree(tok, ids):
+    plain = _ref(tok, ids)
     assert tok.decode_bytes(ids) == plain
     assert tok.decode_bytes(np.array(ids, dtype=np.uint16)) == plain
 
 
-def test_fast_decoder_on_long_text(tok, tok_plus):
+def test_decoders_on_long_text(tok, tok_plus):
     text = (GOLDEN + " Quyền được thông tin là một quyền cơ bản.\n") * 40
     for t in (tok, tok_plus):
         ids = t.encode(text)
-        assert t._decode_fast(np.array(ids)) is not None
+        assert t.decode(ids, decoder="python") == text
         assert t.decode(ids) == text and t.decode(np.array(ids)) == text
 
 
@@ -190,14 +196,15 @@ def _unit_ids(t: Tokenizer, units: list[tuple[int, int, int]]) -> list[int]:
     """Token ids from abstract units (kind, number, marktone): mostly well-formed pieces
     ([case] sym marktone, [case] whole syllable, bytes, specials, reserved ids); kind 5 is a
     stray case / marktone / sym token that makes the stream ill-formed."""
-    n_syms, n_whole = len(t._syms), t.vocab_size - t._syl_base
+    c = t.codec
+    n_syms, n_whole = len(c.syms), t.vocab_size - c.syl_base
     ids: list[int] = []
     for kind, r, mt in units:
-        sym, case, whole = t._sym_base + r % n_syms, 274 + r % 2, t._syl_base + r % max(n_whole, 1)
+        sym, case, whole = c.sym_base + r % n_syms, 274 + r % 2, c.syl_base + r % max(n_whole, 1)
         if kind in (3, 4) and not n_whole:
             kind = 2
         ids += ([r % 256], [sym, 256 + mt], [case, sym, 256 + mt], [whole], [case, whole],
-                [(274, 275, 256 + mt, sym)[r % 4]], [(276, t._sym_base + n_syms)[r % 2]],
+                [(274, 275, 256 + mt, sym)[r % 4]], [(276, c.sym_base + n_syms)[r % 2]],
                 [32])[kind]
     return ids
 
@@ -205,13 +212,12 @@ def _unit_ids(t: Tokenizer, units: list[tuple[int, int, int]]) -> list[int]:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([0, 0, 1, 1, 1, 2, 3, 4, 6, 7, 7, 5]),
                           st.integers(0, 10**6), st.integers(0, 17)), max_size=120))
-def test_fast_decoder_on_unit_streams(tok, tok_plus, units):
+def test_decoders_on_unit_streams(tok, tok_plus, units):
     for t in (tok, tok_plus):
         ids = _unit_ids(t, units)
-        plain = t._decode_plain(ids)
+        plain = _ref(t, ids)
         assert t.decode_bytes(ids) == plain
-        fast = t._decode_fast(np.array(ids, dtype=np.int64))
-        assert fast == plain or (fast is None and any(k == 5 for k, _, _ in units))
+        assert t.decode_bytes(np.array(ids, dtype=np.int64), decoder="python") == plain
 
 
 def test_decode_iterators_and_long_specials(tok):
@@ -225,7 +231,7 @@ def test_decode_iterators_and_long_specials(tok):
     t = Tokenizer.from_dict(d)
     ids = [*t.encode(GOLDEN), t.piece_to_id(long)] * 4
     want = ((GOLDEN + long) * 4).encode()
-    assert t._decode_fast(np.array(ids)) == t._decode_plain(ids) == want
+    assert t.decode_bytes(np.array(ids)) == _ref(t, ids) == want
 
 
 def test_ids_out_of_range(tok):
@@ -329,7 +335,7 @@ def test_fast_decoder_matches_plain_on_encoded_text(tok, tok_plus, parts):
     text = "".join(a + b for a, b in parts)
     for t in (tok, tok_plus):
         ids = t.encode(text)
-        assert t._decode_plain(ids) == t.decode_bytes(ids) == text.encode("utf-8", "surrogatepass")
+        assert _ref(t, ids) == t.decode_bytes(ids) == text.encode("utf-8", "surrogatepass")
 
 
 def test_restoration_prepare(tok, tok_plus):
@@ -499,18 +505,14 @@ def test_streaming_holds_back_only_what_can_change(tok):
         dec.feed([5, 99999])
 
 
-def test_short_decoder_matches_the_reference(tok, tok_plus, tok_bpe):
+def test_python_decoder_matches_the_reference(tok, tok_plus, tok_bpe):
     text = (GOLDEN + " Quyền được thông tin (1992), xe buýt.\n") * 3
     for t in (tok, tok_plus, tok_bpe):
         ids = t.encode(text)
-        assert t._decode_short(ids) == t._decode_plain(ids) == text.encode()
-        assert t._decode_short([t.marktone_ids[0]]) is None  # stray marktone: not well formed
+        assert t.decode_bytes(ids, decoder="python") == _ref(t, ids) == text.encode()
     nuoc = tok.piece_to_id("nuoc")
     for bad in ([nuoc], [nuoc, 65], [274, 65], [274], [nuoc, 256 + 2 * 6 + 2 + 100]):
-        with pytest.raises((IndexError, TypeError, StopIteration)):
-            if tok._decode_short(bad) is None:
-                raise TypeError
-        assert tok.decode(bad) == tok._decode_plain(bad).decode("utf-8", "replace")
+        assert tok.decode(bad) == _ref(tok, bad).decode("utf-8", "replace")
     with pytest.raises(SymatoError, match="position 1 is out of range"):
         tok.decode([65, -1])
     with pytest.raises(SymatoError, match="not an integer"):

@@ -201,3 +201,35 @@ def test_sentencepiece_kinds_with_the_size_and_algorithm_in_the_name(clean, tmp_
     out = tmp_path / "u.json"
     assert main(["--name", "sp-unigram300", "--texts", *map(str, shards), "--out", str(out)]) == 0
     assert Tokenizer.from_file(out).kind == "sp-unigram300"
+
+
+def test_symato_words_from_the_cli(stats, clean, tmp_path):
+    """``symato vocab`` builds symato-wordsV from the syms table and the cleaned shards
+    (the vocab rule's inputs), and ``symato tokenize`` reads the file like any kind."""
+    shards = [str(f) for f in sorted((clean / "shards").glob("*.parquet"))]
+    out = tmp_path / "w.json"
+    assert main(["--name", "symato-words2700", "--syms", str(stats / "syms.parquet"),
+                 "--texts", *shards, "--bpe-min-count", "3", "--out", str(out)]) == 0
+    tok = Tokenizer.from_file(out)
+    d = tok.to_dict()
+    assert tok.kind == "symato-words2700" and d["syms"][:4] == ["viet", "nam", "nguoi", "hoa"]
+    assert ["con", "người"] in d["words"] and d["meta"]["min_count"] == 3
+    text = "Quyền được thông tin là một quyền cơ bản của con người.\nViệt Nam, năm 1992."
+    assert tok.decode(tok.encode(text)) == text
+    ids = tok.encode(text)
+    assert any(" " in tok.id_to_piece(i) for i in ids)  # a word token: "=con người", ...
+    assert len(ids) < len(Tokenizer.default().encode(text)) - 10
+    from symato.data.tokenize import main as tokenize_main
+
+    shard = sorted((clean / "shards").glob("*.parquet"))[0]
+    assert tokenize_main(["--vocab", str(out), "--clean-train", str(shard), "--clean-val",
+                          str(shard), "--train", str(tmp_path / "t.arrow"), "--val",
+                          str(tmp_path / "v.arrow")]) == 0
+    from symato.data.tokenize import shard_info
+
+    assert shard_info(tmp_path / "t.arrow")["tokens"] == 20 * (len(tok.encode(
+        "Quyền được thông tin là một quyền cơ bản của con người.\nViệt Nam, năm 1992.")) + 1)
+    with pytest.raises(SymatoError, match="needs more than the 2552 ids"):
+        build_vocab("symato-words2552", texts=shards)
+    with pytest.raises(SymatoError, match=r"unknown option\(s\) \['size'\]"):
+        build_vocab("symato-words2700", texts=shards, size=3000)

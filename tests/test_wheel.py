@@ -96,7 +96,7 @@ assert _fastdecode.__file__.startswith({str(venv)!r}), _fastdecode.__file__
 tok = Tokenizer.default()
 text = "Nước Việt Nam hình chữ S. ĐIỀU 7, ok"
 ids = tok.encode(text)
-assert tok.decode(ids) == text and tok.decode_backend == "c"
+assert tok.decode(ids) == text and tok.decoder == "c"
 assert tok._hot is not None and tok._hot.decode(ids) == text  # the compiled loop ran
 print("ok", symato.__file__)
 """

@@ -524,7 +524,7 @@ def test_cuda_algorithm_emulated_matches_autograd(T):
 # kernels/wkv4_cuda.cu compiled with plain g++ against kernels/wkv_host_emulation.h: one OS
 # thread per CUDA thread, a real barrier for __syncthreads. This runs the exact indexing,
 # tiling, shared-memory scans and bfloat16 I/O of the GPU kernels (not float rounding of the
-# GPU's expf, and not the GPU's memory model: scripts/gpu_check.sh covers those).
+# GPU's expf, and not the GPU's memory model: benchmarks/gpu/run.sh covers those).
 
 
 @pytest.fixture(scope="module")

@@ -323,7 +323,7 @@ def test_empty_sequence_returns_the_state():
 # thread per CUDA thread, a real barrier for __syncthreads, shuffles through a block buffer.
 # This runs the kernels' indexing, chunking, checkpoints, the two copies of dS and their
 # shuffle reductions, and bfloat16 I/O (not the GPU's memory model or its expf rounding:
-# scripts/gpu_check.sh covers those).
+# benchmarks/gpu/run.sh covers those).
 
 
 @pytest.mark.slow  # builds a third extension (about 30 s on 2 cores), once

@@ -360,7 +360,7 @@ def _rows(values: dict[str, list[float]]) -> list[dict[str, Any]]:
 def test_the_fits_take_the_cosine_run_of_a_checked_cell() -> None:
     """A WSD branch beside a cosine run of its cell is set aside (no cell counts twice);
     a WSD run without a cosine twin is fitted like any run."""
-    from symato.report.fit import choose_runs, without_schedule
+    from symato.report.lrchoice import choose_runs, without_schedule
 
     assert without_schedule("rwkv4-L1-D32-B30k-wsd0.2-s2") == "rwkv4-L1-D32-B30k-s2"
     rows = _rows({"rwkv4-L1-D32-B30k": [2.0, 2.1, 2.2],

@@ -12,7 +12,9 @@ doc ...". Windows have ``ctx_len + 1`` tokens: inputs are ``w[:-1]``, targets ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,18 @@ import pyarrow as pa
 
 from symato.errors import SymatoError
 from symato.io import read_json
+
+
+def _numpy_view(values: pa.Array) -> np.ndarray:
+    """A zero-copy numpy view of a primitive Arrow array without nulls.
+
+    Why not ``values.to_numpy(zero_copy_only=True)``: on its first call pyarrow imports
+    pandas (0.3-0.4 s of every training and evaluation job on the 2-core demo machine)."""
+    if values.null_count:
+        raise pa.ArrowInvalid(f"{values.null_count} null token values")
+    dtype = np.dtype(str(values.type))
+    return np.frombuffer(values.buffers()[1], dtype=dtype, count=len(values),
+                         offset=values.offset * dtype.itemsize)
 
 
 def _segments(path: Path) -> tuple[list[np.ndarray], Any]:
@@ -33,7 +47,7 @@ def _segments(path: Path) -> tuple[list[np.ndarray], Any]:
             col = reader.get_batch(i).column("tokens")
             values = col.flatten()  # respects list offsets; a slice of the mapped buffer
             if len(values):
-                views.append(values.to_numpy(zero_copy_only=True))
+                views.append(_numpy_view(values))
     except FileNotFoundError:
         raise SymatoError(f"token shard not found: {path}") from None
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
@@ -63,6 +77,84 @@ def _check_ids(views: list[np.ndarray], path: Path, vocab_size: int) -> None:
         offset += len(view)
 
 
+def _rows(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(doc_id, zero-copy token view) of every row of one Arrow shard, in file order."""
+    try:
+        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            ids, tokens = batch.column("doc_id"), batch.column("tokens")
+            offsets = _numpy_view(tokens.offsets)
+            values = _numpy_view(tokens.flatten())
+            base = int(offsets[0])
+            for row in range(len(batch)):
+                lo, hi = int(offsets[row]) - base, int(offsets[row + 1]) - base
+                yield str(ids[row].as_py()), values[lo:hi]
+    except FileNotFoundError:
+        raise SymatoError(f"token shard not found: {path}") from None
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        raise SymatoError(f"cannot read token shard {path}: {exc}") from None
+
+
+def document_key(doc_id: str) -> bytes:
+    """A document's place in the fixed shuffle of the unique subset: SHA-256 of its id.
+
+    Why a hash and not a seeded permutation: it depends on nothing but the id, so every
+    tokenizer (whose shards hold the same documents under the same ids) and every later
+    corpus that keeps a document puts it in the same place.
+    """
+    return hashlib.sha256(doc_id.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class UniqueSubset:
+    """The unique text of a repeated-data run: which documents, how much text."""
+
+    documents: int
+    text_bytes: int  # UTF-8 bytes of the documents' text (>= the bytes asked for)
+    tokens: int  # stored ids, one <|endoftext|> per document included
+    digest: str  # SHA-256 of the chosen doc ids in order: equal across tokenizers
+    segments: tuple[np.ndarray, ...]  # the documents' token rows, in subset order
+
+    def record(self) -> dict[str, Any]:
+        """What a run records about its unique text (model.pt meta, tests)."""
+        return {"unique_documents": self.documents, "unique_bytes": self.text_bytes,
+                "unique_tokens": self.tokens, "unique_sha256": self.digest}
+
+
+def unique_subset(shards_dir: str | Path, unique_bytes: int,
+                  text_bytes: Callable[[np.ndarray], int]) -> UniqueSubset:
+    """The shortest prefix of the train split's documents, in :func:`document_key`
+    order, whose text holds at least ``unique_bytes`` UTF-8 bytes.
+
+    ``text_bytes(tokens)`` gives one document's bytes from its stored row (the leading
+    ``<|endoftext|>`` included): the trainer decodes it with the run's tokenizer, so the
+    byte count is the text's own and the same documents are chosen for every tokenizer.
+    A split with less text than asked for is an error saying how much it holds.
+    """
+    shards_dir = Path(shards_dir)
+    manifest = read_json(shards_dir / "manifest.json", "shard manifest")
+    rels = manifest.get("splits", {}).get("train", {}).get("shards", [])
+    rows = [(document_key(doc), doc, view)
+            for rel in rels for doc, view in _rows(shards_dir / rel)]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    chosen: list[tuple[str, np.ndarray]] = []
+    total = 0
+    for _, doc, view in rows:
+        if total >= unique_bytes:
+            break
+        chosen.append((doc, view))
+        total += int(text_bytes(view))
+    if total < unique_bytes:
+        raise SymatoError(
+            f"unique_bytes {unique_bytes}: the train split of {shards_dir / 'manifest.json'} "
+            f"holds only {total} bytes of text in {len(rows)} documents; lower unique_bytes "
+            f"or use a bigger corpus")
+    digest = hashlib.sha256("\n".join(doc for doc, _ in chosen).encode("utf-8")).hexdigest()
+    return UniqueSubset(len(chosen), total, sum(len(v) for _, v in chosen), digest,
+                        tuple(v for _, v in chosen))
+
+
 class TokenDataset:
     """Windows of ``ctx_len + 1`` tokens over one split of ``shards_dir``.
 
@@ -88,6 +180,7 @@ class TokenDataset:
         self.tokenizer: str = str(full.get("tokenizer", ""))
         self._sources: list[Any] = []
         self._segs: list[np.ndarray] = []
+        self._perm: tuple[int, np.ndarray] | None = None  # the epoch order last drawn
         for rel in self.manifest.get("shards", []):
             views, source = _segments(self.shards_dir / rel)
             _check_ids(views, self.shards_dir / rel, self.vocab_size)
@@ -103,6 +196,55 @@ class TokenDataset:
         if self.num_tokens < self.ctx_len + 1:
             raise SymatoError(f"split {split!r} of {self.shards_dir} has {self.num_tokens} "
                               f"tokens, fewer than ctx_len + 1 = {self.ctx_len + 1}")
+
+    def restrict(self, subset: UniqueSubset) -> None:
+        """Make the stream the subset's documents (in subset order) instead of the split.
+
+        Zero-copy: the segments are views of the same memory maps. Training windows
+        then come from :meth:`epoch_batch`; ``random_batch`` would also stay inside it.
+        """
+        self._segs = [s for s in subset.segments if len(s)]
+        lengths = np.array([len(s) for s in self._segs], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.num_tokens = int(self._starts[-1])
+        self._perm = None
+        if self.epoch_windows() < 1:
+            raise SymatoError(f"the unique subset of {self.shards_dir} holds {self.num_tokens} "
+                              f"tokens, less than one training window of ctx_len + 1 = "
+                              f"{self.ctx_len + 1}; raise unique_bytes")
+
+    def epoch_windows(self) -> int:
+        """Full windows in one epoch: ``(num_tokens - 1) // ctx_len``, window ``i``
+        starting at ``i * ctx_len`` (consecutive windows share one token, as in
+        ``sequential_batches``; a tail shorter than a window is not trained on)."""
+        return (self.num_tokens - 1) // self.ctx_len
+
+    def epoch_order(self, epoch: int, seed: int) -> np.ndarray:
+        """The window order of one epoch: a permutation from ``default_rng([seed, epoch])``.
+
+        Why seeded per epoch (and not a generator carried along): the order of any epoch
+        follows from the run's seed alone, so a resumed run needs no sampler state to
+        continue bit for bit mid-epoch, and the record names the seed exactly.
+        """
+        if self._perm is None or self._perm[0] != epoch:
+            rng = np.random.default_rng([int(seed), int(epoch)])
+            self._perm = (epoch, rng.permutation(self.epoch_windows()))
+        return self._perm[1]
+
+    def epoch_batch(self, step: int, batch_size: int, seed: int) -> np.ndarray:
+        """(batch_size, ctx_len + 1) int64: the windows of optimizer step ``step`` (0-based).
+
+        Window ``g = step * batch_size + j`` of the run is window ``g mod W`` of epoch
+        ``g // W`` in that epoch's order (``W`` = :meth:`epoch_windows`), so every epoch
+        trains each window once and a batch may straddle two epochs.
+        """
+        span, per_epoch = self.ctx_len + 1, self.epoch_windows()
+        rows = []
+        for g in range(step * batch_size, (step + 1) * batch_size):
+            epoch, pos = divmod(g, per_epoch)
+            start = int(self.epoch_order(epoch, seed)[pos]) * self.ctx_len
+            rows.append(self.window(start, span))
+        return np.stack(rows)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle by path (e.g. for DataLoader workers); memory maps are reopened, not copied."""

@@ -10,7 +10,14 @@ tables come out:
   the model's own formula. ``text_bytes`` is the budget in bytes of training text of a
   byte-budget run (empty for a token budget) and ``budget`` a label of the budget asked
   for (``300k tokens`` or ``700k text bytes``): runs with the same label are comparable
-  across tokenizers. ``recipe``, ``weight_decay``, ``beta1``, ``beta2``, ``eps``,
+  across tokenizers. ``unique_tokens``, ``unique_bytes`` and ``epochs`` say how much
+  of that was unique text (docs/training.md "Repeated epochs"): a repeated-data run
+  (``unique_bytes`` in its settings) trained ``epochs`` = tokens / unique_tokens passes
+  over the unique subset of ``unique_bytes`` bytes asked for (``unique_tokens``: that
+  subset's tokens for this tokenizer, as the trainer counted them); a fresh-data run has
+  unique_tokens = tokens, unique_bytes = text_bytes and epochs 1, and its budget label
+  says ``from 30k unique`` only when repeated. ``recipe``, ``weight_decay``, ``beta1``,
+  ``beta2``, ``eps``,
   ``l2wrap`` and ``layerwise_lr`` are the training recipe the run's settings.json
   records (empty for runs trained before recipes were recorded); ``head_size`` the
   run's head width (GPT/Llama attention heads, RWKV-7 WKV heads; unused by RWKV-4).
@@ -58,6 +65,9 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("params_non_embedding", "params_non_embedding"),
     ("tokens", "train_tokens"),
     ("text_bytes", "text_bytes"),
+    ("unique_tokens", "unique_tokens"),
+    ("unique_bytes", "unique_bytes"),
+    ("epochs", "epochs"),
     ("flops", "train_flops"),
     ("loss", "bits_per_byte"),
     ("loss_stream", "bits_per_byte_stream"),
@@ -141,8 +151,10 @@ def run_row(run_dir: Path) -> dict[str, Any]:
                 f"{metrics_path}: key {key!r} is missing (also not in {settings_path.name})"
             )
     row["arch"] = canonical_name(row["arch"])  # "rwkv" in files written before: rwkv4
+    repetition(row, settings, metrics_path)
     configured = _number(settings.get("tokens"), str(settings_path), "tokens")
-    row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"])
+    row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"],
+                                 settings.get("unique_bytes"))
     row["run_dir"] = run_dir.as_posix()
     return row
 
@@ -169,7 +181,25 @@ def check_evaluated_model(run_dir: Path, metrics: dict[str, Any]) -> None:
         )
 
 
-def budget_label(text_bytes: float | None, tokens: float) -> str:
+def repetition(row: dict[str, Any], settings: dict[str, Any], metrics_path: Path) -> None:
+    """Fill a row's ``unique_tokens``, ``unique_bytes`` and ``epochs``.
+
+    A repeated-data run's unique tokens are the trainer's count (metrics.json, from
+    model.pt), its unique bytes the budget asked for (settings.json, as in its name);
+    a fresh-data run's text is all unique: unique = trained, one epoch.
+    """
+    if "unique_bytes" in settings:
+        if row["unique_tokens"] is None:
+            raise SymatoError(f"{metrics_path}: a repeated-data run (unique_bytes in its "
+                              "settings) without 'unique_tokens'; rerun its evaluation")
+        row["unique_bytes"] = float(settings["unique_bytes"])
+    else:
+        row["unique_tokens"], row["unique_bytes"] = row["tokens"], row["text_bytes"]
+    row["epochs"] = row["tokens"] / row["unique_tokens"]
+
+
+def budget_label(text_bytes: float | None, tokens: float,
+                 unique_bytes: float | None = None) -> str:
     """What a run's budget fixed: ``700k text bytes`` (byte budget) or ``300k tokens``.
 
     Why a label: byte-budget runs of different tokenizers train on different token counts,
@@ -177,6 +207,9 @@ def budget_label(text_bytes: float | None, tokens: float) -> str:
     run's label uses its configured budget (settings.json), not the tokens actually
     trained (whole batches), so the label matches the run name.
     """
+    if text_bytes is not None and unique_bytes is not None:
+        return (f"{format_tokens(int(text_bytes))} text bytes from "
+                f"{format_tokens(int(unique_bytes))} unique")
     if text_bytes is not None:
         return f"{format_tokens(int(text_bytes))} text bytes"
     return f"{format_tokens(int(tokens))} tokens"

@@ -34,7 +34,8 @@ import pandas as pd
 
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json
-from symato.report.fit import CURVE_POINTS, predict
+from symato.report.fit import CURVE_POINTS
+from symato.report.laws import predict
 from symato.report.style import (  # noqa: F401  (the figure scripts' one import)
     BAND_ALPHA,
     LEGEND_FONTSIZE,
@@ -78,9 +79,49 @@ def read_table(
     return frame
 
 
-def load_runs(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """results/scaling/runs.csv: one row per run (settings, final bits per byte, FLOPs)."""
-    return read_table(path, "runs table", RUNS_COLUMNS)
+def load_runs(path: str | os.PathLike[str], repeated: bool = False) -> pd.DataFrame:
+    """results/scaling/runs.csv: one row per run (settings, final bits per byte, FLOPs).
+
+    Runs that repeated their text (``epochs`` > 1) are left out unless ``repeated``:
+    every figure and table but the repetition study's compares runs on fresh text.
+    """
+    runs = read_table(path, "runs table", RUNS_COLUMNS)
+    if repeated or "epochs" not in runs.columns:
+        return runs
+    return runs[~is_repeated(runs)].reset_index(drop=True)
+
+
+def format_bytes(value: float) -> str:
+    """A byte count as in run names, with its unit: 30000 -> ``30k bytes``."""
+    from symato.run.grid import format_tokens
+
+    return f"{format_tokens(int(value))} bytes"
+
+
+def is_repeated(runs: pd.DataFrame) -> pd.Series:
+    """Which rows repeated their text (runs.csv ``epochs`` above 1)."""
+    if "epochs" not in runs.columns:
+        return pd.Series(False, index=runs.index)
+    return runs["epochs"].fillna(1.0) > 1 + 1e-9
+
+
+def repetition_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The repetition study's runs: for each (tokenizer, arch, size) with repeated runs,
+    those runs and the fresh-data runs of the same shape, with ``size`` (``L1-D32``) and
+    ``fresh`` (bool); a fresh run's ``unique_bytes`` is its trained bytes; sorted."""
+    if "epochs" not in runs.columns or not is_repeated(runs).any():
+        return runs.iloc[0:0].assign(fresh=False, size="")
+    frame = runs[runs["loss"].notna()].copy()
+    frame["size"] = [f"L{int(a)}-D{int(b)}" for a, b in zip(frame["n_layer"], frame["n_embd"],
+                                                             strict=True)]
+    frame["fresh"] = ~is_repeated(frame)
+    shapes = {tuple(r) for r in frame.loc[~frame["fresh"], ["tokenizer", "arch", "size"]].values}
+    keep = [tuple(r) in shapes for r in frame[["tokenizer", "arch", "size"]].values]
+    frame = frame[keep].copy()
+    frame["unique_bytes"] = frame["unique_bytes"].fillna(frame["text_bytes"])
+    frame["epochs"] = frame["epochs"].fillna(1.0)
+    return frame.sort_values(["tokenizer", "arch", "size", "unique_bytes", "tokens"]
+                             ).reset_index(drop=True)
 
 
 def load_curves(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -205,7 +246,7 @@ def equal_size_table(runs: pd.DataFrame) -> pd.DataFrame | None:
         # One run per cell: a learning-rate sweep's or a split-form study's variants
         # (run-name suffixes) would otherwise be averaged into their tokenizer's cell.
         # Seed replicates are the same cell: averaged (aggfunc mean below).
-        from symato.report.fit import split_run_name
+        from symato.report.lrchoice import split_run_name
 
         # Seed replicates are the same cell: averaged (aggfunc mean below).
         pts = pts[[not set(split_run_name(str(run))[1]) - {"seed"} for run in pts["run"]]]

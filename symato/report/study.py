@@ -9,9 +9,9 @@ be laid over each other. Here D is **bytes of training text seen**,
 the same axis for every tokenizer. That is the text a run actually saw: a byte-budget
 run trains on whole steps, a little more than its budget (up to one step's tokens), and a
 token-budget run has a text size too. Per (tokenizer, architecture) the same
-L(N, D) = E + A/N^α + B/D^β as ``symato.report.fit`` is fitted (Huber on log-loss,
+L(N, D) = E + A/N^α + B/D^β as ``symato.report.laws`` fits it (Huber on log-loss,
 variable projection, bootstrap over runs), on the runs the learning-rate choice rule keeps
-(``symato.report.fit.choose_runs``).
+(``symato.report.lrchoice.choose_runs``).
 
 Which runs: the architectures trained with two or more tokenizers, and of those the
 model sizes (layers x width) trained with two or more tokenizers; a size only one
@@ -53,7 +53,19 @@ import numpy as np
 
 from symato.errors import SymatoError
 from symato.io import write_json_atomic
-from symato.report import fit as scaling
+from symato.report.fit import CURVE_POINTS
+from symato.report.laws import (
+    CI_LEVEL,
+    FITTED,
+    HUBER_DELTA,
+    LAW_ND,
+    FitResult,
+    fit_law,
+    interval,
+    predict,
+)
+from symato.report.lrchoice import TUNED_SETTINGS, choose_runs, replicate_key, split_run_name
+from symato.report.tables import PARAMS_COLUMNS, read_runs, table_rows, write_table
 
 # Points of the log grid a difference of two curves is scanned on for sign changes.
 SCAN_POINTS = 400
@@ -137,9 +149,9 @@ def equally_tuned(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     def tuned(r: dict[str, Any]) -> tuple[str | None, tuple[tuple[str, float], ...]]:
         if not r.get("run"):
             return None, ()
-        base, varied = scaling.split_run_name(r["run"])
+        base, varied = split_run_name(r["run"])
         return base, tuple(sorted((k, v) for k, v in varied.items()
-                                  if k in scaling.TUNED_SETTINGS))
+                                  if k in TUNED_SETTINGS))
 
     swept: dict[tuple[Any, ...], dict[Any, set]] = {}
     for r in rows:
@@ -163,7 +175,7 @@ def budget_of(run: str | None) -> str | None:
     """The budget field of a run name: ``rwkv4-L2-D64-B600k-lr0.002`` -> ``B600k``."""
     if not run:
         return None
-    return scaling.split_run_name(run)[0].rsplit("-", 1)[-1]
+    return split_run_name(run)[0].rsplit("-", 1)[-1]
 
 
 def size_name(n_layer: float, n_embd: float) -> str:
@@ -225,7 +237,7 @@ def has_replicates(rows: list[dict[str, Any]]) -> bool:
 def fit_groups(
     rows: list[dict[str, Any]], params_key: str, n_bootstrap: int, seed: int,
     replicates: bool = True,
-) -> tuple[dict[str, dict[str, Any]], dict[str, scaling.FitResult]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, FitResult]]:
     """L(N, D) with D in text bytes per (tokenizer, arch): JSON entries and the raw fits.
 
     ``replicates``: resample the seed replicates inside each drawn cell
@@ -247,7 +259,7 @@ def fit_groups(
         n = np.array([r[params_key] for r in group], dtype=float)
         d = np.array([r["text"] for r in group], dtype=float)
         loss = np.array([r["loss"] for r in group], dtype=float)
-        result = scaling.fit_law(scaling.LAW_ND, n, d, loss, seed=seed,
+        result = fit_law(LAW_ND, n, d, loss, seed=seed,
                                  resamples=resamples[(tok, arch)])
         results[key] = result
         entry: dict[str, Any] = {"by": {"tokenizer": tok, "arch": arch}, **result.to_json()}
@@ -274,16 +286,16 @@ def _sizes(group: list[dict[str, Any]], params_key: str) -> list[dict[str, Any]]
              "params": float(np.median(v))} for k, v in sorted(by_size.items())]
 
 
-def _curve(result: scaling.FitResult, params: float, text_range: tuple[float, float],
+def _curve(result: FitResult, params: float, text_range: tuple[float, float],
            size: str) -> dict[str, Any]:
     """The fitted loss against text at one size, with its pointwise bootstrap band."""
-    d = np.geomspace(text_range[0] / 1.2, text_range[1] * 1.2, scaling.CURVE_POINTS)
+    d = np.geomspace(text_range[0] / 1.2, text_range[1] * 1.2, CURVE_POINTS)
     out = {"size": size, "params": params, "text": d.tolist(),
-           "loss": scaling.predict(result.params, params, d).tolist()}
+           "loss": predict(result.params, params, d).tolist()}
     if result.samples is not None and len(result.samples):
-        preds = np.array([scaling.predict(result.law.to_named(x), params, d)
+        preds = np.array([predict(result.law.to_named(x), params, d)
                           for x in result.samples])
-        low, high = scaling.interval(preds, axis=0)
+        low, high = interval(preds, axis=0)
         out["low"], out["high"] = low.tolist(), high.tolist()
     return out
 
@@ -308,7 +320,7 @@ def replicate_seed(r: dict[str, Any]) -> float | None:
     else None (the configured seed of a table without the column)."""
     if r.get("seed") is not None:
         return float(r["seed"])
-    return scaling.replicate_key(r["run"])[1] if r.get("run") else None
+    return replicate_key(r["run"])[1] if r.get("run") else None
 
 
 def _cell_losses(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, list[float]]]:
@@ -443,7 +455,7 @@ def crossings(law_a: dict[str, float], n_a: float, law_b: dict[str, float], n_b:
 
     def diff(log_d: Any) -> Any:
         d = np.exp(log_d)
-        return scaling.predict(law_a, n_a, d) - scaling.predict(law_b, n_b, d)
+        return predict(law_a, n_a, d) - predict(law_b, n_b, d)
 
     grid = np.linspace(math.log(low), math.log(high), SCAN_POINTS)
     values = np.asarray(diff(grid), dtype=float)
@@ -460,9 +472,9 @@ def crossings(law_a: dict[str, float], n_a: float, law_b: dict[str, float], n_b:
 
 
 def crossover(
-    a: str, b: str, arch: str, size: dict[str, Any], fits: dict[str, scaling.FitResult],
+    a: str, b: str, arch: str, size: dict[str, Any], fits: dict[str, FitResult],
     sizes: dict[str, dict[str, float]], ranges: dict[str, tuple[float, float]],
-    fits_cells: dict[str, scaling.FitResult] | None = None,
+    fits_cells: dict[str, FitResult] | None = None,
 ) -> dict[str, Any]:
     """Where ``a``'s and ``b``'s fitted curves cross at one model size, with an interval.
 
@@ -559,7 +571,7 @@ def crossover_rule(boot: list[tuple[list[float], bool]], fit_a_below: bool | Non
                            "a_below": a_below}
     if not pairs or share < CROSSOVER_MIN_SHARE:
         return {**out, "status": "not_determined"}
-    lo, hi = 100 * (1 - scaling.CI_LEVEL) / 2, 100 * (1 + scaling.CI_LEVEL) / 2
+    lo, hi = 100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2
     ends = (float(np.percentile(values, lo, method="lower")),
             float(np.percentile(values, hi, method="higher")))
     point = float(np.median([v for v in values if math.isfinite(v)]))
@@ -584,17 +596,17 @@ def _a_below(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: fl
 
 def _a_wins_at(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: float,
                d: float) -> bool:
-    return bool(scaling.predict(law_a, na, d) < scaling.predict(law_b, nb, d))
+    return bool(predict(law_a, na, d) < predict(law_b, nb, d))
 
 
 def _a_wins(law_a: dict[str, float], law_b: dict[str, float], na: float, nb: float,
             low: float, high: float) -> bool:
     """Whether ``a`` has the lower loss in the middle (log scale) of [low, high]."""
     mid = math.sqrt(low * high)
-    return bool(scaling.predict(law_a, na, mid) < scaling.predict(law_b, nb, mid))
+    return bool(predict(law_a, na, mid) < predict(law_b, nb, mid))
 
 
-def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, nb: float,
+def _paired_crossings(fa: FitResult, fb: FitResult, na: float, nb: float,
                       low: float, high: float) -> list[tuple[list[float], bool]]:
     """Per bootstrap pair (replicates both fits used, by replicate id): its crossings in
     [low, high], and whether ``a`` has the lower loss at ``low`` (which gives each
@@ -612,8 +624,8 @@ def _paired_crossings(fa: scaling.FitResult, fb: scaling.FitResult, na: float, n
 
 
 def all_crossovers(rows: list[dict[str, Any]], entries: dict[str, dict[str, Any]],
-                   results: dict[str, scaling.FitResult], params_key: str,
-                   results_cells: dict[str, scaling.FitResult] | None = None) -> list[dict]:
+                   results: dict[str, FitResult], params_key: str,
+                   results_cells: dict[str, FitResult] | None = None) -> list[dict]:
     """Every pair of tokenizers at every model size both were trained at, per architecture.
 
     ``results_cells``: fits bootstrapped over cells only (``fit_groups(replicates=False)``),
@@ -666,10 +678,10 @@ def crossover_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int,
               seed: int) -> dict[str, Any]:
     """The study document (study.json) from runs.csv and tokenizers.csv."""
-    params_key = scaling.PARAMS_COLUMNS[params_column]
-    rows, _, without_loss = scaling.read_runs(runs, params_key, keep_failed=True)
+    params_key = PARAMS_COLUMNS[params_column]
+    rows, _, without_loss = read_runs(runs, params_key, keep_failed=True)
     rows, unequal = equally_tuned(rows)
-    rows, _, set_aside = scaling.choose_runs(rows)
+    rows, _, set_aside = choose_runs(rows)
     set_aside += unequal
     if any("tokenizer" not in r or "arch" not in r for r in rows):
         raise SymatoError(f"{runs}: the study needs the columns 'tokenizer' and 'arch'")
@@ -689,7 +701,7 @@ def run_study(runs: Path, tokenizers: Path, params_column: str, n_bootstrap: int
         "params_column": params_column,
         "bootstrap": n_bootstrap,
         "seed": seed,
-        "huber_delta": scaling.HUBER_DELTA,
+        "huber_delta": HUBER_DELTA,
         "crossover_rule": CROSSOVER_RULE,
         "crossover_min_share": CROSSOVER_MIN_SHARE,
         "runs_without_loss": without_loss,
@@ -711,7 +723,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, type=Path, help="study JSON to write")
     p.add_argument("--csv", type=Path, help="fitted parameters (default: --out with .csv)")
     p.add_argument("--crossovers", type=Path, help="crossover table to write")
-    p.add_argument("--params-column", choices=sorted(scaling.PARAMS_COLUMNS), default="total")
+    p.add_argument("--params-column", choices=sorted(PARAMS_COLUMNS), default="total")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates (0: no CIs)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = p.parse_args(argv)
@@ -721,10 +733,10 @@ def main(argv: list[str]) -> int:
     for note in doc["runs_without_loss"] + doc["set_aside"]:
         print(f"symato study: {note}", file=sys.stderr)
     write_json_atomic(args.out, doc)
-    scaling.write_table(args.csv or args.out.with_suffix(".csv"), scaling.table_rows(doc["groups"]))
+    write_table(args.csv or args.out.with_suffix(".csv"), table_rows(doc["groups"]))
     if args.crossovers:
-        scaling.write_table(args.crossovers, crossover_rows(doc["crossovers"]), CROSSOVER_COLUMNS)
-    ok = sum(g["status"] in scaling.FITTED for g in doc["groups"].values())
+        write_table(args.crossovers, crossover_rows(doc["crossovers"]), CROSSOVER_COLUMNS)
+    ok = sum(g["status"] in FITTED for g in doc["groups"].values())
     found = sum(c["status"] == "crossover" for c in doc["crossovers"])
     print(f"symato study: {len(doc['groups'])} tokenizer group(s), {ok} fitted; "
           f"{len(doc['crossovers'])} pairs at a size, {found} crossing -> {args.out}",

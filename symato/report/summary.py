@@ -278,7 +278,7 @@ def _cell_text(losses: list[float] | None, best: float) -> str:
 def replicates_section(runs: pd.DataFrame) -> str:
     """Per replicated cell (runs that differ only in the seed): n, mean, standard deviation
     and min–max of bits per byte, and of restoration accuracy where present."""
-    from symato.report.fit import replicate_key
+    from symato.report.lrchoice import replicate_key
 
     if not len(runs) or "run" not in runs.columns:
         return "No runs."
@@ -329,7 +329,7 @@ def wsd_check_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
     SE = sqrt(s_w^2/n_w + s_c^2/n_c); None where either side has a single run (no noise
     level).
     """
-    from symato.report.fit import replicate_key, split_run_name, without_schedule
+    from symato.report.lrchoice import replicate_key, split_run_name, without_schedule
 
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     for _, r in runs.iterrows():
@@ -510,7 +510,7 @@ def _by_size(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[s
 
 def split_section(runs: pd.DataFrame) -> str:
     """Runs trained with the split form (split_syllables = p > 0) next to their p = 0 run."""
-    from symato.report.fit import split_run_name
+    from symato.report.lrchoice import split_run_name
 
     if "split_syllables" not in runs.columns or not (runs["split_syllables"].fillna(0) > 0).any():
         return "No run varies `split_syllables`."
@@ -614,3 +614,77 @@ def _unbracketed_why(decision: dict[str, Any]) -> str:
         return (f"the limit of {decision['max_extensions']} extension(s) was reached; raise "
                 "`train.lr_bracket.max_extensions` to go on")
     return decision["reason"]
+
+
+def repetition_section(runs: pd.DataFrame | None, fits: dict[str, Any]) -> str:
+    """The repetition study: per tokenizer the data-constrained law (R_D*, the epochs at
+    which a repetition is still worth half and nine-tenths of fresh text), then every
+    cell's bits per byte by tokenizer with the fresh-data ranking against it.
+
+    ``runs``: runs.csv with the repeated runs (``figures.load_runs(..., repeated=True)``).
+    """
+    from symato.report.constrained import KEY
+    from symato.report.figures import repetition_runs
+
+    study = repetition_runs(runs) if runs is not None else None
+    if study is None or not len(study):
+        return ("No run repeats its text (a sub-grid's `unique_bytes`, docs/training.md "
+                "\"Repeated epochs\").")
+    parts = [_constrained_table(fits, KEY, sorted(set(zip(study["tokenizer"], study["arch"],
+                                                          strict=True))))]
+    parts.append(_repetition_cells(study))
+    return "\n\n".join(parts)
+
+
+def _constrained_table(fits: dict[str, Any], key: str, groups: list[tuple[str, str]]) -> str:
+    """One row per (tokenizer, arch): the data-constrained law's headline numbers."""
+    rows = []
+    for tok, arch in groups:
+        fit = fits.get("groups", {}).get(f"{tok}/{arch}", {}).get("fits", {}).get(key)
+        if fit is None:
+            rows.append([tok, arch, "not fitted", "–", "–", "–", "–", "no fit in fits.json"])
+            continue
+        rows.append([tok, arch, fit["status"], fit.get("repeated_runs", "–"),
+                     _with_ci(fit, "R_D_star"), _with_ci(fit, "epochs_worth_half"),
+                     _with_ci(fit, "epochs_worth_nine_tenths"), fit.get("reason") or ""])
+    head = ["tokenizer", "arch", "status", "repeated runs", "R_D* [95% CI]",
+            "epochs worth 1/2", "epochs worth 9/10", "note"]
+    return ("The data-constrained law L = E + A/N^α + B/D'^β, D' = U + U·R_D*·(1 − "
+            "exp(−(epochs − 1)/R_D*)) (Muennighoff et al. 2023), fitted per tokenizer on its "
+            "fresh and repeated runs (fits.json `L_NDU`; docs/scaling.md). A repetition is "
+            "still worth half (nine-tenths) of fresh text up to the epochs given.\n\n"
+            + table(head, rows))
+
+
+def _repetition_cells(study: pd.DataFrame) -> str:
+    """Bits per byte per (arch, size, unique bytes, trained bytes) and tokenizer, and
+    whether each repeated cell orders the tokenizers as the fresh cell of its budget."""
+    toks = sorted(set(study["tokenizer"]))
+    keys = ["arch", "size", "unique_bytes", "text_bytes"]
+    cells = study.groupby(keys, sort=True)
+    order_of: dict[tuple[Any, ...], list[str]] = {}
+    rows = []
+    for (arch, size, unique, trained), cell in cells:
+        loss = {r["tokenizer"]: r["loss"] for _, r in cell.iterrows()}
+        order = sorted(loss, key=loss.get)
+        epochs = float(cell["epochs"].mean())
+        fresh = bool(cell["fresh"].all())
+        if fresh:
+            order_of[(arch, size, trained)] = order
+        rows.append((arch, size, unique, trained, epochs, fresh, loss, order))
+    body, held, broken = [], 0, 0
+    for arch, size, unique, trained, epochs, fresh, loss, order in rows:
+        ref = order_of.get((arch, size, trained))
+        if fresh or ref is None or len(order) < 2:
+            same = "fresh" if fresh else "–"
+        else:
+            same = "yes" if order == ref else "no"
+            held, broken = held + (same == "yes"), broken + (same == "no")
+        body.append([arch, size, f"{unique:.0f}", f"{trained:.0f}", epochs,
+                     *(loss.get(t) for t in toks), " < ".join(order), same])
+    head = ["arch", "size", "unique bytes", "trained bytes", "epochs", *toks,
+            "ranking (lowest first)", "as on fresh text"]
+    verdict = (f"The ranking of the tokenizers on fresh text of the same budget holds in "
+               f"{held} of {held + broken} repeated cells." if held + broken else
+               "No repeated cell has a fresh cell of its budget with two tokenizers to rank.")
+    return table(head, body) + "\n\n" + verdict

@@ -47,6 +47,7 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.io import non_finite_key, read_json, write_json_atomic
+from symato.run import eager
 from symato.run.evalgroup import group_document
 
 METRIC_KEYS = (
@@ -57,7 +58,8 @@ METRIC_KEYS = (
 )  # fmt: skip
 # Copied from model.pt's meta: the operator backend training ran (cpu, cuda, torch, or
 # none for an architecture without one), its arithmetic (fp32/bf16) and the device's name.
-TRAINING_RECORD = ("backend", "precision", "device_name")
+TRAINING_RECORD = ("backend", "precision", "device_name", "unique_tokens", "unique_bytes",
+                   "epochs")
 
 
 # ----------------------------------------------------------------------------- bits per byte
@@ -354,6 +356,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, meta = load_model(run_dir, device=resolve_device(device))
+    eager.skip_custom_op_dynamo_guard()  # nothing here compiles (symato.run.eager)
     settings = meta.get("settings") or read_json(run_dir / "settings.json", "settings file")
     check_trained_on(run_dir, meta, settings["shards_dir"], shared)
     val = shared.val(settings["shards_dir"], int(settings["ctx_len"]))

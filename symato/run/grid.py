@@ -24,6 +24,13 @@ seed equal to the run's configured seed adds no suffix, so that run keeps its na
 The config must already be complete (``symato.config.prepare``
 fills every default).
 
+Repeated text: a sub-grid with ``bytes:`` may add ``unique_bytes:``, the unique text each
+budget is drawn from; every pair with unique bytes below the budget is a run trained in
+``bytes / unique_bytes`` epochs over a fixed subset of the train split, named by both
+(``rwkv4-L1-D32-B300k-U30k``; docs/training.md "Repeated epochs"). A pair whose unique text
+equals its budget is the fresh-data run of that budget (``...-B300k``, shared with the
+other studies); a pair with more unique text than budget is no run.
+
 Every run is checked as it is expanded, so a config error stops the Snakefile before any
 job: sizes and budgets beyond the sanity limits (``symato.run.settings.check_scale``),
 and, where a tokenizer's shards already exist, budgets that repeat their training text
@@ -86,12 +93,16 @@ def format_value(value: float) -> str:
 def run_name(
     arch: str, n_layer: int, n_embd: int, tokens: int | None = None,
     text_bytes: int | None = None, varied: dict[str, Any] | None = None,
+    unique_bytes: int | None = None,
 ) -> str:
     """The folder name of one run: ``rwkv4-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes),
-    then ``-{short}{value}`` for each varied setting in name order (``...-lr0.002``)."""
+    ``...-B700k-U70k`` (bytes drawn from that much unique text: repeated epochs), then
+    ``-{short}{value}`` for each varied setting in name order (``...-lr0.002``)."""
     if (tokens is None) == (text_bytes is None):
         raise SymatoError("run_name: give exactly one of tokens and text_bytes")
     budget = f"T{format_tokens(tokens)}" if tokens is not None else f"B{format_tokens(text_bytes)}"
+    if unique_bytes is not None and unique_bytes != text_bytes:
+        budget += f"-U{format_tokens(unique_bytes)}"
     shorts = varied_names()
     suffix = "".join(f"-{shorts[key]}{format_value(varied[key])}" for key in sorted(varied or {}))
     return f"{arch}-L{n_layer}-D{n_embd}-{budget}{suffix}"
@@ -125,10 +136,10 @@ def run_name_pattern() -> str:
     archs = "|".join(re.escape(name) for name in ARCHITECTURES)
     shorts = "|".join(re.escape(s) for s in sorted(set(varied_names().values()),
                                                   key=lambda s: (-len(s), s)))
-    return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-({shorts})[0-9.]+)*"
+    return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-U[0-9]+[kMG]?)?(-({shorts})[0-9.]+)*"
 
 
-_BUDGET_PART = re.compile(r"-[TB][0-9]+[kMG]?(?=-|$)")
+_BUDGET_PART = re.compile(r"-[TB][0-9]+[kMG]?(-U[0-9]+[kMG]?)?(?=-|$)")
 _SEED_LR_PART = re.compile(r"-(s|lr|lrmin)[0-9][0-9.]*(?=-|$)")
 _SIZE_PART = re.compile(r"-L[0-9]+-D[0-9]+(?=-|$)")
 EVAL_GROUPINGS = ("run", "shape", "architecture")
@@ -178,10 +189,12 @@ def run_settings(
     config: dict, tokenizer: str, arch: str, size: str, tokens: int | None,
     results: str = "results", text_bytes: int | None = None, where: str = "config train",
     varied: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None,
+    unique_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The settings of one run, in the contract's key order (``symato.run.settings``).
 
-    For a byte budget (``text_bytes``) ``tokens`` and ``steps`` are left open. ``fixed``:
+    For a byte budget (``text_bytes``) ``tokens`` and ``steps`` are left open;
+    ``unique_bytes`` below it makes a repeated-data run (equal: the fresh run). ``fixed``:
     settings the sub-grid sets without naming them (its ``schedule``). Errors start with
     ``where`` and name the run.
     """
@@ -205,10 +218,13 @@ def run_settings(
         budget = {"tokens": int(tokens), "steps": steps_for(int(tokens), shared)}
     else:
         budget = {"text_bytes": int(text_bytes)}
+        if unique_bytes is not None and unique_bytes != text_bytes:
+            budget["unique_bytes"] = int(unique_bytes)
     settings = ordered({
         **shared,
         "tokenizer": tokenizer,
-        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes, named),
+        "run": run_name(arch, n_layer, n_embd, tokens, text_bytes, named,
+                        budget.get("unique_bytes")),
         "arch": arch,
         "n_layer": n_layer,
         "n_embd": n_embd,
@@ -242,9 +258,10 @@ def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
                 )
         points = itertools.product(tokenizers, grid["archs"], grid["sizes"],
                                    _budgets(grid, where), _variations(grid))
-        for tok, arch, size, (tokens, text_bytes), varied in points:
+        for tok, arch, size, (tokens, text_bytes, unique), varied in points:
             s = run_settings(config, tok, arch, size, tokens, results, text_bytes,
-                             where=f"config {where}", varied=varied, fixed=_fixed(grid))
+                             where=f"config {where}", varied=varied, fixed=_fixed(grid),
+                             unique_bytes=unique)
             entry = runs.setdefault((tok, s["run"]), _entry(s))
             if entry["settings"] != s:
                 raise SymatoError(f"config {where}: run {tok}/{s['run']} is asked for again "
@@ -268,20 +285,33 @@ def _variations(grid: dict) -> list[dict[str, Any]]:
             for values in itertools.product(*(vary[k] for k in keys))]
 
 
-def _budgets(grid: dict, where: str) -> list[tuple[int | None, int | None]]:
-    """(tokens, text_bytes) pairs of one sub-grid: exactly one of its ``tokens``/``bytes``."""
+def _budgets(grid: dict, where: str) -> list[tuple[int | None, int | None, int | None]]:
+    """(tokens, text_bytes, unique_bytes) of one sub-grid: exactly one of its
+    ``tokens``/``bytes``; with ``unique_bytes``, every (bytes, unique) pair with unique
+    text up to the budget (unique_bytes None: fresh text)."""
     if ("tokens" in grid) == ("bytes" in grid):
         raise SymatoError(f"config {where}: give exactly one of the keys 'tokens' (token "
                           f"budgets) and 'bytes' (budgets in bytes of training text)")
+    if "unique_bytes" in grid and "bytes" not in grid:
+        raise SymatoError(f"config {where}: 'unique_bytes' (repeated epochs) needs budgets "
+                          "in bytes of text ('bytes'), not 'tokens'")
     if "tokens" in grid:
-        return [(int(t), None) for t in grid["tokens"]]
-    return [(None, int(b)) for b in grid["bytes"]]
+        return [(int(t), None, None) for t in grid["tokens"]]
+    if "unique_bytes" not in grid:
+        return [(None, int(b), None) for b in grid["bytes"]]
+    pairs = [(None, int(b), int(u)) for b in grid["bytes"] for u in grid["unique_bytes"]
+             if u <= b]
+    if not pairs:
+        raise SymatoError(f"config {where}: every unique_bytes {grid['unique_bytes']} is more "
+                          f"than every budget {grid['bytes']}; no run repeats its text")
+    return pairs
 
 
 def _entry(settings: dict[str, Any]) -> dict[str, Any]:
     keys = ("tokenizer", "run", "arch", "n_layer", "n_embd")
     return {**{k: settings[k] for k in keys}, "tokens": settings.get("tokens"),
-            "text_bytes": settings.get("text_bytes"), "grids": [], "settings": settings}
+            "text_bytes": settings.get("text_bytes"), "unique_bytes": settings.get("unique_bytes"),
+            "grids": [], "settings": settings}
 
 
 def check_budgets(runs: list[dict[str, Any]], results: str | Path = "results") -> None:

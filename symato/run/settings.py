@@ -101,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("steps", int, "optimizer steps = ceil(tokens / (batch_size * ctx_len))", minimum=1),
     Setting("text_bytes", int, "byte-budget runs: UTF-8 bytes of training text asked for",
             minimum=1, optional=True),
+    Setting("unique_bytes", int, "repeated-data runs: UTF-8 bytes of unique text the "
+            "text_bytes are drawn from (a fixed prefix of the shuffled train split, "
+            "symato.data.loader.unique_subset), trained in text_bytes / unique_bytes epochs",
+            minimum=1, optional=True),
     _shared("ctx_len", int, 128, "training window in tokens", minimum=1),
     _shared("batch_size", int, 16, "global batch (windows) per optimizer step", minimum=1),
     _shared("grad_accum", int, 1, "micro-batches per step; must divide batch_size", minimum=1),
@@ -280,6 +284,7 @@ def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...
         raise SymatoError(f"{where}: need lr_min <= lr, got lr_min={settings['lr_min']}, "
                           f"lr={settings['lr']}")
     check_wsd(settings, where)
+    check_unique(settings, where)
     backend, device = settings.get("wkv_backend"), settings.get("device")
     if {backend, device} == {"cpu", "cuda"}:  # caught here, not in the job after queueing
         raise SymatoError(f"{where}: wkv_backend {backend!r} cannot run on device {device!r}; "
@@ -341,6 +346,22 @@ def check_wsd(settings: dict[str, Any], where: str) -> None:
                           "lower warmup or decay (WSD: warmup + decay must stay below 1)")
 
 
+def check_unique(settings: dict[str, Any], where: str) -> None:
+    """A repeated-data run (``unique_bytes``) has a byte budget at least as large, and a
+    cosine or exponential schedule (WSD branches share one stable run's data order)."""
+    if "unique_bytes" not in settings:
+        return
+    if "text_bytes" not in settings:
+        raise SymatoError(f"{where}: unique_bytes needs a budget in bytes of text "
+                          "(text_bytes, a sub-grid's bytes:)")
+    if settings["unique_bytes"] > settings["text_bytes"]:
+        raise SymatoError(f"{where}: unique_bytes {settings['unique_bytes']} is more than the "
+                          f"text trained on, text_bytes {settings['text_bytes']}")
+    if settings.get("schedule") == "wsd":
+        raise SymatoError(f"{where}: unique_bytes (repeated epochs) is not available with "
+                          "schedule wsd")
+
+
 # ----------------------------------------------------------------------------- guards
 def block_params(n_layer: int, n_embd: int) -> int:
     """Parameters of a model's blocks, embeddings left out: 12 x n_layer x n_embd².
@@ -372,7 +393,19 @@ def check_passes(settings: dict[str, Any], train: dict[str, int], source: str,
                  where: str) -> float:
     """Refuse a budget that passes over the train split's text more than ``max_epochs``
     times; returns the passes. ``train``: the split's ``tokens`` and ``bytes`` (from
-    ``source``, a shard manifest)."""
+    ``source``, a shard manifest).
+
+    A repeated-data run (``unique_bytes``) names its repetition on purpose: it is held
+    to its unique text fitting in the train split instead, and returns its epochs.
+    """
+    if "unique_bytes" in settings:
+        if settings["unique_bytes"] > train["bytes"]:
+            raise SymatoError(
+                f"{where}: run {settings['tokenizer']}/{settings['run']}: its unique text of "
+                f"{settings['unique_bytes']} bytes is more than the training text, which "
+                f"holds {train['bytes']} bytes ({train['tokens']} tokens; train split of "
+                f"{source}). Lower unique_bytes or use a bigger corpus")
+        return settings["text_bytes"] / settings["unique_bytes"]
     unit = "bytes" if "text_bytes" in settings else "tokens"
     if train[unit] <= 0:
         raise SymatoError(f"{where}: run {settings['tokenizer']}/{settings['run']}: the train "
@@ -527,7 +560,9 @@ def _resolve(args: dict[str, Any], manifest: Path, where: str) -> dict[str, Any]
     print(f"{args['text_bytes']} bytes of text at {train['bytes'] / train['tokens']:.4f} bytes per "
           f"token (train split of {manifest}) -> tokens {tokens}, steps {args['steps']}")
     passes = check_passes(args, train, str(manifest), where)
-    if passes > 1:
+    if "unique_bytes" in args:
+        print(f"{passes:.4g} epochs over {args['unique_bytes']} bytes of unique text")
+    elif passes > 1:
         print(f"note: {passes:.4g} passes over the training text (max_epochs "
               f"{setting(args, 'max_epochs'):g}): windows repeat text")
     return args

@@ -27,8 +27,6 @@ class SplitForms:
     """The split form (sym id, marktone id) of every whole-syllable id of a vocabulary."""
 
     def __init__(self, tokenizer: Any, probability: float) -> None:
-        from symato.text.syllable import parse
-
         if not 0.0 <= probability < 1.0:
             raise SymatoError(f"split_syllables must be in [0, 1), got {probability}")
         self.probability = float(probability)
@@ -41,6 +39,8 @@ class SplitForms:
             raise SymatoError(f"split_syllables = {probability}: tokenizer "
                               f"{tokenizer.kind!r} has no whole-syllable ids (it needs a "
                               f"symato+N vocabulary); set split_syllables to 0")
+        from symato.text.syllable import parse  # only here: its import costs ~0.2 s
+
         self.is_whole = np.zeros(tokenizer.vocab_size, dtype=bool)
         self.parts = np.zeros((tokenizer.vocab_size, 2), dtype=np.int64)
         for syllable in syllables:

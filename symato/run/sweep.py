@@ -11,7 +11,7 @@ is the sweep's name, e.g. ``rwkv4-L1-D32-B100k``). A sweep has two or more rates
 After every run of a sweep is evaluated, :func:`decide` picks its best rate (the lowest
 ``bits_per_byte``; ties, within a relative ``TIE_RTOL``, go to the configured rate, i.e.
 the run without a ``-lr`` suffix, then to the lower rate: the rule of the report's
-``symato.report.fit.choose_runs``). Best rate strictly inside the range: the optimum is
+``symato.report.lrchoice.choose_runs``). Best rate strictly inside the range: the optimum is
 bracketed. At an edge, the sweep is extended by one rate past that edge, the edge rate
 times (or divided by) the ratio between the edge rate and its neighbour (``x2`` for
 0.002, 0.004, 0.008), until the optimum is bracketed or ``max_extensions`` rates were
@@ -44,7 +44,7 @@ from symato.run.settings import (
 )
 
 # Losses within this relative distance of the best count as tied (the report's rule:
-# symato.report.fit.TIE_RTOL, checked equal by tests/test_sweep.py).
+# symato.report.lrchoice.TIE_RTOL, checked equal by tests/test_sweep.py).
 TIE_RTOL = 1e-9
 # Significant digits of an extension rate: 0.004 * 1.5 is 0.006, not 0.006000000000000001,
 # so that run names stay short and the same rate always gets the same name.
@@ -102,7 +102,7 @@ def find_sweeps(runs: list[dict[str, Any]]) -> list[Sweep]:
 
     WSD runs (``schedule: wsd``) are left out: each rate of a WSD sub-grid is a branch of
     its own stable run, so an extension rate would need a stable run of its own; their
-    best rate is still chosen by the fits (``symato.report.fit.choose_runs``), but the
+    best rate is still chosen by the fits (``symato.report.lrchoice.choose_runs``), but the
     DAG does not extend them.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}

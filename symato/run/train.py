@@ -71,6 +71,7 @@ from symato.io import (
     write_text_atomic,
 )
 from symato.models.registry import get_architecture, recipe_of
+from symato.run import eager
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, file_digest, run_inputs
 from symato.run.recipes import l2wrap, parameter_groups
@@ -334,9 +335,12 @@ class Trainer:
                                 "bytes": int(self.train_ds.manifest.get("bytes", 0))},
                      str(Path(settings["shards_dir"]) / "manifest.json"), "symato train")
         self.vocab = read_json(settings["vocab_file"], "vocabulary file")
+        self.unique = self._unique_subset()
         self.inputs = run_inputs(settings)  # what a checkpoint must match to be resumed
         self.micro = self._micro_batch_size()
         self.model = self._build_model()
+        if not settings["compile"]:  # the operator's kernels run without dynamo's import
+            eager.skip_custom_op_dynamo_guard()
         self.net: nn.Module = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.rng = np.random.default_rng(int(settings["seed"]))
@@ -351,6 +355,28 @@ class Trainer:
         self.stats = IntervalStats(self.device)
         self.clock = Stopwatch(self.device)
         self.peak = self._peak_flops()
+
+    def _unique_subset(self) -> dict[str, Any] | None:
+        """A repeated-data run (``unique_bytes``): restrict the train stream to its unique
+        subset (``symato.data.loader.unique_subset``) and return its record; else None.
+
+        The documents' bytes are counted on their text, decoded with the run's tokenizer,
+        so the subset is the same documents whatever the tokenizer.
+        """
+        if "unique_bytes" not in self.s:
+            return None
+        from symato.data.loader import unique_subset
+        from symato.text.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.vocab, source=self.s["vocab_file"])
+        subset = unique_subset(self.s["shards_dir"], int(self.s["unique_bytes"]),
+                               lambda row: len(tokenizer.decode_bytes(row[1:].tolist())))
+        self.train_ds.restrict(subset)
+        record = {**subset.record(), "epoch_order": "numpy default_rng([seed, epoch])"
+                  ".permutation(windows)", "epoch_windows": self.train_ds.epoch_windows()}
+        self.log(f"unique text: {subset.documents} documents, {subset.text_bytes} bytes, "
+                 f"{subset.tokens} tokens, {record['epoch_windows']} windows per epoch")
+        return record
 
     def _split_forms(self) -> SplitForms:
         """Whole syllables written split at random (``split_syllables``; symato+N only)."""
@@ -407,8 +433,10 @@ class Trainer:
         groups = [{"params": [params[n] for n in g["names"]], "lr_scale": g["lr_scale"],
                    "weight_decay": g["weight_decay"]}
                   for g in parameter_groups(self.model, self.s)]
-        return torch.optim.AdamW(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
-                                 eps=self.s["eps"], fused=True)
+        # eager runs: the same AdamW without torch._dynamo's import (symato.run.eager)
+        adamw = torch.optim.AdamW if self.s["compile"] else eager.AdamW
+        return adamw(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
+                     eps=self.s["eps"], fused=True)
 
     def _peak_flops(self) -> float | None:
         if self.device.type != "cuda":
@@ -592,8 +620,11 @@ class Trainer:
 
     def micro_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This process's micro-batches of the next global batch (same RNG everywhere)."""
-        batch = self.splits.apply(self.train_ds.random_batch(self.s["batch_size"], self.rng),
-                                  self.rng)
+        if self.unique is not None:  # repeated epochs: windows in each epoch's order
+            drawn = self.train_ds.epoch_batch(self.step, self.s["batch_size"], self.s["seed"])
+        else:
+            drawn = self.train_ds.random_batch(self.s["batch_size"], self.rng)
+        batch = self.splits.apply(drawn, self.rng)
         per_rank = self.micro * self.s["grad_accum"]
         mine = self.to_device(batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank])
         for i in range(self.s["grad_accum"]):
@@ -796,6 +827,8 @@ class Trainer:
             "grad_norm": reading.grad_norm,
             "tokens_per_second": tok_s,
         }
+        if self.unique is not None:
+            rec["epoch"] = rec["tokens"] / self.unique["unique_tokens"]
         if self.peak:
             rec["mfu"] = flops_per_token * tok_s / (self.peak * self.dist.world)
         if self._eval_due():
@@ -824,6 +857,9 @@ class Trainer:
             "device": str(self.device),
             "backend": self.backend,
             "inputs": self.inputs,
+            # repeated epochs: the unique text (fresh runs: their tokens are all unique)
+            **(self.unique or {"unique_tokens": tokens}),
+            "epochs": tokens / (self.unique or {"unique_tokens": tokens})["unique_tokens"],
             **arithmetic_meta(self.device, self.precision, self.tf32),
         }
         save_model(self.out / "model.pt", self.model, meta)

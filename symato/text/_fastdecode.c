@@ -4,7 +4,7 @@
  * per call plus ~55-90 ns per id; sentencepiece does it in C++. Here the loop is a few
  * ns per id and one call in, one object out.
  *
- * What it computes: exactly ``Tokenizer._decode_symato`` (the Python reference), for
+ * What it computes: exactly ``symato.text.decoding.decode`` (the Python reference), for
  * every id sequence in range, well formed or not:
  *   - an id of class OWN (a byte, special, merge, reserved or sentencepiece piece)
  *     writes its own bytes; it ends a syllable run and drops a pending case;
@@ -41,7 +41,7 @@
 enum { C_OWN = 0, C_MT = 1, C_CASE = 2, C_SYM = 3, C_WHOLE = 4 };
 #define FORMS 19 /* 18 marktones + the bare sym */
 #define BARE 18
-#define ERRORS "symato-surrogates" /* the decode error handler symato.text.tokenizer registers */
+#define ERRORS "symato-surrogates" /* the decode error handler symato.text.codecs.base registers */
 
 /* ------------------------------------------------------------------ output buffer */
 typedef struct {
@@ -491,7 +491,7 @@ typedef struct {
 } Stream;
 
 /* Length of the longest prefix of data whose decoding no later byte can change: all but
- * a trailing lead byte whose sequence is incomplete (``tokenizer._utf8_cut``). */
+ * a trailing lead byte whose sequence is incomplete (``decoding.utf8_cut``). */
 static Py_ssize_t utf8_cut(const unsigned char *data, Py_ssize_t n) {
     Py_ssize_t top = n < 4 ? n : 4;
     for (Py_ssize_t back = 1; back <= top; back++) {

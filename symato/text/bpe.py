@@ -43,9 +43,12 @@ def pieces(run: bytes) -> list[bytes]:
     return PIECE.findall(run)
 
 
-def learn_merges(run_counts: Counter[bytes], n_merges: int, min_count: int = 2
-                 ) -> list[tuple[bytes, bytes]]:
+def learn_merges(run_counts: Counter[bytes], n_merges: int, min_count: int = 2,
+                 savings: list[int] | None = None) -> list[tuple[bytes, bytes]]:
     """Learn up to ``n_merges`` byte-pair merges from non-syllable runs and their counts.
+
+    ``savings``, if given, gets each merge's count (the tokens it saves on the runs):
+    how symato-wordsV weighs merges against its syllable entries.
 
     Classic BPE over the pre-split pieces: repeatedly merge the most frequent adjacent
     pair (ties: the smaller left bytes, then right bytes, so the result is the same on
@@ -83,6 +86,8 @@ def learn_merges(run_counts: Counter[bytes], n_merges: int, min_count: int = 2
         new_id = len(token_bytes)
         token_bytes.append(token_bytes[pair[0]] + token_bytes[pair[1]])
         merges.append((token_bytes[pair[0]], token_bytes[pair[1]]))
+        if savings is not None:
+            savings.append(-neg)
         changed: set[tuple[int, int]] = set()
         for wi in where.pop(pair, ()):
             word, count = words[wi], counts[wi]

@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 
 from symato.errors import SymatoError
+from symato.text.codecs.base import WHOLE
 from symato.text.tokenizer import Tokenizer
 
 
@@ -73,8 +74,8 @@ def describe(tok: Tokenizer) -> str:
             kinds["reserved"] += 1
         elif piece in tok.special_tokens:
             kinds["special"] += 1
-        elif piece.startswith("=") and tok.kind.startswith("symato"):
-            kinds["syllable"] += 1
+        elif tok.decode_tables.cls[i] == WHOLE:  # a whole syllable, or a word of several
+            kinds["word" if " " in piece else "syllable"] += 1
         elif tok.is_merge(i):
             kinds["merge"] += 1
         else:
@@ -82,7 +83,7 @@ def describe(tok: Tokenizer) -> str:
     lines = [
         f"kind: {tok.kind}",
         f"vocab_size: {tok.vocab_size}",
-        f"tone_style: {tok.tone_style}" if tok.kind.startswith("symato") else None,
+        f"tone_style: {tok.tone_style}" if tok.marktone_ids else None,
         "ids: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
         "special_tokens: " + ", ".join(f"{k}={v}" for k, v in tok.special_tokens.items()),
     ]

@@ -1,21 +1,22 @@
-"""Decode backends of the ``Tokenizer``: the compiled loop (``c``) and the Python decoders.
+"""The decoder implementations of the ``Tokenizer``: the compiled loop (``c``) and Python.
 
 Why a compiled loop: a line (~100 symato ids) or one sampled token decodes in a fixed
 ~3 us plus ~55-90 ns per id in Python; sentencepiece does it in C++ with about half the
 ids. ``symato.text._fastdecode`` (``_fastdecode.c``, built by every install) walks flat
-tables this module builds once per tokenizer (``tables``) and writes only byte slices
-the tables hold; its loop is the reference decoder's (``Tokenizer._decode_symato``) state
-machine, so it decodes every in-range id sequence, well formed or not, to the same bytes
-(hypothesis-tested against the reference for every table kind).
+tables this module builds once per tokenizer from its codec's ``DecodeTables``
+(``tables``) and writes only byte slices the tables hold; its loop is the reference
+decoder's (``symato.text.decoding``) state machine, so it decodes every in-range id
+sequence, well formed or not, to the same bytes (hypothesis-tested against the
+reference for every kind).
 
-Backends, by name (``Tokenizer.decode(ids, backend=...)``, ``stream_decoder(backend=...)``,
+Decoders, by name (``Tokenizer.decode(ids, decoder=...)``, ``stream_decoder(decoder=...)``,
 or for every call without one the environment variable ``SYMATO_DECODER``):
 
 - ``c`` (default): the compiled loop. Ids it does not take (out of range, not plain
   ints, not a list / tuple / 1-D integer array) go to the checking Python path, which
   reports them (``SymatoError`` naming the position) or decodes them as the reference.
-- ``python``: the Python decoders only (short-list loop, numpy passes, the reference
-  loop): same output, slower; for tests, debugging and installs without the extension.
+- ``python``: the reference decoder only: same output, slower; for tests, debugging and
+  installs without the extension.
 
 If the extension is missing, asking for ``c`` raises ``SymatoError`` with the cause and
 the fix (a project rule: a fast path never degrades silently).
@@ -26,13 +27,10 @@ from __future__ import annotations
 import os
 from array import array
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from symato.errors import SymatoError
-from symato.text import syllable as S
-
-if TYPE_CHECKING:
-    from symato.text.tokenizer import Tokenizer
+from symato.text.codecs.base import FORMS, DecodeTables
 
 ABI = 1  # _fastdecode.c's ABI constant: the table layout and constructor this code builds
 
@@ -53,24 +51,22 @@ def _load() -> tuple[Any, ImportError | None]:
 
 _fastdecode, _IMPORT_ERROR = _load()
 
-BACKENDS = ("c", "python")
+DECODERS = ("c", "python")
 ENV = "SYMATO_DECODER"
-OWN, MT, CASE, SYM, WHOLE = range(5)  # id classes of _fastdecode.c
-FORMS = S.MARKTONES + 1  # per sym: the 18 marktones, then the bare sym
 
 
-def check_backend(name: str) -> str:
-    """``name`` if it is a decode backend, else a SymatoError listing them."""
-    if name not in BACKENDS:
-        raise SymatoError(f"decode backend must be one of {BACKENDS}, got {name!r}")
+def check_decoder(name: str) -> str:
+    """``name`` if it is a decoder implementation, else a SymatoError listing them."""
+    if name not in DECODERS:
+        raise SymatoError(f"decoder must be one of {DECODERS}, got {name!r}")
     return name
 
 
-def default_backend() -> str:
-    """The backend of calls that name none: ``$SYMATO_DECODER`` or ``c``."""
+def default_decoder() -> str:
+    """The decoder of calls that name none: ``$SYMATO_DECODER`` or ``c``."""
     name = os.environ.get(ENV) or "c"
-    if name not in BACKENDS:
-        raise SymatoError(f"environment variable {ENV}={name!r}: must be one of {BACKENDS}")
+    if name not in DECODERS:
+        raise SymatoError(f"environment variable {ENV}={name!r}: must be one of {DECODERS}")
     return name
 
 
@@ -91,7 +87,7 @@ def missing_message() -> str:
         "python3-dev), rebuild it from your checkout: `pip install -e .` there (or `make "
         "setup`, or `python setup.py build_ext --inplace`); an install from a checkout "
         "elsewhere: `pip install --force-reinstall --no-deps -e PATH/TO/CHECKOUT`; or ask "
-        f"for the pure-Python decoder by name: decode(ids, backend='python') or {ENV}=python "
+        f"for the pure-Python decoder by name: decode(ids, decoder='python') or {ENV}=python "
         "(same output, slower)")
 
 
@@ -102,49 +98,24 @@ def require() -> Any:
     return _fastdecode
 
 
-def tables(tok: Tokenizer) -> dict[str, Any]:
-    """The flat tables ``_fastdecode.Decoder`` walks (layout: the top of _fastdecode.c).
-
-    Every byte comes from the tokenizer's own decode tables: ``_id_bytes`` (bytes,
-    specials, merges, reserved ids, sentencepiece pieces), ``_compose`` (sym + marktone
-    in three cases), ``_whole`` and ``_bare_sym`` (what the reference writes for a sym
-    without a legal marktone). Syllable slices carry the implicit space in front.
-    """
-    v = tok.vocab_size
-    cls = bytearray(v)  # OWN everywhere unless set below
-    arg = array("i", bytes(4 * v))
-    slices: list[bytes] = list(tok._id_bytes)
-    if tok._syms:
-        def mark(t: int, k: int, a: int) -> None:
-            cls[t], arg[t], slices[t] = k, a, b""
-
-        from symato.text.tokenizer import MT_BASE, TITLE_ID, UPPER_ID
-
-        for m in range(S.MARKTONES):
-            mark(MT_BASE + m, MT, m)
-        mark(TITLE_ID, CASE, 1)
-        mark(UPPER_ID, CASE, 2)
-        for i in range(len(tok._syms)):
-            mark(tok._sym_base + i, SYM, i)
-        for w in range(len(tok._whole)):
-            mark(tok._syl_base + w, WHOLE, w)
-        get = tok._compose.get
-        for i in range(len(tok._syms)):
-            sym_id = tok._sym_base + i
-            bare = [b" " + tok._bare_sym(sym_id, c) for c in range(3)]
-            for m in range(S.MARKTONES):
-                forms = get(sym_id * S.MARKTONES + m)
-                slices += [b" " + f for f in forms] if forms else bare
-            slices += bare
-        for forms in tok._whole:
-            slices += [b" " + f for f in forms]
+def tables(dt: DecodeTables) -> dict[str, Any]:
+    """The flat tables ``_fastdecode.Decoder`` walks (layout: the top of _fastdecode.c):
+    ``dt``'s values laid out as one blob of slices. Syllable slices carry the implicit
+    space in front (the loop starts one byte later when no space is due)."""
+    slices: list[bytes] = list(dt.own)
+    for forms in dt.sym_forms:
+        slices += [b" " + f for f in forms]
+    for forms in dt.whole_forms:
+        slices += [b" " + f for f in forms]
     lengths = array("I", map(len, slices))
     offsets = array("I", accumulate(lengths[:-1], initial=0)) if slices else array("I")
-    return {"cls": bytes(cls), "arg": arg.tobytes(), "off": offsets.tobytes(),
-            "len": lengths.tobytes(), "blob": b"".join(slices), "n_syms": len(tok._syms),
-            "n_whole": len(tok._whole) if tok._syms else 0}
+    return {"cls": dt.cls, "arg": array("i", dt.arg).tobytes(), "off": offsets.tobytes(),
+            "len": lengths.tobytes(), "blob": b"".join(slices), "n_syms": len(dt.sym_forms),
+            "n_whole": len(dt.whole_forms)}
 
 
-def build_decoder(tok: Tokenizer) -> Any:
-    """A ``_fastdecode.Decoder`` for ``tok`` (SymatoError if the extension is missing)."""
-    return require().Decoder(**tables(tok))
+def build_decoder(dt: DecodeTables) -> Any:
+    """A ``_fastdecode.Decoder`` over ``dt`` (SymatoError if the extension is missing)."""
+    if any(len(forms) != FORMS * 3 for forms in dt.sym_forms):
+        raise SymatoError(f"decode tables: every sym needs {FORMS * 3} forms")
+    return require().Decoder(**tables(dt))

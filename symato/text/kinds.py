@@ -2,9 +2,9 @@
 
 Why a registry: the config schema (which tokenizer names are valid), the vocab rule
 (what a vocabulary is learned from, which settings it reads), ``symato vocab`` (how it
-is built) and the ``Tokenizer`` (how a vocabulary file of the kind is checked) all need
-"which kinds exist". Each reads it from here, so a new kind is its build function plus
-one entry below (docs/architecture.md walks through an example).
+is built) and the ``Tokenizer`` (which codec reads, encodes and decodes a file of the
+kind) all need "which kinds exist". Each reads it from here, so a new kind is its build
+function and codec plus one entry below (docs/architecture.md walks through an example).
 
 A tokenizer *name* in ``config.yaml`` (``symato+8192``) belongs to the kind whose
 ``pattern`` matches it; the pattern's groups carry its parameters.
@@ -34,7 +34,8 @@ def _symato_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _symato_bpe_options(config: dict[str, Any]) -> list[tuple[str, Any]]:
-    # the size is in the name (symato-bpe2816): V ids in all
+    # symato-bpeV and symato-wordsV: the size is in the name (symato-bpe2816), V ids in
+    # all; bpe_min_count is the occurrences a merge (of bytes, or of syllables) needs
     return [("tone-style", config["clean"]["tone_style"]),
             ("bpe-min-count", config["vocab"]["bpe_min_count"])]
 
@@ -59,9 +60,9 @@ class TokenizerKind:
     from nothing); ``options`` turns the complete config into the ``symato vocab``
     options of this kind (only the settings it reads, so changing another kind's
     setting never rebuilds it); ``build`` is ``module:function`` with the signature
-    ``build(name, match, inputs, options) -> Tokenizer``. ``encoding`` is how the
-    ``Tokenizer`` encodes with a vocabulary of the kind: ``table`` (symato's syllable
-    split with its id table) or ``sentencepiece`` (a sentencepiece model).
+    ``build(name, match, inputs, options) -> Tokenizer``. ``codec`` is
+    ``module:Class``, the ``symato.text.codecs.base.Codec`` that reads, encodes and
+    decodes a vocabulary file of the kind (``symato.text.codecs``).
     """
 
     name: str
@@ -70,13 +71,23 @@ class TokenizerKind:
     learns_from: tuple[str, ...]
     options: Callable[[dict[str, Any]], list[tuple[str, Any]]]
     build: str
-    encoding: str = "table"
+    codec: str = "symato.text.codecs.table:TableCodec"
 
     def builder(self) -> Callable[..., Any]:
-        module, func = self.build.split(":")
-        return getattr(importlib.import_module(module), func)
+        """The build function (imported on first use)."""
+        return _resolve(self.build)
+
+    def codec_class(self) -> type:
+        """The codec class (imported on first use)."""
+        return _resolve(self.codec)
 
 
+def _resolve(spec: str) -> Any:
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_SP = "symato.text.codecs.sentencepiece:SentencepieceCodec"
 KINDS: dict[str, TokenizerKind] = {
     kind.name: kind
     for kind in (
@@ -89,21 +100,28 @@ KINDS: dict[str, TokenizerKind] = {
                       "symato with V ids in all: byte-pair merges for the text between "
                       "syllables, learned from the train split",
                       ("syms", "text"), _symato_bpe_options,
-                      "symato.text.vocab:build_symato_bpe"),
+                      "symato.text.vocab:build_symato_bpe",
+                      codec="symato.text.codecs.merges:MergesCodec"),
+        TokenizerKind("symato-wordsV", r"symato-words([1-9][0-9]*)",
+                      "symato with V ids in all: whole syllables and whole words of 2-4 "
+                      "syllables, learned from the train split",
+                      ("syms", "text"), _symato_bpe_options, "symato.text.codecs.words:build",
+                      codec="symato.text.codecs.words:WordsCodec"),
         TokenizerKind("bytes", r"bytes", "the 256 UTF-8 byte values (the floor)",
-                      (), _no_options, "symato.text.vocab:build_bytes"),
+                      (), _no_options, "symato.text.vocab:build_bytes",
+                      codec="symato.text.codecs.bytes:BytesCodec"),
         TokenizerKind("sentencepiece", r"sentencepiece",
                       "sentencepiece (BPE by default) trained on the train split's text",
                       ("text",), _sentencepiece_options,
-                      "symato.text.vocab:build_sentencepiece", encoding="sentencepiece"),
+                      "symato.text.vocab:build_sentencepiece", codec=_SP),
         TokenizerKind("sp-bpeV", r"sp-bpe([1-9][0-9]*)",
                       "sentencepiece BPE with V ids, trained on the train split's text",
                       ("text",), _sentencepiece_sized_options,
-                      "symato.text.vocab:build_sentencepiece_sized", encoding="sentencepiece"),
+                      "symato.text.vocab:build_sentencepiece_sized", codec=_SP),
         TokenizerKind("sp-unigramV", r"sp-unigram([1-9][0-9]*)",
                       "sentencepiece Unigram with V ids, trained on the train split's text",
                       ("text",), _sentencepiece_sized_options,
-                      "symato.text.vocab:build_sentencepiece_sized", encoding="sentencepiece"),
+                      "symato.text.vocab:build_sentencepiece_sized", codec=_SP),
     )
 }
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from symato.errors import SymatoError
 from symato.text import syllable as S
-from symato.text.tokenizer import TITLE_ID, UPPER_ID, Tokenizer
+from symato.text.codecs.base import TITLE_ID, UPPER_ID
+from symato.text.tokenizer import Tokenizer
 
 Slot = tuple[int, tuple[int, ...]]
 

@@ -282,7 +282,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--texts", nargs="+", default=[], metavar="FILE",
                    help="training text: cleaned Parquet files (column text) of the train split")
     p.add_argument("--bpe-min-count", type=int, default=argparse.SUPPRESS,
-                   help="symato-bpeV: occurrences a merge needs (default 2)")
+                   help="symato-bpeV, symato-wordsV: occurrences a merge (of bytes, of "
+                   "syllables) needs (default 2)")
     p.add_argument("--out", required=True, help="vocabulary JSON file to write")
     # Options the kind does not read are refused, so none has a default here: each build
     # function holds its own.

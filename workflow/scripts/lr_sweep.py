@@ -4,7 +4,7 @@ the learning rate, one panel per architecture, one line per sweep.
 Rule plot_lr_sweep (rules/report.smk); edit this file to restyle the figure.
 Colour: tokenizer, line style and marker: architecture (symato.report.style); lighter =
 smaller model, each line labelled at its end (labels spread so they never overlap). The
-star is the chosen value (the run the fits use, symato.report.fit.choose_runs), a red
+star is the chosen value (the run the fits use, symato.report.lrchoice.choose_runs), a red
 star a choice at the edge of the sweep (optimum not bracketed).
 """
 

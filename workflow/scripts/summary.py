@@ -1,5 +1,5 @@
 """results/summary.md: runs, seed replicates, learning-rate sweeps, fitted laws, frontier,
-tokenizer study.
+tokenizer study, repeated epochs.
 
 Rule results_summary (rules/report.smk). This file is the document's layout: title,
 wording, which sections and in what order. Each section's table is built by
@@ -12,9 +12,9 @@ from symato.run.sweep import read_decision
 
 
 def document(runs, fits: dict, toks, study: dict | None = None,
-             sweeps: list[dict] | None = None) -> str:
+             sweeps: list[dict] | None = None, repeated=None) -> str:
     """The whole summary.md text; ``sweeps``: the learning-rate sweeps' final decisions
-    (results/sweeps/)."""
+    (results/sweeps/); ``repeated``: runs.csv with the runs that repeat their text."""
     study = study or {}
     sections = [
         "# symato results summary",
@@ -36,6 +36,8 @@ def document(runs, fits: dict, toks, study: dict | None = None,
         "### Ranking agreement across sizes, over seeds", summary.ranking_section(study),
         "### Split syllables: one model for both forms", summary.split_section(runs),
         "## WSD decay branches against cosine runs", summary.wsd_check_section(runs),
+        "## Repeated epochs: when unique text runs out", summary.repetition_section(repeated,
+                                                                                    fits),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -47,6 +49,7 @@ if "snakemake" in globals():  # run by Snakemake; tests import document() instea
         text = document(runs, figures.load_fits(sm.input.fits),
                         figures.load_tokenizers(sm.input.tokenizers),
                         figures.load_study(sm.input.study),
-                        [read_decision(path) for path in sm.input.sweeps])
+                        [read_decision(path) for path in sm.input.sweeps],
+                        figures.load_runs(sm.input.runs, repeated=True))
         write_text_atomic(sm.output.md, text)
         print(f"{len(runs)} runs -> {sm.output.md}")

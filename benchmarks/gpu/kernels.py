@@ -1,8 +1,10 @@
-"""GPU check of the CUDA WKV kernels: build, correctness against float64, timing.
+"""Kernel check of the WKV operators: build, correctness against float64, timing.
 
-Run on a machine with a CUDA GPU (``scripts/gpu_check.sh`` sets up the environment):
+Step (a) of the GPU suite (``bash benchmarks/gpu/run.sh``; benchmarks/gpu/README.md). Run
+alone from the repository root: ``python benchmarks/gpu/kernels.py [--quick] [--out DIR]``.
+On a machine with a CUDA GPU it:
 
-1. builds ``kernels/wkv_cuda.cu`` through ``symato.models.ops.extension.load_extension`` (the
+1. builds ``kernels/wkv4_cuda.cu`` through ``symato.models.ops.extension.load_extension`` (the
    real build path);
 2. checks forward and backward (y, new state, and gradients of w, u, k, v, state) against a
    float64 reference on fresh random inputs at several shapes including T = 16384, in
@@ -18,7 +20,12 @@ shapes also use the pure-PyTorch loop in float64 on the GPU. ``--compile-only`` 
 (works without a GPU when TORCH_CUDA_ARCH_LIST / SYMATO_CUDA_ARCH is set).
 
 The RWKV-7 kernel (kernels/wkv7_cuda.cu) gets the same treatment from
-scripts/gpu_check_wkv7.py, into the same report: correctness, then timings.
+``kernels_wkv7.py`` beside this file, into the same report: correctness, then timings.
+
+``--quick`` checks two small shapes per operator and times the first shape only.
+``--device cpu`` checks the C++ CPU kernels the same way (no timing: the CPU kernels are
+timed by benchmarks/bench_wkv.py): the smoke mode the test suite runs
+(tests/test_gpu_suite.py), so this script's plumbing is tested without a GPU.
 """
 
 from __future__ import annotations
@@ -32,20 +39,21 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import gpu_check_wkv7  # beside this file: scripts/ is on sys.path when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # symato from this checkout
+import kernels_wkv7  # beside this file: its folder is on sys.path when run as a script
 
 from symato.models.ops.extension import build_lock, load_extension
-from symato.models.ops.wkv4 import compile_defines, initial_state, wkv
+from symato.models.ops.wkv4 import INIT_PP, initial_state, wkv4
 from symato.models.ops.wkv7 import load_wkv7_extension
 
 SHAPES_CHECK = [(2, 37, 40), (3, 1000, 96), (1, 16384, 64), (4, 2048, 512)]
 SHAPES_TIME = [(8, 1024, 512), (16, 1024, 1024), (8, 4096, 2048)]
+SHAPES_QUICK = SHAPES_CHECK[:2]  # --quick: two small shapes, the first timing shape
 TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
 
 # One thread per (b, c) walking all of T: the classic RWKV-4 kernel design, for comparison.
 # Backward: pass 1 stores the state before every step in a scratch buffer, pass 2 walks back.
-# The empty state's pp is symato's INIT_PP, passed as -DWKV_INIT_PP like to the real kernel.
+# The empty state's pp is symato's INIT_PP, passed as the define BASE_INIT_PP.
 BASELINE_CU = r"""
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -62,7 +70,7 @@ __global__ void base_fwd(int B, int T, int C, const float* w, const float* u, co
   const int b = i / C, c = i % C;
   const long off = (long)b * T * C + c;
   const float ww = w[c], uu = u[c];
-  float aa = 0.f, bb = 0.f, pp = WKV_INIT_PP;
+  float aa = 0.f, bb = 0.f, pp = BASE_INIT_PP;
   for (int t = 0; t < T; ++t) {
     const long j = off + (long)t * C;
     const float kk = ld(k + j), vv = ld(v + j);
@@ -82,7 +90,7 @@ __global__ void base_bwd(int B, int T, int C, const float* w, const float* u, co
   const int b = i / C, c = i % C;
   const long off = (long)b * T * C + c;
   const float ww = w[c], uu = u[c];
-  float aa = 0.f, bb = 0.f, pp = WKV_INIT_PP;
+  float aa = 0.f, bb = 0.f, pp = BASE_INIT_PP;
   for (int t = 0; t < T; ++t) {
     const long j = off + (long)t * C;
     scratch[3 * j] = aa; scratch[3 * j + 1] = bb; scratch[3 * j + 2] = pp;
@@ -161,14 +169,15 @@ def log(msg: str) -> None:
 def build_baseline():
     from torch.utils.cpp_extension import load_inline
 
-    build = Path(os.environ.get("SYMATO_BUILD_DIR", "/tmp/symato-build")) / "wkv-baseline"
+    root = os.environ.get("SYMATO_BUILD_DIR")  # the package's build cache, as extension.py
+    build = (Path(root) if root else Path.home() / ".cache" / "symato") / "wkv-baseline"
     with build_lock(build):  # the loader's SIGKILL-safe lock (a killed build blocks nothing)
         return load_inline(
             name="symato_wkv_baseline",
             cpp_sources=[BASELINE_CPP],
             cuda_sources=["#include <torch/extension.h>\n" + BASELINE_CU],
             functions=["fwd", "bwd"],
-            extra_cuda_cflags=["-O3", *compile_defines()],
+            extra_cuda_cflags=["-O3", f"-DBASE_INIT_PP={INIT_PP!r}f"],
             build_directory=str(build),
         )
 
@@ -201,26 +210,30 @@ def make_inputs(B, T, C, seed):
 
 def reference(w, u, k, v, s, gy, gs, backend):
     ins = [x.clone().requires_grad_(True) for x in (w, u, k, v, s)]
-    y, ns = wkv(*ins, backend=backend)
+    y, ns = wkv4(*ins, backend=backend)
     torch.autograd.backward([y, ns], [gy.to(y.device), gs.to(ns.device)])
     return [y.detach().cpu(), ns.detach().cpu()] + [x.grad.cpu() for x in ins]
 
 
-def check_shape(B, T, C, dtype, seed) -> list[dict]:
+def check_shape(B, T, C, dtype, seed, device="cuda") -> list[dict]:
+    """The ``device`` kernel (``cuda`` or the C++ ``cpu`` one) against float64 references."""
     w, u, k, v, s, gy, gs = make_inputs(B, T, C, seed)
     # the reference sees exactly the rounded inputs the kernel sees
     k, v, gy = (x.to(dtype).double() for x in (k, v, gy))
     w, u = w.float().double(), u.float().double()
     refs = {"cpu-f64": reference(w, u, k, v, s, gy, gs, "cpu")}
     if B * T * C <= 200_000:
-        dev64 = [x.cuda() for x in (w, u, k, v, s, gy, gs)]
-        refs["torch-f64-gpu"] = reference(*dev64, backend="torch")
+        dev64 = [x.to(device) for x in (w, u, k, v, s, gy, gs)]
+        refs["torch-f64-gpu" if device == "cuda" else "torch-f64"] = reference(
+            *dev64, backend="torch")
     dev = [w.float(), u.float(), k.to(dtype), v.to(dtype), s.float()]
-    dev = [x.cuda().requires_grad_(True) for x in dev]
-    poison_allocator(64 * B * T * C + (1 << 24))
-    y, ns = wkv(*dev, backend="cuda")
-    torch.autograd.backward([y, ns], [gy.cuda().to(dtype), gs.cuda().float()])
-    torch.cuda.synchronize()
+    dev = [x.to(device).requires_grad_(True) for x in dev]
+    if device == "cuda":
+        poison_allocator(64 * B * T * C + (1 << 24))
+    y, ns = wkv4(*dev, backend=device)
+    torch.autograd.backward([y, ns], [gy.to(device).to(dtype), gs.to(device).float()])
+    if device == "cuda":
+        torch.cuda.synchronize()
     got = [y.detach(), ns.detach()] + [x.grad for x in dev]
     names = ["y", "state", "gw", "gu", "gk", "gv", "gstate"]
     rows = []
@@ -307,73 +320,90 @@ def time_shape(ext, base, B, T, C, dtype, bw) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="kernels.py", description=__doc__.split("\n")[0])
     p.add_argument("--compile-only", action="store_true", help="only build the extensions")
-    p.add_argument("--out", default=os.environ.get("OUT", "results/gpu_check"),
-                   help="folder for gpu_check.json and gpu_check.md")
+    p.add_argument("--out", default="results/gpu/kernels",
+                   help="folder for kernels.json and kernels.md")
     p.add_argument("--skip-timing", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="two small check shapes per operator, one timing shape")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="cpu: check the C++ CPU kernels instead (no timing; a smoke test)")
     args = p.parse_args(argv)
+    device = args.device
     t0 = time.time()
-    ext = load_extension("cuda", verbose=False)
-    log(f"built wkv cuda extension in {time.time() - t0:.1f}s: {ext.__name__}")
+    ext = load_extension(device, verbose=False)
+    log(f"built wkv4 {device} extension in {time.time() - t0:.1f}s: {ext.__name__}")
     t0 = time.time()
-    ext7 = load_wkv7_extension("cuda")
-    log(f"built wkv7 cuda extension in {time.time() - t0:.1f}s: {ext7.__name__}")
+    ext7 = load_wkv7_extension(device)
+    log(f"built wkv7 {device} extension in {time.time() - t0:.1f}s: {ext7.__name__}")
     if args.compile_only:
-        build_baseline()
-        log("built baseline kernel; --compile-only: done")
+        if device == "cuda":
+            build_baseline()
+            log("built baseline kernel")
+        log("--compile-only: done")
         return 0
-    if not torch.cuda.is_available():
-        log("no CUDA device visible: nothing to check")
+    if device == "cuda" and not torch.cuda.is_available():
+        log("no CUDA device visible: nothing to check (--device cpu checks the CPU kernels)")
         return 2
-    prop = torch.cuda.get_device_properties(0)
-    log(f"device: {prop.name}, {prop.multi_processor_count} SMs, torch {torch.__version__}")
+    if device == "cuda":
+        prop = torch.cuda.get_device_properties(0)
+        device_label = prop.name
+        log(f"device: {prop.name}, {prop.multi_processor_count} SMs, torch {torch.__version__}")
+    else:
+        device_label = f"cpu ({os.cpu_count()} cores)"
+        log(f"device: {device_label}, torch {torch.__version__}; no timing on the CPU")
     load_extension("cpu")
     torch.set_num_threads(os.cpu_count() or 1)
     check_rows = []
-    for i, (B, T, C) in enumerate(SHAPES_CHECK):
+    for i, (B, T, C) in enumerate(SHAPES_QUICK if args.quick else SHAPES_CHECK):
         for dtype in (torch.float32, torch.bfloat16):
             t1 = time.time()
-            rows = check_shape(B, T, C, dtype, seed=100 + i)
+            rows = check_shape(B, T, C, dtype, seed=100 + i, device=device)
             check_rows += rows
             worst = max(rows, key=lambda r: r["rel_err"] / TOL[dtype])
             status = "ok" if all(r["ok"] for r in rows) else "FAIL"
             log(f"check {(B, T, C)} {worst['dtype']}: {status}; worst {worst['tensor']} "
                 f"vs {worst['ref']} rel err {worst['rel_err']:.2e} ({time.time() - t1:.1f}s)")
-    check_rows += gpu_check_wkv7.check_all(log)
+    check_rows += kernels_wkv7.check_all(log, device, quick=args.quick)
     failed = [r for r in check_rows if not r["ok"]]
     for r in failed:
         log(f"  FAIL {r}")
     time_rows, time7, bw = [], [], None
-    if not args.skip_timing:
+    if not args.skip_timing and device == "cuda":
         base = build_baseline()
         bw = copy_bandwidth()
         log(f"device-to-device copy bandwidth: {bw / 1e12:.2f} TB/s (read + write)")
-        for B, T, C in SHAPES_TIME:
+        for B, T, C in SHAPES_TIME[:1] if args.quick else SHAPES_TIME:
             for dtype in (torch.float32, torch.bfloat16):
                 time_rows += time_shape(ext, base, B, T, C, dtype, bw)
-        time7 = gpu_check_wkv7.time_all(bw, time_ms, log)
+        time7 = kernels_wkv7.time_all(bw, time_ms, log, quick=args.quick)
     lines = [
-        f"device: {prop.name}; copy bandwidth {bw / 1e12:.2f} TB/s" if bw else "",
-        "",
-        "| (B,T,C) | dtype | kernel | fwd ms | fwd % copy BW | fwd+bwd ms | fwd+bwd % copy BW "
-        "| fwd speedup | fwd+bwd speedup |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"device: {device_label}; copy bandwidth {bw / 1e12:.2f} TB/s" if bw
+        else f"device: {device_label}; no timing",
     ]
+    if time_rows:
+        lines += [
+            "",
+            "| (B,T,C) | dtype | kernel | fwd ms | fwd % copy BW | fwd+bwd ms | fwd+bwd % copy BW "
+            "| fwd speedup | fwd+bwd speedup |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in time_rows:
         lines.append(
             f"| {r['shape']} | {r['dtype']} | {r['kernel']} | {r['fwd_ms']:.3f} | "
             f"{100 * r['fwd_bw_frac']:.0f}% | {r['fb_ms']:.3f} | {100 * r['fb_bw_frac']:.0f}% | "
             f"{r['fwd_speedup']:.2f}x | {r['fb_speedup']:.2f}x |"
         )
-    table = "\n".join(lines) + ("\n" + gpu_check_wkv7.table(time7) if time7 else "")
+    table = "\n".join(lines) + ("\n" + kernels_wkv7.table(time7) if time7 else "")
     log(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_check.md").write_text(table + "\n")
-    payload = dict(device=prop.name, copy_bw=bw, checks=check_rows, timing=time_rows,
-                   timing_wkv7=time7, torch=torch.__version__)
-    (out / "gpu_check.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    (out / "kernels.md").write_text(table + "\n")
+    payload = dict(device=device_label, kernels=device, quick=args.quick, copy_bw=bw,
+                   checks=check_rows, timing=time_rows, timing_wkv7=time7,
+                   torch=torch.__version__)
+    (out / "kernels.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     log(f"correctness: {len(check_rows) - len(failed)}/{len(check_rows)} ok")
     return 1 if failed else 0
 

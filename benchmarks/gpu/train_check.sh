@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# One-GPU end-to-end check: the real workflow (data stages, the kernel build, one training
-# run on the GPU, its evaluation) through the local profile (profiles/default), which must
-# find the GPU and grant it to the jobs. The run is config-gpu.yaml's smallest size with
-# its settings (bf16, head size 64, ...), on a tiny corpus: only the token budget and the
-# window (ctx 64: the corpus's validation split is shorter than 1024 tokens) are cut.
+# One-GPU end-to-end check, step (c) of the GPU suite (run.sh beside this file): the real
+# workflow (data stages, the kernel build, one training run on the GPU, its evaluation)
+# through the local profile (profiles/default), which must find the GPU and grant it to
+# the jobs. The run is config-gpu.yaml's smallest size with its settings (bf16, head size
+# 64, ...), of the registry's first architecture with a compiled operator (RWKV-4), on a
+# tiny corpus: only the token budget and the window (ctx 64: the corpus's validation split
+# is shorter than 1024 tokens) are cut.
 #
-#   scripts/gpu_train_check.sh [WORKDIR]        # default: a fresh temp dir
+#   bash benchmarks/gpu/train_check.sh [--device cpu] [WORKDIR]   # default: a fresh temp dir
 #
-# Needs a CUDA build of torch in $PY (default .venv/bin/python, else python3; the device
-# image's python3 needs the wheels of scripts/device_wheels.sh, as scripts/gpu_session.sh does). Checks: Snakemake registers the
-# GPUs nvidia-smi lists as the `gpu` limit; the training job gets gpu=1; rule
-# build_kernels built the kernels once (results/kernels/cuda.json); the trained model says
-# device=cuda, world_size=1 and records what ran (backend cuda, precision bf16, the GPU's
-# name) in model.pt and metrics.json; evaluation writes finite bits per byte. Prints
-# one PASS/FAIL line per check and exits non-zero on any failure. ALLOW_CPU=1 runs the
-# same steps on a machine without a GPU (device checks become "cpu", precision fp32), to
-# test the script.
-# With $OUT set (device runner), the logs and metrics are copied there.
+# Needs a CUDA build of torch and snakemake in $PY (default .venv/bin/python, else
+# python3). Checks: Snakemake registers the GPUs nvidia-smi lists as the `gpu` limit; the
+# training job gets gpu=1; rule build_kernels built every operator's kernel once
+# (results/kernels/cuda.json); the trained model says device=cuda, world_size=1 and records
+# what ran (backend cuda, precision bf16, the GPU's name) in model.pt and metrics.json;
+# evaluation writes finite bits per byte. Prints one PASS/FAIL line per check and exits
+# non-zero on any failure. --device cpu runs the same steps on a machine without a GPU
+# (device checks become "cpu", precision fp32), to test the script.
+# With $OUT set, the logs and metrics are copied there.
 set -euo pipefail
+WANT_CPU=0
+if [ "${1:-}" = --device ]; then
+    case "${2:-}" in cpu) WANT_CPU=1 ;; cuda) ;; *) echo "train_check: --device wants cuda or cpu" >&2; exit 2 ;; esac
+    shift 2
+fi
 
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 PY="${PY:-$REPO/.venv/bin/python}"
 [ -x "$PY" ] || command -v "$PY" >/dev/null || PY=python3  # device image: no .venv
 # symato from this checkout also where it is not pip-installed (device image, wheel rehearsal).
@@ -40,8 +46,8 @@ else
 fi
 want_device=cuda
 if [ "$want_gpus" -eq 0 ]; then
-    if [ "${ALLOW_CPU:-0}" != 1 ]; then
-        echo "FAIL no GPU found (nvidia-smi); ALLOW_CPU=1 to run on CPU anyway"; exit 1
+    if [ "$WANT_CPU" != 1 ]; then
+        echo "FAIL no GPU found (nvidia-smi); --device cpu to run on the CPU anyway"; exit 1
     fi
     want_device=cpu
 fi
@@ -55,7 +61,13 @@ fi
 
 # config-gpu.yaml's smallest size; its settings, merged under these overrides
 SIZE=$(awk '/sizes:/ {gsub(/[][,]/, " "); print $2; exit}' "$REPO/config-gpu.yaml")
-RUN=results/runs/symato/rwkv-$SIZE-T200k
+# From the registry: the first architecture with a compiled operator, and every operator
+# (rule build_kernels builds them all).
+read -r ARCH FAMILIES <<< "$("$PY" -c 'from symato.models import ARCHITECTURES as A
+ops = [a for a in A if A[a].operator]
+print(ops[0], *sorted({A[a].operator for a in ops}))')"
+[ -n "${ARCH:-}" ] || { echo "FAIL symato's registry does not load with $PY"; exit 1; }
+RUN=results/runs/symato/$ARCH-$SIZE-T200k
 if [ "$want_device" = cuda ]; then
     want_precision=bf16; cpu_overrides=""
 else  # the rehearsal: what a CPU can do
@@ -69,7 +81,7 @@ tokenizers: [symato]
 clean: {val_fraction: 0.2}
 train:
   grids:
-    - {name: gpu, tokenizers: [symato], archs: [rwkv], sizes: [$SIZE], tokens: [200000]}
+    - {name: gpu, tokenizers: [symato], archs: [$ARCH], sizes: [$SIZE], tokens: [200000]}
   settings: {ctx_len: 64, batch_size: 16, warmup: 0.05, eval_interval: 50,
              eval_windows: 4, log_interval: 10, checkpoint_steps: 50, $cpu_overrides
              threads: 2, max_epochs: 1000}  # a speed check: repeating the tiny text is fine
@@ -87,7 +99,7 @@ cd "$REPO"
 set +e
 start=$(date +%s)
 # --foreground keeps Snakemake in the caller's process group: a caller's own timeout
-# (scripts/gpu_session.sh) then ends Snakemake and its jobs too, instead of orphaning them.
+# (run.sh) then ends Snakemake and its jobs too, instead of orphaning them.
 timeout --foreground -s INT -k 30 900 "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" \
     --configfile "$REPO/config-gpu.yaml" "$WORK/config.yaml" --cores 4 data "$RUN/metrics.json" \
     > "$WORK/snakemake.log" 2>&1
@@ -102,15 +114,15 @@ if [ "$want_device" = cuda ]; then
     check "training job was granted gpu=1" $?
 fi
 
-"$PY" - "$WORK/results/kernels/$want_device.json" <<'PYEOF'
+"$PY" - "$WORK/results/kernels/$want_device.json" "$FAMILIES" <<'PYEOF'
 import json, sys
 record = json.loads(open(sys.argv[1]).read())
 print("kernels", record["device"], {k: v["build_dir"] for k, v in record["families"].items()},
       "target", record.get("cuda_target"), "nvcc", record.get("nvcc"))
-sys.exit(0 if set(record["families"]) == {"wkv", "wkv7"} else 1)
+sys.exit(0 if set(record["families"]) == set(sys.argv[2].split()) else 1)
 PYEOF
 check "build_kernels built every family for $want_device once" $?
-grep -q "operator backend $want_device," "$WORK/results/logs/train/symato/rwkv-$SIZE-T200k.log"
+grep -q "operator backend $want_device," "$WORK/results/logs/train/symato/$ARCH-$SIZE-T200k.log"
 check "the training log names operator backend $want_device" $?
 
 if [ -f "$WORK/$RUN/model.pt" ]; then

@@ -1,4 +1,4 @@
-"""GPU check of the CUDA WKV-7 kernel (kernels/wkv7_cuda.cu), run by scripts/gpu_check.py.
+"""Kernel check of the WKV-7 operator (kernels/wkv7_cuda.cu), run by kernels.py beside it.
 
 1. correctness: forward and backward (y, new state, gradients of r, w, k, v, a, b and the
    state) against float64 on fresh model-like inputs, float32 (relative error <= 1e-5) and
@@ -7,10 +7,11 @@
    float64 reference is the C++ kernel in float64 (gradchecked in tests/test_wkv7.py), and
    for small shapes also the pure-PyTorch loop in float64 on the GPU;
 2. timing: forward and forward+backward at (B, T, H, N) with H*N = 512, 1024, 2048 and
-   N = 64 (the WKV-4 shapes of gpu_check.py), against the PyTorch reference on the GPU at
+   N = 64 (the WKV-4 shapes of kernels.py), against the PyTorch reference on the GPU at
    the first shape, with bytes moved and FMA throughput.
 
-Why a module of its own: gpu_check.py is the WKV-4 check; both write one report.
+Why a module of its own: kernels.py is the WKV-4 check; both write one report. With
+``--device cpu`` (kernels.py) the C++ CPU kernel is checked the same way, without timing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from symato.models.ops.wkv7 import load_wkv7_extension, wkv7
 SHAPES_CHECK = [(2, 37, 2, 64), (1, 300, 3, 16), (3, 1000, 4, 32), (4, 2048, 8, 64),
                 (1, 16384, 2, 64)]
 SHAPES_TIME = [(8, 1024, 8, 64), (16, 1024, 16, 64), (8, 4096, 32, 64)]
+SHAPES_QUICK = SHAPES_CHECK[:2]  # --quick: two small shapes, the first timing shape
 TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
 NAMES = ["y", "state", "gr", "gw", "gk", "gv", "ga", "gb", "gstate"]
 # FMAs per state entry per step (kernels/wkv7_cuda.cu): forward S a, the update (3), S r;
@@ -59,19 +61,23 @@ def run(backend, xs, s, gy, gs):
     return [y.detach(), ns.detach()] + [x.grad for x in ins]
 
 
-def check_shape(B, T, H, N, dtype, seed) -> list[dict]:
+def check_shape(B, T, H, N, dtype, seed, device="cuda") -> list[dict]:
+    """The ``device`` kernel (``cuda`` or the C++ ``cpu`` one) against float64 references."""
     *xs, s, gy, gs = make_inputs(B, T, H, N, seed)
     xs = [x.to(dtype).double() for x in xs]  # the references see the kernel's inputs
     s, gy = s.float().double(), gy.to(dtype).double()
     refs = {"cpu-f64": run("cpu", xs, s, gy, gs)}
     if B * T * H * N <= 20_000:
-        refs["torch-f64-gpu"] = run("torch", [x.cuda() for x in xs], s.cuda(), gy.cuda(),
-                                    gs.cuda())
-    junk = torch.full((64 * B * T * H * N + (1 << 24),), float("nan"), device="cuda")
-    del junk  # the caching allocator hands out NaN-filled memory next
-    got = run("cuda", [x.to(dtype).cuda() for x in xs], s.float().cuda(),
-              gy.to(dtype).cuda(), gs.float().cuda())
-    torch.cuda.synchronize()
+        name = "torch-f64-gpu" if device == "cuda" else "torch-f64"
+        refs[name] = run("torch", [x.to(device) for x in xs], s.to(device), gy.to(device),
+                         gs.to(device))
+    if device == "cuda":
+        junk = torch.full((64 * B * T * H * N + (1 << 24),), float("nan"), device="cuda")
+        del junk  # the caching allocator hands out NaN-filled memory next
+    got = run(device, [x.to(dtype).to(device) for x in xs], s.float().to(device),
+              gy.to(dtype).to(device), gs.float().to(device))
+    if device == "cuda":
+        torch.cuda.synchronize()
     rows = []
     for ref_name, ref in refs.items():
         for name, a, b in zip(NAMES, got, ref, strict=True):
@@ -84,12 +90,12 @@ def check_shape(B, T, H, N, dtype, seed) -> list[dict]:
     return rows
 
 
-def check_all(log) -> list[dict]:
+def check_all(log, device="cuda", quick=False) -> list[dict]:
     rows = []
-    for i, shape in enumerate(SHAPES_CHECK):
+    for i, shape in enumerate(SHAPES_QUICK if quick else SHAPES_CHECK):
         for dtype in (torch.float32, torch.bfloat16):
             t1 = time.time()
-            part = check_shape(*shape, dtype, seed=200 + i)
+            part = check_shape(*shape, dtype, seed=200 + i, device=device)
             rows += part
             worst = max(part, key=lambda r: r["rel_err"] / TOL[dtype])
             status = "ok" if all(r["ok"] for r in part) else "FAIL"
@@ -126,10 +132,10 @@ def time_shape(ext, B, T, H, N, dtype, bw, time_ms, with_ref) -> dict:
                 fb_tflops=2 * (FMA_FWD + FMA_BWD) * fma / (res["fb_ms"] * 1e-3) / 1e12)
 
 
-def time_all(bw, time_ms, log) -> list[dict]:
+def time_all(bw, time_ms, log, quick=False) -> list[dict]:
     ext = load_wkv7_extension("cuda")
     rows = []
-    for i, shape in enumerate(SHAPES_TIME):
+    for i, shape in enumerate(SHAPES_TIME[:1] if quick else SHAPES_TIME):
         for dtype in (torch.float32, torch.bfloat16):
             rows.append(time_shape(ext, *shape, dtype, bw, time_ms, with_ref=i == 0))
             r = rows[-1]

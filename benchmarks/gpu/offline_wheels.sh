@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Fill .whl/ with exactly the wheels a lent GPU machine lacks to run scripts/gpu_session.sh
-# (snakemake at the version .venv has, jsonschema, zstandard and their dependency closure).
+# Fill .whl/ with exactly the wheels an offline GPU machine lacks to run the GPU suite
+# (snakemake at the version .venv has, jsonschema, zstandard and their dependency closure):
+# the optional first step of lent_device.sh beside this file. A GPU machine with network
+# needs none of it: `pip install -e .` there (README, "On a GPU").
 #
-# Why: the device machine reaches no package index, so whatever the workflow imports that
-# its image lacks must travel with the working tree (<= 64 MiB in all). Its image already
+# Why: the project's lent device machine reaches no package index, so whatever the
+# workflow imports that its image lacks must travel with the working tree (<= 64 MiB in
+# all). Its image already
 # holds torch (CUDA), numpy, pyarrow, pandas, ... (list below), so those are left out:
 # carrying a second torch would cost gigabytes, and two versions of one package stop the
 # install there.
 #
-#   scripts/device_wheels.sh                        # Python 3.12 wheels into .whl/
-#   scripts/device_wheels.sh --python-version 3.11 --dest /tmp/whl311   # rehearsal set
+#   bash benchmarks/gpu/offline_wheels.sh            # Python 3.12 wheels into .whl/
+#   bash benchmarks/gpu/offline_wheels.sh --python-version 3.11 --dest /tmp/whl311  # rehearsal
 #
 # How: the closure is resolved by pip itself (`pip install --dry-run --ignore-installed
 # --report`) under an interpreter of the target version, so environment markers are those
@@ -18,14 +21,14 @@
 # --no-deps --only-binary=:all:`; a package published only as an sdist is built here with
 # `pip wheel` and must come out pure Python (py3-none-any), else the script fails.
 # Packages the device image has are dropped and listed in .whl/device-wheels.txt with the
-# version the resolution wanted, so a mismatch there can be spotted (gpu_session.sh
+# version the resolution wanted, so a mismatch there can be spotted (lent_device.sh
 # prints the device's versions of them).
 #
 # Environment: RESOLVE_PY (an interpreter of the target version; default: python3.XY on
 # PATH, else ~/.pyenv/versions/3.XY*/bin/python3.XY), HOST_PY (default .venv/bin/python;
 # its installed versions become the pins), NO_PIN=1 (resolve without .venv's pins).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 PYV=3.12
 DEST=.whl
@@ -33,11 +36,11 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --python-version) PYV="$2"; shift 2 ;;
         --dest) DEST="$2"; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-        *) echo "device_wheels: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        *) echo "offline_wheels: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-case "$PYV" in 3.[0-9]|3.[0-9][0-9]) ;; *) echo "device_wheels: --python-version wants X.Y, got '$PYV'" >&2; exit 2 ;; esac
+case "$PYV" in 3.[0-9]|3.[0-9][0-9]) ;; *) echo "offline_wheels: --python-version wants X.Y, got '$PYV'" >&2; exit 2 ;; esac
 HOST_PY="${HOST_PY:-.venv/bin/python}"
 
 find_resolver() {  # an interpreter of version $PYV, to resolve with its own markers
@@ -47,7 +50,7 @@ find_resolver() {  # an interpreter of version $PYV, to resolve with its own mar
         if "$cand" -c "import sys; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '$PYV' else 1)" \
             2>/dev/null; then echo "$cand"; return 0; fi
     done
-    echo "device_wheels: no Python $PYV interpreter found (set RESOLVE_PY)" >&2
+    echo "offline_wheels: no Python $PYV interpreter found (set RESOLVE_PY)" >&2
     return 1
 }
 RESOLVE="$(find_resolver)"
@@ -92,7 +95,7 @@ if [ "${NO_PIN:-0}" != 1 ]; then
     "$HOST_PY" -m pip freeze --exclude-editable | grep -vE '^(-e |torch==)|@' > "$SCRATCH/pins.txt"
     CONS=(-c "$SCRATCH/pins.txt")
 fi
-echo "device_wheels: resolving ${REQS[*]} for Python $PYV with $RESOLVE"
+echo "offline_wheels: resolving ${REQS[*]} for Python $PYV with $RESOLVE"
 "$RESOLVE" -m pip install --dry-run --ignore-installed --quiet --no-warn-script-location \
     --report "$SCRATCH/report.json" "${CONS[@]}" "${REQS[@]}" 2> >(grep -v 'is ignored: it is neither' >&2)
 
@@ -109,7 +112,7 @@ for item in report["install"]:
     (skipped if name in has else need).append(f"{name} {version} {kind}")
 (scratch / "need.txt").write_text("".join(x + "\n" for x in sorted(need)))
 (scratch / "skipped.txt").write_text("".join(x + "\n" for x in sorted(skipped)))
-print(f"device_wheels: closure {len(need) + len(skipped)} packages: {len(need)} to carry, "
+print(f"offline_wheels: closure {len(need) + len(skipped)} packages: {len(need)} to carry, "
       f"{len(skipped)} already on the device")
 PYEOF
 
@@ -131,7 +134,7 @@ done
 for w in "$SCRATCH"/built/*.whl; do
     [ -e "$w" ] || continue
     case "$w" in *-none-any.whl) mv "$w" "$SCRATCH/whl/" ;;
-        *) echo "device_wheels: $(basename "$w") is built from an sdist and not pure Python;" \
+        *) echo "offline_wheels: $(basename "$w") is built from an sdist and not pure Python;" \
                 "it would not run on the device" >&2; exit 1 ;;
     esac
 done
@@ -149,14 +152,14 @@ for w in sorted(Path(sys.argv[2]).glob("*.whl")):
 bad = [f"{n}: wanted {need.get(n)}, got {got.get(n)}" for n in sorted(set(need) | set(got))
        if got.get(n) is None or len(got[n]) != 1 or n not in need]
 if bad:
-    sys.exit("device_wheels: wheel set does not match the resolution:\n  " + "\n  ".join(bad))
+    sys.exit("offline_wheels: wheel set does not match the resolution:\n  " + "\n  ".join(bad))
 PYEOF
 
 mkdir -p "$DEST"
 rm -f "$DEST"/*.whl
 mv "$SCRATCH"/whl/*.whl "$DEST"/
 {
-    echo "# Written by scripts/device_wheels.sh for Python $PYV on $(date -u +%FT%TZ)."
+    echo "# Written by benchmarks/gpu/offline_wheels.sh for Python $PYV on $(date -u +%FT%TZ)."
     echo "# Carried (name version kind):"
     sed 's/^/carry /' "$SCRATCH/need.txt"
     echo "# In the closure but already on the device (version resolved here):"
@@ -164,4 +167,4 @@ mv "$SCRATCH"/whl/*.whl "$DEST"/
 } > "$DEST/device-wheels.txt"
 count=$(find "$DEST" -maxdepth 1 -name '*.whl' | wc -l)
 mib=$(du -cb "$DEST"/*.whl | tail -1 | awk '{printf "%.1f", $1 / 1048576}')
-echo "device_wheels: $count wheels, $mib MiB in $DEST (list: $DEST/device-wheels.txt)"
+echo "offline_wheels: $count wheels, $mib MiB in $DEST (list: $DEST/device-wheels.txt)"
