@@ -169,3 +169,24 @@ def test_a_group_of_repeated_runs_only_fits_the_constrained_law() -> None:
     out = fit_group(rows, "params", 0, 0)
     assert out["law"] == "L(N,D')" and out["fits"]["L_NDU"]["status"] == "ok"
     assert out["R_D_star"] == pytest.approx(15.4, rel=0.05) and out["n_runs"] == len(rows)
+
+
+def test_repetition_cells_average_seeds_and_leave_out_other_recipes(tmp_path: Path) -> None:
+    """A fresh cell with seed replicates and a learning-rate sweep beside it: the figure
+    and summary get one row, the mean of the configured recipe's seeds (the sweep's
+    rates are other recipes, not more of the cell)."""
+    import pandas as pd
+
+    from symato.report import figures
+
+    runs = figures.load_runs(_study_table(tmp_path / "runs.csv"), repeated=True)
+    base = runs[(runs["tokenizer"] == "symato") & (runs["run"] == "rwkv4-L1-D32-B100k")]
+    assert len(base) == 1
+    extra = pd.concat([base.assign(run="rwkv4-L1-D32-B100k-s2", loss=base["loss"] + 0.2),
+                       base.assign(run="rwkv4-L1-D32-B100k-lr0.002", loss=base["loss"] - 5)])
+    before = figures.repetition_runs(runs)
+    after = figures.repetition_runs(pd.concat([runs, extra], ignore_index=True))
+    assert len(after) == len(before)
+    cell = (after["tokenizer"] == "symato") & (after["text_bytes"] == 100000) & after["fresh"]
+    assert after.loc[cell, "replicates"].tolist() == [2]
+    assert after.loc[cell, "loss"].iloc[0] == pytest.approx(float(base["loss"].iloc[0]) + 0.1)

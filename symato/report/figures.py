@@ -48,7 +48,7 @@ from symato.report.style import (  # noqa: F401  (the figure scripts' one import
     tokenizer_key,
     tokenizer_order,
 )
-from symato.run.grid import parse_size
+from symato.run.grid import parse_size, split_name
 
 # The house look; a script may override any of these after pyplot().
 RC_PARAMS = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9,
@@ -106,12 +106,18 @@ def is_repeated(runs: pd.DataFrame) -> pd.Series:
 
 
 def repetition_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The repetition study's runs: for each (tokenizer, arch, size) with repeated runs,
-    those runs and the fresh-data runs of the same shape, with ``size`` (``L1-D32``) and
-    ``fresh`` (bool); a fresh run's ``unique_bytes`` is its trained bytes; sorted."""
+    """The repetition study's cells: for each (tokenizer, arch, size) with repeated runs,
+    one row per (unique bytes, trained bytes) with the mean loss over its seed
+    replicates (``replicates``: how many), ``size`` (``L1-D32``) and ``fresh`` (bool); a
+    fresh cell's ``unique_bytes`` is its trained bytes; sorted.
+
+    Runs that vary another setting (a learning-rate sweep's rates, split forms, a WSD
+    schedule) are other recipes of a cell, not more of it: they are left out, so each
+    cell is the configured recipe, as the repeated runs are."""
     if "epochs" not in runs.columns or not is_repeated(runs).any():
-        return runs.iloc[0:0].assign(fresh=False, size="")
+        return runs.iloc[0:0].assign(fresh=False, size="", replicates=0)
     frame = runs[runs["loss"].notna()].copy()
+    frame = frame[[set(split_name(str(r))[1]) <= {"seed"} for r in frame["run"]]]
     frame["size"] = [f"L{int(a)}-D{int(b)}" for a, b in zip(frame["n_layer"], frame["n_embd"],
                                                              strict=True)]
     frame["fresh"] = ~is_repeated(frame)
@@ -120,7 +126,11 @@ def repetition_runs(runs: pd.DataFrame) -> pd.DataFrame:
     frame = frame[keep].copy()
     frame["unique_bytes"] = frame["unique_bytes"].fillna(frame["text_bytes"])
     frame["epochs"] = frame["epochs"].fillna(1.0)
-    return frame.sort_values(["tokenizer", "arch", "size", "unique_bytes", "tokens"]
+    keys = ["tokenizer", "arch", "size", "unique_bytes", "text_bytes"]
+    cells = frame.groupby(keys, as_index=False, sort=True).agg(
+        loss=("loss", "mean"), tokens=("tokens", "mean"), epochs=("epochs", "mean"),
+        params=("params", "first"), fresh=("fresh", "all"), replicates=("loss", "size"))
+    return cells.sort_values(["tokenizer", "arch", "size", "unique_bytes", "tokens"]
                              ).reset_index(drop=True)
 
 
