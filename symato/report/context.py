@@ -177,20 +177,26 @@ def machine(device: str) -> str:
 
 
 def crossover(rows: list[dict[str, Any]], fast: str = "rwkv7", slow: str = "llama") -> str:
-    """A sentence: the first measured context where ``fast`` costs less per token than
-    ``slow``, or that it did not within the range."""
+    """A sentence: the context from which ``fast`` costs less per token than ``slow`` at
+    every longer measured context too (one cheaper point among dearer ones is noise, not
+    a crossover), or that it did not within the range."""
     by = {(r["arch"], r["context"]): r["token_ms"] for r in rows}
     contexts = sorted({c for a, c in by if a == fast} & {c for a, c in by if a == slow})
     if not contexts:
         return f"{fast} and {slow} were not both measured"
-    for c in contexts:
-        if by[(fast, c)] < by[(slow, c)]:
-            when = "already at" if c == contexts[0] else "from"
-            return (f"{fast} generates a token faster than {slow} {when} {c:,} tokens of "
-                    f"context ({by[(fast, c)]:.2f} ms against {by[(slow, c)]:.2f} ms)")
-    last = contexts[-1]
-    return (f"{fast} was not faster per token than {slow} up to {last:,} tokens of context "
-            f"({by[(fast, last)]:.2f} ms against {by[(slow, last)]:.2f} ms there)")
+    cheaper = [by[(fast, c)] < by[(slow, c)] for c in contexts]
+    if not cheaper[-1]:
+        last = contexts[-1]
+        return (f"{fast} was not faster per token than {slow} at the longest context "
+                f"measured, {last:,} tokens ({by[(fast, last)]:.2f} ms against "
+                f"{by[(slow, last)]:.2f} ms)")
+    first = len(cheaper)
+    while first > 0 and cheaper[first - 1]:
+        first -= 1
+    c = contexts[first]
+    when = "already at" if first == 0 else "from"
+    return (f"{fast} generates a token faster than {slow} {when} {c:,} tokens of context on "
+            f"({by[(fast, c)]:.2f} ms against {by[(slow, c)]:.2f} ms there)")
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
