@@ -128,7 +128,9 @@ def sweep(archs: list[str], contexts: list[int], *, size: str, tokens: int, roun
     rounds alternate over all of them. Returns one row per (arch, context)."""
     if not archs or not contexts or tokens < 1 or rounds < 1:
         raise SymatoError("context bench: needs archs, contexts, tokens >= 1 and rounds >= 1")
-    env = dict(os.environ)
+    env = dict(os.environ)  # the workers import this very package, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads))
     got: dict[tuple[str, int], list[dict[str, Any]]] = {}
