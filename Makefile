@@ -35,6 +35,14 @@ test: setup
 	$(VENV)/bin/ruff check .
 	SYMATO_REQUIRE_KERNELS=cpu $(VENV)/bin/pytest
 
+# Inference cost against context length, every architecture at L6-D512 (issue #28; a few
+# minutes on 2 CPU cores; docs/benchmarks.md). BENCH_ARGS adds options, e.g.
+# BENCH_ARGS="--device cuda --contexts 256 1024 4096 16384 65536".
+BENCH_ARGS ?=
+bench: setup
+	$(PY) benchmarks/bench_context.py --markdown --json results/bench/context-full.json \
+		--figure results/plots/context_full.png $(BENCH_ARGS)
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/snakemake --lint

@@ -40,6 +40,7 @@ include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/sweep.smk"
 include: "rules/report.smk"
+include: "rules/bench.smk"
 
 
 # Budgets against the shards already built, before any job (the run_settings job checks a

@@ -294,6 +294,8 @@ rule results_summary:
         fits="results/scaling/fits.json",
         study="results/scaling/study.json",
         sweeps=lambda wildcards: sweep_final_files(),
+        context=lambda wildcards: (["results/bench/context.json"]
+                                   if config["report"]["context_bench"]["enabled"] else []),
     output:
         md=report("results/summary.md", caption=caption("results_summary"), category="Scaling laws"),
     log:

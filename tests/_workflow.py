@@ -38,8 +38,16 @@ def prepared(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def tiny_data_config(**sections: Any) -> dict[str, Any]:
-    """A fresh copy of the tiny data config, with extra top-level sections added."""
-    return {**copy.deepcopy(_TINY_DATA), **sections}
+    """A fresh copy of the tiny data config, with extra top-level sections added.
+
+    The inference benchmark (report.context_bench, rules/bench.smk) is off unless a
+    test's ``report`` section turns it on: config.yaml, which Snakemake merges under
+    every test config, turns it on for the demo, and a test of other rules should not
+    pay its half minute."""
+    config = {**copy.deepcopy(_TINY_DATA), **copy.deepcopy(sections)}
+    report = config.setdefault("report", {})
+    report["context_bench"] = {"enabled": False, **report.get("context_bench", {})}
+    return config
 
 
 def reversed_keys(value: Any) -> Any:

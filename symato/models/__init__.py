@@ -3,7 +3,9 @@
 Every model shares one interface so the trainer, evaluation, generation and restoration
 never branch on the architecture: ``model(idx) -> logits (B, T, V)``, ``.config`` (a
 dataclass), ``param_counts()``, ``flops_per_token()``, ``init_state(batch_size)``,
-``forward_step(idx, state) -> (logits, new_state)``, ``features(idx)`` and ``project(h)``
+``forward_step(idx, state) -> (logits, new_state)`` (never changing ``state``; the
+Transformers' ``init_state(batch_size, max_len)`` preallocates their KV cache,
+``kvcache.py``), ``features(idx)`` and ``project(h)``
 (``model(idx)`` in two halves: evaluation projects only the positions it scores) and
 ``max_context`` (None when the
 model has no context limit at inference). Which architectures exist is

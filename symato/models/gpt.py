@@ -7,9 +7,11 @@ N(0, 0.02) init with the residual output projections scaled by 1/sqrt(2 n_layer)
 biases in the linear layers, and an optional tied head (off by default so the head is
 its own matrix, as in RWKV).
 
-``forward_step(idx, state)`` continues a sequence from a KV cache: ``state`` is a list,
-one ``(k, v)`` pair per layer, each (B, n_head, P, head_dim) for the P tokens seen so far.
-Learned positions stop at ``ctx_len``: ``max_context`` tells callers to re-prime.
+``forward_step(idx, state)`` continues a sequence from a KV cache: ``state`` is a
+``KVCache`` (symato/models/kvcache.py), preallocated for ``ctx_len`` positions and written
+in place; ``state[i]`` is layer i's ``(k, v)``, each (B, n_head, P, head_dim) for the P
+tokens seen so far. Learned positions stop at ``ctx_len``: ``max_context`` tells callers
+to re-prime.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.models.common import count_parameters, training_flops_per_token
-
-KVCache = list[tuple[Tensor, Tensor]]
+from symato.models.kvcache import KVCache, cached_attention
 
 
 @dataclass
@@ -58,27 +59,19 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
-    def forward(
-        self, x: Tensor, cache: tuple[Tensor, Tensor] | None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Attend over the cached keys/values plus ``x`` (B,T,C); return output and new cache."""
+    def forward(self, x: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        """Attend over the cached keys/values plus ``x`` (B,T,C). With a cache (already
+        advanced by T), this layer's new keys/values are written into it in place."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         past = 0
-        if cache is not None and cache[0].shape[2] > 0:
-            past = cache[0].shape[2]
-            k = torch.cat([cache[0].to(k.dtype), k], dim=2)
-            v = torch.cat([cache[1].to(v.dtype), v], dim=2)
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            # query i sits at position past + i and may see keys 0..past + i
-            rows = torch.arange(T, device=x.device)[:, None] + past
-            mask = torch.arange(past + T, device=x.device)[None, :] <= rows
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if cache is not None:
+            past = cache.length - T
+            k, v = cache.write(layer, past, k, v)
+        y = cached_attention(q, k, v, past)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y), (k, v)
+        return self.c_proj(y)
 
 
 class MLP(nn.Module):
@@ -103,12 +96,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(
-        self, x: Tensor, cache: tuple[Tensor, Tensor] | None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        a, new_cache = self.attn(self.ln_1(x), cache)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), new_cache
+    def forward(self, x: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
@@ -142,39 +132,55 @@ class GPT(nn.Module):
     def features(self, idx: Tensor) -> Tensor:
         """The normalized last hidden states (B, T, C) that ``project`` turns into logits
         (evaluation projects only the positions it scores)."""
-        return self._trunk(idx, None)[0]
+        return self._trunk(idx, None)
 
     def project(self, h: Tensor) -> Tensor:
         """Logits for hidden states from ``features`` (any leading shape)."""
         return self.head(h)
 
-    def init_state(self, batch_size: int) -> KVCache:
-        """An empty KV cache for ``batch_size`` sequences."""
+    def init_state(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for ``batch_size`` sequences, preallocated for ``max_len``
+        positions (default and most: ``ctx_len``, where the learned positions end)."""
         c = self.config
-        empty = self.wte.weight.new_zeros(batch_size, c.n_head, 0, c.n_embd // c.n_head)
-        return [(empty, empty) for _ in range(c.n_layer)]
+        max_len = c.ctx_len if max_len is None else max_len
+        if max_len > c.ctx_len:
+            raise SymatoError(f"GPT KV cache max_len {max_len} > ctx_len {c.ctx_len} "
+                              f"(learned positions end there)")
+        return KVCache.empty(c.n_layer, batch_size, c.n_head, c.n_embd // c.n_head, max_len,
+                             like=self.wte.weight)
 
     def forward_step(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
-        """Continue a sequence from a KV cache: logits for ``idx`` (B, T) and the new cache."""
-        h, new_state = self._trunk(idx, state)
-        return self.project(h), new_state
+        """Continue a sequence from a KV cache: logits for ``idx`` (B, T) and the new cache.
 
-    def _trunk(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
-        """(normalized last hidden states, the new cache) after ``idx`` (B, T)."""
-        past = 0 if not state else state[0][0].shape[2]
+        The new tokens sit at positions ``P .. P+T-1`` where P is the cache length. The
+        cache passed in is not modified (the new one writes past its end, see kvcache.py).
+        """
+        past = 0 if state is None else state.length
         T = idx.shape[1]
         if past + T > self.config.ctx_len:
             raise SymatoError(
                 f"GPT context overflow: {past} cached + {T} new tokens > ctx_len "
                 f"{self.config.ctx_len} (learned positions end there)"
             )
+        state = self.init_state(idx.shape[0]) if state is None else state
+        new_state = state.advance(T, limit_note=" (init_state's max_len)")
+        return self.project(self._trunk(idx, new_state)), new_state
+
+    def _trunk(self, idx: Tensor, cache: KVCache | None) -> Tensor:
+        """The normalized last hidden states after ``idx`` (B, T); with ``cache`` (advanced
+        by T already), the tokens' keys and values are written into it."""
+        T = idx.shape[1]
+        past = 0 if cache is None else cache.length - T
+        if past + T > self.config.ctx_len:
+            raise SymatoError(
+                f"GPT context overflow: {T} tokens > ctx_len {self.config.ctx_len} "
+                f"(learned positions end there)"
+            )
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
-        new_state: KVCache = []
         for i, block in enumerate(self.blocks):
-            x, cache = block(x, None if not state else state[i])
-            new_state.append(cache)
-        return self.ln_f(x), new_state
+            x = block(x, cache, i)
+        return self.ln_f(x)
 
     def param_counts(self) -> dict[str, int]:
         """Total and non-embedding (without wte, wpe) parameter counts."""

@@ -22,7 +22,9 @@ means something. The choices, each checkable below:
 
 Positions come from RoPE alone, so the model has no learned-position limit:
 ``max_context`` is None and ``forward_step`` continues from a KV cache of any length
-(the new tokens' positions start at the cache length). ``ctx_len`` is the training
+(the new tokens' positions start at the cache length): a ``KVCache``
+(symato/models/kvcache.py) written in place, preallocated by ``init_state(B, max_len)``
+or, without ``max_len``, doubled when full. ``ctx_len`` is the training
 window only. The parameter names follow Meta's Llama code (``tok_embeddings``,
 ``layers.{i}.attention.wq``, ``feed_forward.w1`` ...), so a reader can lay the two
 side by side.
@@ -39,8 +41,7 @@ from torch.nn import functional as F
 
 from symato.errors import SymatoError
 from symato.models.common import count_parameters, training_flops_per_token
-
-KVCache = list[tuple[Tensor, Tensor]]
+from symato.models.kvcache import KVCache, cached_attention
 
 
 @dataclass
@@ -110,25 +111,21 @@ class Attention(nn.Module):
         self.wo = nn.Linear(C, C, bias=False)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, cache: tuple[Tensor, Tensor] | None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Attend over the cache plus ``x`` (B,T,C); keys in the cache are already rotated."""
+        self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        """Attend over the cache plus ``x`` (B,T,C); keys in the cache are already rotated.
+        With a cache (already advanced by T), the new keys/values are written in place."""
         B, T, C = x.shape
         shape = (B, T, self.n_head, self.head_dim)
         q, k, v = (w(x).view(shape).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        past = 0 if cache is None else cache[0].shape[2]
-        if past:
-            k = torch.cat([cache[0].to(k.dtype), k], dim=2)
-            v = torch.cat([cache[1].to(v.dtype), v], dim=2)
-            # query i sits at position past + i and may see keys 0..past + i
-            rows = torch.arange(T, device=x.device)[:, None] + past
-            mask = torch.arange(past + T, device=x.device)[None, :] <= rows
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        past = 0
+        if cache is not None:
+            past = cache.length - T
+            k, v = cache.write(layer, past, k, v)
+        y = cached_attention(q, k, v, past)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.wo(y), (k, v)
+        return self.wo(y)
 
 
 class FeedForward(nn.Module):
@@ -156,11 +153,10 @@ class TransformerBlock(nn.Module):
         self.feed_forward = FeedForward(config)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, cache: tuple[Tensor, Tensor] | None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        a, new_cache = self.attention(self.attention_norm(x), cos, sin, cache)
-        x = x + a
-        return x + self.feed_forward(self.ffn_norm(x)), new_cache
+        self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, cache, layer)
+        return x + self.feed_forward(self.ffn_norm(x))
 
 
 class Llama(nn.Module):
@@ -193,41 +189,43 @@ class Llama(nn.Module):
     def features(self, idx: Tensor) -> Tensor:
         """The normalized last hidden states (B, T, C) that ``project`` turns into logits
         (evaluation projects only the positions it scores)."""
-        return self._trunk(idx, None)[0]
+        return self._trunk(idx, None)
 
     def project(self, h: Tensor) -> Tensor:
         """Logits for hidden states from ``features`` (any leading shape)."""
         return self.output(h)
 
-    def init_state(self, batch_size: int) -> KVCache:
-        """An empty KV cache for ``batch_size`` sequences."""
+    def init_state(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for ``batch_size`` sequences: preallocated for ``max_len``
+        positions (more is an error), or, with None, ``ctx_len`` positions doubled when full."""
         c = self.config
-        empty = self.tok_embeddings.weight.new_zeros(batch_size, c.n_head, 0, c.head_dim)
-        return [(empty, empty) for _ in range(c.n_layer)]
+        return KVCache.empty(c.n_layer, batch_size, c.n_head, c.head_dim, max_len,
+                             like=self.tok_embeddings.weight, initial=c.ctx_len)
 
     def forward_step(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
         """Continue a sequence from a KV cache: logits for ``idx`` (B, T) and the new cache.
 
         The new tokens sit at positions ``P .. P+T-1`` where P is the cache length. The
-        cache passed in is not modified.
+        cache passed in is not modified (the new one writes past its end, see kvcache.py).
         """
-        h, new_state = self._trunk(idx, state)
-        return self.project(h), new_state
-
-    def _trunk(self, idx: Tensor, state: KVCache | None) -> tuple[Tensor, KVCache]:
-        """(normalized last hidden states, the new cache) after ``idx`` (B, T)."""
         c = self.config
         if state is not None and len(state) != c.n_layer:
             raise SymatoError(f"Llama state has {len(state)} layers, expected {c.n_layer}")
-        past = 0 if not state else state[0][0].shape[2]
-        pos = torch.arange(past, past + idx.shape[1], device=idx.device)
+        state = self.init_state(idx.shape[0]) if state is None else state
+        new_state = state.advance(idx.shape[1], limit_note=" (init_state's max_len)")
+        return self.project(self._trunk(idx, new_state)), new_state
+
+    def _trunk(self, idx: Tensor, cache: KVCache | None) -> Tensor:
+        """The normalized last hidden states after ``idx`` (B, T); with ``cache`` (advanced
+        by T already), the tokens' keys and values are written into it."""
+        c, T = self.config, idx.shape[1]
+        past = 0 if cache is None else cache.length - T
+        pos = torch.arange(past, past + T, device=idx.device)
         cos, sin = rope_angles(pos, c.head_dim, c.rope_base)
         x = self.tok_embeddings(idx)
-        new_state: KVCache = []
         for i, layer in enumerate(self.layers):
-            x, cache = layer(x, cos, sin, state[i] if past else None)
-            new_state.append(cache)
-        return self.norm(x), new_state
+            x = layer(x, cos, sin, cache, i)
+        return self.norm(x)
 
     def param_counts(self) -> dict[str, int]:
         """Total and non-embedding (without ``tok_embeddings``) parameter counts."""

@@ -1,20 +1,24 @@
 """results/summary.md: runs, seed replicates, learning-rate sweeps, fitted laws, frontier,
-tokenizer study, repeated epochs.
+tokenizer study, repeated epochs, inference cost against context.
 
 Rule results_summary (rules/report.smk). This file is the document's layout: title,
 wording, which sections and in what order. Each section's table is built by
 symato.report.summary (the numbers, formatted one way for every reader).
 """
 
+import json
+
 from symato.io import write_text_atomic
-from symato.report import figures, summary
+from symato.report import context, figures, summary
 from symato.run.sweep import read_decision
 
 
 def document(runs, fits: dict, toks, study: dict | None = None,
-             sweeps: list[dict] | None = None, repeated=None) -> str:
+             sweeps: list[dict] | None = None, repeated=None,
+             context_bench: dict | None = None) -> str:
     """The whole summary.md text; ``sweeps``: the learning-rate sweeps' final decisions
-    (results/sweeps/); ``repeated``: runs.csv with the runs that repeat their text."""
+    (results/sweeps/); ``repeated``: runs.csv with the runs that repeat their text;
+    ``context_bench``: results/bench/context.json (rule context_bench) or None."""
     study = study or {}
     sections = [
         "# symato results summary",
@@ -38,8 +42,22 @@ def document(runs, fits: dict, toks, study: dict | None = None,
         "## WSD decay branches against cosine runs", summary.wsd_check_section(runs),
         "## Repeated epochs: when unique text runs out", summary.repetition_section(repeated,
                                                                                     fits),
+        "## Inference cost against context", context_section(context_bench),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def context_section(bench: dict | None) -> str:
+    """Where RWKV-7 becomes cheaper per token than Llama, and the table behind it."""
+    if not bench:
+        return "Not measured (report.context_bench.enabled: false); see `make bench`."
+    return (f"{bench['size']}, {bench['tokens']} generated tokens, {bench['machine']}: "
+            f"{context.crossover(bench['rows'])}.\n\n{context.markdown(bench['rows'])}")
 
 
 if "snakemake" in globals():  # run by Snakemake; tests import document() instead
@@ -50,6 +68,7 @@ if "snakemake" in globals():  # run by Snakemake; tests import document() instea
                         figures.load_tokenizers(sm.input.tokenizers),
                         figures.load_study(sm.input.study),
                         [read_decision(path) for path in sm.input.sweeps],
-                        figures.load_runs(sm.input.runs, repeated=True))
+                        figures.load_runs(sm.input.runs, repeated=True),
+                        read_json(sm.input.context[0]) if sm.input.context else None)
         write_text_atomic(sm.output.md, text)
         print(f"{len(runs)} runs -> {sm.output.md}")

@@ -1,0 +1,271 @@
+"""Inference cost and memory against context length, per architecture (issue #28).
+
+Why: RWKV's claim is a recurrent state of fixed size, so each generated token costs the
+same at any context and memory does not grow; a Transformer's KV cache, and the
+attention over it, grow with the context. This measures the trade at one model size:
+for each architecture and context length, the prompt's processing time (prefill), the
+median time per generated token, the bytes of the state or KV cache, and the process's
+peak memory.
+
+Fairness: the Transformers decode through the preallocated KV cache
+(symato/models/kvcache.py), sized once for prompt + generated tokens, not a cache grown
+by concatenation. Every model prefills in chunks of ``PREFILL_CHUNK`` tokens through
+``forward_step`` (the same path ``symato generate`` runs), so no model needs the
+(T x T) attention matrix of a long prompt at once. Tokens are fixed random ids (the
+work of generation without the sampling); weights are random (speed does not depend
+on training).
+
+Each (architecture, context) is measured in its own process (``python -m
+symato.report.context --worker ...``), so the peak memory is that measurement's
+alone; rounds go over every (context, architecture) in turn, so a load change on a
+shared machine hits all alike, and the median round is reported. Used by
+benchmarks/bench_context.py (the full sweep, docs/benchmarks.md) and by the
+workflow's rule ``context_bench`` (rules/bench.smk, a short sweep for the report);
+``plot`` draws the figure of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import torch
+
+from symato.errors import SymatoError
+
+PREFILL_CHUNK = 512
+WARMUP_STEPS = 2  # decode steps before the timed ones (first-call allocations)
+FIELDS = ("arch", "context", "params", "non_embedding", "prefill_s", "token_ms",
+          "state_bytes", "peak_bytes")
+
+
+def build(arch: str, size: str, vocab: int, head_size: int, ctx_len: int) -> torch.nn.Module:
+    """A model of ``size`` (``L6-D512``) with random weights; ``ctx_len`` only matters to
+    GPT's learned positions, which must cover prompt + generated tokens."""
+    from symato.models import build_model
+    from symato.run.grid import parse_size
+
+    n_layer, n_embd = parse_size(size)
+    if n_embd % head_size:
+        raise SymatoError(f"context bench: n_embd {n_embd} of {size} is not a multiple of "
+                          f"head size {head_size}")
+    torch.manual_seed(0)
+    model = build_model(arch, vocab_size=vocab, n_layer=n_layer, n_embd=n_embd,
+                        n_head=n_embd // head_size, ctx_len=ctx_len)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # zero-inited matrices get weights, so every path computes
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes held by a state: a KV cache's allocated buffers, or an RNN state's tensors."""
+    if hasattr(state, "nbytes") and not isinstance(state, torch.Tensor):
+        return int(state.nbytes)
+    if isinstance(state, torch.Tensor):
+        return state.nbytes
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(s) for s in state)
+    raise SymatoError(f"context bench: cannot size a state of type {type(state).__name__}")
+
+
+def measure(arch: str, size: str, context: int, tokens: int, device: str = "cpu",
+            vocab: int = 2816, head_size: int = 64) -> dict[str, Any]:
+    """One measurement (run it in a fresh process: the peak memory is the process's)."""
+    model = build(arch, size, vocab, head_size, context + tokens + WARMUP_STEPS).to(device)
+    counts = model.param_counts()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, vocab, (1, context + tokens + WARMUP_STEPS), generator=g).to(device)
+    with torch.inference_mode():
+        if "max_len" in inspect.signature(model.init_state).parameters:
+            # Transformers: one preallocated cache for the whole measurement
+            state = model.init_state(1, max_len=context + tokens + WARMUP_STEPS)
+        else:  # RNNs: a state of fixed size
+            state = model.init_state(1)
+        sync(device)
+        t0 = time.perf_counter()
+        for lo in range(0, context, PREFILL_CHUNK):
+            _, state = model.forward_step(ids[:, lo : min(lo + PREFILL_CHUNK, context)], state)
+        sync(device)
+        prefill = time.perf_counter() - t0
+        steps = []
+        for t in range(context, context + tokens + WARMUP_STEPS):
+            t0 = time.perf_counter()
+            logits, state = model.forward_step(ids[:, t : t + 1], state)
+            logits.argmax()  # what sampling would read
+            sync(device)
+            steps.append(time.perf_counter() - t0)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated()
+    else:  # ru_maxrss: kilobytes on Linux, bytes on macOS
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak *= 1 if sys.platform == "darwin" else 1024
+    return {"arch": arch, "context": context, "params": counts["total"],
+            "non_embedding": counts["non_embedding"], "prefill_s": prefill,
+            "token_ms": 1e3 * statistics.median(steps[WARMUP_STEPS:]),
+            "state_bytes": state_bytes(state), "peak_bytes": int(peak)}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def sweep(archs: list[str], contexts: list[int], *, size: str, tokens: int, rounds: int = 1,
+          device: str = "cpu", threads: int | None = None, vocab: int = 2816,
+          head_size: int = 64, progress: Any = None) -> list[dict[str, Any]]:
+    """The median over ``rounds`` of every (arch, context), each in its own process;
+    rounds alternate over all of them. Returns one row per (arch, context)."""
+    if not archs or not contexts or tokens < 1 or rounds < 1:
+        raise SymatoError("context bench: needs archs, contexts, tokens >= 1 and rounds >= 1")
+    env = dict(os.environ)  # the workers import this very package, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads))
+    got: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        for context in contexts:
+            for arch in archs:
+                cmd = [sys.executable, "-m", "symato.report.context", "--worker", arch,
+                       str(context), "--size", size, "--tokens", str(tokens), "--device",
+                       device, "--vocab", str(vocab), "--head-size", str(head_size)]
+                if threads:
+                    cmd += ["--threads", str(threads)]
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if done.returncode:
+                    raise SymatoError(f"context bench: {arch} at context {context} failed "
+                                      f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                got.setdefault((arch, context), []).append(row)
+                if progress:
+                    progress(f"round {r + 1}/{rounds} {arch} context {context}: "
+                             f"{row['token_ms']:.2f} ms/token, prefill {row['prefill_s']:.2f} s")
+    return [median_row(got[(a, c)]) for c in contexts for a in archs]
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per field, the median over rounds (times vary; sizes are equal in every round)."""
+    out = dict(rows[0])
+    for key in ("prefill_s", "token_ms", "peak_bytes"):
+        out[key] = statistics.median(r[key] for r in rows)
+    out["rounds"] = len(rows)
+    return out
+
+
+def machine(device: str) -> str:
+    """The machine in words: the GPU, or the CPU model, cores and load."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (f"CPU {cpu}, {os.cpu_count()} cores visible, load {os.getloadavg()[0]:.1f} at "
+            f"start (torch {torch.__version__})")
+
+
+def crossover(rows: list[dict[str, Any]], fast: str = "rwkv7", slow: str = "llama") -> str:
+    """A sentence: the context from which ``fast`` costs less per token than ``slow`` at
+    every longer measured context too (one cheaper point among dearer ones is noise, not
+    a crossover), or that it did not within the range."""
+    by = {(r["arch"], r["context"]): r["token_ms"] for r in rows}
+    contexts = sorted({c for a, c in by if a == fast} & {c for a, c in by if a == slow})
+    if not contexts:
+        return f"{fast} and {slow} were not both measured"
+    cheaper = [by[(fast, c)] < by[(slow, c)] for c in contexts]
+    if not cheaper[-1]:
+        last = contexts[-1]
+        return (f"{fast} was not faster per token than {slow} at the longest context "
+                f"measured, {last:,} tokens ({by[(fast, last)]:.2f} ms against "
+                f"{by[(slow, last)]:.2f} ms)")
+    first = len(cheaper)
+    while first > 0 and cheaper[first - 1]:
+        first -= 1
+    c = contexts[first]
+    when = "already at" if first == 0 else "from"
+    return (f"{fast} generates a token faster than {slow} {when} {c:,} tokens of context on "
+            f"({by[(fast, c)]:.2f} ms against {by[(slow, c)]:.2f} ms there)")
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The table for docs/benchmarks.md and summary.md."""
+    lines = ["| arch | params (non-emb.) | context | prefill s | ms / token | state or KV "
+             "cache | peak memory |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['arch']} | {r['params'] / 1e6:.2f}M ({r['non_embedding'] / 1e6:.2f}M)"
+                     f" | {r['context']:,} | {r['prefill_s']:.2f} | {r['token_ms']:.2f} | "
+                     f"{mib(r['state_bytes'])} | {mib(r['peak_bytes'])} |")
+    return "\n".join(lines)
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+def plot(rows: list[dict[str, Any]], title: str = "") -> Any:
+    """The figure: time per generated token and memory (state/KV cache, solid; process
+    peak, dotted) against context, log axes, one line per architecture."""
+    from symato.report import figures
+
+    plt = figures.pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    for i, arch in enumerate(archs):
+        mine = sorted((r for r in rows if r["arch"] == arch), key=lambda r: r["context"])
+        x = [r["context"] for r in mine]
+        color = f"C{i}"
+        a1.plot(x, [r["token_ms"] for r in mine], marker="o", color=color, label=arch)
+        a2.plot(x, [r["state_bytes"] / 2**20 for r in mine], marker="o", color=color,
+                label=f"{arch} state / KV cache")
+        a2.plot(x, [r["peak_bytes"] / 2**20 for r in mine], ls=":", marker=".", color=color,
+                label=f"{arch} process peak")
+    for ax, ylabel in ((a1, "ms per generated token"), (a2, "MiB")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context (tokens)")
+        ax.set_ylabel(ylabel)
+    a1.set_title("time per token")
+    a2.set_title("memory")
+    a1.legend(fontsize=7)
+    a2.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _worker(argv: list[str]) -> int:
+    """``python -m symato.report.context --worker ARCH CONTEXT ...``: one measurement,
+    printed as one JSON line."""
+    p = argparse.ArgumentParser(prog="symato.report.context")
+    p.add_argument("--worker", nargs=2, metavar=("ARCH", "CONTEXT"), required=True)
+    p.add_argument("--size", required=True)
+    p.add_argument("--tokens", type=int, required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--vocab", type=int, default=2816)
+    p.add_argument("--head-size", type=int, default=64)
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arch, context = args.worker[0], int(args.worker[1])
+    row = measure(arch, args.size, context, args.tokens, args.device, args.vocab, args.head_size)
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1:]))
