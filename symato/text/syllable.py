@@ -274,6 +274,20 @@ def apply_case(lower: str, case: str) -> str:
     raise ValueError(f"unknown case {case!r} (expected one of {CASES})")
 
 
+
+def canonical(word: str, style: str) -> tuple[Syllable, str] | None:
+    """``(parsed, lowercase form)`` of a word written exactly as its canonical syllable
+    in tone placement ``style`` (so encoding it as sym + marktone + case loses nothing),
+    else None: the test every syllable encoder applies before choosing its ids."""
+    syl = parse(word)
+    if syl is None or syl.text != word:
+        return None
+    lower = compose(syl.sym, syl.mark, syl.tone, "lower", style)
+    if apply_case(lower, syl.case) != word:
+        return None
+    return syl, lower
+
+
 def compose(sym: str, mark: int, tone: int, case: str = "lower", style: str = "new") -> str:
     """The written syllable for (sym, mark, tone) in ``case`` and tone ``style``.
 

@@ -222,12 +222,10 @@ class TableCodec(Codec):
 
     def encode_syllable(self, word: str) -> list[int] | None:
         """``[case] sym marktone`` / ``[case] syllable`` for a canonical syllable, else None."""
-        syl = S.parse(word)
-        if syl is None or syl.text != word:
+        found = S.canonical(word, self.tone_style)
+        if found is None:
             return None
-        lower = S.compose(syl.sym, syl.mark, syl.tone, "lower", self.tone_style)
-        if S.apply_case(lower, syl.case) != word:
-            return None
+        syl, lower = found
         toks = [] if syl.case == "lower" else [TITLE_ID if syl.case == "title" else UPPER_ID]
         whole = self.syl_ids.get(lower)
         if whole is not None:

@@ -162,12 +162,10 @@ class WordsCodec(MergesCodec):
 
     def _syllable(self, word: str) -> Syl | None:
         """(lower, case) of a canonical syllable, else None (the test of ``encode_syllable``)."""
-        syl = S.parse(word)
-        if syl is None or syl.text != word:
+        found = S.canonical(word, self.tone_style)
+        if found is None:
             return None
-        lower = S.compose(syl.sym, syl.mark, syl.tone, "lower", self.tone_style)
-        if S.apply_case(lower, syl.case) != word:
-            return None
+        syl, lower = found
         if lower not in self._syl_tokens:
             self._syl_tokens[lower] = ((self.whole_ids[lower],) if lower in self.whole_ids
                                        else (self.sym_ids[syl.sym], MT_BASE + syl.marktone))
