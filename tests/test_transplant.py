@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from symato.errors import SymatoError
 from symato.interop.transplant import (
@@ -151,14 +153,26 @@ def world():
     return rwkv_world_source()
 
 
-def test_rwkv_world_vocabulary_is_read_as_data_and_encodes_as_the_rwkv_package(world):
-    from rwkv.rwkv_tokenizer import TRIE_TOKENIZER  # the package's reference tokenizer
+@pytest.fixture(scope="module")
+def trie():
+    """The rwkv package's own tokenizer of the same file: the reference."""
+    from rwkv.rwkv_tokenizer import TRIE_TOKENIZER
 
+    return TRIE_TOKENIZER(str(rwkv_world_path()))
+
+
+def test_rwkv_world_vocabulary_is_read_as_data_and_encodes_as_the_rwkv_package(world, trie):
     assert world.vocab_size == 65530 and world.eot_id == 0
     assert all(world.token_bytes[1 + b] == bytes([b]) for b in range(256))
-    reference = TRIE_TOKENIZER(str(rwkv_world_path()))
+    reference = trie
     sample = TEXT[:3000] + " Krông Pắc ĐIỀU 7, ok 🙂\n\t"
     assert world.encode(sample) == reference.encode(sample)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_rwkv_world_encodes_any_text_as_the_rwkv_package(world, trie, text):
+    assert world.encode(text) == trie.encode(text)
 
 
 def test_rwkv_vocab_lines_that_are_not_literals_are_refused(tmp_path):
@@ -251,6 +265,18 @@ def test_byte_level_alphabet_is_the_tokenizers_librarys():
     assert sorted(alphabet) == sorted(pre_tokenizers.ByteLevel.alphabet())
     assert sorted(alphabet.values()) == list(range(256))
     assert alphabet["Ġ"] == 0x20 and alphabet["!"] == 0x21 and alphabet["Ā"] == 0
+
+
+@pytest.fixture(scope="module")
+def byte_source(byte_bpe):
+    return hf_source(byte_bpe)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_byte_level_token_bytes_spell_any_text(byte_source, text):
+    source = byte_source
+    assert b"".join(source.token_bytes[i] for i in source.encode(text)) == text.encode()
 
 
 def test_byte_level_tokenizer_json(byte_bpe, targets):
@@ -347,3 +373,17 @@ def test_every_target_id_has_one_class(targets):
         assert len(items) == tok.vocab_size
         assert {i.cls for i in items} <= {"byte", "marktone", "case", "special", "sym",
                                           "merge", "whole", "word", "piece", "reserved"}
+
+
+def test_load_source_tells_the_kinds_apart(tmp_path, targets, byte_bpe):
+    path = tmp_path / "symato.json"
+    targets["symato"].save(path)
+    assert load_source(path).named["<Title>"] == TITLE_ID
+    assert load_source(byte_bpe).eot_id is not None
+    assert load_source("rwkv-world").eot_id == 0
+    other = tmp_path / "other.json"
+    other.write_text('{"vocab": {}}', encoding="utf-8")
+    with pytest.raises(SymatoError, match=r"other\.json: neither a symato vocabulary"):
+        load_source(other)
+    with pytest.raises(SymatoError, match=r"no tokenizer\.json in this folder"):
+        load_source(tmp_path)

@@ -350,15 +350,16 @@ def hf_source(path: str | Path, eot_token: str | None = None) -> SourceVocab:
 
 def load_source(spec: str | Path, eot_token: str | None = None) -> SourceVocab:
     """A source tokenizer from ``rwkv-world``, a symato vocabulary file, a Hugging Face
-    ``tokenizer.json``, or a folder holding one of the two (``tokenizer.json`` first)."""
+    ``tokenizer.json`` or a folder holding one (a checkpoint folder). A run of this
+    pipeline carries its vocabulary in its checkpoint: ``symato_source(
+    Tokenizer.from_dict(meta["tokenizer"]))``."""
     if str(spec) == RWKV_WORLD:
         return rwkv_world_source()
     path = Path(spec)
     if path.is_dir():
-        found = [p for p in (path / "tokenizer.json", path / "vocab.json") if p.is_file()]
-        if not found:
-            raise SymatoError(f"{path}: no tokenizer.json or vocab.json in this folder")
-        path = found[0]
+        if not (path / "tokenizer.json").is_file():
+            raise SymatoError(f"{path}: no tokenizer.json in this folder")
+        path = path / "tokenizer.json"
     from symato.io import read_json
 
     head = read_json(path, "source tokenizer")
