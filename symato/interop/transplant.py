@@ -38,7 +38,7 @@ from typing import Any
 
 from symato.errors import SymatoError
 from symato.text import syllable as S
-from symato.text.codecs.base import CASE, EOT, MT, OWN, SYM, WHOLE
+from symato.text.codecs.base import CASE, EOT, MT, OWN, SYM, WHOLE, utf8
 from symato.text.tokenizer import Tokenizer
 
 METHODS = ("compose", "random")
@@ -61,11 +61,6 @@ UPPER_TEXTS = ("TH", "NG", "CH", "TR", "NH", "PH", "KH", "GI", "QU")  # capitals
 
 class NotEncodable(SymatoError):
     """The source tokenizer has no token for some byte of a text."""
-
-
-def utf8(text: str) -> bytes:
-    """UTF-8 of any str, lone surrogates included."""
-    return text.encode("utf-8", "surrogatepass")
 
 
 # ---------------------------------------------------------------------- sources
@@ -414,7 +409,6 @@ def describe_target(tok: Tokenizer) -> list[TargetId]:
     pieces, specials = codec.pieces, set(tok.special_tokens)
     byte_ids = set(codec.byte_ids)
     syms = _sym_texts(tok.tone_style) if any(c == SYM for c in t.cls) else {}
-    sp = getattr(codec, "sp", None)  # sentencepiece's processor: control / unknown ids
     out: list[TargetId] = []
     for i, piece in enumerate(pieces):
         cls = t.cls[i]
@@ -429,7 +423,7 @@ def describe_target(tok: Tokenizer) -> list[TargetId]:
             text = t.whole_forms[t.arg[i]][0].decode("utf-8")
             out.append(TargetId("word" if " " in text else "whole", piece, utf8(text),
                                 named=True, texts=(text,), space=True))
-        elif piece in specials or (sp is not None and (sp.is_control(i) or sp.is_unknown(i))):
+        elif piece in specials or not t.own[i]:  # sentencepiece's control, unknown ids
             out.append(TargetId("special", piece, named=True))
         elif _RESERVED.fullmatch(piece):
             out.append(TargetId("reserved", piece))
