@@ -23,13 +23,14 @@ from _train_fixtures import (
 
 from symato.cli import main as cli_main
 from symato.errors import SymatoError
+from symato.interop.deps import require
 from symato.interop.weights import MAPPINGS, from_hf, read_hf_folder, to_hf
 from symato.models import build_model, config_dict, model_from_config
 from symato.run.checkpoint import save_model
 from symato.run.generate import generate_ids
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("safetensors")
+# The test extra installs transformers: a missing one fails loudly, with the reason.
+transformers = require("transformers")
 
 VOCAB_FILE = Path(__file__).parent / "data" / "golden" / "bytes.json"  # 257 ids, eot 256
 V, L, C, H, T = 257, 2, 48, 4, 32
@@ -144,10 +145,12 @@ def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
     return tmp_path / "run"
 
 
-@pytest.mark.parametrize("arch", sorted(SHAPES))
-def test_exported_folder_loads_in_transformers_with_our_logits(tmp_path: Path,
-                                                               arch: str) -> None:
-    model = randomized(arch)
+@pytest.mark.parametrize("arch,extra", [("rwkv4", {}), ("llama", {}), ("gpt", {}),
+                                        ("gpt", {"tie_weights": True})],
+                         ids=["rwkv4", "llama", "gpt", "gpt-tied"])
+def test_exported_folder_loads_in_transformers_with_our_logits(tmp_path: Path, arch: str,
+                                                               extra: dict) -> None:
+    model = randomized(arch, **extra)
     info = hf_export(_checkpoint(tmp_path, model), tmp_path / "hf")
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
     assert type(hf_model).__name__ == info["hf_class"] == MAPPINGS[arch].hf_class
@@ -155,7 +158,7 @@ def test_exported_folder_loads_in_transformers_with_our_logits(tmp_path: Path,
     with torch.no_grad():
         ours, theirs = model(ids), hf_model(ids).logits
     diff = rel_diff(ours, theirs)
-    print(f"{arch}: max relative logit difference {diff:.2e}")
+    print(f"{arch} {extra}: max relative logit difference {diff:.2e}")
     assert diff <= 1e-4 and ours.abs().max() > 1
     prompt = IDS[:6]
     symato_tokens = generate_ids(model, prompt, max_new_tokens=8, temperature=0.0, stop_id=256)

@@ -50,7 +50,7 @@ def export_hf(ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     """
     from symato.interop.deps import require
     from symato.interop.weights import mapping_for, to_hf
-    from symato.models import config_dict
+    from symato.models import architecture_of, config_dict
     from symato.run.checkpoint import load_model, resolve_path
 
     if dtype not in DTYPES:
@@ -58,8 +58,6 @@ def export_hf(ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     transformers = require("transformers")
     safetensors_torch = require("safetensors.torch")
     model, meta = load_model(ckpt)
-    from symato.models import architecture_of
-
     arch = architecture_of(model)
     mapping = mapping_for(arch)  # an architecture without a class fails before any work
     config = config_dict(model)
