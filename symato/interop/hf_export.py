@@ -55,8 +55,8 @@ def export_hf(ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
 
     if dtype not in DTYPES:
         raise SymatoError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    transformers = require("transformers")
-    safetensors_torch = require("safetensors.torch")
+    require("transformers")  # before any work: a missing extra is the first thing said
+    require("safetensors.torch")
     model, meta = load_model(ckpt)
     arch = architecture_of(model)
     mapping = mapping_for(arch)  # an architecture without a class fails before any work
@@ -64,30 +64,39 @@ def export_hf(ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     hf_state, hf_config = to_hf(arch, config, model.state_dict(), DTYPES[dtype])
     out = Path(out_dir)
     with _vocab_file(ckpt, meta, vocab) as vocab_path, _staging(out) as tmp:
+        eot = _eot_id(vocab_path, config["vocab_size"], str(resolve_path(ckpt)))
+        tok_info = None
         if tokenizer:
             from symato.interop.hf_tokenizer import save_hf_tokenizer
 
             tok_info = save_hf_tokenizer(vocab_path, tmp, model_max_length=config["ctx_len"])
-            eot = int(tok_info["eot_id"])
-        else:
-            tok_info, eot = None, _eot_id(vocab_path)
-        if not 0 <= eot < config["vocab_size"]:
-            raise SymatoError(f"{resolve_path(ckpt)}: <|endoftext|> id {eot} is outside the "
-                              f"model's {config['vocab_size']} ids")
-        ids = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot}
-        hf_conf = transformers.AutoConfig.for_model(**hf_config, **ids, dtype=DTYPES[dtype])
-        hf_conf.save_pretrained(str(tmp))
-        transformers.GenerationConfig(**ids).save_pretrained(str(tmp))
-        safetensors_torch.save_file(hf_state, str(tmp / "model.safetensors"),
-                                    metadata={"format": "pt"})
+            if int(tok_info["eot_id"]) != eot:
+                raise SymatoError(f"the transformers tokenizer's <|endoftext|> id "
+                                  f"{tok_info['eot_id']} is not symato's {eot}")
+        _write_model(tmp, hf_state, hf_config, eot, DTYPES[dtype])
         info = {
             "arch": arch, "hf_class": mapping.hf_class, "dtype": dtype,
             "tensors": len(hf_state), "params": model.param_counts(), "eot_id": eot,
             "tokenizer": tok_info, "out": str(out),
         }
-        card = model_card(resolve_path(ckpt), meta, config, info, transformers.__version__)
+        card = model_card(resolve_path(ckpt), meta, config, info,
+                          require("transformers").__version__)
         (tmp / CARD).write_text(card, encoding="utf-8")
     return info
+
+
+def _write_model(folder: Path, hf_state: dict[str, torch.Tensor], hf_config: dict[str, Any],
+                 eot: int, dtype: torch.dtype) -> None:
+    """``config.json``, ``generation_config.json`` and ``model.safetensors`` into ``folder``;
+    ``<|endoftext|>`` is bos, eos and pad (documents start after one, end before the next)."""
+    from symato.interop.deps import require
+
+    transformers = require("transformers")
+    ids = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot}
+    transformers.AutoConfig.for_model(**hf_config, **ids, dtype=dtype).save_pretrained(str(folder))
+    transformers.GenerationConfig(**ids).save_pretrained(str(folder))
+    require("safetensors.torch").save_file(hf_state, str(folder / "model.safetensors"),
+                                           metadata={"format": "pt"})
 
 
 @contextmanager
@@ -111,11 +120,15 @@ def _vocab_file(ckpt: str | os.PathLike[str], meta: dict[str, Any],
         yield path
 
 
-def _eot_id(vocab_path: Path) -> int:
-    """The ``<|endoftext|>`` id of a symato vocabulary file."""
+def _eot_id(vocab_path: Path, vocab_size: int, where: str) -> int:
+    """The ``<|endoftext|>`` id of a symato vocabulary file, checked to be a model id."""
     from symato.text.tokenizer import Tokenizer
 
-    return Tokenizer.from_file(str(vocab_path)).eot_id
+    eot = Tokenizer.from_file(str(vocab_path)).eot_id
+    if not 0 <= eot < vocab_size:
+        raise SymatoError(f"{where}: <|endoftext|> id {eot} is outside the model's "
+                          f"{vocab_size} ids")
+    return eot
 
 
 @contextmanager
