@@ -90,6 +90,18 @@ def test_dataset_dict_split_is_chosen_and_a_missing_one_named(tmp_path: Path) ->
         corpus(tmp_path, saved, "--split", "test")
 
 
+def test_home_relative_folders_are_local(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    datasets.Dataset.from_dict({"text": [VI]}).save_to_disk(str(tmp_path / "saved"))
+    _parquet_folder(tmp_path / "pq", train=pa.table({"text": [VI2]}))
+    assert [r["paragraphs"] for r in corpus(tmp_path, "~/saved")[1]] == [[VI]]
+    assert [r["paragraphs"] for r in corpus(tmp_path, "~/pq")[1]] == [[VI2]]
+    with pytest.raises(SymatoError, match=r"--dataset: local dataset folder not found"):
+        corpus(tmp_path, "~/missing")
+    with pytest.raises(SymatoError, match=r"--unit: only --format text takes it"):
+        corpus(tmp_path, "~/saved", "--unit", "line")
+
+
 def _parquet_folder(root: Path, **splits: pa.Table) -> Path:
     (root / "data").mkdir(parents=True)
     for split, table in splits.items():

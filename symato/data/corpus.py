@@ -639,6 +639,8 @@ def _hub_source(args: argparse.Namespace) -> hub.HubSource | None:
         return None
     if args.files:
         raise SymatoError("--format hf reads --dataset, not input files")
+    if args.unit != "paragraph":
+        raise SymatoError("--unit: only --format text takes it")
     if not args.dataset:
         raise SymatoError("--format hf needs --dataset (a Hub id or a local folder)")
     src = hub.HubSource(args.dataset, args.split, args.config, args.revision, args.text_field,

@@ -156,7 +156,8 @@ def open_stream(src: HubSource) -> tuple[Any, dict[str, Any]]:
             stream, fingerprint = _open_saved(datasets, src)
             provenance["fingerprint"] = fingerprint
         else:
-            stream = datasets.load_dataset(src.dataset, src.config, split=src.split,
+            name = str(Path(src.dataset).expanduser()) if src.local else src.dataset
+            stream = datasets.load_dataset(name, src.config, split=src.split,
                                            revision=src.revision, streaming=True)
     except SymatoError:
         raise
