@@ -34,10 +34,10 @@ import json
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -358,7 +358,8 @@ def read_parquet(path: Path, source: str, cap: int, text_field: str) -> Iterator
             row += 1
 
 
-def read_hub(src: hub.HubSource, stream, source: str, cap: int) -> Iterator[RawDoc]:
+def read_hub(src: hub.HubSource, stream: Iterable[Any], source: str,
+             cap: int) -> Iterator[RawDoc]:
     """Documents of an ``hf`` source's record stream (``hub.open_stream``), in order.
 
     Ids are ``source:dataset[/config]:split:index``: stable while the revision (or the
