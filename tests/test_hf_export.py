@@ -262,3 +262,18 @@ def test_cli_exports_with_the_tokenizer(tmp_path: Path) -> None:
                                                      trust_remote_code=True)
     assert tok.model_max_length == T
     assert tok.convert_tokens_to_ids("<|endoftext|>") == 256
+
+
+def test_transformers_imports_with_the_checkout_root_on_the_path() -> None:
+    """The checkout's kernels/ folder (no __init__.py) must not hide the PyPI package
+    ``kernels`` that transformers imports, e.g. in a notebook started at the root."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import kernels, transformers; from transformers import LlamaForCausalLM; "
+            "print(kernels.__file__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not done.stdout.strip().startswith(str(root / "kernels"))
