@@ -233,3 +233,22 @@ def test_bad_model_max_length(tmp_path):
 
     with pytest.raises(SymatoError, match="model_max_length"):
         save_hf_tokenizer(Path("default"), tmp_path, model_max_length=0)
+
+
+def test_default_vocabulary_and_a_folder_exported_twice(exported, tmp_path):
+    """``vocab_path`` may be ``default`` (as ``Tokenizer.from_file``); exporting another
+    route into the same folder leaves no file of the first behind."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "tok"
+    fast_vocab = exported["bytes"][3]
+    save_hf_tokenizer(Path("default"), folder, model_max_length=64)
+    assert (folder / "symato_vocab.json").exists()
+    tok = Tokenizer.from_file(folder / "symato_vocab.json")
+    assert tok.to_dict() == Tokenizer.default().to_dict()
+    vocab = tmp_path / "bytes.json"
+    build_vocab("bytes").save(vocab)
+    info = save_hf_tokenizer(vocab, folder, model_max_length=64)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in fast_vocab.iterdir())
+    hf = AutoTokenizer.from_pretrained(folder)
+    assert info["remote_code"] is False and hf("Việt")["input_ids"] == list("Việt".encode())

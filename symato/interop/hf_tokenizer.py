@@ -36,6 +36,7 @@ REMOTE_FILE = "tokenization_symato.py"
 REMOTE_CLASS = "SymatoTokenizer"
 VOCAB_FILE = "symato_vocab.json"  # = symato_tokenizer.VOCAB_FILE (that module needs transformers)
 FAST_CLASS = "PreTrainedTokenizerFast"
+OWN_FILES = {"tokenizer.json", "tokenizer_config.json", REMOTE_FILE, VOCAB_FILE}
 
 
 def _require_hf() -> Any:
@@ -66,13 +67,15 @@ def save_hf_tokenizer(vocab_path: Path, out_dir: Path, *, model_max_length: int
     else:
         files = {REMOTE_FILE: resources.files("symato.interop.hf_remote")
                  .joinpath(REMOTE_FILE).read_bytes(),
-                 VOCAB_FILE: Path(vocab_path).read_bytes()}
+                 VOCAB_FILE: _json(tok.to_dict())}  # also for vocab_path "default"
         config = _config(tok, REMOTE_CLASS, model_max_length)
         config["auto_map"] = {"AutoTokenizer": [f"{REMOTE_FILE[:-3]}.{REMOTE_CLASS}", None]}
     files["tokenizer_config.json"] = _json(config)
     out_dir = Path(out_dir)
     for name, data in files.items():
         write_bytes_atomic(out_dir / name, data)
+    for stale in OWN_FILES - set(files):  # the other route's, from an earlier export
+        (out_dir / stale).unlink(missing_ok=True)
     return {"kind": tok.kind, "tokenizer_class": config["tokenizer_class"],
             "remote_code": backend is None, "why_remote_code": why, "eot_id": tok.eot_id,
             "vocab_size": tok.vocab_size, "model_max_length": model_max_length,
@@ -91,7 +94,7 @@ def _config(tok: Tokenizer, cls: str, model_max_length: int) -> dict[str, Any]:
 
 
 def _json(obj: Any) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    return (json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------- fast route
