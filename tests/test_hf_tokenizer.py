@@ -31,7 +31,7 @@ TRAIN, HELD_OUT = LINES[:30], LINES[30:]  # vocabularies never see the held-out 
 # every kind of the registry (symato.text.kinds), small
 KINDS = ["symato", "symato+300", "symato-bpe2700", "symato-words2700", "bytes",
          "sentencepiece", "sp-bpe600", "sp-unigram600"]
-FAST = {"bytes", "sentencepiece", "sp-bpe600", "sp-unigram600"}  # no remote code
+FAST = {"bytes", "sentencepiece", "sp-bpe600"}  # no remote code (sentencepiece: BPE)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,8 @@ def test_which_kinds_need_remote_code(exported):
             assert type(hf).__name__ == info["tokenizer_class"] == "SymatoTokenizer"
             assert files == ["symato_vocab.json", "tokenization_symato.py",
                              "tokenizer_config.json"]
-            assert "syllable" in info["why_remote_code"]
+            why = "Unigram" if name.startswith("sp-unigram") else "syllable"
+            assert why in info["why_remote_code"]
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -102,10 +103,27 @@ def test_special_tokens_and_settings(exported):
         assert hf("Việt Nam")["input_ids"] == tok.encode("Việt Nam")  # nothing added
         # the special written in text is text, as in symato: never the eot id
         assert eot not in hf(f"a{EOT}b")["input_ids"] == tok.encode(f"a{EOT}b")
+        asked = hf(f"a{EOT}b", split_special_tokens=False)["input_ids"]  # read as the id
+        assert asked == [*tok.encode("a"), eot, *tok.encode("b")]
         ids = [*tok.encode("Hà Nội"), eot, *tok.encode("Huế")]
         assert hf.decode(ids) == tok.decode(ids) == f"Hà Nội{EOT}Huế"
         assert hf.decode(ids, skip_special_tokens=True) == tok.decode(
             [i for i in ids if i != eot])
+
+
+def test_asking_for_the_eot_id_around_the_ids(exported):
+    """``add_bos_token=True`` (what lm-evaluation-harness passes) puts the eot id first,
+    as the pipeline's documents start; ``add_eos_token=True`` last."""
+    from transformers import AutoTokenizer
+
+    for tok, _, info, folder in exported.values():
+        hf = AutoTokenizer.from_pretrained(folder, trust_remote_code=info["remote_code"],
+                                           add_bos_token=True)
+        assert hf("Việt Nam")["input_ids"] == [tok.eot_id, *tok.encode("Việt Nam")]
+        assert hf("Việt Nam", add_special_tokens=False)["input_ids"] == tok.encode("Việt Nam")
+        hf = AutoTokenizer.from_pretrained(folder, trust_remote_code=info["remote_code"],
+                                           add_eos_token=True)
+        assert hf("Huế")["input_ids"] == [*tok.encode("Huế"), tok.eot_id]
 
 
 def test_vocabulary_views(exported):
@@ -146,7 +164,7 @@ _word = st.one_of(
     st.sampled_from(["hòa", "thủy", "Krông", "MóNg", "\u0301", "\u0323\u0302", "😀", "\x00",
                      "\x7f", "\t", "\r\n", "  ", "   ", "\u2581", "\u2581\u2581", EOT, "<unk>",
                      "<0x41>", "<0xE1>", "<s>", "7", ",", "đ", "Ð", "\u00a0", "\u3000",
-                     "ﬁ", "Ａ", "\ufeff", "\ue000"]),
+                     "ﬁ", "Ａ", "\ufeff", "\ue000", "-" * 17, " " * 13, "hahaha", "ừ ừ ừ"]),
     st.text(max_size=4),  # any characters but lone surrogates (no Rust string holds one)
 )
 _text = st.lists(st.tuples(_word, st.sampled_from(["", " ", " ", "  ", ".", "\n", "1"])),
@@ -252,3 +270,14 @@ def test_default_vocabulary_and_a_folder_exported_twice(exported, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in fast_vocab.iterdir())
     hf = AutoTokenizer.from_pretrained(folder)
     assert info["remote_code"] is False and hf("Việt")["input_ids"] == list("Việt".encode())
+
+
+def test_lone_surrogates(exported):
+    """Not Unicode: the fast tokenizers refuse them; the remote class encodes them as
+    symato does."""
+    for name, (tok, hf, _, _) in exported.items():
+        if name in FAST:
+            with pytest.raises(TypeError):
+                hf("a\ud800b")
+        else:
+            _same(tok, hf, "a\ud800b Việt\udfff")

@@ -4,12 +4,12 @@
 Two routes (docs/export.md, "The tokenizer in transformers"):
 
 - ``tokenizer.json`` for ``PreTrainedTokenizerFast`` (no remote code) where the kind is
-  exactly a ``tokenizers`` pipeline: ``bytes`` (byte-level, no merges) and the
-  sentencepiece kinds (BPE: sentencepiece's merges as ranked pairs; Unigram: its pieces
-  and scores), each with byte fallback and symato's own whitespace (pieces hold real
-  spaces, so a literal U+2581 in the text stays three byte tokens, as symato writes it).
-- Otherwise (the syllable kinds) ``tokenization_symato.py``, a remote-code class that wraps
-  symato's ``Tokenizer``, with the vocabulary file copied beside it.
+  exactly a ``tokenizers`` pipeline: ``bytes`` (byte-level, no merges) and sentencepiece
+  BPE (``sp-bpeV``, ``sentencepiece`` trained as BPE: its pieces as ranked merges, byte
+  fallback, symato's own whitespace: the pieces hold real spaces, so a literal U+2581 in
+  the text stays three byte tokens, as symato writes it).
+- Otherwise (the syllable kinds, sentencepiece Unigram) ``tokenization_symato.py``, a
+  remote-code class that wraps symato's ``Tokenizer``, with the vocabulary file beside it.
 
 Either way the one special token is ``<|endoftext|>`` (bos, eos and pad), nothing is
 added to the ids (``tokenizer(text)["input_ids"] == Tokenizer.encode(text)``), special
@@ -160,35 +160,31 @@ def _onig(text: str) -> str:
 
 
 def _sentencepiece_backend(tok: Tokenizer) -> tuple[Any, str | None]:
-    """A sentencepiece model (identity normalization, no dummy prefix, byte fallback: how
-    ``symato vocab`` trains them) as BPE or Unigram over pieces with real spaces."""
+    """A sentencepiece BPE model (identity normalization, no dummy prefix, byte fallback:
+    how ``symato vocab`` trains them) as ``tokenizers`` BPE over pieces with real spaces.
+
+    Unigram has no exact twin: sentencepiece's Viterbi adds float32 scores and
+    ``tokenizers``' float64, so where two segmentations score the same (the same pieces
+    in another order: runs of spaces or dashes) the rounding of one and the tie rule of
+    the other pick differently (5 of 7,378 lines of this project's code and docs with a
+    4,096-piece model)."""
     tk = _require_hf()
     sp = tok.codec.sp
+    model_type = sentencepiece_model_type(tok)
+    if model_type != "bpe":
+        return None, (f"sentencepiece {model_type}: only BPE has an exact tokenizers twin "
+                      "(Unigram's float32 Viterbi breaks ties of equal-scoring "
+                      "segmentations its own way)")
     n = sp.get_piece_size()
     texts = [sp.id_to_piece(i).replace(SP_SPACE, " ") for i in range(n)]
     if len(set(texts)) != n:
         return None, "two pieces differ only by U+2581 against a space"
     normal = [i for i in range(n) if not (sp.is_control(i) or sp.is_unknown(i)
                                           or sp.is_byte(i) or sp.is_unused(i))]
-    other = sorted(set(range(n)) - set(normal))
-    model_type = sentencepiece_model_type(tok)
-    if model_type == "bpe":
-        backend = tk.Tokenizer(tk.models.BPE(
-            vocab={t: i for i, t in enumerate(texts)}, merges=_sp_merges(sp, texts, normal),
-            byte_fallback=True, fuse_unk=False, ignore_merges=False))
-    elif model_type == "unigram":
-        cuts = _unigram_cuts([texts[i] for i in other], [texts[i] for i in normal])
-        if cuts is None:
-            return None, "a control or byte piece's text could be matched in the text"
-        low = min(sp.get_score(i) for i in normal)  # tokenizers' unknown penalty counts from it
-        vocab = [(t, sp.get_score(i) if i in set(normal) else low) for i, t in enumerate(texts)]
-        backend = tk.Tokenizer(tk.models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=True))
-        if cuts:
-            backend.pre_tokenizer = tk.pre_tokenizers.Split(
-                tk.Regex("|".join(cuts)), behavior="merged_with_previous")
-    else:
-        return None, f"sentencepiece model type {model_type!r}"
-    silent = [texts[i] for i in other if (sp.is_control(i) or sp.is_unknown(i))
+    backend = tk.Tokenizer(tk.models.BPE(
+        vocab={t: i for i, t in enumerate(texts)}, merges=_sp_merges(sp, texts, normal),
+        byte_fallback=True, fuse_unk=False, ignore_merges=False))
+    silent = [texts[i] for i in range(n) if (sp.is_control(i) or sp.is_unknown(i))
               and texts[i] not in tok.special_tokens]
     steps = [tk.decoders.ByteFallback(), tk.decoders.Fuse()]
     if silent:  # control and unknown pieces write nothing (symato's decode tables)
@@ -209,24 +205,6 @@ def _sp_merges(sp: Any, texts: list[str], normal: list[int]) -> list[tuple[str, 
         t = texts[i]
         merges += [(t[:k], t[k:]) for k in range(1, len(t)) if t[:k] in pieces and t[k:] in pieces]
     return merges
-
-
-def _unigram_cuts(others: list[str], pieces: list[str]) -> list[str] | None:
-    """Patterns (Oniguruma) that cut the text inside every occurrence of a control or byte
-    piece's text, at a pair of characters no normal piece contains; or None if some
-    piece has no such pair.
-
-    Why: sentencepiece's Unigram never matches control or byte pieces in text, but
-    ``tokenizers``' Unigram matches every vocabulary entry. A cut where no normal piece
-    can span changes nothing else: the best segmentation splits there anyway."""
-    cuts: set[str] = set()
-    for text in others:
-        pair = next((text[k - 1 : k + 1] for k in range(1, len(text))
-                     if not any(text[k - 1 : k + 1] in p for p in pieces)), None)
-        if pair is None:
-            return None
-        cuts.add(f"{_onig(pair[0])}(?={_onig(pair[1])})")
-    return sorted(cuts)
 
 
 def sentencepiece_model_type(tok: Tokenizer) -> str:

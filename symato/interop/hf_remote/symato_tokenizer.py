@@ -31,10 +31,14 @@ class SymatoTokenizerBase(PreTrainedTokenizer):
         self.symato = Tokenizer.from_file(vocab_file)
         self.vocab_file = vocab_file
         self._pieces = self.symato.codec.pieces
-        # symato never adds ids and never rewrites text: these make transformers agree
+        # symato never adds ids and never rewrites text: these make transformers agree;
+        # add_bos_token / add_eos_token (false by default) put the eot id around the ids
         kwargs.setdefault("split_special_tokens", True)
         kwargs.setdefault("clean_up_tokenization_spaces", False)
-        kwargs.setdefault("special_tokens_pattern", "none")
+        bos = bool(kwargs.pop("add_bos_token", False))
+        eos = bool(kwargs.pop("add_eos_token", False))
+        kwargs["special_tokens_pattern"] = {(True, True): "bos_eos", (True, False): "bos",
+                                            (False, True): "eos"}.get((bos, eos), "none")
         super().__init__(**kwargs)
 
     @property
