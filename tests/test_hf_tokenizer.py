@@ -21,6 +21,8 @@ from symato.text.vocab import build_vocab
 pytest.importorskip("transformers")
 from symato.interop.hf_tokenizer import (
     byte_chars,
+    disagreement,
+    fast_backend,
     save_hf_tokenizer,
     sentencepiece_model_type,
 )
@@ -281,3 +283,13 @@ def test_lone_surrogates(exported):
                 hf("a\ud800b")
         else:
             _same(tok, hf, "a\ud800b Việt\udfff")
+
+
+def test_the_probe_finds_a_pipeline_that_disagrees(exported):
+    """What sends a kind to the remote class if its pipeline is not symato's: the probe
+    passes each kind's own pipeline and fails another's."""
+    sp, bytes_ = exported["sp-bpe600"][0], exported["bytes"][0]
+    own, why = fast_backend(sp)
+    assert why is None and disagreement(sp, own) is None
+    assert disagreement(sp, fast_backend(bytes_)[0]) is not None
+    assert disagreement(bytes_, own) is not None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from symato.errors import SymatoError
+from symato.interop.hf_remote import VOCAB_FILE
 from symato.io import write_bytes_atomic
 from symato.text.codecs.base import EOT, N_BYTES
 from symato.text.codecs.bytes import BytesCodec
@@ -34,7 +35,6 @@ from symato.text.tokenizer import Tokenizer
 
 REMOTE_FILE = "tokenization_symato.py"
 REMOTE_CLASS = "SymatoTokenizer"
-VOCAB_FILE = "symato_vocab.json"  # = symato_tokenizer.VOCAB_FILE (that module needs transformers)
 FAST_CLASS = "PreTrainedTokenizerFast"
 OWN_FILES = {"tokenizer.json", "tokenizer_config.json", REMOTE_FILE, VOCAB_FILE}
 
@@ -110,7 +110,7 @@ def fast_backend(tok: Tokenizer) -> tuple[Any, str | None]:
     else:
         return None, ("a syllable kind: case and marktone tokens, the implicit space and "
                       "the canonical-syllable test are not expressible in tokenizers")
-    bad = _disagreement(tok, backend)
+    bad = disagreement(tok, backend)
     if bad is not None:
         return None, f"the tokenizers pipeline disagrees with symato on {bad!r}"
     return backend, None
@@ -166,8 +166,7 @@ def _sentencepiece_backend(tok: Tokenizer) -> tuple[Any, str | None]:
     Unigram has no exact twin: sentencepiece's Viterbi adds float32 scores and
     ``tokenizers``' float64, so where two segmentations score the same (the same pieces
     in another order: runs of spaces or dashes) the rounding of one and the tie rule of
-    the other pick differently (5 of 7,378 lines of this project's code and docs with a
-    4,096-piece model)."""
+    the other pick differently (measured in docs/export.md)."""
     tk = _require_hf()
     sp = tok.codec.sp
     model_type = sentencepiece_model_type(tok)
@@ -254,15 +253,16 @@ def _field(data: bytes, number: int, *, wire: int) -> Any:
 
 # ---------------------------------------------------------------------- the probe
 def probe_texts(tok: Tokenizer) -> list[str]:
-    """Text that exercises a pipeline: every piece's own text (bytes as their
-    characters, specials and control pieces as written), alone and run together."""
+    """Text that exercises a pipeline: every piece's name as text (``<0x41>``,
+    ``<|endoftext|>``, ``<unk>`` too), alone and run together, and a line of everything
+    else (syllables, whitespace runs, U+2581, emoji, a control character)."""
     pieces = [p.replace(SP_SPACE, " ") for p in tok.codec.pieces]
     texts = [*pieces, "".join(pieces), " ".join(pieces), "\n".join(pieces[::-1]),
              "Nước Việt Nam hình chữ S. ĐIỀU 7, ok \u2581 x\u2581\u2581y  \t\r\n😀 \x00"]
     return [t for t in texts if t]
 
 
-def _disagreement(tok: Tokenizer, backend: Any) -> str | None:
+def disagreement(tok: Tokenizer, backend: Any) -> str | None:
     """The first probe text whose ids or decoding differ between ``backend`` and ``tok``."""
     backend.encode_special_tokens = True
     for text in probe_texts(tok):

@@ -4,3 +4,5 @@
 ``symato_tokenizer.SymatoTokenizerBase``, which wraps ``symato.Tokenizer``. All logic
 stays here, in the installed package, so the folder carries no second implementation.
 """
+
+VOCAB_FILE = "symato_vocab.json"  # the vocabulary file beside the class in an exported folder

@@ -16,9 +16,8 @@ from typing import Any, ClassVar
 
 from transformers import PreTrainedTokenizer
 
+from symato.interop.hf_remote import VOCAB_FILE
 from symato.text.tokenizer import Tokenizer
-
-VOCAB_FILE = "symato_vocab.json"
 
 
 class SymatoTokenizerBase(PreTrainedTokenizer):
