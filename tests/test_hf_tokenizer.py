@@ -25,6 +25,7 @@ from symato.interop.hf_tokenizer import (
     fast_backend,
     save_hf_tokenizer,
     sentencepiece_model_type,
+    sentencepiece_text_rules,
 )
 
 DATA = Path(__file__).parent / "data" / "pipeline_vi.txt"
@@ -293,3 +294,32 @@ def test_the_probe_finds_a_pipeline_that_disagrees(exported):
     assert why is None and disagreement(sp, own) is None
     assert disagreement(sp, fast_backend(bytes_)[0]) is not None
     assert disagreement(bytes_, own) is not None
+
+
+def test_sentencepiece_models_that_rewrite_text_get_the_remote_class(exported, tmp_path):
+    """A sentencepiece model with its trainer's defaults (nmt_nfkc, dummy prefix, folded
+    whitespace), e.g. a vocabulary file made outside ``symato vocab``: no tokenizer.json
+    could know its normalization tables, so it goes through the remote class, exactly."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from symato.text.tokenizer import sentencepiece_dict
+
+    assert sentencepiece_text_rules(exported["sp-bpe600"][0]) == ""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(TRAIN), model_writer=model,
+                                   vocab_size=500, model_type="bpe", byte_fallback=True,
+                                   control_symbols=[EOT], minloglevel=2)
+    vocab = tmp_path / "nfkc.json"
+    tok = Tokenizer.from_dict(sentencepiece_dict(model.getvalue()))
+    tok.save(vocab)
+    rules = sentencepiece_text_rules(tok)
+    assert {"nmt_nfkc", "add_dummy_prefix", "remove_extra_whitespaces"} <= set(
+        rules.replace(",", " ").split())
+    info = save_hf_tokenizer(vocab, tmp_path / "out", model_max_length=64)
+    assert info["remote_code"] and "rewrites the text" in info["why_remote_code"]
+    hf = AutoTokenizer.from_pretrained(tmp_path / "out", trust_remote_code=True)
+    for text in [*HELD_OUT[:2], "ﬁ  Ａ  x", "  Việt   Nam "]:
+        _same(tok, hf, text)

@@ -174,6 +174,9 @@ def _sentencepiece_backend(tok: Tokenizer) -> tuple[Any, str | None]:
         return None, (f"sentencepiece {model_type}: only BPE has an exact tokenizers twin "
                       "(Unigram's float32 Viterbi breaks ties of equal-scoring "
                       "segmentations its own way)")
+    changed = sentencepiece_text_rules(tok)
+    if changed:
+        return None, f"sentencepiece model rewrites the text ({changed}), symato's never do"
     n = sp.get_piece_size()
     texts = [sp.id_to_piece(i).replace(SP_SPACE, " ") for i in range(n)]
     if len(set(texts)) != n:
@@ -210,13 +213,40 @@ def sentencepiece_model_type(tok: Tokenizer) -> str:
     """``bpe``, ``unigram``, ``word`` or ``char``: the trainer spec's model type, read from
     the model proto's wire format (field 2 trainer_spec, its field 3 model_type), so no
     protobuf package is needed."""
-    import base64
-
-    proto = base64.b64decode(tok.to_dict()["sentencepiece_model"])
-    spec = _field(proto, 2, wire=2)
+    spec = _field(_proto(tok), 2, wire=2)
     value = _field(spec, 3, wire=0) if spec is not None else None
     return {1: "unigram", 2: "bpe", 3: "word", 4: "char", None: "unigram"}.get(
         value, f"unknown {value}")
+
+
+def sentencepiece_text_rules(tok: Tokenizer) -> str:
+    """What the model's normalizer does to text before encoding, "" if nothing but
+    spaces as U+2581 (how ``symato vocab`` trains: identity rule, no dummy prefix,
+    whitespace runs kept, no denormalizer). The defaults of sentencepiece's proto
+    (``add_dummy_prefix``, ``remove_extra_whitespaces`` true) count when a field is absent."""
+    proto = _proto(tok)
+    spec = _field(proto, 3, wire=2) or b""
+    rules = []
+    name = _field(spec, 1, wire=2)
+    if name not in (None, b"identity"):  # absent: the trainer's default, nmt_nfkc
+        rules.append(f"normalization {name.decode('utf-8', 'replace')}")
+    elif name is None:
+        rules.append("normalization nmt_nfkc")
+    if _field(spec, 3, wire=0) != 0:
+        rules.append("add_dummy_prefix")
+    if _field(spec, 4, wire=0) != 0:
+        rules.append("remove_extra_whitespaces")
+    if _field(spec, 5, wire=0) not in (None, 1):
+        rules.append("escape_whitespaces off")
+    if _field(proto, 5, wire=2) is not None:
+        rules.append("a denormalizer")
+    return ", ".join(rules)
+
+
+def _proto(tok: Tokenizer) -> bytes:
+    import base64
+
+    return base64.b64decode(tok.to_dict()["sentencepiece_model"])
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
