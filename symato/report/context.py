@@ -144,7 +144,7 @@ def _rwkv_package(model: torch.nn.Module, arch: str, device: str) -> Runtime:
     export`` writes: the reference RNN runtime of RWKV-4 and RWKV-7."""
     import tempfile
 
-    from symato.run.export import rwkv_state_dict
+    from symato.interop.rwkv_pth import rwkv_state_dict
 
     # read when rwkv.model is imported: this worker process imports it here first
     os.environ.update(RWKV_JIT_ON="1", RWKV_CUDA_ON="0")
@@ -166,10 +166,43 @@ def _rwkv_package(model: torch.nn.Module, arch: str, device: str) -> Runtime:
     return lambda: None, step, state_bytes
 
 
+def _transformers(model: torch.nn.Module, arch: str, device: str) -> Runtime:
+    """``transformers``' own model class on the weights ``symato export --format hf``
+    writes (symato/interop/weights.py), decoding as its ``generate`` does: a forward
+    call per chunk or token with its default cache (``DynamicCache``, grown per step)."""
+    from symato.interop.deps import require
+    from symato.interop.weights import to_hf
+    from symato.models import config_dict
+
+    transformers = require("transformers")
+    hf_state, hf_config = to_hf(arch, config_dict(model), model.state_dict())
+    config = transformers.AutoConfig.for_model(**hf_config)
+    hf = transformers.AutoModelForCausalLM.from_config(config)
+    missing, unexpected = hf.load_state_dict(hf_state, strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise SymatoError(f"context bench: {arch} weights do not fit transformers' "
+                          f"{type(hf).__name__} (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]})")
+    hf = hf.to(device).eval()
+
+    def step(ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        out = hf(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits, out.cache
+
+    return lambda: transformers.DynamicCache(config=config), step, _hf_cache_bytes
+
+
+def _hf_cache_bytes(cache: Any) -> int:
+    """Bytes of a ``transformers`` cache's keys and values (every layer)."""
+    return sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values)
+               if isinstance(t, torch.Tensor))
+
+
 # The reference runtimes measured beside ours on the same weights (``--peers``).
-PEERS: dict[str, tuple[str, ...]] = {"rwkv": ("rwkv4", "rwkv7")}
+PEERS: dict[str, tuple[str, ...]] = {"rwkv": ("rwkv4", "rwkv7"),
+                                     "transformers": ("gpt", "llama")}
 _PEER_RUNTIMES: dict[str, Callable[[torch.nn.Module, str, str], Runtime]] = {
-    "rwkv": _rwkv_package,
+    "rwkv": _rwkv_package, "transformers": _transformers,
 }
 
 
