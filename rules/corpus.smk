@@ -94,6 +94,8 @@ rule clean_filter:
         min_chars=config["clean"]["min_paragraph_chars"],
         max_chars=config["clean"]["max_paragraph_chars"],
         min_share=config["clean"]["min_vietnamese_share"],
+        language=config["clean"]["language"],
+        min_en_share=config["clean"]["min_english_share"],
     log:
         "results/logs/clean_filter/{shard}.log",
     benchmark:
@@ -101,7 +103,8 @@ rule clean_filter:
     shell:
         "{SYMATO} clean filter --tone-style {params.tone_style} "
         "--min-paragraph-chars {params.min_chars} --max-paragraph-chars {params.max_chars} "
-        "--min-vietnamese-share {params.min_share} --out {output.work:q} "
+        "--language {params.language} --min-vietnamese-share {params.min_share} "
+        "--min-english-share {params.min_en_share} --out {output.work:q} "
         "--report {output.report:q} {input:q} > {log} 2>&1"
 
 

@@ -14,7 +14,7 @@ from symato.data import demo
 
 
 def test_pins_are_complete() -> None:
-    pins = demo.load_pins()
+    pins = demo.pins_for(demo.load_pins(), "vi")
     assert [p["name"] for p in pins["pypi"]] == ["underthesea"]
     assert pins["pypi"][0]["version"] == "9.5.0"
     packages = {p["package"] for p in pins["debian"]}

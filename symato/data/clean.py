@@ -6,8 +6,10 @@ deterministic whatever ``--cores`` is:
 1. ``symato clean filter`` (one job per shard): normalize every paragraph (NFC,
    look-alike letters such as ð→đ, control characters removed, whitespace collapsed,
    tone marks placed in the configured style) and drop it if it is too short, too long
-   or not Vietnamese enough. Writes a work file with one row per surviving paragraph
-   and a 64-bit hash of its text.
+   or not enough in the corpus's language (``--language``: ``vi``, the default, by the
+   share of syllables; ``en`` for a source-language corpus, by the share of words in
+   plain ASCII letters; ``any`` checks no language). Writes a work file with one row
+   per surviving paragraph and a 64-bit hash of its text.
 2. ``symato clean dedup`` (one job): reads only the hashes of every work file in shard
    order and lists every paragraph whose text already occurred earlier (shard order,
    then row order). The first occurrence is the one kept, so the result does not
@@ -70,6 +72,14 @@ LOOKALIKES = str.maketrans({"ð": "đ", "Ð": "Đ", "Ɖ": "Đ", "ɖ": "đ"})
 INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200d\u2060\ufeff]")
 SPACES = re.compile(r"[^\S\n]+")
 _RUN_SPLIT = re.compile(f"([{LETTERS}]+)")
+# Letter runs of any script (no digits or underscores) and the plain-ASCII ones: English
+# is told from Vietnamese by its words carrying no diacritics (a Vietnamese paragraph has
+# about a third of its syllables in plain ASCII, an English one nearly all its words).
+_ANY_WORD = re.compile(r"[^\W\d_]+")
+_ASCII_WORD = re.compile(r"[A-Za-z]+")
+# The language a corpus is expected to be in -> the reason its other paragraphs are
+# dropped with (None: no language check).
+LANGUAGE_REASONS = {"vi": "not_vietnamese", "en": "not_english", "any": None}
 _ROWS_PER_GROUP = 4096
 
 
@@ -125,18 +135,48 @@ def vietnamese_share(text: str) -> float:
     return _tone_and_share(text, "new")[1]
 
 
+def english_share(text: str) -> float:
+    """Share of the letter runs (any script) of ``text`` in plain ASCII letters (0 if none).
+
+    A coarse test of script, not of language: it keeps English and drops Vietnamese (and
+    other non-Latin text) from an English corpus, but code samples and command lines
+    pass, as they would in any ASCII language.
+    """
+    words = _ANY_WORD.findall(text)
+    if not words:
+        return 0.0
+    return sum(1 for w in words if _ASCII_WORD.fullmatch(w)) / len(words)
+
+
+def language_share(text: str, vi_share: float, language: str) -> float:
+    """The share of ``text`` in ``language`` (vi: ``vi_share``, computed with tone placement)."""
+    if language == "vi":
+        return vi_share
+    if language == "en":
+        return english_share(text)
+    if language == "any":
+        return 1.0
+    raise SymatoError(f"clean language {language!r}: expected one of {', '.join(LANGUAGE_REASONS)}")
+
+
 def paragraph_verdict(
-    text: str, share: float, min_chars: int, max_chars: int, min_share: float
+    text: str, share: float, min_chars: int, max_chars: int, min_share: float,
+    language: str = "vi",
 ) -> str:
-    """'' to keep a normalized paragraph, else the reason it is dropped."""
+    """'' to keep a normalized paragraph, else the reason it is dropped.
+
+    ``share`` is the paragraph's share in ``language`` (:func:`language_share`); below
+    ``min_share`` it is dropped as ``not_vietnamese`` / ``not_english`` (never for ``any``).
+    """
     if not text:
         return "empty"
     if len(text) < min_chars:
         return "too_short"
     if len(text) > max_chars:
         return "too_long"
-    if share < min_share:
-        return "not_vietnamese"
+    reason = LANGUAGE_REASONS[language]
+    if reason and share < min_share:
+        return reason
     return ""
 
 
@@ -193,9 +233,15 @@ class _RowWriter:
 
 
 def filter_shard(
-    inputs: list[Path], out: Path, style: str, min_chars: int, max_chars: int, min_share: float
+    inputs: list[Path], out: Path, style: str, min_chars: int, max_chars: int, min_share: float,
+    language: str = "vi",
 ) -> dict[str, SourceTally]:
-    """Step 1 for one shard: normalized, filtered paragraphs + hashes into ``out``."""
+    """Step 1 for one shard: normalized, filtered paragraphs + hashes into ``out``.
+
+    ``min_share`` is the least share of each paragraph in ``language`` (see
+    :func:`language_share`). Normalization is the same for every language: tone
+    placement only rewrites words that parse as Vietnamese syllables.
+    """
     tallies: dict[str, SourceTally] = {}
     writer = _RowWriter(out, WORK_SCHEMA)
     ok = False
@@ -205,8 +251,9 @@ def filter_shard(
             reasons: list[str] = []
             for para in paragraphs:
                 nbytes = len(para.encode("utf-8", "surrogatepass"))
-                text, share = normalize_paragraph(para, style, tally.repaired)
-                reason = paragraph_verdict(text, share, min_chars, max_chars, min_share)
+                text, vi_share = normalize_paragraph(para, style, tally.repaired)
+                share = language_share(text, vi_share, language)
+                reason = paragraph_verdict(text, share, min_chars, max_chars, min_share, language)
                 if reason:
                     tally.drop(reason, paragraphs=1, nbytes=nbytes)
                     reasons.append(reason)
@@ -472,7 +519,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--tone-style", choices=("new", "old"), default="new")
     f.add_argument("--min-paragraph-chars", type=int, default=10)
     f.add_argument("--max-paragraph-chars", type=int, default=100_000)
-    f.add_argument("--min-vietnamese-share", type=float, default=0.5)
+    f.add_argument("--language", choices=tuple(LANGUAGE_REASONS), default="vi",
+                   help="clean.language: the language paragraphs must be in (any: no check)")
+    f.add_argument("--min-vietnamese-share", type=float, default=0.5,
+                   help="least share of syllables (--language vi)")
+    f.add_argument("--min-english-share", type=float, default=0.8,
+                   help="least share of plain-ASCII words (--language en)")
     f.add_argument("--out", required=True, type=Path, help="work file (Parquet)")
     f.add_argument("--report", required=True, type=Path)
     f.add_argument("inputs", nargs="+", type=Path, help="raw shards (one per source)")
@@ -500,15 +552,18 @@ def main(argv: list[str]) -> int:
     """``symato clean filter|dedup|write``: the three cleaning steps (see module doc)."""
     args = _parser().parse_args(argv)
     if args.step == "filter":
-        if not 0.0 <= args.min_vietnamese_share <= 1.0:
-            raise SymatoError("--min-vietnamese-share must be between 0 and 1")
+        for flag in ("min_vietnamese_share", "min_english_share"):
+            if not 0.0 <= getattr(args, flag) <= 1.0:
+                raise SymatoError(f"--{flag.replace('_', '-')} must be between 0 and 1")
+        min_share = args.min_english_share if args.language == "en" else args.min_vietnamese_share
         tallies = filter_shard(
             args.inputs,
             args.out,
             args.tone_style,
             args.min_paragraph_chars,
             args.max_paragraph_chars,
-            args.min_vietnamese_share,
+            min_share,
+            args.language,
         )
         write_json_atomic(args.report, _tally_report("filter", tallies))
     elif args.step == "dedup":

@@ -1,4 +1,4 @@
-"""The built-in demo corpus (``symato demo``): real Vietnamese from pinned packages.
+"""The built-in demo corpora (``symato demo``): real text from pinned packages.
 
 Why packages: the pipeline must run on real Vietnamese text on a fresh machine that can
 reach only the package registries. Packages there ship such text, and a package
@@ -12,10 +12,16 @@ version + sha256 pins it exactly, so every machine assembles the same corpus:
   help pages, manual pages, the New Maintainers' Guide, the Debian Administrator's
   Handbook and Firefox's interface strings, all in Vietnamese.
 
+The same documents were written in English first, so the same packages' English
+originals make a second, source-language corpus (``--language en``: for studies of what
+an English-trained model carries over to Vietnamese). Both come from one table of
+sources, each tagged with its ``language``, read by the same downloaders and parsers.
+
 Everything is downloaded once into the cache folder and reused; each file is checked
 against the sha256 in ``symato/data/demo_sources.json``. The output is JSON lines (one
 document per line: ``text`` and ``origin``) plus a manifest of provenance and licences.
-Cleaning later drops what is not Vietnamese (untranslated help pages, code samples).
+Cleaning later drops what is not in the corpus's language (``clean.language``): for the
+Vietnamese corpus, untranslated help pages and code samples.
 """
 
 from __future__ import annotations
@@ -40,12 +46,34 @@ from symato.errors import SymatoError
 from symato.io import atomic_path, write_json_atomic, write_text_atomic
 
 Doc = tuple[str, str]  # (origin, text)
+LANGUAGES = ("vi", "en")  # the languages a demo corpus can be assembled in
 
 
 def load_pins() -> dict:
     """The pinned sources shipped with the package (``symato/data/demo_sources.json``)."""
     text = resources.files("symato").joinpath("data/demo_sources.json").read_text("utf-8")
     return json.loads(text)
+
+
+def pins_for(pins: dict, language: str) -> dict:
+    """The sources of one language: ``pins`` with only the entries tagged ``language``.
+
+    Every entry must name a known language: an untagged source would silently join no
+    corpus, so it is an error naming the entry.
+    """
+    if language not in LANGUAGES:
+        raise SymatoError(f"demo language {language!r}: expected one of {', '.join(LANGUAGES)}")
+    out = dict(pins)
+    for registry in ("pypi", "debian"):
+        for i, pin in enumerate(pins.get(registry, [])):
+            if pin.get("language") not in LANGUAGES:
+                name = pin.get("name", pin.get("package"))
+                raise SymatoError(
+                    f"demo_sources.json: {registry}[{i}] ({name}): 'language' is "
+                    f"{pin.get('language')!r}, expected one of {', '.join(LANGUAGES)}"
+                )
+        out[registry] = [p for p in pins.get(registry, []) if p["language"] == language]
+    return out
 
 
 def sha256_of(path: Path) -> str:
@@ -323,7 +351,14 @@ def _apt_options(cache: Path) -> list[str]:
 
 def _deb_name(pin: dict) -> str:
     version = pin["version"].split(":", 1)[-1]
-    return f"{pin['package']}_{version}_all.deb"
+    return f"{pin['package']}_{version}_{pin.get('architecture', 'all')}.deb"
+
+
+def _deb_spec(pin: dict) -> str:
+    """``package[:arch]=version`` for apt-get download (an arch-specific pin names its arch)."""
+    arch = pin.get("architecture", "all")
+    name = pin["package"] if arch == "all" else f"{pin['package']}:{arch}"
+    return f"{name}={pin['version']}"
 
 
 def fetch_debs(pins: list[dict], cache: Path) -> dict[str, Path | str]:
@@ -332,7 +367,8 @@ def fetch_debs(pins: list[dict], cache: Path) -> dict[str, Path | str]:
     folder.mkdir(parents=True, exist_ok=True)
     found: dict[str, Path | str] = {}
     missing = []
-    for pin in pins:
+    unique = {pin["package"]: pin for pin in pins}  # one .deb may feed two languages' entries
+    for pin in unique.values():
         path = folder / _deb_name(pin)
         if path.exists() and sha256_of(path) == pin["sha256"]:
             found[pin["package"]] = path
@@ -352,7 +388,7 @@ def fetch_debs(pins: list[dict], cache: Path) -> dict[str, Path | str]:
             found[pin["package"]] = reason
         return found
     for pin in missing:
-        spec = f"{pin['package']}={pin['version']}"
+        spec = _deb_spec(pin)
         proc = subprocess.run(
             ["apt-get", *opts, "download", spec], capture_output=True, text=True, cwd=folder
         )
@@ -416,9 +452,9 @@ def debian_documents(pin: dict, deb: Path) -> Iterator[Doc]:
 # Assembly
 
 
-def assemble(cache: Path, use_apt: bool) -> tuple[list[Doc], dict]:
-    """All demo documents in a fixed order, plus the manifest describing them."""
-    pins = load_pins()
+def assemble(cache: Path, use_apt: bool, language: str = "vi") -> tuple[list[Doc], dict]:
+    """All demo documents of ``language`` in a fixed order, plus the manifest describing them."""
+    pins = pins_for(load_pins(), language)
     docs: list[Doc] = []
     entries = []
     licences = cache / "licenses"
@@ -443,15 +479,19 @@ def assemble(cache: Path, use_apt: bool) -> tuple[list[Doc], dict]:
         got = [(o, t) for o, t in debian_documents(pin, where) if t.strip()]
         docs += got
         entries.append(_entry("debian", pin, "used", got))
+    if not docs:
+        problems = "; ".join(f"{e['name']}: {e['status']}" for e in entries)
+        raise SymatoError(f"the {language} demo corpus is empty ({problems})")
     if not any(e["status"] == "used" for e in entries if e["registry"] == "debian"):
         _warn("no Debian package could be used: the demo corpus is the PyPI part only")
-    return docs, {"description": pins["description"], "sources": entries}
+    return docs, {"description": pins["description"], "language": language, "sources": entries}
 
 
 def _entry(registry: str, pin: dict, status: str, docs: list[Doc]) -> dict:
     return {
         "registry": registry,
         "name": pin.get("name", pin.get("package")),
+        "language": pin["language"],
         "version": pin["version"],
         "sha256": pin["sha256"],
         "license": pin["license"],
@@ -475,6 +515,13 @@ def main(argv: list[str]) -> int:
         prog="symato demo",
         description="Assemble the demo corpus from pinned PyPI and Debian packages.",
     )
+    p.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        default="vi",
+        help="vi: the Vietnamese demo corpus; en: the English originals of the same "
+        "documents, a source-language corpus (default: vi)",
+    )
     p.add_argument("--cache", type=Path, default=Path("resources/demo"))
     p.add_argument(
         "--apt",
@@ -485,7 +532,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, required=True, help="JSON-lines output")
     p.add_argument("--manifest", type=Path, required=True, help="provenance and licences")
     args = p.parse_args(argv)
-    docs, manifest = assemble(args.cache, args.apt)
+    docs, manifest = assemble(args.cache, args.apt, args.language)
     manifest["output"] = {
         "file": str(args.out),
         "documents": len(docs),
@@ -494,7 +541,8 @@ def main(argv: list[str]) -> int:
     write_jsonl(args.out, docs)
     write_json_atomic(args.manifest, manifest)
     write_text_atomic(args.cache / "README.txt", _README)
-    print(f"symato demo: {len(docs)} documents, {manifest['output']['bytes']} bytes")
+    print(f"symato demo ({args.language}): {len(docs)} documents, "
+          f"{manifest['output']['bytes']} bytes")
     for e in manifest["sources"]:
         print(f"  {e['name']} {e['version']}: {e['status']} ({e['documents']} documents)")
     return 0
@@ -504,6 +552,8 @@ _README = """\
 This folder is the cache of `symato demo` (rule demo_corpus).
 demo.jsonl    the demo corpus, one document per line ({"origin", "text"})
 manifest.json provenance: package, version, sha256, licence, status, size
+              (an English corpus, `symato demo --language en`, is written wherever
+              its --out/--manifest say, from the same caches)
 licenses/     the licence / copyright file of every package used
 pypi/, debs/  the downloaded packages (reused on the next run); apt/ is the private apt state
 """
