@@ -66,6 +66,10 @@ def test_pins_for_rejects_untagged_sources_and_unknown_languages() -> None:
     bad["debian"][-1].pop("language")
     with pytest.raises(SymatoError, match=r"debian\[12\] \(libreoffice-help-vi\): 'language'"):
         demo.pins_for(bad, "vi")
+    book = next(p for p in pins["debian"] if p["package"] == "debian-handbook")
+    twice = dict(pins, debian=[*pins["debian"], dict(book, version="12.0")])
+    with pytest.raises(SymatoError, match="debian-handbook is pinned twice with different"):
+        demo.pins_for(twice, "en")
 
 
 def test_deb_name_and_spec_name_the_architecture() -> None:

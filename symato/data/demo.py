@@ -59,10 +59,19 @@ def pins_for(pins: dict, language: str) -> dict:
     """The sources of one language: ``pins`` with only the entries tagged ``language``.
 
     Every entry must name a known language: an untagged source would silently join no
-    corpus, so it is an error naming the entry.
+    corpus, so it is an error naming the entry. Entries of one package (the Handbook
+    holds both languages) must pin the same file, since it is downloaded once.
     """
     if language not in LANGUAGES:
         raise SymatoError(f"demo language {language!r}: expected one of {', '.join(LANGUAGES)}")
+    files: dict[str, tuple[str, str, str]] = {}
+    for pin in pins.get("debian", []):
+        key = (pin["version"], pin["sha256"], pin.get("architecture", "all"))
+        if files.setdefault(pin["package"], key) != key:
+            raise SymatoError(
+                f"demo_sources.json: package {pin['package']} is pinned twice with different "
+                f"version/sha256/architecture: {files[pin['package']]} and {key}"
+            )
     out = dict(pins)
     for registry in ("pypi", "debian"):
         for i, pin in enumerate(pins.get(registry, [])):
