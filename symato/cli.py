@@ -49,6 +49,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("symato.run.restore:main", "restore Vietnamese diacritics"),
     "export": ("symato.run.export:main",
                "export an RWKV-4 or RWKV-7 checkpoint for the rwkv package"),
+    # models leaving the project (symato/interop/)
+    "lm-eval tasks": ("symato.interop.lm_eval_tasks:main",
+                      "write lm-evaluation-harness tasks over the validation text"),
+    "lm-eval run": ("symato.interop.lm_eval_run:main",
+                    "evaluate an exported model with lm-evaluation-harness"),
     # results (symato/report/)
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),

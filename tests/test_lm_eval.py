@@ -1,0 +1,243 @@
+"""lm-evaluation-harness over the project's held-out text (issue #24).
+
+The task files are checked on the demo text (tests/data/pipeline_vi.txt, one document
+per paragraph); the harness itself runs for real (no mocks) on a tiny random
+``LlamaForCausalLM`` with a byte-level tokenizer, built here with ``transformers`` so
+these tests do not need the project's export. Its numbers are checked against the same
+model scored directly: a document's log-likelihood after the end-of-text token, its bytes
+counted as UTF-8. The agreement with ``symato evaluate`` needs an exported symato model
+and runs once ``symato.interop.hf_export`` exists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from symato.errors import SymatoError
+from symato.interop.lm_eval_tasks import (
+    PPL_TASK,
+    RESTORE_TASK,
+    TaskOptions,
+    check_tasks,
+    markable_words,
+    restore_items,
+    sentences,
+    write_tasks,
+)
+from symato.text.syllable import LETTER_RUN, parse, strip_marks
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "data" / "pipeline_vi.txt"
+EOT = 256  # the tiny tokenizer's <|endoftext|>: ids 0-255 are the bytes
+
+
+def paragraphs() -> list[str]:
+    """The demo text's paragraphs: one document each."""
+    return [p.strip() for p in CORPUS.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+
+
+def write_val(path: Path, texts: list[str]) -> Path:
+    """A cleaned validation shard (the columns `symato clean write` writes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"doc_id": [f"v{i}" for i in range(len(texts))], "source": "test",
+                  "text": texts}).to_parquet(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- task files
+def test_variants_are_legal_distinct_and_contain_the_original() -> None:
+    docs = [(f"d{i}", t) for i, t in enumerate(paragraphs())]
+    items = restore_items(docs, TaskOptions(choices=4, restore_items=1000))
+    assert len(items) > 40
+    for item in items:
+        choices, original = item["choices"], item["choices"][item["gold"]]
+        assert len(choices) == 4 and len(set(choices)) == 4
+        doc = dict(docs)[item["id"].split("#")[0]]
+        assert original in sentences(doc)  # the correct answer is the held-out sentence
+        words = [m.group() for m in LETTER_RUN.finditer(original)]
+        for variant in choices:
+            if variant == original:
+                continue
+            # the same letters once marks are stripped, word for word ...
+            assert strip_marks(variant) == strip_marks(original)
+            new = [m.group() for m in LETTER_RUN.finditer(variant)]
+            changed = [(a, b) for a, b in zip(words, new, strict=True) if a != b]
+            assert 1 <= len(changed) <= 3
+            for before, after in changed:  # ... each change a legal syllable of the same sym
+                p, q = parse(before), parse(after)
+                assert q is not None and (q.sym, q.case) == (p.sym, p.case)
+                assert q.marktone != p.marktone
+
+
+def test_items_are_deterministic_and_the_seed_matters() -> None:
+    docs = [(f"d{i}", t) for i, t in enumerate(paragraphs())]
+    a = restore_items(docs, TaskOptions(seed=3))
+    assert a == restore_items(docs, TaskOptions(seed=3))
+    assert a != restore_items(docs, TaskOptions(seed=4))
+    # an item depends on its own document only: dropping the first keeps the others
+    b = restore_items(docs[1:], TaskOptions(seed=3))
+    assert b == [x for x in a if not x["id"].startswith("d0#")][: len(b)]
+    golds = {x["gold"] for x in a}
+    assert golds == {0, 1, 2, 3}  # the answer's position varies
+
+
+def test_a_sentence_without_markable_syllables_gives_no_item() -> None:
+    assert markable_words("Python 3.11 and C++ only") == ([], 0)
+    assert restore_items([("x", "Python and C++ only. OK then.")], TaskOptions()) == []
+
+
+def test_task_folder_and_manifest(tmp_path: Path) -> None:
+    texts = paragraphs()
+    val = write_val(tmp_path / "clean" / "val" / "000.parquet", texts)
+    out = tmp_path / "tasks"
+    m = write_tasks([val.parent], out, TaskOptions(restore_items=20))
+    assert m[PPL_TASK]["documents"] == len(texts)
+    assert m[PPL_TASK]["bytes"] == sum(len(t.encode("utf-8")) for t in texts)
+    assert m[RESTORE_TASK]["items"] == 20 and m[RESTORE_TASK]["choices"] == 4
+    assert m["sources"][0]["path"] == str(val.resolve()) and len(m["sources"][0]["sha256"]) == 64
+    rows = [json.loads(line) for line in (out / f"{PPL_TASK}.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == texts  # the documents exactly, in order
+    config = yaml.safe_load((out / f"{PPL_TASK}.yaml").read_text())
+    assert config["output_type"] == "loglikelihood_rolling"
+    assert Path(config["dataset_kwargs"]["data_files"]["test"]) == (out / f"{PPL_TASK}.jsonl")
+    assert yaml.safe_load((out / f"{RESTORE_TASK}.yaml").read_text())["output_type"] == \
+        "multiple_choice"
+    assert check_tasks(out) == m
+    before = (out / f"{RESTORE_TASK}.jsonl").read_bytes()
+    write_tasks([val], out, TaskOptions(restore_items=20))  # same input: same bytes
+    assert (out / f"{RESTORE_TASK}.jsonl").read_bytes() == before
+    (out / f"{PPL_TASK}.jsonl").write_text('{"text": "khác"}\n')
+    with pytest.raises(SymatoError, match="differs from"):
+        check_tasks(out)
+
+
+def test_no_validation_text_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SymatoError, match="not found"):
+        write_tasks([tmp_path / "missing"], tmp_path / "t")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SymatoError, match=r"no \*\.parquet"):
+        write_tasks([tmp_path / "empty"], tmp_path / "t")
+
+
+# ----------------------------------------------------------------------------- the harness
+def _byte_symbols() -> dict[int, str]:
+    """The printable stand-in of each byte in byte-level BPE vocabularies (GPT-2's)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return {b: chr(b if b in keep else next(extra)) for b in range(256)}
+
+
+def tiny_hf_model(out: Path, ctx: int = 256, seed: int = 0) -> Path:
+    """A random one-layer Llama with a byte tokenizer (id = byte value, 256 = EOT)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(vocab={ch: b for b, ch in _byte_symbols().items()}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                            model_max_length=ctx).save_pretrained(out)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=EOT + 1, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=ctx, eos_token_id=EOT, bos_token_id=None)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
+def _logprob(model: Any, ids: list[int], start: int) -> float:
+    """Summed log-probability of ids[start:] given what precedes, in one forward pass."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    return float(sum(logits[i - 1, ids[i]] for i in range(start, len(ids))))
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The tiny model, a task folder over the demo text, and `symato lm-eval run` on it."""
+    from symato.interop.lm_eval_run import main
+
+    tmp = tmp_path_factory.mktemp("lmeval")
+    model_dir = tiny_hf_model(tmp / "hf")
+    val = write_val(tmp / "val" / "000.parquet", paragraphs())
+    tasks = tmp / "tasks"
+    write_tasks([val], tasks, TaskOptions(restore_items=10))
+    out = tmp / "results.json"
+    assert main(["--model", str(model_dir), "--tasks-dir", str(tasks), "--out", str(out),
+                 "--limit", "4"]) == 0
+    return {"model": model_dir, "tasks": tasks, "out": out, "tmp": tmp,
+            "results": json.loads(out.read_text())}
+
+
+def test_lm_eval_run_writes_the_compact_results(harness: dict[str, Any]) -> None:
+    r = harness["results"]
+    assert r["lm_eval_version"] == "0.4.13" or r["lm_eval_version"].startswith("0.4")
+    assert r["model"] == str(harness["model"].resolve()) and r["limit"] == 4
+    assert (r["max_length"], r["prefix_token_id"]) == (256, EOT)
+    ppl, restore = r["tasks"][PPL_TASK], r["tasks"][RESTORE_TASK]
+    assert ppl["documents"] == restore["documents"] == 4
+    assert ppl["byte_perplexity"] == pytest.approx(2 ** ppl["bits_per_byte"])
+    assert 0 <= restore["acc"] <= 1 and restore["acc_stderr"] is not None
+
+
+def test_harness_numbers_are_the_models_own(harness: dict[str, Any]) -> None:
+    """bits_per_byte is each document's NLL after <|endoftext|> over its UTF-8 bytes (every
+    document here is shorter than the window: one window each), and restoration picks the
+    choice with the highest log-likelihood, computed here with the same model directly."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(harness["model"], dtype="float32").eval()
+    docs = paragraphs()[:4]
+    nll = -sum(_logprob(model, [EOT, *d.encode("utf-8")], 1) for d in docs)
+    n_bytes = sum(len(d.encode("utf-8")) for d in docs)
+    ppl = harness["results"]["tasks"][PPL_TASK]
+    assert ppl["bits_per_byte"] == pytest.approx(nll / n_bytes / math.log(2), rel=1e-5)
+    assert ppl["word_perplexity"] == pytest.approx(
+        math.exp(nll / sum(len(d.split()) for d in docs)), rel=1e-4)
+    items = [json.loads(line) for line in
+             (harness["tasks"] / f"{RESTORE_TASK}.jsonl").read_text().splitlines()[:4]]
+    right = 0
+    for item in items:
+        scores = [_logprob(model, [EOT, *c.encode("utf-8")], 1) for c in item["choices"]]
+        right += max(range(len(scores)), key=scores.__getitem__) == item["gold"]
+    assert harness["results"]["tasks"][RESTORE_TASK]["acc"] == pytest.approx(right / 4)
+
+
+def test_the_documented_plain_lm_eval_command(harness: dict[str, Any]) -> None:
+    """The command of docs/export.md gives the same bits per byte as `symato lm-eval run`."""
+    out = harness["tmp"] / "plain"
+    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
+           f"pretrained={harness['model']},trust_remote_code=True,dtype=float32",
+           "--device", "cpu", "--include_path", str(harness["tasks"]), "--tasks",
+           f"{PPL_TASK},{RESTORE_TASK}", "--limit", "4", "--output_path", str(out)]
+    # run outside the checkout: its kernels/ folder must not shadow the `kernels` package
+    proc = subprocess.run(cmd, cwd=harness["tmp"], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (found,) = out.rglob("results_*.json")
+    got = json.loads(found.read_text())["results"]
+    ours = harness["results"]["tasks"]
+    assert got[PPL_TASK]["bits_per_byte,none"] == pytest.approx(ours[PPL_TASK]["bits_per_byte"])
+    assert got[RESTORE_TASK]["acc,none"] == pytest.approx(ours[RESTORE_TASK]["acc"])
+
+
+def test_a_choice_longer_than_the_window_is_a_clear_error(harness: dict[str, Any]) -> None:
+    from symato.interop.lm_eval_run import run_lm_eval
+
+    small = tiny_hf_model(harness["tmp"] / "hf16", ctx=16)
+    with pytest.raises(SymatoError, match="--max-bytes"):
+        run_lm_eval(small, harness["tasks"], tasks=[RESTORE_TASK], limit=1)
