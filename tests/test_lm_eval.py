@@ -386,3 +386,37 @@ def test_lm_eval_on_the_exported_model_agrees_with_symato_evaluate(tmp_path: Pat
         assert lm == pytest.approx(_bpb(doc_nll, texts), rel=0.02)  # context only
         assert abs(pipeline - lm) <= _bpb(eot_nll, texts) + 0.02 * lm, kind
         assert 0 <= got["tasks"][RESTORE_TASK]["acc"] <= 1
+
+
+# ----------------------------------------------------------------------------- report
+def test_collect_and_summary_carry_the_lm_eval_numbers(tmp_path: Path,
+                                                       harness: dict[str, Any]) -> None:
+    """`symato collect --lm-eval` reads each run's lm_eval.json into runs.csv; the summary
+    sets them beside the pipeline's numbers, and says when the option is off."""
+    from symato.report.collect import main as collect_main
+    from symato.report.figures import load_runs
+    from symato.report.summary import lm_eval_section
+
+    run = tmp_path / "runs" / "bytes" / "llama-L1-D32-T10k"
+    run.mkdir(parents=True)
+    (run / "settings.json").write_text(json.dumps({"tokenizer": "bytes", "arch": "llama",
+                                                   "run": run.name, "tokens": 10000}))
+    (run / "metrics.json").write_text(json.dumps({"params_total": 1000, "train_tokens": 9984,
+                                                  "bits_per_byte": 3.3,
+                                                  "restoration_accuracy": None}))
+    table = tmp_path / "runs.csv"
+    assert collect_main([str(run), "--out", str(table)]) == 0
+    assert "Not run (eval.lm_eval: false)" in lm_eval_section(load_runs(table))
+    with pytest.raises(SymatoError, match="lm_eval.json"):
+        collect_main([str(run), "--out", str(table), "--lm-eval"])
+    (run / "lm_eval.json").write_text(harness["out"].read_text())
+    assert collect_main([str(run), "--out", str(table), "--lm-eval"]) == 0
+    row = pd.read_csv(table).iloc[0]
+    ours = harness["results"]["tasks"]
+    assert row["lmeval_bpb"] == pytest.approx(ours[PPL_TASK]["bits_per_byte"])
+    assert row["lmeval_restore_acc"] == pytest.approx(ours[RESTORE_TASK]["acc"])
+    section = lm_eval_section(load_runs(table))
+    assert "| bytes | llama | llama-L1-D32-T10k | 3.3 |" in section
+    assert f"{ours[PPL_TASK]['bits_per_byte']:.4g}" in section
+    layout = (REPO / "workflow" / "scripts" / "summary.py").read_text()
+    assert '"## Evaluation with lm-evaluation-harness", summary.lm_eval_section(runs)' in layout

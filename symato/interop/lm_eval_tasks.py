@@ -218,8 +218,10 @@ def ppl_config(data: Path) -> dict[str, Any]:
         "output_type": "loglikelihood_rolling",
         "doc_to_text": "",
         "doc_to_target": "text",  # a column name: the text exactly, no template rendering
-        "metric_list": [{"metric": m} for m in ("word_perplexity", "byte_perplexity",
-                                                 "bits_per_byte")],
+        "metric_list": [{"metric": m, "aggregation": agg, "higher_is_better": False}
+                        for m, agg in (("word_perplexity", "weighted_perplexity"),
+                                       ("byte_perplexity", "weighted_perplexity"),
+                                       ("bits_per_byte", "bits_per_byte"))],
         "metadata": {"version": FORMAT_VERSION},
     }
 
