@@ -407,7 +407,7 @@ def test_collect_and_summary_carry_the_lm_eval_numbers(tmp_path: Path,
     table = tmp_path / "runs.csv"
     assert collect_main([str(run), "--out", str(table)]) == 0
     assert "Not run (eval.lm_eval: false)" in lm_eval_section(load_runs(table))
-    with pytest.raises(SymatoError, match="lm_eval.json"):
+    with pytest.raises(SymatoError, match=r"lm_eval\.json"):
         collect_main([str(run), "--out", str(table), "--lm-eval"])
     (run / "lm_eval.json").write_text(harness["out"].read_text())
     assert collect_main([str(run), "--out", str(table), "--lm-eval"]) == 0
