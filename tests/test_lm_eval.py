@@ -115,6 +115,11 @@ def test_task_folder_and_manifest(tmp_path: Path) -> None:
     before = (out / f"{RESTORE_TASK}.jsonl").read_bytes()
     write_tasks([val], out, TaskOptions(restore_items=20))  # same input: same bytes
     assert (out / f"{RESTORE_TASK}.jsonl").read_bytes() == before
+    moved = tmp_path / "moved"
+    out.rename(moved)  # the YAMLs still name the old place
+    with pytest.raises(SymatoError, match="names another data file"):
+        check_tasks(moved)
+    moved.rename(out)
     (out / f"{PPL_TASK}.jsonl").write_text('{"text": "khác"}\n')
     with pytest.raises(SymatoError, match="differs from"):
         check_tasks(out)

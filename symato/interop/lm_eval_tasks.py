@@ -297,6 +297,17 @@ def write_tasks(val: Iterable[str | Path], out: Path, opts: TaskOptions | None =
     return manifest
 
 
+def _data_file(config: Path) -> str | None:
+    """The data file a task YAML names (None when it names none or cannot be read)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+        return str(doc["dataset_kwargs"]["data_files"]["test"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
 def check_tasks(task_dir: Path) -> dict[str, Any]:
     """The manifest of a task folder whose data files are still the ones it lists.
 
@@ -316,7 +327,7 @@ def check_tasks(task_dir: Path) -> dict[str, Any]:
             raise SymatoError(f"{data} is missing or differs from {task_dir}/manifest.json: "
                               "rewrite the folder with `symato lm-eval tasks`")
         config = Path(task_dir) / f"{task}.yaml"
-        if str(data.resolve()) not in config.read_text(encoding="utf-8"):
+        if _data_file(config) != str(data.resolve()):
             raise SymatoError(f"{config} names another data file than {data.resolve()} (the "
                               "folder was moved?): rewrite it with `symato lm-eval tasks`")
     return manifest
