@@ -12,6 +12,14 @@ from symato.interop.lm_eval_tasks import TASKS as LM_EVAL_TASKS
 LM_EVAL_DIR = "results/lmeval/tasks"
 
 
+def lm_eval_max_bytes() -> int:
+    """The longest restoration sentence in UTF-8 bytes: each choice must fit the grid's
+    smallest window in tokens (the harness refuses a longer one), and the bytes
+    tokenizer spends one token per byte; at most 120 (`symato lm-eval tasks`' default)."""
+    smallest = min((int(r["settings"]["ctx_len"]) for r in GRID_RUNS), default=128)
+    return max(1, min(120, smallest - 1))
+
+
 rule lm_eval_tasks:
     """The harness's task folder over the cleaned validation shards."""
     input:
@@ -22,12 +30,14 @@ rule lm_eval_tasks:
     params:
         val=lambda wildcards, input: " ".join(f"--val {shlex.quote(p)}" for p in input),
         out=LM_EVAL_DIR,
+        max_bytes=lm_eval_max_bytes(),
     log:
         "results/logs/lm_eval_tasks/lm_eval_tasks.log",
     benchmark:
         "results/benchmarks/lm_eval_tasks/lm_eval_tasks.tsv"
     shell:
-        "{SYMATO} lm-eval tasks {params.val} --out {params.out:q} > {log:q} 2>&1"
+        "{SYMATO} lm-eval tasks {params.val} --out {params.out:q}"
+        " --max-bytes {params.max_bytes} > {log:q} 2>&1"
 
 
 rule lm_eval_export:

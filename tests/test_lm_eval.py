@@ -425,3 +425,43 @@ def test_collect_and_summary_carry_the_lm_eval_numbers(tmp_path: Path,
     assert f"{ours[PPL_TASK]['bits_per_byte']:.4g}" in section
     layout = (REPO / "workflow" / "scripts" / "summary.py").read_text()
     assert '"## Evaluation with lm-evaluation-harness", summary.lm_eval_section(runs)' in layout
+
+
+@pytest.mark.slow
+def test_the_workflow_option_fills_runs_csv_and_the_summary(tmp_path: Path) -> None:
+    """eval.lm_eval: true on the tiny pipeline: each run exported and scored, its numbers
+    in runs.csv and in results/summary.md (needs the export, like the test above)."""
+    import importlib.util
+
+    from _workflow import CORPUS as TEXT
+    from _workflow import SNAKEMAKE, tiny_data_config
+
+    if importlib.util.find_spec("symato.interop.hf_export") is None:
+        pytest.skip("needs the Hugging Face export, symato.interop.hf_export (issue #24)")
+    config = tiny_data_config(
+        tokenizers=["symato"],
+        train={"grids": [{"name": "tiny", "tokenizers": "all", "archs": ["llama"],
+                          "sizes": ["L1-D16"], "tokens": [4096]}],
+               "settings": {"max_epochs": 10.0, "ctx_len": 64, "batch_size": 4,
+                            "eval_interval": 8, "eval_windows": 2, "checkpoint_steps": 0,
+                            "checkpoint_minutes": 0}},
+        eval={"restoration_syllables": 50, "prompts": [""], "sample_tokens": 4,
+              "lm_eval": True},
+        report={"bootstrap": 10, "dpi": 60})
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "vi.txt").write_text(TEXT.read_text(encoding="utf-8"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "config.yaml"), "--cores", "2",
+           "results/scaling/runs.csv", "results/summary.md"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "results" / "scaling" / "runs.csv")
+    assert runs["lmeval_bpb"].notna().all() and runs["lmeval_restore_acc"].notna().all()
+    got = json.loads((tmp_path / "results" / "runs" / "symato" / runs["run"][0]
+                      / "lm_eval.json").read_text())
+    assert got["max_length"] == 64
+    assert not (tmp_path / "results" / "lmeval" / "hf" / "symato" / runs["run"][0]).exists()
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    section = summary.split("## Evaluation with lm-evaluation-harness")[1]
+    assert f"{runs['lmeval_bpb'][0]:.4g}" in section
