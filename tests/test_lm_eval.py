@@ -289,6 +289,20 @@ def _pipeline_run(tmp: Path, kind: str, val_texts: list[str], ctx_len: int | Non
     return run, clean["val"], tok
 
 
+@pytest.fixture(scope="module")
+def ten_docs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``kind -> (run, cleaned val file, tokenizer)`` of a run evaluated on ten validation
+    documents, trained on first use and shared by the tests below."""
+    cache: dict[str, tuple[Path, Path, Any]] = {}
+
+    def get(kind: str) -> tuple[Path, Path, Any]:
+        if kind not in cache:
+            cache[kind] = _pipeline_run(tmp_path_factory.mktemp(f"ten-{kind}"), kind,
+                                        paragraphs()[28:38])
+        return cache[kind]
+    return get
+
+
 def _docs_alone_nll(run: Path, tok: Any, texts: list[str]) -> float:
     """Summed NLL of each text alone after EOT, by the symato model (lm-eval's reading)."""
     import torch
@@ -346,13 +360,13 @@ def test_one_document_the_pipeline_reads_as_lm_eval_does(tmp_path: Path, kind: s
                                                      rel=1e-6)
 
 
-def test_several_documents_differ_by_the_eot_predictions_and_context(tmp_path: Path) -> None:
+def test_several_documents_differ_by_the_eot_predictions_and_context(ten_docs: Any) -> None:
     """Ten documents: the pipeline's sum is its EOT predictions plus the documents' tokens;
     the latter differ from lm-eval's reading only by context across document boundaries,
     which this tiny model uses little (measured: the documents' tokens cost 0.9% less
     with the previous document in view for bytes, 0.002% for symato; bounded at 2%)."""
     texts = paragraphs()[28:38]
-    run, _, tok = _pipeline_run(tmp_path, "bytes", texts)
+    run, _, tok = ten_docs("bytes")
     pipeline = json.loads((run / "metrics.json").read_text())["bits_per_byte"]
     eot_nll, doc_nll = _pipeline_nll_parts(run)
     assert _bpb(eot_nll + doc_nll, texts) == pytest.approx(pipeline, rel=1e-6)
@@ -360,7 +374,8 @@ def test_several_documents_differ_by_the_eot_predictions_and_context(tmp_path: P
     assert doc_nll == pytest.approx(alone, rel=0.02)
 
 
-def test_lm_eval_on_the_exported_model_agrees_with_symato_evaluate(tmp_path: Path) -> None:
+def test_lm_eval_on_the_exported_model_agrees_with_symato_evaluate(tmp_path: Path,
+                                                                   ten_docs: Any) -> None:
     """The exported model through lm-eval scores the documents exactly as the symato model
     reads each alone (same weights in float32, same ids, same bytes: only the order of
     float sums differs, hence 1e-4), and differs from `symato evaluate` only by the EOT
@@ -376,7 +391,7 @@ def test_lm_eval_on_the_exported_model_agrees_with_symato_evaluate(tmp_path: Pat
     for kind in ("bytes", "symato"):
         tmp = tmp_path / kind
         texts = paragraphs()[28:38]
-        run, val, tok = _pipeline_run(tmp, kind, texts)
+        run, val, tok = ten_docs(kind)
         export_hf(run, tmp / "hf")
         # short sentences: every choice fits the window of this tiny run
         write_tasks([val], tmp / "tasks", TaskOptions(restore_items=5, max_bytes=60))
