@@ -13,9 +13,10 @@ rounds alternated, the machine named.
         --tokens 32 --rounds 3 --markdown --json ctx.json --figure ctx.png
     .venv/bin/python benchmarks/bench_context.py --device cuda --contexts 256 1024 4096 16384 65536
 
-Not yet here: ``transformers``' own ``generate`` on exported GPT/Llama models and the
-``rwkv`` package on exported RWKV-7 weights as reference points; they wait for the
-Hugging Face export (issue #24).
+``--peers`` adds the reference runtimes on the same weights (``context.PEERS``): the
+``rwkv`` package (TorchScript) for RWKV-4 and RWKV-7 on the weights ``symato export``
+writes, and ``transformers`` (its own models and default cache, as its ``generate``
+runs them) for GPT and Llama on the weights ``symato export --format hf`` writes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, help="torch threads per measurement")
     p.add_argument("--vocab", type=int, default=2816, help="vocabulary size (symato: 2816)")
     p.add_argument("--head-size", type=int, default=64)
+    p.add_argument("--peers", action="store_true",
+                   help="also the reference runtimes (rwkv package, transformers)")
     p.add_argument("--markdown", action="store_true", help="print the Markdown table")
     p.add_argument("--json", help="write the rows and the machine here")
     p.add_argument("--figure", help="write the figure here (PNG)")
@@ -55,7 +58,7 @@ def main() -> int:
           flush=True)
     rows = context.sweep(args.archs, args.contexts, size=args.size, tokens=args.tokens,
                          rounds=args.rounds, device=args.device, threads=args.threads,
-                         vocab=args.vocab, head_size=args.head_size,
+                         vocab=args.vocab, head_size=args.head_size, peers=args.peers,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.markdown:
         print("\n" + context.markdown(rows) + "\n")

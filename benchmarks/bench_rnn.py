@@ -36,8 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import machine
 
+from symato.interop.rwkv_pth import rwkv_state_dict
 from symato.models import build_model
-from symato.run.export import rwkv_state_dict
 from symato.run.grid import parse_size
 
 

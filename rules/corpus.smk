@@ -9,11 +9,12 @@
 #   clean_report   results/clean/report.json (kept/dropped per reason per source)
 #
 # Source globs are resolved here, at parse time, so a glob matching no file fails before
-# any job starts, naming the config key and the glob.
+# any job starts, naming the config key and the glob (an hf source: a Hub id without a
+# pinned revision, or a local dataset folder that does not exist).
 
 from snakemake.exceptions import WorkflowError
 
-from symato.data.corpus import resolve_sources
+from symato.data.corpus import read_args, resolve_sources
 from symato.errors import SymatoError
 
 try:
@@ -26,13 +27,16 @@ CLEAN_SHARD_IDS = [f"{k:04d}" for k in range(config["corpus"]["shards"])]
 
 
 def source_files(wildcards) -> list[str]:
-    """The files of one configured source (the demo source: the assembled demo corpus)."""
+    """The files of one configured source (the demo source: the assembled demo corpus; an
+    hf source: a local dataset folder's files, none for a Hub dataset)."""
     return CORPUS_SOURCES[wildcards.source]["files"]
 
 
-def source_setting(key: str):
-    """A params function: one reading setting of the job's source."""
-    return lambda wildcards: CORPUS_SOURCES[wildcards.source][key]
+def source_read_args(wildcards) -> str:
+    """A params function: the `symato corpus` arguments reading the job's source (its
+    settings and files; an hf source's dataset, config, split, revision and cap), so a
+    change to any of them reruns the reading."""
+    return " ".join(shlex.quote(arg) for arg in read_args(CORPUS_SOURCES[wildcards.source]))
 
 
 rule demo_corpus:
@@ -62,9 +66,7 @@ rule corpus_shard:
     wildcard_constraints:
         source="|".join(CORPUS_SOURCES),
     params:
-        format=source_setting("format"),
-        text_field=source_setting("text_field"),
-        unit=source_setting("unit"),
+        read=source_read_args,
         shards=len(CLEAN_SHARD_IDS),
         max_bytes=config["corpus"]["max_paragraph_bytes"],
         out_dir=lambda wildcards, output: os.path.dirname(output.report),
@@ -73,10 +75,9 @@ rule corpus_shard:
     benchmark:
         "results/benchmarks/corpus_shard/{source}.tsv"
     shell:
-        "{SYMATO} corpus --source {wildcards.source:q} --format {params.format} "
-        "--text-field {params.text_field:q} --unit {params.unit} --shards {params.shards} "
+        "{SYMATO} corpus {params.read} --shards {params.shards} "
         "--max-paragraph-bytes {params.max_bytes} --out-dir {params.out_dir:q} "
-        "--report {output.report:q} {input:q} > {log} 2>&1"
+        "--report {output.report:q} > {log} 2>&1"
 
 
 rule clean_filter:

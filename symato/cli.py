@@ -47,9 +47,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep final": ("symato.run.sweep:final_main", "write a sweep's final decision"),
     "generate": ("symato.run.generate:generate_main", "sample text from a checkpoint"),
     "restore": ("symato.run.restore:main", "restore Vietnamese diacritics"),
-    "export": ("symato.run.export:main",
-               "export an RWKV-4 or RWKV-7 checkpoint for the rwkv package"),
     # models leaving the project (symato/interop/)
+    "export": ("symato.interop.export:main",
+               "export a checkpoint: rwkv package .pth, or a transformers folder"),
     "lm-eval tasks": ("symato.interop.lm_eval_tasks:main",
                       "write lm-evaluation-harness tasks over the validation text"),
     "lm-eval run": ("symato.interop.lm_eval_run:main",

@@ -8,6 +8,7 @@ temporary file in the same folder and is renamed into place only when complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -99,6 +100,22 @@ def non_finite_key(obj: Any, where: str = "top level") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex), naming the file when it cannot be read.
+
+    Read ``chunk`` bytes at a time so a multi-GB shard costs no memory. Here, not in
+    ``symato.run.provenance``, so data stages can record digests without importing torch.
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise SymatoError(f"cannot read {path} to record its digest: {exc}") from None
+    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from _workflow import CORPUS, REPO, SNAKEMAKE, load_script, tiny_data_config
 
+from symato.errors import SymatoError
 from symato.report import context
 
 SIZE, HEAD = "L1-D32", 16
@@ -35,6 +36,30 @@ def test_a_kv_cache_holds_exactly_prompt_and_generated_tokens(arch: str):
         # keys and values, 1 layer, batch 1, 2 heads of 16, float32
         assert row["state_bytes"] == 2 * 1 * 1 * 2 * positions * HEAD * 4
         assert row["peak_bytes"] > row["state_bytes"]
+
+
+@pytest.mark.parametrize("arch", ["gpt", "llama"])
+def test_transformers_peer_decodes_the_same_weights_with_its_own_cache(arch: str):
+    """The peer runs transformers' own class on our weights; its default cache grows to
+    hold exactly what ours preallocates."""
+    ours = context.measure(arch, SIZE, 600, tokens=3, vocab=50, head_size=HEAD)
+    peer = context.measure(arch, SIZE, 600, tokens=3, vocab=50, head_size=HEAD,
+                           impl="transformers")
+    assert peer["impl"] == "transformers" and peer["params"] == ours["params"]
+    assert peer["state_bytes"] == ours["state_bytes"] and peer["token_ms"] > 0
+
+
+def test_rwkv_package_peer_state_does_not_grow():
+    """The rwkv package peer, each measurement in its own process (RWKV_V7_ON must be set
+    before rwkv.model is imported); rows for ours and the peer, named apart."""
+    rows = context.sweep(["rwkv7"], [8, 600], size=SIZE, tokens=2, vocab=50,
+                         head_size=HEAD, peers=True)
+    assert [(r["impl"], r["context"]) for r in rows] == [
+        ("symato", 8), ("rwkv", 8), ("symato", 600), ("rwkv", 600)]
+    assert len({r["state_bytes"] for r in rows}) == 1
+    assert "rwkv7 (rwkv)" in context.markdown(rows)
+    with pytest.raises(SymatoError, match="no runtime 'rwkv' for llama"):
+        context.measure("llama", SIZE, 8, tokens=1, vocab=50, head_size=HEAD, impl="rwkv")
 
 
 ROWS = [{"arch": a, "context": c, "params": 1e6, "non_embedding": 9e5, "prefill_s": 0.5,

@@ -229,7 +229,6 @@ def test_the_documented_plain_lm_eval_command(harness: dict[str, Any]) -> None:
            f"pretrained={harness['model']},trust_remote_code=True,dtype=float32",
            "--device", "cpu", "--include_path", str(harness["tasks"]), "--tasks",
            f"{PPL_TASK},{RESTORE_TASK}", "--limit", "4", "--output_path", str(out)]
-    # run outside the checkout: its kernels/ folder must not shadow the `kernels` package
     proc = subprocess.run(cmd, cwd=harness["tmp"], capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -385,7 +384,6 @@ def test_lm_eval_on_the_exported_model_agrees_with_symato_evaluate(tmp_path: Pat
     if importlib.util.find_spec("symato.interop.hf_export") is None:
         pytest.skip("needs the Hugging Face export, symato.interop.hf_export (issue #24)")
     from symato.interop.hf_export import export_hf
-
     from symato.interop.lm_eval_run import run_lm_eval
 
     for kind in ("bytes", "symato"):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,8 @@ from symato import Tokenizer
 from symato.cli import main as cli
 from symato.data.clean import split_of
 from symato.data.loader import TokenDataset
+from symato.data.tokenize import vocab_record, write_manifest, write_token_shard
+from symato.errors import SymatoError
 from symato.text.syllable import LETTER_RUN, letter_runs
 
 TEXTS = [
@@ -141,3 +148,67 @@ def test_empty_shard(tmp_path: Path, vocab: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"]["train"] == {"bytes": 0, "documents": 0, "shards": ["train/0.arrow"],
                                            "syllables": 0, "tokens": 0}
+
+
+def _doc_snippets(heading: str) -> list[tuple[str, str]]:
+    """(language, code) of each fenced block under a docs/data.md heading."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+
+
+def test_shards_record_their_vocabulary_and_docs_read_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vocabulary's path and sha256 in each shard and the manifest; the docs' three
+    ways of reading shards (pyarrow, datasets, symato decode) run as written."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.chdir(tmp_path)
+    vocab = Path("results/vocab/symato.json")
+    vocab.parent.mkdir(parents=True)
+    Tokenizer.default().save(vocab)
+    out = Path("results/shards/symato")
+    for k, texts in enumerate((TEXTS[:25], TEXTS[25:])):
+        clean = _split_files(tmp_path / f"clean{k}", texts, 25 * k, 0.2)
+        assert cli(["tokenize", "--vocab", str(vocab), *clean,
+                    "--train", str(out / "train" / f"{k:04d}.arrow"),
+                    "--val", str(out / "val" / f"{k:04d}.arrow")]) == 0
+    files = sorted(out.glob("*/*.arrow"))
+    assert cli(["tokenize", "manifest", *map(str, files), "--dir", str(out),
+                "--tokenizer", "symato"]) == 0
+    record = {"path": "results/vocab/symato.json",
+              "sha256": hashlib.sha256(vocab.read_bytes()).hexdigest()}
+    for path in files:
+        assert json.loads(_read(path).schema.metadata[b"symato"])["vocab"] == record
+    assert json.loads((out / "manifest.json").read_text())["vocab"] == record
+
+    snippets = _doc_snippets("Reading token shards")
+    assert [lang for lang, _ in snippets] == ["python", "python", "sh"]
+    expected = {f"src:{i:05d}": t for i, t in enumerate(TEXTS)}
+    val0 = {d: expected[d] for d in _read(out / "val" / "0000.arrow")["doc_id"].to_pylist()}
+    scope: dict = {}
+    exec(snippets[0][1], scope)  # pyarrow
+    assert scope["texts"] == val0
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    scope = {}
+    exec(snippets[1][1], scope)  # datasets
+    assert scope["ds"]["train"].num_rows + scope["ds"]["validation"].num_rows == len(TEXTS)
+    assert scope["first"] == next(iter(val0.values()))
+    bin_dir = tmp_path / "bin"  # `symato` as an installed package provides it
+    bin_dir.mkdir()
+    (bin_dir / "symato").write_text(f'#!/bin/sh\nexec {sys.executable} -m symato "$@"\n')
+    (bin_dir / "symato").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(["sh", "-c", snippets[2][1]], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == next(iter(val0.values()))
+
+
+def test_manifest_refuses_shards_of_different_vocabularies(tmp_path: Path, vocab: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_bytes(vocab.read_bytes() + b"\n")  # same ids, another file
+    for split, voc in (("train", vocab), ("val", other)):
+        write_token_shard(tmp_path / split / "0.arrow", ["d"], [[0, 1]], 300,
+                          vocab=vocab_record(voc))
+    with pytest.raises(SymatoError, match="made with different vocabularies"):
+        write_manifest(tmp_path, sorted(tmp_path.glob("*/0.arrow")), "x")

@@ -25,7 +25,7 @@ from _workflow import REPO
 pytestmark = pytest.mark.slow
 
 PACKAGES = ["symato", "symato/text", "symato/data", "symato/models", "symato/models/ops",
-            "symato/run", "symato/report", "symato/kernels"]
+            "symato/run", "symato/report", "symato/interop", "symato/interop/hf_remote"]
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:

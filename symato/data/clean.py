@@ -440,6 +440,10 @@ def merge_reports(paths: list[Path], settings: dict) -> dict:
             raise SymatoError(f"{path}: not a cleaning stage report (no 'sources' object)")
         for name, part in report["sources"].items():
             _merge_source(sources.setdefault(name, {}), part)
+        # Where an hf source's records came from (dataset, revision, digest): kept beside
+        # its counts so the report says which data they describe.
+        for name, origin in (report.get("provenance") or {}).items():
+            sources.setdefault(name, {})["provenance"] = origin
     total: dict = {}
     for name, entry in sources.items():
         for key in ("seen", "kept"):

@@ -1,17 +1,17 @@
 """Reading configured corpus sources into raw Parquet shards (``symato corpus``).
 
 Why a separate reading step: the sources come in many shapes (plain text, gzip or zstd
-compressed text, JSON lines, Parquet) and sizes (up to many GB). Reading each source
-once, streaming, into ``N`` raw shards of one common shape (``doc_id``, ``source``,
-``paragraphs``) lets cleaning and statistics run as ``N`` parallel jobs that never
-care where the text came from.
+compressed text, JSON lines, Parquet, Hugging Face datasets) and sizes (up to many GB).
+Reading each source once, streaming, into ``N`` raw shards of one common shape
+(``doc_id``, ``source``, ``paragraphs``) lets cleaning and statistics run as ``N``
+parallel jobs that never care where the text came from.
 
 What one document is:
 - ``text`` sources: each blank-line separated block (``unit: paragraph``), or each
   non-empty line (``unit: line``, for one-article-per-line corpora). The block is also
   the document's one paragraph.
-- ``jsonl`` / ``parquet`` / ``demo`` sources: one record or row; its text is split into
-  paragraphs at blank lines.
+- ``jsonl`` / ``parquet`` / ``demo`` / ``hf`` sources: one record or row; its text is split
+  into paragraphs at blank lines (``hf``: ``symato.data.hub``, streamed with ``datasets``).
 
 Problems that are the input's fault are counted, never silently dropped: a paragraph
 with invalid UTF-8 (dropped as ``invalid_utf8``), one longer than
@@ -19,7 +19,8 @@ with invalid UTF-8 (dropped as ``invalid_utf8``), one longer than
 sits in memory), an empty file or record. Problems that mean the input is not what the
 config says fail with the file (and line) named: a truncated ``.gz``/``.zst``, a line of
 a JSON-lines file that is not a JSON object with the text field, a Parquet file without
-the text column.
+the text column. An ``hf`` record without the text field, or whose value is not a
+string, is counted (``symato.data.hub``).
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ import json
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from symato.data import hub
 from symato.errors import SymatoError
 from symato.io import atomic_path, write_json_atomic
 
@@ -48,7 +50,7 @@ RAW_SCHEMA = pa.schema(
     [("doc_id", pa.string()), ("source", pa.string()), ("paragraphs", pa.list_(pa.string()))]
 )
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
-FORMATS = ("demo", "text", "jsonl", "parquet")
+FORMATS = ("demo", "text", "jsonl", "parquet", "hf")
 # How many raw rows a shard buffers before writing a row group (bounded memory).
 _FLUSH_ROWS = 2000
 _FLUSH_BYTES = 16 << 20
@@ -112,11 +114,16 @@ def document_reason(reasons: list[str]) -> str:
 
 @dataclass
 class RawDoc:
-    """One document as read: kept paragraphs plus (reason, bytes) of skipped ones."""
+    """One document as read: kept paragraphs plus (reason, bytes) of skipped ones.
+
+    ``reason``: why a record yielded no paragraph at all when it is not a paragraph's
+    fault (an ``hf`` record without the text field); else the paragraphs' reasons decide.
+    """
 
     doc_id: str
     paragraphs: list[str]
     skipped: list[tuple[str, int]]
+    reason: str = ""
 
 
 def open_binary(path: Path) -> BinaryIO:
@@ -351,6 +358,23 @@ def read_parquet(path: Path, source: str, cap: int, text_field: str) -> Iterator
             row += 1
 
 
+def read_hub(src: hub.HubSource, stream: Iterable[Any], source: str,
+             cap: int) -> Iterator[RawDoc]:
+    """Documents of an ``hf`` source's record stream (``hub.open_stream``), in order.
+
+    Ids are ``source:dataset[/config]:split:index``: stable while the revision (or the
+    local folder) stays the same.
+    """
+    name = f"{src.dataset}/{src.config}" if src.config else src.dataset
+    for index, text, reason in hub.records(src, stream):
+        doc_id = f"{source}:{name}:{src.split}:{index}"
+        if text is None:
+            yield RawDoc(doc_id, [], [], reason)
+        else:
+            kept, skipped = split_paragraphs(text, cap)
+            yield RawDoc(doc_id, kept, skipped)
+
+
 def read_source(
     paths: list[Path], source: str, fmt: str, cap: int, text_field: str, unit: str
 ) -> Iterator[tuple[Path, RawDoc | None]]:
@@ -359,12 +383,12 @@ def read_source(
         if not path.is_file():
             raise SymatoError(f"source {source!r}: input file not found: {path}")
         if fmt == "text":
-            docs = read_text(path, source, cap, unit)
+            docs: Iterator[RawDoc] = read_text(path, source, cap, unit)
         elif fmt in ("jsonl", "demo"):
             docs = read_jsonl(path, source, cap, text_field)
         elif fmt == "parquet":
             docs = read_parquet(path, source, cap, text_field)
-        else:
+        else:  # hf sources are no files: shard_hub reads them
             raise SymatoError(f"source {source!r}: unknown format {fmt!r} (one of {FORMATS})")
         empty = True
         for doc in docs:
@@ -395,16 +419,48 @@ def resolve_sources(corpus: dict, demo_file: str) -> list[dict]:
         names.add(name)
         if fmt != "text" and src.get("unit", "paragraph") != "paragraph":
             raise SymatoError(f"{key}.unit: only the text format takes a unit")
-        resolved.append(
-            {
-                "name": name,
-                "format": fmt,
-                "files": _source_files(src, key, demo_file),
-                "text_field": src.get("text_field", "text"),
-                "unit": src.get("unit", "paragraph"),
-            }
-        )
+        entry = {
+            "name": name,
+            "format": fmt,
+            "text_field": src.get("text_field", "text"),
+            "unit": src.get("unit", "paragraph"),
+        }
+        if fmt == "hf":
+            entry["hf"] = _hub_options(src, key)
+            entry["files"] = hub.local_files(src["dataset"]) if hub.is_local(src["dataset"]) else []
+        else:
+            for option in hub.OPTIONS:
+                if option in src:
+                    raise SymatoError(f"{key}.{option}: only the hf format takes {option}")
+            entry["files"] = _source_files(src, key, demo_file)
+        resolved.append(entry)
     return resolved
+
+
+def _hub_options(src: dict, key: str) -> dict:
+    """An hf source's dataset options, checked (``hub.check``); errors name ``key``."""
+    if src.get("paths"):
+        raise SymatoError(f"{key}.paths: the hf format takes a dataset, not paths")
+    if not src.get("dataset"):
+        raise SymatoError(f"{key}.dataset: the hf format needs a dataset (a Hub id or folder)")
+    options = {"split": "train", **{k: src[k] for k in hub.OPTIONS if k in src}}
+    hub.check(hub.HubSource(text_field=src.get("text_field", "text"), **options), key)
+    return options
+
+
+def read_args(source: dict) -> list[str]:
+    """``symato corpus`` arguments that read a ``resolve_sources`` entry (rule corpus_shard).
+
+    Written once here so the rule and the tests build the same command.
+    """
+    args = ["--source", source["name"], "--format", source["format"],
+            "--text-field", source["text_field"]]
+    if source["format"] != "hf":
+        return [*args, "--unit", source["unit"], *source["files"]]
+    for option, value in source["hf"].items():
+        if value is not None:
+            args += ["--" + option.replace("_", "-"), str(value)]
+    return args
 
 
 def _source_files(src: dict, key: str, demo_file: str) -> list[str]:
@@ -486,12 +542,39 @@ def shard_source(
     unit: str = "paragraph",
 ) -> SourceTally:
     """Read one source into ``shards`` raw Parquet shards; return what was seen/dropped."""
+    return _write_shards(read_source(paths, source, fmt, cap, text_field, unit), source,
+                         out_dir, shards)
+
+
+def shard_hub(src: hub.HubSource, source: str, out_dir: Path, shards: int,
+              cap: int) -> tuple[SourceTally, dict]:
+    """Read an ``hf`` source into raw shards; return the tally and the dataset's provenance.
+
+    The dataset counts as one input "file" of the report (``files.empty`` when its split
+    has no record).
+    """
+    stream, provenance = hub.open_stream(src)
+
+    def docs() -> Iterator[tuple[str, RawDoc | None]]:
+        empty = True
+        for doc in read_hub(src, stream, source, cap):
+            empty = False
+            yield src.dataset, doc
+        if empty:
+            yield src.dataset, None
+
+    return _write_shards(docs(), source, out_dir, shards), provenance
+
+
+def _write_shards(docs: Iterator[tuple[object, RawDoc | None]], source: str, out_dir: Path,
+                  shards: int) -> SourceTally:
+    """Count and write (input, document) pairs; (input, None) marks an input with none."""
     tally = SourceTally()
     writers = ShardWriters(out_dir, shards)
     ok = False
     try:
-        last: Path | None = None
-        for path, doc in read_source(paths, source, fmt, cap, text_field, unit):
+        last: object = None
+        for path, doc in docs:
             if path != last:
                 tally.files["seen"] += 1
                 last = path
@@ -515,7 +598,7 @@ def _count_read(tally: SourceTally, doc: RawDoc) -> None:
     for reason, nbytes in doc.skipped:
         tally.drop(reason, paragraphs=1, nbytes=nbytes)
     if not doc.paragraphs:
-        tally.drop(document_reason([r for r, _ in doc.skipped]), documents=1)
+        tally.drop(doc.reason or document_reason([r for r, _ in doc.skipped]), documents=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -529,14 +612,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--source", required=True, help="source name (doc ids and report)")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--text-field", default="text", help="JSON field / Parquet column")
+    p.add_argument("--text-field", default="text", help="JSON field / Parquet or hf column")
     p.add_argument("--unit", default="paragraph", choices=("paragraph", "line"))
     p.add_argument("--shards", type=int, required=True, help="number of raw shards")
     p.add_argument("--max-paragraph-bytes", type=int, default=1_000_000)
     p.add_argument("--out-dir", required=True, type=Path, help="writes NNNN.parquet here")
     p.add_argument("--report", required=True, type=Path, help="reading report (JSON)")
     p.add_argument("files", nargs="*", type=Path, help="input files, read in this order")
+    h = p.add_argument_group("format hf (Hugging Face datasets; pip install 'symato[hf]')")
+    h.add_argument("--dataset", help="Hub id (e.g. wikimedia/wikipedia) or local folder")
+    h.add_argument("--config", help="dataset configuration (e.g. 20231101.vi)")
+    h.add_argument("--split", default="train", help="split to read (default train)")
+    h.add_argument("--revision", help="commit sha pinning a Hub dataset")
+    h.add_argument("--max-documents", type=int, help="read at most this many records")
     return p
+
+
+def _hub_source(args: argparse.Namespace) -> hub.HubSource | None:
+    """The ``hf`` source the options name (None for the file formats), checked."""
+    if args.format != "hf":
+        given = [o for o in ("dataset", "config", "revision", "max_documents")
+                 if getattr(args, o) is not None]
+        if given:
+            raise SymatoError(f"--{given[0].replace('_', '-')}: only --format hf takes it")
+        if not args.files:
+            raise SymatoError(f"source {args.source!r}: no input files")
+        return None
+    if args.files:
+        raise SymatoError("--format hf reads --dataset, not input files")
+    if args.unit != "paragraph":
+        raise SymatoError("--unit: only --format text takes it")
+    if not args.dataset:
+        raise SymatoError("--format hf needs --dataset (a Hub id or a local folder)")
+    src = hub.HubSource(args.dataset, args.split, args.config, args.revision, args.text_field,
+                        args.max_documents)
+    hub.check(src)
+    return src
 
 
 def main(argv: list[str]) -> int:
@@ -546,19 +657,25 @@ def main(argv: list[str]) -> int:
         raise SymatoError(f"--shards must be at least 1, got {args.shards}")
     if args.max_paragraph_bytes < 1:
         raise SymatoError("--max-paragraph-bytes must be at least 1")
-    if not args.files:
-        raise SymatoError(f"source {args.source!r}: no input files")
-    tally = shard_source(
-        args.files,
-        args.source,
-        args.format,
-        args.out_dir,
-        args.shards,
-        args.max_paragraph_bytes,
-        args.text_field,
-        args.unit,
-    )
-    write_json_atomic(args.report, {"stage": "read", "sources": {args.source: tally.to_json()}})
+    src = _hub_source(args)
+    report: dict = {"stage": "read"}
+    if src is None:
+        tally = shard_source(
+            args.files,
+            args.source,
+            args.format,
+            args.out_dir,
+            args.shards,
+            args.max_paragraph_bytes,
+            args.text_field,
+            args.unit,
+        )
+    else:
+        tally, provenance = shard_hub(src, args.source, args.out_dir, args.shards,
+                                      args.max_paragraph_bytes)
+        report["provenance"] = {args.source: provenance}
+    report["sources"] = {args.source: tally.to_json()}
+    write_json_atomic(args.report, report)
     seen = tally.seen
     print(
         f"symato corpus: {args.source}: {tally.files['seen']} files, "

@@ -6,10 +6,14 @@ row per document: ``doc_id`` (string) and ``tokens`` (list of uint16, or uint32 
 vocabulary has more than 65,536 ids). Every row starts with ``<|endoftext|>`` so the
 concatenated rows read "EOT doc EOT doc ...": every text token has a context.
 
-Each file's schema metadata (key ``symato``) records the UTF-8 bytes and Vietnamese
-syllables of its documents' text; the manifest sums them per split, because
-bits-per-byte divides by exactly those bytes. Manifest ``tokens`` counts every stored id,
-the one ``<|endoftext|>`` per document included (``documents`` says how many those are).
+Each file's schema metadata (key ``symato``, a JSON object) records the UTF-8 bytes and
+Vietnamese syllables of its documents' text; the manifest sums them per split, because
+bits-per-byte divides by exactly those bytes. It also names the vocabulary the ids belong
+to (``vocab``: the path given to ``symato tokenize`` and the file's SHA-256), as does the
+manifest: ids mean nothing without their vocabulary, and a shard copied elsewhere (or
+read with ``pyarrow`` or ``datasets``, docs/data.md) must say which file decodes it.
+Manifest ``tokens`` counts every stored id, the one ``<|endoftext|>`` per document
+included (``documents`` says how many those are).
 
 The train/val split was decided when the corpus was cleaned (``symato.data.clean``):
 each cleaned shard comes as a train and a validation file, tokenized into the split's
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from symato.errors import SymatoError
-from symato.io import atomic_path, write_json_atomic
+from symato.io import atomic_path, file_digest, write_json_atomic
 from symato.text.syllable import letter_runs, parse
 
 SPLITS = ("train", "val")
@@ -79,13 +83,20 @@ def _batches(doc_ids: Sequence[str], arrays: Sequence[np.ndarray], dtype: np.dty
         start = end
 
 
+def vocab_record(vocab: str | Path) -> dict[str, str]:
+    """The vocabulary a shard's ids belong to: its path as given and its SHA-256."""
+    return {"path": Path(vocab).as_posix(), "sha256": file_digest(vocab)}
+
+
 def write_token_shard(path: str | Path, doc_ids: Sequence[str], token_lists: Sequence[Any],
-                      vocab_size: int, *, text_bytes: int = 0, syllables: int = 0) -> int:
+                      vocab_size: int, *, text_bytes: int = 0, syllables: int = 0,
+                      vocab: Mapping[str, str] | None = None) -> int:
     """Write one Arrow IPC token shard atomically; return its token count.
 
     ``token_lists`` holds one sequence of ids per document (lists or numpy arrays),
     already starting with the EOT id. ``text_bytes``/``syllables`` describe the
     documents' text and end up in the manifest (synthetic test shards may leave 0).
+    ``vocab`` (``vocab_record``) names the vocabulary file; synthetic shards have none.
     """
     if len(doc_ids) != len(token_lists):
         raise SymatoError(f"{path}: {len(doc_ids)} doc ids but {len(token_lists)} token lists")
@@ -96,7 +107,8 @@ def write_token_shard(path: str | Path, doc_ids: Sequence[str], token_lists: Seq
             raise SymatoError(f"{path}: document {doc_id!r} has ids outside [0, {vocab_size})")
     list_type = pa.list_(pa.from_numpy_dtype(dtype))
     meta = {"vocab_size": int(vocab_size), "dtype": dtype.name,
-            "bytes": int(text_bytes), "syllables": int(syllables)}
+            "bytes": int(text_bytes), "syllables": int(syllables),
+            "vocab": dict(vocab) if vocab is not None else None}
     schema = pa.schema([("doc_id", pa.string()), ("tokens", list_type)],
                        metadata={META_KEY: json.dumps(meta, sort_keys=True).encode()})
     with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, \
@@ -132,6 +144,7 @@ def tokenize_shard(cleans: dict[str, Path], vocab: Path,
     from symato import Tokenizer
 
     tok = Tokenizer.from_file(vocab)
+    record = vocab_record(vocab)
     dtype = token_dtype(tok.vocab_size)  # store compactly from the start: 2 bytes/token
     parts: dict[str, dict[str, Any]] = {
         s: {"ids": [], "tokens": [], "bytes": 0, "syllables": 0} for s in SPLITS
@@ -141,7 +154,8 @@ def tokenize_shard(cleans: dict[str, Path], vocab: Path,
     counts = {}
     for split, part in parts.items():
         n = write_token_shard(outs[split], part["ids"], part["tokens"], tok.vocab_size,
-                              text_bytes=part["bytes"], syllables=part["syllables"])
+                              text_bytes=part["bytes"], syllables=part["syllables"],
+                              vocab=record)
         counts[split] = {"documents": len(part["ids"]), "tokens": n,
                          "bytes": part["bytes"], "syllables": part["syllables"]}
     return counts
@@ -201,7 +215,7 @@ def shard_info(path: Path) -> dict[str, Any]:
     meta = json.loads(raw)
     return {"documents": documents, "tokens": tokens, "bytes": meta["bytes"],
             "syllables": meta["syllables"], "vocab_size": meta["vocab_size"],
-            "dtype": meta["dtype"]}
+            "dtype": meta["dtype"], "vocab": meta.get("vocab")}
 
 
 def build_manifest(shards_dir: Path, files: Sequence[Path], tokenizer: str) -> dict[str, Any]:
@@ -210,6 +224,7 @@ def build_manifest(shards_dir: Path, files: Sequence[Path], tokenizer: str) -> d
         s: {"documents": 0, "tokens": 0, "bytes": 0, "syllables": 0, "shards": []} for s in SPLITS
     }
     vocab_sizes, dtypes = set(), set()
+    vocabs: dict[str, dict[str, str] | None] = {}  # json of each vocab record -> the record
     for path in sorted(files, key=lambda p: (p.parent.name, p.name)):
         split = path.parent.name
         if split not in splits:
@@ -217,14 +232,19 @@ def build_manifest(shards_dir: Path, files: Sequence[Path], tokenizer: str) -> d
         info = shard_info(path)
         vocab_sizes.add(info.pop("vocab_size"))
         dtypes.add(info.pop("dtype"))
+        record = info.pop("vocab")
+        vocabs.setdefault(json.dumps(record, sort_keys=True), record)
         for key, value in info.items():
             splits[split][key] += value
         splits[split]["shards"].append(path.resolve().relative_to(shards_dir.resolve()).as_posix())
     if len(vocab_sizes) != 1 or len(dtypes) != 1:
         raise SymatoError(f"token shards under {shards_dir} disagree on vocab size/dtype: "
                           f"{sorted(vocab_sizes)} {sorted(dtypes)}")
+    if len(vocabs) > 1:
+        raise SymatoError(f"token shards under {shards_dir} were made with different "
+                          f"vocabularies: {', '.join(sorted(vocabs))}")
     return {"tokenizer": tokenizer, "vocab_size": vocab_sizes.pop(), "dtype": dtypes.pop(),
-            "splits": splits}
+            "vocab": vocabs.popitem()[1] if vocabs else None, "splits": splits}
 
 
 def write_manifest(shards_dir: str | Path, files: Sequence[str | Path], tokenizer: str,

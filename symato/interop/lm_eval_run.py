@@ -34,36 +34,15 @@ METRICS = {
 FILTER = "none"  # lm-eval's key suffix for unfiltered results
 
 
-def _check_kernels_shadow() -> None:
-    """Refuse to start when the checkout's ``kernels/`` folder (the WKV sources) hides the
-    Hugging Face ``kernels`` package that ``transformers`` imports.
-
-    Why: with the repository root on ``sys.path`` (``python -m ...`` run from the
-    checkout, or ``PYTHONPATH=.``) ``import kernels`` finds our C++ sources and
-    ``transformers`` fails deep inside with an ImportError that names neither.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("kernels")
-    origin = Path(spec.origin) if spec is not None and spec.origin else None
-    if origin is not None and (origin.parent / "wkv4_cpu.cpp").exists():
-        raise SymatoError(
-            f"{origin.parent} (symato's kernel sources) is on sys.path ahead of the "
-            "`kernels` package transformers imports: run from another folder, or through "
-            "the installed `symato` command, without the checkout on PYTHONPATH")
-
-
 def _import_lm_eval() -> Any:
-    """lm_eval, or an error naming the extra that installs it."""
-    _check_kernels_shadow()
-    try:
-        import lm_eval
-        import lm_eval.evaluator  # simple_evaluate
-        import lm_eval.tasks  # TaskManager
-    except ImportError as exc:
-        raise SymatoError(f"lm-eval run needs lm-evaluation-harness and transformers ({exc}): "
-                          "pip install 'symato[hf]'") from None
-    return lm_eval
+    """lm_eval, or an error naming the extra that installs it (accelerate too: the
+    harness's ``hf`` model imports it)."""
+    from symato.interop.deps import require
+
+    require("accelerate")
+    require("lm_eval.evaluator")  # simple_evaluate
+    require("lm_eval.tasks")  # TaskManager
+    return require("lm_eval")
 
 
 def model_args(model_dir: Path, *, max_length: int | None = None,

@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -80,28 +81,30 @@ def state_bytes(state: Any) -> int:
 
 
 def measure(arch: str, size: str, context: int, tokens: int, device: str = "cpu",
-            vocab: int = 2816, head_size: int = 64) -> dict[str, Any]:
-    """One measurement (run it in a fresh process: the peak memory is the process's)."""
+            vocab: int = 2816, head_size: int = 64, impl: str = "symato") -> dict[str, Any]:
+    """One measurement (run it in a fresh process: the peak memory is the process's).
+
+    ``impl`` is the runtime that decodes: ``symato`` (our ``forward_step``) or a peer of
+    ``PEERS`` running the same weights, so the rows of one architecture differ only in
+    the runtime.
+    """
     model = build(arch, size, vocab, head_size, context + tokens + WARMUP_STEPS).to(device)
     counts = model.param_counts()
+    init, step, size_of = runtime(model, arch, impl, device, context + tokens + WARMUP_STEPS)
     g = torch.Generator().manual_seed(2)
     ids = torch.randint(0, vocab, (1, context + tokens + WARMUP_STEPS), generator=g).to(device)
     with torch.inference_mode():
-        if "max_len" in inspect.signature(model.init_state).parameters:
-            # Transformers: one preallocated cache for the whole measurement
-            state = model.init_state(1, max_len=context + tokens + WARMUP_STEPS)
-        else:  # RNNs: a state of fixed size
-            state = model.init_state(1)
+        state = init()
         sync(device)
         t0 = time.perf_counter()
         for lo in range(0, context, PREFILL_CHUNK):
-            _, state = model.forward_step(ids[:, lo : min(lo + PREFILL_CHUNK, context)], state)
+            _, state = step(ids[:, lo : min(lo + PREFILL_CHUNK, context)], state)
         sync(device)
         prefill = time.perf_counter() - t0
         steps = []
         for t in range(context, context + tokens + WARMUP_STEPS):
             t0 = time.perf_counter()
-            logits, state = model.forward_step(ids[:, t : t + 1], state)
+            logits, state = step(ids[:, t : t + 1], state)
             logits.argmax()  # what sampling would read
             sync(device)
             steps.append(time.perf_counter() - t0)
@@ -110,10 +113,105 @@ def measure(arch: str, size: str, context: int, tokens: int, device: str = "cpu"
     else:  # ru_maxrss: kilobytes on Linux, bytes on macOS
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak *= 1 if sys.platform == "darwin" else 1024
-    return {"arch": arch, "context": context, "params": counts["total"],
+    return {"arch": arch, "impl": impl, "context": context, "params": counts["total"],
             "non_embedding": counts["non_embedding"], "prefill_s": prefill,
             "token_ms": 1e3 * statistics.median(steps[WARMUP_STEPS:]),
-            "state_bytes": state_bytes(state), "peak_bytes": int(peak)}
+            "state_bytes": size_of(state), "peak_bytes": int(peak)}
+
+
+Runtime = tuple[Callable[[], Any], Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]],
+                Callable[[Any], int]]
+
+
+def runtime(model: torch.nn.Module, arch: str, impl: str, device: str, positions: int) -> Runtime:
+    """``(init, step, size_of)`` for decoding ``model``'s weights with runtime ``impl``:
+    ``init()`` is an empty state, ``step(ids (1, T), state) -> (logits, state)`` feeds a
+    chunk, ``size_of(state)`` is the state's bytes."""
+    if impl == "symato":
+        if "max_len" in inspect.signature(model.init_state).parameters:
+            # Transformers: one preallocated cache for the whole measurement
+            return (lambda: model.init_state(1, max_len=positions), model.forward_step,
+                    state_bytes)
+        return lambda: model.init_state(1), model.forward_step, state_bytes  # fixed size
+    if arch not in PEERS.get(impl, ()):
+        raise SymatoError(f"context bench: no runtime {impl!r} for {arch} (peers: "
+                          f"{ {k: list(v) for k, v in PEERS.items()} })")
+    return _PEER_RUNTIMES[impl](model, arch, device)
+
+
+def _rwkv_package(model: torch.nn.Module, arch: str, device: str) -> Runtime:
+    """The ``rwkv`` package (ChatRWKV's runtime, TorchScript) on the weights ``symato
+    export`` writes: the reference RNN runtime of RWKV-4 and RWKV-7."""
+    import tempfile
+
+    from symato.interop.rwkv_pth import rwkv_state_dict
+
+    # read when rwkv.model is imported: this worker process imports it here first
+    os.environ.update(RWKV_JIT_ON="1", RWKV_CUDA_ON="0")
+    if arch == "rwkv7":
+        os.environ["RWKV_V7_ON"] = "1"
+    try:
+        from rwkv.model import RWKV
+    except ImportError as e:
+        raise SymatoError("context bench: the rwkv peer needs the rwkv package "
+                          "(pip install rwkv==0.8.32)") from e
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = os.path.join(tmp, "model")
+        torch.save(rwkv_state_dict(model), stem + ".pth")
+        rt = RWKV(stem, strategy=f"{device.split(':')[0]} fp32")
+
+    def step(ids: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        return rt.forward(ids[0].tolist(), state)
+
+    return lambda: None, step, state_bytes
+
+
+def _transformers(model: torch.nn.Module, arch: str, device: str) -> Runtime:
+    """``transformers``' own model class on the weights ``symato export --format hf``
+    writes (symato/interop/weights.py), decoding as its ``generate`` does: a forward
+    call per chunk or token with its default cache (``DynamicCache``, grown per step)."""
+    from symato.interop.deps import require
+    from symato.interop.weights import to_hf
+    from symato.models import config_dict
+
+    transformers = require("transformers")
+    hf_state, hf_config = to_hf(arch, config_dict(model), model.state_dict())
+    config = transformers.AutoConfig.for_model(**hf_config)
+    hf = transformers.AutoModelForCausalLM.from_config(config)
+    missing, unexpected = hf.load_state_dict(hf_state, strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise SymatoError(f"context bench: {arch} weights do not fit transformers' "
+                          f"{type(hf).__name__} (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]})")
+    hf = hf.to(device).eval()
+
+    def step(ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        out = hf(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits, out.cache
+
+    return lambda: transformers.DynamicCache(config=config), step, _hf_cache_bytes
+
+
+def _hf_cache_bytes(cache: Any) -> int:
+    """Bytes of a ``transformers`` cache's keys and values (every layer)."""
+    return sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values)
+               if isinstance(t, torch.Tensor))
+
+
+# The reference runtimes measured beside ours on the same weights (``--peers``).
+PEERS: dict[str, tuple[str, ...]] = {"rwkv": ("rwkv4", "rwkv7"),
+                                     "transformers": ("gpt", "llama")}
+_PEER_RUNTIMES: dict[str, Callable[[torch.nn.Module, str, str], Runtime]] = {
+    "rwkv": _rwkv_package, "transformers": _transformers,
+}
+
+
+def runtimes_for(archs: list[str], peers: bool) -> list[tuple[str, str]]:
+    """The (arch, runtime) pairs a sweep measures: ours for each, plus each peer's."""
+    pairs = [(a, "symato") for a in archs]
+    if peers:
+        pairs += [(a, impl) for impl, covered in PEERS.items() for a in archs if a in covered]
+    return pairs
 
 
 def sync(device: str) -> None:
@@ -123,9 +221,12 @@ def sync(device: str) -> None:
 
 def sweep(archs: list[str], contexts: list[int], *, size: str, tokens: int, rounds: int = 1,
           device: str = "cpu", threads: int | None = None, vocab: int = 2816,
-          head_size: int = 64, progress: Any = None) -> list[dict[str, Any]]:
-    """The median over ``rounds`` of every (arch, context), each in its own process;
-    rounds alternate over all of them. Returns one row per (arch, context)."""
+          head_size: int = 64, peers: bool = False,
+          progress: Any = None) -> list[dict[str, Any]]:
+    """The median over ``rounds`` of every (arch, runtime, context), each in its own
+    process; rounds alternate over all of them. Returns one row per (arch, runtime,
+    context): our runtime for every arch, and with ``peers`` each reference runtime of
+    ``PEERS`` that covers it."""
     if not archs or not contexts or tokens < 1 or rounds < 1:
         raise SymatoError("context bench: needs archs, contexts, tokens >= 1 and rounds >= 1")
     env = dict(os.environ)  # the workers import this very package, installed or not
@@ -133,25 +234,38 @@ def sweep(archs: list[str], contexts: list[int], *, size: str, tokens: int, roun
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads))
-    got: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    pairs = runtimes_for(archs, peers)
+    got: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in range(rounds):
         for context in contexts:
-            for arch in archs:
+            for arch, impl in pairs:
                 cmd = [sys.executable, "-m", "symato.report.context", "--worker", arch,
                        str(context), "--size", size, "--tokens", str(tokens), "--device",
-                       device, "--vocab", str(vocab), "--head-size", str(head_size)]
+                       device, "--vocab", str(vocab), "--head-size", str(head_size),
+                       "--impl", impl]
                 if threads:
                     cmd += ["--threads", str(threads)]
                 done = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if done.returncode:
-                    raise SymatoError(f"context bench: {arch} at context {context} failed "
+                    raise SymatoError(f"context bench: {series(arch, impl)} at context "
+                                      f"{context} failed "
                                       f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
                 row = json.loads(done.stdout.strip().splitlines()[-1])
-                got.setdefault((arch, context), []).append(row)
+                got.setdefault((arch, impl, context), []).append(row)
                 if progress:
-                    progress(f"round {r + 1}/{rounds} {arch} context {context}: "
+                    progress(f"round {r + 1}/{rounds} {series(arch, impl)} context {context}: "
                              f"{row['token_ms']:.2f} ms/token, prefill {row['prefill_s']:.2f} s")
-    return [median_row(got[(a, c)]) for c in contexts for a in archs]
+    return [median_row(got[(a, i, c)]) for c in contexts for a, i in pairs]
+
+
+def series(arch: str, impl: str = "symato") -> str:
+    """A row's name in tables and legends: the architecture, and a peer runtime's name."""
+    return arch if impl == "symato" else f"{arch} ({impl})"
+
+
+def ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of our runtime (files written before peers existed have no ``impl``)."""
+    return [r for r in rows if r.get("impl", "symato") == "symato"]
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,7 +296,7 @@ def crossover(rows: list[dict[str, Any]], fast: str = "rwkv7", slow: str = "llam
     """A sentence: the context from which ``fast`` costs less per token than ``slow`` at
     every longer measured context too (one cheaper point among dearer ones is noise, not
     a crossover), or that it did not within the range."""
-    by = {(r["arch"], r["context"]): r["token_ms"] for r in rows}
+    by = {(r["arch"], r["context"]): r["token_ms"] for r in ours(rows)}
     contexts = sorted({c for a, c in by if a == fast} & {c for a, c in by if a == slow})
     if not contexts:
         return f"{fast} and {slow} were not both measured"
@@ -206,7 +320,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| arch | params (non-emb.) | context | prefill s | ms / token | state or KV "
              "cache | peak memory |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['arch']} | {r['params'] / 1e6:.2f}M ({r['non_embedding'] / 1e6:.2f}M)"
+        name = series(r["arch"], r.get("impl", "symato"))
+        lines.append(f"| {name} | {r['params'] / 1e6:.2f}M ({r['non_embedding'] / 1e6:.2f}M)"
                      f" | {r['context']:,} | {r['prefill_s']:.2f} | {r['token_ms']:.2f} | "
                      f"{mib(r['state_bytes'])} | {mib(r['peak_bytes'])} |")
     return "\n".join(lines)
@@ -223,9 +338,10 @@ def plot(rows: list[dict[str, Any]], title: str = "") -> Any:
 
     plt = figures.pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
-    archs = list(dict.fromkeys(r["arch"] for r in rows))
-    for i, arch in enumerate(archs):
-        mine = sorted((r for r in rows if r["arch"] == arch), key=lambda r: r["context"])
+    names = list(dict.fromkeys(series(r["arch"], r.get("impl", "symato")) for r in rows))
+    for i, arch in enumerate(names):
+        mine = sorted((r for r in rows if series(r["arch"], r.get("impl", "symato")) == arch),
+                      key=lambda r: r["context"])
         x = [r["context"] for r in mine]
         color = f"C{i}"
         a1.plot(x, [r["token_ms"] for r in mine], marker="o", color=color, label=arch)
@@ -258,11 +374,13 @@ def _worker(argv: list[str]) -> int:
     p.add_argument("--vocab", type=int, default=2816)
     p.add_argument("--head-size", type=int, default=64)
     p.add_argument("--threads", type=int)
+    p.add_argument("--impl", default="symato", help="runtime: symato or a peer of PEERS")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     arch, context = args.worker[0], int(args.worker[1])
-    row = measure(arch, args.size, context, args.tokens, args.device, args.vocab, args.head_size)
+    row = measure(arch, args.size, context, args.tokens, args.device, args.vocab, args.head_size,
+                  args.impl)
     print(json.dumps(row))
     return 0
 

@@ -30,21 +30,10 @@ from typing import Any
 import torch
 
 from symato.errors import SymatoError
-from symato.io import read_json
+from symato.io import file_digest, read_json
 
-CHUNK = 1 << 20  # bytes read at a time: bounded memory for multi-GB shards
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (hex), naming the file when it cannot be read."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-    except OSError as exc:
-        raise SymatoError(f"cannot read {path} to record its digest: {exc}") from None
-    return h.hexdigest()
+__all__ = ["changed_inputs", "check_finite", "file_digest", "json_digest", "run_inputs",
+           "shards_digest", "weights_digest"]
 
 
 def json_digest(value: Any) -> str:

@@ -34,9 +34,9 @@ Why a module of its own: both WKV operators (``symato.models.ops.wkv4`` for RWKV
   every family for one device type before the training jobs (rule ``build_kernels``);
   the jobs then only load what is there.
 
-Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, else the package data
-``symato.kernels`` (the repository's ``kernels/`` folder, mapped by pyproject.toml, in a
-checkout and in an installed wheel alike).
+Kernel sources are looked up in ``$SYMATO_KERNELS_DIR``, else ``symato/kernels/`` of an
+installed wheel (pyproject.toml maps the repository's ``kernels/`` folder there), else
+the ``kernels/`` folder beside the package in a checkout.
 """
 
 from __future__ import annotations
@@ -161,13 +161,20 @@ def _family(family: str) -> Family:
 
 
 def kernels_dir(family: str = "wkv4") -> Path:
-    """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else the package data
-    ``symato.kernels``."""
-    from importlib import resources
+    """Where the kernel sources live: ``$SYMATO_KERNELS_DIR``, else ``symato/kernels/``
+    of an installed wheel, else the checkout's top-level ``kernels/`` beside the package.
+
+    Why paths and not ``importlib.resources``: ``kernels/`` holds no ``__init__.py`` on
+    purpose. A checkout's root on ``sys.path`` (a notebook or ``python -m`` there) would
+    otherwise make the folder the top-level module ``kernels`` and hide the PyPI
+    package of that name, which ``transformers`` imports (tests/test_wheel.py).
+    """
+    import symato
 
     env = os.environ.get("SYMATO_KERNELS_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(str(resources.files("symato.kernels"))))
+    package = Path(symato.__file__).resolve().parent
+    candidates += [package / "kernels", package.parent / "kernels"]
     marker = _family(family).targets["cpu"][0][0]
     for cand in candidates:
         if (cand / marker).is_file():

@@ -1,4 +1,4 @@
-"""``symato export``: write an RWKV checkpoint as a plain ``.pth`` state dict.
+"""``symato export --format rwkv``: an RWKV checkpoint as a plain ``.pth`` state dict.
 
 Why: the ``rwkv`` package (ChatRWKV's runtime) and the tools around it read exactly
 this file: a flat ``{name: tensor}`` dict with the released checkpoints' names. Our
@@ -15,9 +15,7 @@ every key as a weight).
 
 from __future__ import annotations
 
-import argparse
 import os
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -64,18 +62,3 @@ def export_rwkv(
     with atomic_path(out) as tmp:
         torch.save(state, tmp)
     return len(state)
-
-
-def main(argv: list[str]) -> int:
-    """``symato export --ckpt PATH --out FILE.pth [--dtype fp32|bf16|fp16]``."""
-    parser = argparse.ArgumentParser(
-        prog="symato export",
-        description="Write an RWKV-4 or RWKV-7 checkpoint as a plain .pth for the rwkv package.",
-    )
-    parser.add_argument("--ckpt", required=True, help="checkpoint file or run directory")
-    parser.add_argument("--out", required=True, help="output .pth file")
-    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weight dtype")
-    args = parser.parse_args(argv)
-    n = export_rwkv(args.ckpt, args.out, args.dtype)
-    print(f"wrote {n} tensors to {Path(args.out)}")
-    return 0
