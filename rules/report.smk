@@ -46,6 +46,7 @@ rule collect_runs:
         settings=report_run_files("settings.json"),
         sweeps=lambda wildcards: sweep_final_files(),
         manifests=expand("results/shards/{tokenizer}/manifest.json", tokenizer=config["tokenizers"]),
+        lm_eval=report_run_files("lm_eval.json") if config["eval"]["lm_eval"] else [],
     output:
         runs=report("results/scaling/runs.csv", caption=caption("runs_table"), category="Training"),
         curves="results/scaling/curves.csv",
@@ -54,13 +55,15 @@ rule collect_runs:
         ),
     params:
         dirs=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
+        lm_eval="--lm-eval" if config["eval"]["lm_eval"] else "",
     log:
         "results/logs/collect_runs/collect_runs.log",
     benchmark:
         "results/benchmarks/collect_runs/collect_runs.tsv"
     shell:
         "{SYMATO} collect {params.dirs:q} --manifests {input.manifests:q} --out {output.runs:q}"
-        " --curves {output.curves:q} --tokenizers {output.tokenizers:q} > {log:q} 2>&1"
+        " --curves {output.curves:q} --tokenizers {output.tokenizers:q} {params.lm_eval}"
+        " > {log:q} 2>&1"
 
 
 rule fit_scaling:

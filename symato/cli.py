@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # models leaving the project (symato/interop/)
     "export": ("symato.interop.export:main",
                "export a checkpoint: rwkv package .pth, or a transformers folder"),
+    "lm-eval tasks": ("symato.interop.lm_eval_tasks:main",
+                      "write lm-evaluation-harness tasks over the validation text"),
+    "lm-eval run": ("symato.interop.lm_eval_run:main",
+                    "evaluate an exported model with lm-evaluation-harness"),
     # results (symato/report/)
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),

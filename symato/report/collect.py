@@ -29,6 +29,9 @@ tables come out:
   asked for, e.g. ``precision: auto``), empty for runs evaluated before they were recorded.
   ``arch`` is the architecture's name of today: a run written under an old name
   (``rwkv``, in a folder ``rwkv-...``) reads as ``rwkv4`` (``symato.models.registry.ALIASES``).
+  With ``--lm-eval`` (config ``eval.lm_eval``) each run's ``lm_eval.json`` adds
+  ``lmeval_bpb`` and ``lmeval_restore_acc``: the same model exported and scored by
+  lm-evaluation-harness (docs/export.md); empty otherwise.
 - curves: one row per validation evaluation in each run's ``metrics.jsonl`` (val bits
   per byte against tokens and FLOPs seen), for the training-curve figure.
 - tokenizers: per tokenizer and split, tokens per syllable and per byte from the shard
@@ -50,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from symato.errors import SymatoError
+from symato.interop.lm_eval_tasks import PPL_TASK, RESTORE_TASK
 from symato.io import atomic_path, read_json
 from symato.models.registry import canonical_name
 from symato.run.grid import format_tokens
@@ -95,6 +99,14 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("l2wrap", "l2wrap"),
     ("layerwise_lr", "layerwise_lr"),
     ("head_size", "head_size"),
+]
+# lm-evaluation-harness numbers of a run (config eval.lm_eval, rule lm_eval_run), read from
+# its lm_eval.json (``symato lm-eval run``) when `symato collect --lm-eval` asks:
+# (column, task, metric).
+LMEVAL_FILE = "lm_eval.json"
+LMEVAL_COLUMNS: list[tuple[str, str, str]] = [
+    ("lmeval_bpb", PPL_TASK, "bits_per_byte"),
+    ("lmeval_restore_acc", RESTORE_TASK, "acc"),
 ]
 # Text columns; RECORDED ones are what training ran, read from metrics.json alone.
 TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name", "recipe",
@@ -156,6 +168,22 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"],
                                  settings.get("unique_bytes"))
     row["run_dir"] = run_dir.as_posix()
+    return row
+
+
+def lmeval_row(run_dir: Path) -> dict[str, Any]:
+    """The LMEVAL_COLUMNS of one run from ``run_dir/lm_eval.json``; an error naming the
+    file when it is missing (the workflow asked for it) or lacks a task."""
+    path = run_dir / LMEVAL_FILE
+    doc = read_json(path, "lm-eval results")
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    if not isinstance(tasks, dict):
+        raise SymatoError(f"{path}: no 'tasks' object (not written by `symato lm-eval run`?)")
+    row: dict[str, Any] = {}
+    for column, task, metric in LMEVAL_COLUMNS:
+        if not isinstance(tasks.get(task), dict):
+            raise SymatoError(f"{path}: no results for task {task!r}")
+        row[column] = _number(tasks[task].get(metric), str(path), f"tasks.{task}.{metric}")
     return row
 
 
@@ -313,18 +341,24 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, type=Path, help="runs table to write")
     p.add_argument("--curves", type=Path, help="training-curve table to write")
     p.add_argument("--tokenizers", type=Path, help="tokenizer table to write")
+    p.add_argument("--lm-eval", action="store_true",
+                   help=f"also read each run's {LMEVAL_FILE} (lm-evaluation-harness) into "
+                        f"the columns {', '.join(c for c, _, _ in LMEVAL_COLUMNS)}")
     args = p.parse_args(argv)
     run_dirs = list(args.run_dirs) + (_find_run_dirs(args.runs_root) if args.runs_root else [])
     if not run_dirs:
         raise SymatoError("symato collect: no run folders given (positional or --runs-root)")
     rows = [run_row(d) for d in run_dirs]
+    for row, d in zip(rows, run_dirs, strict=True):
+        row.update(lmeval_row(d) if args.lm_eval else {c: None for c, _, _ in LMEVAL_COLUMNS})
     seen: dict[tuple[str, str], Path] = {}
     for r, d in zip(rows, run_dirs, strict=True):
         key = (r["tokenizer"], r["run"])
         if key in seen:
             raise SymatoError(f"run {key[0]}/{key[1]} appears twice: {seen[key]} and {d}")
         seen[key] = d
-    columns = [c for c, _ in RUN_COLUMNS] + ["budget", "run_dir"]
+    columns = ([c for c, _ in RUN_COLUMNS] + [c for c, _, _ in LMEVAL_COLUMNS]
+               + ["budget", "run_dir"])
     write_csv(args.out, columns, rows)
     no_loss = [f"{r['tokenizer']}/{r['run']}" for r in rows if r["loss"] is None]
     msg = f"symato collect: {len(rows)} runs -> {args.out}"

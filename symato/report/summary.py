@@ -84,6 +84,32 @@ def _restoration_note(runs: pd.DataFrame) -> str:
             "in the training statistics.")
 
 
+def lm_eval_section(runs: pd.DataFrame) -> str:
+    """The pipeline's numbers beside lm-evaluation-harness's for the same exported models.
+
+    Why: it shows that a model leaves the project with the numbers it had here; the two
+    bits per byte differ by design (the pipeline also predicts each document's closing
+    end-of-text token and reads across document boundaries; docs/export.md).
+    """
+    if "lmeval_bpb" not in runs.columns or runs["lmeval_bpb"].isna().all():
+        return ("Not run (eval.lm_eval: false): `symato lm-eval run` scores an exported "
+                "model with lm-evaluation-harness (docs/export.md).")
+    rows = runs[runs["lmeval_bpb"].notna()].sort_values(["tokenizer", "arch", "params",
+                                                         "tokens"])
+    body = [[r["tokenizer"], r["arch"], r["run"], r.get("loss"), r["lmeval_bpb"],
+             r["lmeval_bpb"] - r["loss"] if pd.notna(r.get("loss")) else None,
+             r.get("restoration_accuracy"), r.get("lmeval_restore_acc")]
+            for _, r in rows.iterrows()]
+    return table(["tokenizer", "arch", "run", "bits/byte", "lm-eval bits/byte", "difference",
+                  "restoration acc.", "lm-eval restoration acc."], body) + (
+        "\n\nlm-eval scores each validation document alone after `<|endoftext|>` "
+        "(task symato_vi_ppl); the pipeline reads the split as one stream, predicting the "
+        "end-of-text token that starts each document and seeing the previous document's "
+        "end: the difference is those two effects. lm-eval restoration accuracy is a "
+        "choice among 4 mark variants of a sentence (symato_vi_restore; chance 0.25), not "
+        "the pipeline's syllable-by-syllable restoration.")
+
+
 def _head_note(runs: pd.DataFrame) -> str:
     """Say where runs use another head size than the architecture's authors."""
     if "head_size" not in runs.columns:

@@ -1,5 +1,5 @@
 """results/summary.md: runs, seed replicates, learning-rate sweeps, fitted laws, frontier,
-tokenizer study, repeated epochs, inference cost against context.
+tokenizer study, repeated epochs, inference cost against context, lm-evaluation-harness.
 
 Rule results_summary (rules/report.smk). This file is the document's layout: title,
 wording, which sections and in what order. Each section's table is built by
@@ -43,6 +43,7 @@ def document(runs, fits: dict, toks, study: dict | None = None,
         "## Repeated epochs: when unique text runs out", summary.repetition_section(repeated,
                                                                                     fits),
         "## Inference cost against context", context_section(context_bench),
+        "## Evaluation with lm-evaluation-harness", summary.lm_eval_section(runs),
     ]
     return "\n\n".join(sections) + "\n"
 
