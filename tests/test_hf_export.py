@@ -249,6 +249,25 @@ def test_rwkv7_hf_export_points_to_the_rwkv_format(tmp_path: Path, capsys) -> No
     assert not (tmp_path / "hf").exists()
 
 
+def test_one_layer_rwkv4_is_refused_by_name(tmp_path: Path, capsys) -> None:
+    """transformers' RwkvForCausalLM cannot be built with one layer: the export says so
+    instead of writing a folder nothing loads (symato.interop.support)."""
+    import transformers
+
+    config = transformers.RwkvConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1)
+    with pytest.raises(ZeroDivisionError):  # the upstream limit; when fixed, drop the rule
+        transformers.RwkvForCausalLM(config)
+    torch.manual_seed(0)
+    model = build_model("rwkv4", vocab_size=V, n_layer=1, n_embd=32, ctx_len=T,
+                        wkv_backend="torch")
+    run = _checkpoint(tmp_path, model)
+    argv = ["export", "--format", "hf", "--ckpt", str(run), "--out", str(tmp_path / "hf")]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "one layer" in err and "--format rwkv" in err
+    assert not (tmp_path / "hf").exists()
+
+
 def test_cli_exports_with_the_tokenizer(tmp_path: Path) -> None:
     """The full folder, tokenizer included, through the command (needs helper B's
     symato.interop.hf_tokenizer; skipped while the placeholder is in place)."""

@@ -49,6 +49,7 @@ def export_hf(ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     Returns what was written (architecture, class, tensors, parameters, tokenizer).
     """
     from symato.interop.deps import require
+    from symato.interop.support import hf_blocker
     from symato.interop.weights import mapping_for, to_hf
     from symato.models import architecture_of, config_dict
     from symato.run.checkpoint import load_model, resolve_path
@@ -61,6 +62,9 @@ def export_hf(ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     arch = architecture_of(model)
     mapping = mapping_for(arch)  # an architecture without a class fails before any work
     config = config_dict(model)
+    blocker = hf_blocker(arch, int(config["n_layer"]))
+    if blocker:
+        raise SymatoError(f"{resolve_path(ckpt)}: cannot be exported to transformers: {blocker}")
     hf_state, hf_config = to_hf(arch, config, model.state_dict(), DTYPES[dtype])
     out = Path(out_dir)
     with _vocab_file(ckpt, meta, vocab) as vocab_path, _staging(out) as tmp:

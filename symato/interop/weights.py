@@ -23,7 +23,7 @@ Exactness, per architecture (each checked by logits in tests/test_hf_export.py):
   exported as zeros and must be zero on import (else the model is not ours); exact GELU
   (``activation_function: gelu``, not GPT-2's tanh ``gelu_new``); learned positions
   ``n_positions = ctx_len``; the optional tied head is ``tie_word_embeddings``.
-* ``rwkv7``: ``transformers`` has no RWKV-7 class (``UNSUPPORTED`` says where to go).
+* ``rwkv7``: ``transformers`` has no RWKV-7 class (``symato.interop.support`` says where to go).
 
 Only torch is needed here; ``read_hf_folder`` imports ``transformers`` and
 ``safetensors`` when called.
@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from symato.errors import SymatoError
+from symato.interop.support import hf_blocker
 
 
 @dataclass(frozen=True)
@@ -253,15 +254,6 @@ GPT = HFMapping(
 
 MAPPINGS: dict[str, HFMapping] = {m.arch: m for m in (RWKV4, LLAMA, GPT)}
 
-# Architectures with no exact ``transformers`` class, and where their models go instead.
-UNSUPPORTED: dict[str, str] = {
-    "rwkv7": (
-        "transformers has no RWKV-7 class, and flash-linear-attention's RWKV7ForCausalLM "
-        "runs only through Triton GPU kernels (it cannot run a forward pass on a CPU); "
-        "export it for the rwkv package instead: symato export --format rwkv "
-        "(docs/export.md)"
-    ),
-}
 
 
 def mapping_for(arch: str) -> HFMapping:
@@ -269,9 +261,10 @@ def mapping_for(arch: str) -> HFMapping:
     from symato.models.registry import get_architecture
 
     name = get_architecture(arch).name
-    if name in UNSUPPORTED:
+    blocker = hf_blocker(name)
+    if blocker:
         raise SymatoError(f"architecture {name!r} cannot be exported to transformers: "
-                          f"{UNSUPPORTED[name]}")
+                          f"{blocker}")
     if name not in MAPPINGS:
         raise SymatoError(f"architecture {name!r} has no transformers mapping "
                           f"(symato/interop/weights.py MAPPINGS)")

@@ -101,13 +101,29 @@ def lm_eval_section(runs: pd.DataFrame) -> str:
              r.get("restoration_accuracy"), r.get("lmeval_restore_acc")]
             for _, r in rows.iterrows()]
     return table(["tokenizer", "arch", "run", "bits/byte", "lm-eval bits/byte", "difference",
-                  "restoration acc.", "lm-eval restoration acc."], body) + (
+                  "restoration acc.", "lm-eval restoration acc."], body) + _not_exported(runs) + (
         "\n\nlm-eval scores each validation document alone after `<|endoftext|>` "
         "(task symato_vi_ppl); the pipeline reads the split as one stream, predicting the "
         "end-of-text token that starts each document and seeing the previous document's "
         "end: the difference is those two effects. lm-eval restoration accuracy is a "
         "choice among 4 mark variants of a sentence (symato_vi_restore; chance 0.25), not "
         "the pipeline's syllable-by-syllable restoration.")
+
+
+def _not_exported(runs: pd.DataFrame) -> str:
+    """A sentence per reason for the runs lm-eval did not score: those transformers
+    cannot hold (symato.interop.support, the same test the workflow applies)."""
+    from symato.interop.support import hf_blocker
+
+    if "n_layer" not in runs.columns:
+        return ""
+    why: dict[str, int] = {}
+    for _, r in runs[runs["lmeval_bpb"].isna()].iterrows():
+        reason = hf_blocker(str(r["arch"]), int(r["n_layer"]))
+        if reason:
+            key = f"{r['arch']}, {reason}"
+            why[key] = why.get(key, 0) + 1
+    return "".join(f"\n\nNot scored by lm-eval: {n} run(s) of {key}." for key, n in why.items())
 
 
 def _head_note(runs: pd.DataFrame) -> str:
