@@ -79,10 +79,12 @@ from symato.run.settings import (
     check_passes,
     decay_start,
     load_settings,
+    setting,
     warmup_steps_of,
 )
 from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
+from symato.run.tblog import EventLog, require_tensorboard
 from symato.run.wsd import BRANCHES_DIR, STABLE_MARKER
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -320,6 +322,9 @@ class Trainer:
         self.precision = resolve_precision(settings["precision"], self.device, settings["run"])
         self.bf16 = self.precision == "bf16"
         self.tf32 = enable_tf32(self.device)
+        if setting(settings, "tensorboard"):  # a missing extra stops the run here, too
+            require_tensorboard(f"run {settings['run']}")
+        self.events: EventLog | None = None
         # Likewise a compiled operator that cannot be built (never a silent 100x slower
         # loop): the backend is chosen, and its kernel loaded, before training.
         self.arch = get_architecture(settings["arch"])
@@ -725,6 +730,8 @@ class Trainer:
         if self.dist.main:
             with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(line)
+        if self.events is not None:
+            self.events.add(rec)
 
     def run(self) -> int:
         s = self.s
@@ -735,6 +742,17 @@ class Trainer:
             self.start_from_stable(Path(s["branch_from"]))
         if self.dist.main and self.step == 0:
             write_text_atomic(self.out / METRICS_FILE, "")
+        if self.dist.main and setting(s, "tensorboard"):  # from the lines so far, as above
+            self.events = EventLog(self.out, self.records)
+        try:
+            return self._loop()
+        finally:
+            if self.events is not None:
+                self.events.close()
+
+    def _loop(self) -> int:
+        """Train from ``self.step`` to the end (or a SIGTERM checkpoint)."""
+        s = self.s
         tokens_per_step = s["batch_size"] * s["ctx_len"]
         flops_per_token = float(self.model.flops_per_token())
         last_ckpt_time = time.monotonic()
