@@ -71,6 +71,7 @@ from symato.io import (
     write_text_atomic,
 )
 from symato.models.registry import get_architecture, recipe_of
+from symato.progress import Progress
 from symato.run import eager
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, file_digest, run_inputs
@@ -310,12 +311,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 class Trainer:
     """One training run; ``run()`` returns the process exit code."""
 
-    def __init__(self, settings: dict[str, Any], out: Path, resume: bool) -> None:
+    def __init__(self, settings: dict[str, Any], out: Path, resume: bool,
+                 quiet: bool = False) -> None:
         from symato.data.loader import TokenDataset
 
         self.s = settings
         self.out = out
         self.resume = resume
+        self.quiet = quiet  # no progress lines (symato.progress); the log lines stay
         self.dist = Dist()
         self.device = pick_device(settings, self.dist)
         # Before anything else: a precision the device cannot honour stops the run here.
@@ -769,13 +772,14 @@ class Trainer:
                 if first:
                     self.confirm_backend()
                     first = False
+                note = None
                 if self._record_due():
                     self.clock.pause()  # syncs: the interval's time ends when its work does
                     rec = self._step_record(tokens_per_step, flops_per_token)
                     self.record(rec)
-                    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", refresh=False)
+                    note = f"loss {rec['train_loss']:.3f}"
                     self.clock.start()
-                bar.update(1)
+                bar.update(1, note)
                 if self.step in self.branch_at:
                     self.clock.pause()
                     self.save_branch_states()
@@ -798,11 +802,11 @@ class Trainer:
             self.finish(tokens_per_step, flops_per_token)
         return 0
 
-    def _progress(self) -> Any:
-        from tqdm import tqdm
-
-        return tqdm(total=self.s["steps"], initial=self.step, desc=self.s["run"], unit="step",
-                    file=sys.stderr, disable=not self.dist.main, mininterval=2.0)
+    def _progress(self) -> Progress:
+        """Steps done, rate and ETA on stderr (``symato.progress``: a live line on a
+        terminal, a line every 30 s in a log), from rank 0 only."""
+        return Progress(f"[train {self.s['tokenizer']}/{self.s['run']}]", self.s["steps"],
+                        "steps", initial=self.step, quiet=self.quiet or not self.dist.main)
 
     def _checkpoint_due(self, last_time: float) -> bool:
         every, minutes = self.s["checkpoint_steps"], self.s["checkpoint_minutes"]
@@ -898,6 +902,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run folder to write into")
     parser.add_argument("--resume", choices=["auto", "never"], default="never",
                         help="auto: continue from DIR/checkpoint.pt when it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 
@@ -905,7 +910,7 @@ def main(argv: list[str]) -> int:
     """``symato train``: 0 on success, 143 after a SIGTERM checkpoint, 1 on errors."""
     args = _parser().parse_args(argv)
     settings = load_settings(args.settings)
-    trainer = Trainer(settings, Path(args.out), resume=args.resume == "auto")
+    trainer = Trainer(settings, Path(args.out), resume=args.resume == "auto", quiet=args.quiet)
     dist = trainer.dist
     try:
         return trainer.run()
