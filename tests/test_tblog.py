@@ -14,6 +14,7 @@ import pytest
 from _train_fixtures import make_settings, read_metrics
 
 from symato.run.settings import command_args, default_settings, ordered
+from symato.run.settings import main as settings_main
 from symato.run.tblog import TB_DIR, TOKENS_PREFIX, EventLog, scalars
 
 pytest.importorskip("tensorboard")
@@ -112,7 +113,7 @@ def test_a_resumed_log_is_rewritten_from_the_records(tmp_path: Path) -> None:
                                                           "val_bpb": 2.25}])
 
 
-def test_setting_recorded_only_when_on() -> None:
+def test_setting_recorded_only_when_on(tmp_path: Path) -> None:
     """Off (its default) it is not in settings.json nor on the settings command line, so
     adding it to the contract reruns no finished run; on, it is recorded."""
     base = {"tokenizer": "symato", "arch": "gpt", "n_layer": 1, "n_embd": 32, "tokens": 10,
@@ -123,3 +124,6 @@ def test_setting_recorded_only_when_on() -> None:
     assert on["tensorboard"] is True
     assert command_args(on)[command_args(on).index("--tensorboard") + 1] == "true"
     assert ordered({**on, "tensorboard": False}) == off
+    out = tmp_path / "settings.json"  # the workflow's settings job reads it back
+    assert settings_main(["--out", str(out), *command_args(on)]) == 0
+    assert json.loads(out.read_text()) == on
