@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _train_fixtures import restore_torch_globals  # noqa: F401  (autouse: torch state put back)
 
 from symato import Tokenizer
 from symato.errors import SymatoError
@@ -219,4 +220,27 @@ def test_clean_filter_reports_progress_unless_quiet(tmp_path: Path) -> None:
     assert runs["loud"].splitlines()[-1].startswith(
         "symato clean filter loud.parquet: 3/3 documents (100%)")
     assert runs["quiet"] == ""
+    assert (tmp_path / "loud.json").read_bytes() == (tmp_path / "quiet.json").read_bytes()
+
+
+def test_evaluate_reports_runs_done_unless_quiet(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An evaluation (in this process) reports the run it is scoring and the runs done;
+    its metrics are byte-identical with --quiet, which reports nothing."""
+    from test_evaluate import _uniform_run
+
+    from symato.run.evaluate import main as evaluate_main
+
+    run, _ = _uniform_run(tmp_path, Tokenizer.default())
+    monkeypatch.setenv("SYMATO_PROGRESS", "log")
+    monkeypatch.setenv("SYMATO_PROGRESS_SECONDS", "0")
+    args = ["--run", str(run), "--prompt", "Hà", "--sample-tokens", "2"]
+    capsys.readouterr()
+    assert evaluate_main([*args, "--out", str(tmp_path / "loud.json")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("symato evaluate: 0/1 runs (0%), ")
+    assert lines[0].endswith(f", now {run}")
+    assert lines[-1].startswith("symato evaluate: 1/1 runs (100%), ")
+    assert evaluate_main([*args, "--out", str(tmp_path / "quiet.json"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
     assert (tmp_path / "loud.json").read_bytes() == (tmp_path / "quiet.json").read_bytes()
