@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 from symato.data.corpus import SourceTally, document_reason, zero_counts
 from symato.errors import SymatoError
 from symato.io import atomic_path, read_json, write_json_atomic
+from symato.progress import Progress, parquet_rows
 from symato.text.syllable import LETTERS, normalize_tone_placement, parse
 
 WORK_SCHEMA = pa.schema(
@@ -234,19 +235,22 @@ class _RowWriter:
 
 def filter_shard(
     inputs: list[Path], out: Path, style: str, min_chars: int, max_chars: int, min_share: float,
-    language: str = "vi",
+    language: str = "vi", quiet: bool = False,
 ) -> dict[str, SourceTally]:
-    """Step 1 for one shard: normalized, filtered paragraphs + hashes into ``out``.
+    """Step 1 for one shard: normalized, filtered paragraphs + hashes into ``out``
+    (progress in documents on stderr, ``symato.progress``, unless ``quiet``).
 
     ``min_share`` is the least share of each paragraph in ``language`` (see
     :func:`language_share`). Normalization is the same for every language: tone
     placement only rewrites words that parse as Vietnamese syllables.
     """
     tallies: dict[str, SourceTally] = {}
+    progress = Progress(f"symato clean filter {out.name}", parquet_rows(inputs), "documents",
+                        quiet=quiet)
     writer = _RowWriter(out, WORK_SCHEMA)
     ok = False
     try:
-        for doc_id, source, paragraphs in _raw_docs(inputs):
+        for doc_id, source, paragraphs in progress.each(_raw_docs(inputs)):
             tally = tallies.setdefault(source, SourceTally())
             reasons: list[str] = []
             for para in paragraphs:
@@ -264,6 +268,7 @@ def filter_shard(
         ok = True
     finally:
         writer.close(ok)
+        progress.close()
     return tallies
 
 
@@ -414,17 +419,20 @@ def split_of(doc_id: str, val_fraction: float) -> str:
 
 
 def write_shard(work: Path, dups: Path, outs: dict[str, Path],
-                val_fraction: float) -> dict[str, SourceTally]:
+                val_fraction: float, quiet: bool = False) -> dict[str, SourceTally]:
     """Step 3 for one shard: drop duplicates, join paragraphs, write each document into
-    its split's cleaned shard (``outs["train"]``, ``outs["val"]``)."""
+    its split's cleaned shard (``outs["train"]``, ``outs["val"]``); progress in
+    paragraphs (the work file's rows) on stderr unless ``quiet``."""
     if not 0.0 <= val_fraction < 1.0:
         raise SymatoError(f"val_fraction must be in [0, 1), got {val_fraction}")
     drop = _duplicate_rows(dups, shard_name(work))
     tallies: dict[str, SourceTally] = {}
+    progress = Progress(f"symato clean write {work.name}", parquet_rows([work]), "paragraphs",
+                        quiet=quiet)
     writers = {split: _RowWriter(outs[split], CLEAN_SCHEMA) for split in SPLITS}
     ok = False
     try:
-        for doc_id, source, paras in _work_docs(work):
+        for doc_id, source, paras in progress.each(_work_docs(work), lambda d: len(d[2])):
             tally = tallies.setdefault(source, SourceTally())
             kept = [(text, n) for row, text, n in paras if row not in drop]
             dropped_bytes = sum(n for row, _, n in paras if row in drop)
@@ -447,6 +455,7 @@ def write_shard(work: Path, dups: Path, outs: dict[str, Path],
     finally:
         for writer in writers.values():
             writer.close(ok)
+        progress.close()
     return tallies
 
 
@@ -545,6 +554,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--val-fraction", required=True, type=float,
                    help="share of documents (by doc_id hash) held out for validation")
     w.add_argument("--report", required=True, type=Path)
+    for step in (f, d, w):
+        step.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
 
@@ -564,6 +575,7 @@ def main(argv: list[str]) -> int:
             args.max_paragraph_chars,
             min_share,
             args.language,
+            quiet=args.quiet,
         )
         write_json_atomic(args.report, _tally_report("filter", tallies))
     elif args.step == "dedup":
@@ -577,7 +589,7 @@ def main(argv: list[str]) -> int:
         print(f"symato clean dedup: {n} duplicate paragraphs in {len(args.works)} shards")
     else:
         tallies = write_shard(args.work, args.duplicates, {"train": args.train, "val": args.val},
-                              args.val_fraction)
+                              args.val_fraction, quiet=args.quiet)
         write_json_atomic(args.report, _tally_report("write", tallies))
     return 0
 

@@ -138,10 +138,12 @@ def read_clean_docs(path: Path) -> Iterable[tuple[str, str]]:
 
 
 def tokenize_shard(cleans: dict[str, Path], vocab: Path,
-                   outs: dict[str, Path]) -> dict[str, dict[str, int]]:
+                   outs: dict[str, Path], quiet: bool = False) -> dict[str, dict[str, int]]:
     """Tokenize one cleaned shard's split files (``cleans[split]``) into one Arrow file per
-    split (``outs[split]``); return per-split counts."""
+    split (``outs[split]``); return per-split counts. Progress in documents goes to stderr
+    (``symato.progress``; none when ``quiet``)."""
     from symato import Tokenizer
+    from symato.progress import Progress, parquet_rows
 
     tok = Tokenizer.from_file(vocab)
     record = vocab_record(vocab)
@@ -149,8 +151,11 @@ def tokenize_shard(cleans: dict[str, Path], vocab: Path,
     parts: dict[str, dict[str, Any]] = {
         s: {"ids": [], "tokens": [], "bytes": 0, "syllables": 0} for s in SPLITS
     }
-    for split in SPLITS:
-        _tokenize_docs(tok, read_clean_docs(cleans[split]), parts[split], dtype)
+    with Progress(f"symato tokenize {outs['train'].name}", parquet_rows(cleans.values()),
+                  "documents", quiet=quiet) as progress:
+        for split in SPLITS:
+            _tokenize_docs(tok, progress.each(read_clean_docs(cleans[split])), parts[split],
+                           dtype)
     counts = {}
     for split, part in parts.items():
         n = write_token_shard(outs[split], part["ids"], part["tokens"], tok.vocab_size,
@@ -186,9 +191,10 @@ def main(argv: list[str]) -> int:
                         help="the shard's cleaned validation file (.parquet)")
     parser.add_argument("--train", required=True, type=Path, help="output train shard (.arrow)")
     parser.add_argument("--val", required=True, type=Path, help="output val shard (.arrow)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     counts = tokenize_shard({"train": args.clean_train, "val": args.clean_val}, args.vocab,
-                            {"train": args.train, "val": args.val})
+                            {"train": args.train, "val": args.val}, quiet=args.quiet)
     print(json.dumps(counts, sort_keys=True))
     return 0
 

@@ -468,15 +468,22 @@ def evaluate_group(run_dirs: list[Path], args: argparse.Namespace
 
     One run's failure (a stale or broken model) does not stop the others: it is recorded
     with its message, and the run's own metrics.json fails with it (``unpack_group``).
+    Progress in runs goes to stderr (``symato.progress``) unless ``args.quiet``.
     """
+    from symato.progress import Progress
+
     shared = SharedInputs(args.stats, args.restoration_syllables)
     out: dict[str, dict[str, Any]] = {}
-    for run_dir in run_dirs:
-        try:
-            out[str(run_dir)] = {"metrics": evaluate_run(run_dir, args, shared)}
-        except SymatoError as exc:
-            out[str(run_dir)] = {"error": str(exc)}
-            print(f"symato evaluate: {run_dir}: {exc}", file=sys.stderr)
+    with Progress("symato evaluate", len(run_dirs), "runs",
+                  quiet=getattr(args, "quiet", False)) as progress:
+        for run_dir in run_dirs:
+            progress.update(0, note=f"now {run_dir}")
+            try:
+                out[str(run_dir)] = {"metrics": evaluate_run(run_dir, args, shared)}
+            except SymatoError as exc:
+                out[str(run_dir)] = {"error": str(exc)}
+                print(f"symato evaluate: {run_dir}: {exc}", file=sys.stderr)
+            progress.update(1, note="")
     return out
 
 
@@ -505,6 +512,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file of a single --run (default DIR/metrics.json)")
     p.add_argument("--group-out", help="write every run's metrics (or its error) into this "
                                        "one file instead of each DIR/metrics.json")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
 

@@ -41,6 +41,7 @@ class Setting(Option):
     optional: bool = False
     short: str = ""
     guard: bool = False
+    omit_default: bool = False
     from_recipe: bool = False
     wsd_only: bool = False
 
@@ -70,7 +71,19 @@ def _guard(name: str, kind: type, default: Any, help: str, **limits: Any) -> Set
     (``ordered``), so adding a guard to the contract reruns no finished run.
     """
     return Setting(name, kind, help, default=default, shared=True, optional=True,
-                   guard=True, **limits)
+                   guard=True, omit_default=True, **limits)
+
+
+def _extra(name: str, kind: type, default: Any, help: str) -> Setting:
+    """A shared setting for what else a run writes beside its results (another log
+    format): it changes nothing that is trained or measured.
+
+    Why optional, as a guard: written to settings.json only off its default, so adding it
+    to the contract reruns no finished run; set on, it is a setting like any other (in the
+    rules' params: the runs it belongs to retrain, to write what it asks for).
+    """
+    return Setting(name, kind, help, default=default, shared=True, optional=True,
+                   omit_default=True)
 
 
 def _shared(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
@@ -168,6 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
            "it is a config error. Raise it for a study of repeated data", above=0),
     _guard("allow_large", bool, False, "allow a run beyond the sanity limits (about "
            "1e10 block parameters, 12 x n_layer x n_embd^2; 1e11 tokens or bytes of text)"),
+    _extra("tensorboard", bool, False, "also write TensorBoard event files of the "
+           "metrics.jsonl scalars into the run's tb/ folder (needs the extra "
+           "symato[tensorboard])"),
     Setting("shards_dir", str, "token shards folder (manifest.json, {split}/*.arrow)"),
     Setting("vocab_file", str, "vocabulary file, embedded into the final model"),
 )
@@ -242,14 +258,14 @@ def with_recipe(values: dict[str, Any], arch: str, where: str) -> dict[str, Any]
 
 def ordered(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` in the contract's key order, whatever order it was built in, without
-    the guards that are at their default.
+    the guards and extras that are at their default.
 
     Why: Snakemake compares a rule's params as text, so the same settings must always
     be written the same way, or a config with its keys reordered would rerun every run.
     """
     wsd = settings.get("schedule") == "wsd"
     return {s.name: settings[s.name] for s in SETTINGS if s.name in settings
-            and not (s.guard and settings[s.name] == s.default)
+            and not (s.omit_default and settings[s.name] == s.default)
             and not (s.wsd_only and not wsd)}
 
 

@@ -71,6 +71,7 @@ from symato.io import (
     write_text_atomic,
 )
 from symato.models.registry import get_architecture, recipe_of
+from symato.progress import Progress
 from symato.run import eager
 from symato.run.precision import arithmetic_meta, enable_tf32, resolve_precision
 from symato.run.provenance import changed_inputs, check_finite, file_digest, run_inputs
@@ -79,10 +80,12 @@ from symato.run.settings import (
     check_passes,
     decay_start,
     load_settings,
+    setting,
     warmup_steps_of,
 )
 from symato.run.splitform import SplitForms
 from symato.run.stepstats import IntervalStats, Reading, Stopwatch
+from symato.run.tblog import EventLog, require_tensorboard
 from symato.run.wsd import BRANCHES_DIR, STABLE_MARKER
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -308,18 +311,23 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 class Trainer:
     """One training run; ``run()`` returns the process exit code."""
 
-    def __init__(self, settings: dict[str, Any], out: Path, resume: bool) -> None:
+    def __init__(self, settings: dict[str, Any], out: Path, resume: bool,
+                 quiet: bool = False) -> None:
         from symato.data.loader import TokenDataset
 
         self.s = settings
         self.out = out
         self.resume = resume
+        self.quiet = quiet  # no progress lines (symato.progress); the log lines stay
         self.dist = Dist()
         self.device = pick_device(settings, self.dist)
         # Before anything else: a precision the device cannot honour stops the run here.
         self.precision = resolve_precision(settings["precision"], self.device, settings["run"])
         self.bf16 = self.precision == "bf16"
         self.tf32 = enable_tf32(self.device)
+        if setting(settings, "tensorboard"):  # a missing extra stops the run here, too
+            require_tensorboard(f"run {settings['run']}")
+        self.events: EventLog | None = None
         # Likewise a compiled operator that cannot be built (never a silent 100x slower
         # loop): the backend is chosen, and its kernel loaded, before training.
         self.arch = get_architecture(settings["arch"])
@@ -725,6 +733,8 @@ class Trainer:
         if self.dist.main:
             with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(line)
+        if self.events is not None:
+            self.events.add(rec)
 
     def run(self) -> int:
         s = self.s
@@ -735,6 +745,17 @@ class Trainer:
             self.start_from_stable(Path(s["branch_from"]))
         if self.dist.main and self.step == 0:
             write_text_atomic(self.out / METRICS_FILE, "")
+        if self.dist.main and setting(s, "tensorboard"):  # from the lines so far, as above
+            self.events = EventLog(self.out, self.records)
+        try:
+            return self._loop()
+        finally:
+            if self.events is not None:
+                self.events.close()
+
+    def _loop(self) -> int:
+        """Train from ``self.step`` to the end (or a SIGTERM checkpoint)."""
+        s = self.s
         tokens_per_step = s["batch_size"] * s["ctx_len"]
         flops_per_token = float(self.model.flops_per_token())
         last_ckpt_time = time.monotonic()
@@ -751,13 +772,14 @@ class Trainer:
                 if first:
                     self.confirm_backend()
                     first = False
+                note = None
                 if self._record_due():
                     self.clock.pause()  # syncs: the interval's time ends when its work does
                     rec = self._step_record(tokens_per_step, flops_per_token)
                     self.record(rec)
-                    bar.set_postfix(loss=f"{rec['train_loss']:.3f}", refresh=False)
+                    note = f"loss {rec['train_loss']:.3f}"
                     self.clock.start()
-                bar.update(1)
+                bar.update(1, note)
                 if self.step in self.branch_at:
                     self.clock.pause()
                     self.save_branch_states()
@@ -780,11 +802,11 @@ class Trainer:
             self.finish(tokens_per_step, flops_per_token)
         return 0
 
-    def _progress(self) -> Any:
-        from tqdm import tqdm
-
-        return tqdm(total=self.s["steps"], initial=self.step, desc=self.s["run"], unit="step",
-                    file=sys.stderr, disable=not self.dist.main, mininterval=2.0)
+    def _progress(self) -> Progress:
+        """Steps done, rate and ETA on stderr (``symato.progress``: a live line on a
+        terminal, a line every 30 s in a log), from rank 0 only."""
+        return Progress(f"[train {self.s['tokenizer']}/{self.s['run']}]", self.s["steps"],
+                        "steps", initial=self.step, quiet=self.quiet or not self.dist.main)
 
     def _checkpoint_due(self, last_time: float) -> bool:
         every, minutes = self.s["checkpoint_steps"], self.s["checkpoint_minutes"]
@@ -880,6 +902,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run folder to write into")
     parser.add_argument("--resume", choices=["auto", "never"], default="never",
                         help="auto: continue from DIR/checkpoint.pt when it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 
@@ -887,7 +910,7 @@ def main(argv: list[str]) -> int:
     """``symato train``: 0 on success, 143 after a SIGTERM checkpoint, 1 on errors."""
     args = _parser().parse_args(argv)
     settings = load_settings(args.settings)
-    trainer = Trainer(settings, Path(args.out), resume=args.resume == "auto")
+    trainer = Trainer(settings, Path(args.out), resume=args.resume == "auto", quiet=args.quiet)
     dist = trainer.dist
     try:
         return trainer.run()
