@@ -23,7 +23,8 @@
 #   (b) benchmarks/bench_train.py: training tokens/s and MFU of every architecture of the
 #       registry at L6-D512, ctx 1024, batch 32, head size 64;
 #   then, only with time left and not with --quick: (d) the same over the config-gpu.yaml
-#   grid sizes, (e) L6-D512 with --compile.
+#   grid sizes, (e) L6-D512 with --compile, (f) benchmarks/bench_context.py: RWKV-7 and
+#   Llama time per generated token and memory after 256 to 64k tokens of context.
 # Results in --out (at most 6 files): summary.md (what passed, timings, the tables),
 # kernels.md and kernels.json (step a), bench_train.md (steps b, d, e), session.log and
 # logs.tar.gz (every step's log, the workflow's logs and metrics).
@@ -255,12 +256,15 @@ grids = yaml.safe_load(open("config-gpu.yaml"))["train"]["grids"]
 print(*sorted({s for g in grids for s in g.get("sizes", [])}, key=parse_size))')
         run_step e_bench_compile 150 "$PY" "${BENCH[@]}" --archs "${ARCHS[@]}" --sizes L6-D512 \
             --warmup 5 --steps 20 --compile
+        # issue #28 on a GPU: where RWKV-7 generation gets cheaper per token than Llama's
+        run_step f_context 120 "$PY" benchmarks/bench_context.py --device cuda \
+            --archs rwkv7 llama --contexts 256 1024 4096 16384 65536 --tokens 32 --markdown
     fi
 else  # the rehearsal: every architecture, tiny, on the CPU
     run_step b_bench_L1-D32 80 "$PY" benchmarks/bench_train.py --device cpu --archs "${ARCHS[@]}" \
         --sizes L1-D32 --ctx-len 64 --batch-size 4 --head-size 16 --warmup 1 --steps 2
 fi
-for s in b_bench_L6-D512 b_bench_L1-D32 d_bench_grid e_bench_compile; do
+for s in b_bench_L6-D512 b_bench_L1-D32 d_bench_grid e_bench_compile f_context; do
     [ -f "$STAGE/$s.log" ] || continue
     { echo "## $s"; echo; grep -E '^(machine:|\|)' "$STAGE/$s.log"; echo; } >> "$STAGE/bench_train.md"
 done
