@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _train_fixtures import (  # noqa: F401 (restore_torch_globals: a fixture)
+    make_settings,
+    make_shards,
+    read_metrics,
+    restore_torch_globals,
+)
 
 from symato.errors import SymatoError
 from symato.interop import imports
@@ -20,7 +26,6 @@ from symato.run.provenance import run_inputs
 from symato.run.settings import check_settings, load_settings, ordered
 from symato.run.train import Trainer
 from symato.run.train import main as train_main
-from tests._train_fixtures import make_settings, make_shards, restore_torch_globals  # noqa: F401
 
 V, IDS = 41, [[5, 0, 17, 40, 3, 3, 22, 9]]
 
@@ -91,7 +96,7 @@ def test_rwkv_pth_that_does_not_fit_names_the_file_and_tensor(tmp_path: Path) ->
 
 
 class Payload:  # a pickled object: loading it would run code
-    def __reduce__(self):  # noqa: D105
+    def __reduce__(self):
         return (print, ("ran",))
 
 
@@ -130,7 +135,7 @@ def trainer_for(tmp: Path, shards: Path | None = None, **over) -> Trainer:
 
 
 def test_run_from_a_run_starts_with_its_weights(tmp_path: Path, source_run: Path) -> None:
-    source, meta = load_model(source_run)
+    source, _ = load_model(source_run)
     trainer = trainer_for(tmp_path, init_from=f"run:{source_run}")
     for name, tensor in source.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[name], tensor), name
@@ -141,8 +146,10 @@ def test_run_from_a_run_starts_with_its_weights(tmp_path: Path, source_run: Path
 def test_train_layers_head_leaves_the_rest_unchanged(tmp_path: Path, source_run: Path) -> None:
     source, _ = load_model(source_run)
     settings = make_settings(tmp_path, init_from=str(source_run), train_layers="head",
-                             init_warmup=False, steps=4, eval_interval=0)
+                             init_warmup=False, warmup=0.5, steps=4, eval_interval=0)
     assert train_main(["--settings", str(settings), "--out", str(tmp_path / "run")]) == 0
+    # init_warmup false: the peak lr at once (with warmup, step 1 would have half of it)
+    assert read_metrics(tmp_path / "run")[0]["lr"] == pytest.approx(0.01)
     trained, meta = load_model(tmp_path / "run")
     changed = {n for n, t in trained.state_dict().items()
                if not torch.equal(t, source.state_dict()[n])}
@@ -243,3 +250,20 @@ def test_config_errors_before_any_job(tmp_path: Path, source_run: Path, hf_llama
     # defaults are not written, so adding these settings reruns no finished run
     assert "init_from" not in ordered({**base, "init_from": "", "train_layers": "all"})
     assert ordered({**base, "init_from": "x.pth"})["init_from"] == "x.pth"
+
+
+def test_settings_command_writes_the_init_settings(tmp_path: Path, source_run: Path) -> None:
+    """The workflow's run_settings job: options in, the same settings.json out; the
+    train job waits for the source's model.pt (a run not trained yet included)."""
+    from symato.run.settings import command_args
+    from symato.run.settings import main as settings_main
+
+    base = json.loads(make_settings(tmp_path).read_text())
+    want = ordered({**base, "init_from": str(source_run), "init_optimizer": False,
+                    "init_warmup": False, "train_layers": "last-1"})
+    out = tmp_path / "written.json"
+    assert settings_main(["--out", str(out), *command_args(want)]) == 0
+    assert json.loads(out.read_text()) == want
+    assert imports.input_files(str(source_run)) == [source_run / "model.pt"]
+    assert imports.input_files("results/runs/t/gpt-L1-D16-T10k") == [
+        Path("results/runs/t/gpt-L1-D16-T10k/model.pt")]

@@ -89,7 +89,8 @@ def parse_spec(spec: str, where: str = "init_from") -> tuple[str, Path]:
 
 
 def _run_file(path: Path) -> Path:
-    return path / "model.pt" if path.is_dir() else path
+    """A run's weights: a folder's (or a not yet trained run's) ``model.pt``, or the file."""
+    return path / "model.pt" if path.is_dir() or not path.suffix else path
 
 
 def hf_files(folder: Path) -> list[Path]:
