@@ -267,3 +267,37 @@ def test_settings_command_writes_the_init_settings(tmp_path: Path, source_run: P
     assert imports.input_files(str(source_run)) == [source_run / "model.pt"]
     assert imports.input_files("results/runs/t/gpt-L1-D16-T10k") == [
         Path("results/runs/t/gpt-L1-D16-T10k/model.pt")]
+
+
+@pytest.mark.parametrize("method", ["compose", "random"])
+def test_transplant_onto_symato_composes_or_draws_the_other_rows(tmp_path: Path, hf_llama: Path,
+                                                                 method: str) -> None:
+    """The symato vocabulary against a 300-token byte-level BPE: bytes copied, syms,
+    marktones and case composed from the text they stand for (``compose``), or drawn at
+    random (the control: the same copied rows, nothing composed)."""
+    from symato.interop.transplant import load_source, plan
+    from symato.interop.weights import from_hf, read_hf_folder
+    from symato.text.tokenizer import Tokenizer
+
+    target = Tokenizer.default()
+    target.save(tmp_path / "vocab.json")
+    shards = make_shards(tmp_path / "sym-shards", vocab_size=target.vocab_size)
+    trainer = trainer_for(tmp_path, shards, arch="llama", run="llama-L1-D16-T10k",
+                          init_from=str(hf_llama), init_transplant=method)
+    report = json.loads((tmp_path / "run" / "transplant.json").read_text())
+    want = plan(load_source(hf_llama / "tokenizer.json"), target, "compose").report()
+    assert report["copied"] == want["copied"] >= 257
+    if method == "compose":
+        assert (report["composed"], report["random"]) == (want["composed"], want["random"])
+        assert report["composed"] > 1000  # every sym, marktone and case id
+    else:
+        assert report["composed"] == 0
+        assert report["random"] == want["composed"] + want["random"]
+    _, _, state = from_hf(*read_hf_folder(hf_llama))
+    source = load_source(hf_llama / "tokenizer.json")
+    title = target.piece_to_id("<Title>")
+    rows = state["tok_embeddings.weight"]
+    composed = torch.stack([rows[source.encode_word(t)].mean(0)
+                            for t in "ABCDĐEGHIKLMNOPQRSTUVXY"]).mean(0)  # <Title>'s texts
+    got = trainer.model.state_dict()["tok_embeddings.weight"][title]
+    assert torch.allclose(got, composed, atol=1e-6) == (method == "compose")
