@@ -301,3 +301,43 @@ def test_transplant_onto_symato_composes_or_draws_the_other_rows(tmp_path: Path,
                             for t in "ABCDĐEGHIKLMNOPQRSTUVXY"]).mean(0)  # <Title>'s texts
     got = trainer.model.state_dict()["tok_embeddings.weight"][title]
     assert torch.allclose(got, composed, atol=1e-6) == (method == "compose")
+
+
+# ---------------------------------------------------------------------- the grid
+def test_a_sub_grid_init_names_its_runs_and_fills_the_source_path() -> None:
+    """The same runs from scratch and from a source, in one grid: the source's runs keep
+    their names, the started ones are ...-from_{name}, init.from is filled per run."""
+    import copy
+    import re
+
+    import yaml
+    from _workflow import REPO, prepared
+
+    from symato.run.grid import eval_group, expand_grid, run_name_pattern, split_name
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    scratch = {"name": "scratch", "tokenizers": ["bytes"], "archs": ["gpt", "llama"],
+               "sizes": ["L1-D32"], "bytes": [30000]}
+    started = {**copy.deepcopy(scratch), "name": "moved",
+               "init": {"name": "en", "from": "results/runs/{tokenizer}/{arch}-{size}-B30k",
+                        "train_layers": "last-1", "warmup": False}}
+    raw["train"]["grids"] = [scratch, started]
+    config = prepared(raw)  # the schema takes a sub-grid's init
+    runs = {r["run"]: r["settings"] for r in expand_grid(config)}
+    assert set(runs) == {"gpt-L1-D32-B30k", "llama-L1-D32-B30k", "gpt-L1-D32-B30k-from_en",
+                         "llama-L1-D32-B30k-from_en"}
+    s = runs["llama-L1-D32-B30k-from_en"]
+    assert s["init_from"] == "results/runs/bytes/llama-L1-D32-B30k"
+    assert (s["train_layers"], s["init_warmup"]) == ("last-1", False)
+    assert "init_from" not in runs["llama-L1-D32-B30k"]
+    assert all(re.fullmatch(run_name_pattern(), name) for name in runs)
+    assert split_name("gpt-L1-D32-B30k-from_en-lr0.002") == ("gpt-L1-D32-B30k-from_en",
+                                                             {"lr": "0.002"})
+    assert eval_group("gpt-L1-D32-B30k-from_en-s2") == "gpt-L1-D32-from_en"
+    bad = copy.deepcopy(config)
+    bad["train"]["grids"][1]["init"]["from"] = "results/{width}"
+    with pytest.raises(SymatoError, match=r"init\.from 'results/\{width\}': 'width'"):
+        expand_grid(bad)
+    raw["train"]["grids"][1]["init"]["name"] = "En-1"
+    with pytest.raises(SymatoError, match=r"grids\[1\]\.init\.name: 'En-1' does not match"):
+        prepared(raw)
