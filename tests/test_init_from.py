@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,26 @@ def test_a_sub_grid_init_names_its_runs_and_fills_the_source_path() -> None:
     raw["train"]["grids"][1]["init"]["name"] = "En-1"
     with pytest.raises(SymatoError, match=r"grids\[1\]\.init\.name: 'En-1' does not match"):
         prepared(raw)
+
+
+def test_a_started_run_waits_for_its_source_run(tmp_path: Path) -> None:
+    """Dry run: asking for the started run alone schedules its source run's training too."""
+    import subprocess
+
+    import yaml
+    from _workflow import REPO, SNAKEMAKE, prepared
+    from test_grid import _workdir
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    raw["tokenizers"] = ["bytes"]
+    scratch = {"name": "scratch", "tokenizers": ["bytes"], "archs": ["gpt"],
+               "sizes": ["L1-D32"], "tokens": [30000]}
+    raw["train"]["grids"] = [scratch, {**scratch, "name": "moved", "init": {
+        "name": "self", "from": "results/runs/{tokenizer}/{arch}-{size}-T30k"}}]
+    work = _workdir(tmp_path, prepared(raw))
+    target = "results/runs/bytes/gpt-L1-D32-T30k-from_self/model.pt"
+    proc = subprocess.run([str(SNAKEMAKE), "-s", "Snakefile", "--cores", "1", "--dry-run",
+                           "--quiet", "rules", "--", target], cwd=work, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^train\s+2\s*$", proc.stdout + proc.stderr, flags=re.M), proc.stdout

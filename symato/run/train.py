@@ -879,7 +879,8 @@ class Trainer:
             "device": str(self.device),
             "backend": self.backend,
             "inputs": self.inputs,
-            "init": self.init_record,  # init_from: source, sha256, transplant counts
+            # init_from: the source (path, sha256) and the transplant's counts
+            **({"init": self.init_record} if self.init_record else {}),
             # repeated epochs: the unique text (fresh runs: their tokens are all unique)
             **(self.unique or {"unique_tokens": tokens}),
             "epochs": tokens / (self.unique or {"unique_tokens": tokens})["unique_tokens"],
