@@ -365,3 +365,23 @@ def test_a_started_run_waits_for_its_source_run(tmp_path: Path) -> None:
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^train\s+2\s*$", proc.stdout + proc.stderr, flags=re.M), proc.stdout
+
+
+def test_run_from_a_transformers_rwkv4(tmp_path: Path) -> None:
+    """RwkvForCausalLM (transformers' own class, save_pretrained) into an RWKV-4 run with
+    the run's own vocabulary: every tensor through the one mapping of weights.py."""
+    transformers = pytest.importorskip("transformers")
+    from symato.interop.weights import RWKV4 as MAPPING
+
+    torch.manual_seed(2)
+    cfg = transformers.RwkvConfig(vocab_size=24, hidden_size=16, num_hidden_layers=2,
+                                  context_length=16)
+    hf = transformers.RwkvForCausalLM(cfg)
+    hf.save_pretrained(str(tmp_path / "hf"))
+    trainer = trainer_for(tmp_path, arch="rwkv4", run="rwkv4-L2-D16-T10k", n_layer=2,
+                          wkv_backend="torch", init_from=f"hf:{tmp_path / 'hf'}",
+                          init_tokenizer=str(tmp_path / "vocab.json"))
+    theirs, ours = hf.state_dict(), trainer.model.state_dict()
+    for rule in MAPPING.tensors:
+        for _, mine, name in rule.names(2):
+            assert torch.equal(ours[mine], theirs[name].float()), name
