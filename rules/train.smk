@@ -15,6 +15,7 @@
 # stable.json; each budget's run is then an ordinary run of this stage (run_settings,
 # train) whose train job waits for that stable.json and starts from its state.
 
+from symato.interop.imports import input_files
 from symato.models.registry import get_architecture
 from symato.run.grid import expand_grid, run_name_pattern
 from symato.run.settings import command_args
@@ -65,6 +66,13 @@ def stable_marker(wildcards) -> list[str]:
     """A WSD branch's stable run, done (its stable.json); nothing for other runs."""
     branch_from = grid_settings(wildcards).get("branch_from")
     return [] if branch_from is None else [marker_of(branch_from)]
+
+
+def init_source(wildcards) -> list[str]:
+    """The files of the model a run starts from (setting init_from), so a source run of
+    the same workflow trains first; nothing for runs from random weights."""
+    spec = grid_settings(wildcards).get("init_from")
+    return [] if not spec else [str(p) for p in input_files(spec)]
 
 
 def budget_manifest(wildcards) -> list[str]:
@@ -181,6 +189,7 @@ rule train:
         vocab="results/vocab/{tokenizer}.json",
         kernels=kernel_build,
         stable=stable_marker,
+        init=init_source,
     output:
         model="results/runs/{tokenizer}/{run}/model.pt",
         metrics="results/runs/{tokenizer}/{run}/metrics.jsonl",

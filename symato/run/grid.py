@@ -93,21 +93,30 @@ def format_value(value: float) -> str:
 def run_name(
     arch: str, n_layer: int, n_embd: int, tokens: int | None = None,
     text_bytes: int | None = None, varied: dict[str, Any] | None = None,
-    unique_bytes: int | None = None,
+    unique_bytes: int | None = None, init: str | None = None,
 ) -> str:
     """The folder name of one run: ``rwkv4-L4-D128-T200k`` (tokens) or ``...-B700k`` (bytes),
-    ``...-B700k-U70k`` (bytes drawn from that much unique text: repeated epochs), then
+    ``...-B700k-U70k`` (bytes drawn from that much unique text: repeated epochs),
+    ``...-from_en`` (started from the model its sub-grid's ``init`` names ``en``), then
     ``-{short}{value}`` for each varied setting in name order (``...-lr0.002``)."""
     if (tokens is None) == (text_bytes is None):
         raise SymatoError("run_name: give exactly one of tokens and text_bytes")
     budget = f"T{format_tokens(tokens)}" if tokens is not None else f"B{format_tokens(text_bytes)}"
     if unique_bytes is not None and unique_bytes != text_bytes:
         budget += f"-U{format_tokens(unique_bytes)}"
+    if init is not None:
+        budget += f"-{INIT_PREFIX}{init}"
     shorts = varied_names()
     suffix = "".join(f"-{shorts[key]}{format_value(varied[key])}" for key in sorted(varied or {}))
     return f"{arch}-L{n_layer}-D{n_embd}-{budget}{suffix}"
 
 
+INIT_PREFIX = "from_"  # run-name part of a sub-grid's init: ...-B300k-from_en
+# A sub-grid's ``init`` keys -> run settings (docs/transfer.md); ``from`` may name the
+# run's {arch}, {size}, {n_layer}, {n_embd} and {tokenizer}.
+INIT_KEYS = {"from": "init_from", "tokenizer": "init_tokenizer",
+             "transplant": "init_transplant", "optimizer": "init_optimizer",
+             "warmup": "init_warmup", "train_layers": "train_layers"}
 _SUFFIX_RE = re.compile(r"^([a-z]+)([0-9]+(?:\.[0-9]+)?)$")
 
 
@@ -136,7 +145,8 @@ def run_name_pattern() -> str:
     archs = "|".join(re.escape(name) for name in ARCHITECTURES)
     shorts = "|".join(re.escape(s) for s in sorted(set(varied_names().values()),
                                                   key=lambda s: (-len(s), s)))
-    return rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-U[0-9]+[kMG]?)?(-({shorts})[0-9.]+)*"
+    return (rf"({archs})-L[0-9]+-D[0-9]+-[TB][0-9]+[kMG]?(-U[0-9]+[kMG]?)?"
+            rf"(-{INIT_PREFIX}[a-z0-9]+)?(-({shorts})[0-9.]+)*")
 
 
 _BUDGET_PART = re.compile(r"-[TB][0-9]+[kMG]?(-U[0-9]+[kMG]?)?(?=-|$)")
@@ -189,17 +199,22 @@ def run_settings(
     config: dict, tokenizer: str, arch: str, size: str, tokens: int | None,
     results: str = "results", text_bytes: int | None = None, where: str = "config train",
     varied: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None,
-    unique_bytes: int | None = None,
+    unique_bytes: int | None = None, init: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The settings of one run, in the contract's key order (``symato.run.settings``).
 
     For a byte budget (``text_bytes``) ``tokens`` and ``steps`` are left open;
     ``unique_bytes`` below it makes a repeated-data run (equal: the fresh run). ``fixed``:
-    settings the sub-grid sets without naming them (its ``schedule``). Errors start with
+    settings the sub-grid sets without naming them (its ``schedule``). ``init``: the
+    sub-grid's model to start from (its ``name`` names the run). Errors start with
     ``where`` and name the run.
     """
     train = config["train"]
-    configured = {**shared_settings(train, arch), **(fixed or {})}
+    n_layer, n_embd = parse_size(size)
+    fixed = {**(fixed or {}), **init_settings(init, where, arch=arch, size=size,
+                                              n_layer=n_layer, n_embd=n_embd,
+                                              tokenizer=tokenizer)}
+    configured = {**shared_settings(train, arch), **fixed}
     shared = {**configured, **(varied or {})}
     # A seed equal to the run's configured one names no replicate: that run keeps its
     # name (and is the same run as the one another sub-grid asks for without vary).
@@ -211,7 +226,6 @@ def run_settings(
         raise SymatoError(f"{where}: 'decay' (varied {named['decay']}) is a setting of "
                           f"schedule wsd, but these runs' schedule is {shared['schedule']!r}: "
                           "give the sub-grid `schedule: wsd` or drop decay")
-    n_layer, n_embd = parse_size(size)
     if shared["device"] == "auto":  # a job that declared no GPU must not take one
         shared["device"] = "cuda" if int(train["gpus_per_run"]) > 0 else "cpu"
     if text_bytes is None:
@@ -224,7 +238,7 @@ def run_settings(
         **shared,
         "tokenizer": tokenizer,
         "run": run_name(arch, n_layer, n_embd, tokens, text_bytes, named,
-                        budget.get("unique_bytes")),
+                        budget.get("unique_bytes"), init["name"] if init else None),
         "arch": arch,
         "n_layer": n_layer,
         "n_embd": n_embd,
@@ -261,7 +275,7 @@ def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
         for tok, arch, size, (tokens, text_bytes, unique), varied in points:
             s = run_settings(config, tok, arch, size, tokens, results, text_bytes,
                              where=f"config {where}", varied=varied, fixed=_fixed(grid),
-                             unique_bytes=unique)
+                             unique_bytes=unique, init=grid.get("init"))
             entry = runs.setdefault((tok, s["run"]), _entry(s))
             if entry["settings"] != s:
                 raise SymatoError(f"config {where}: run {tok}/{s['run']} is asked for again "
@@ -269,6 +283,20 @@ def expand_grid(config: dict, results: str = "results") -> list[dict[str, Any]]:
             entry["grids"].append(grid.get("name", f"grid{i}"))
     # WSD runs become branches of stable runs (symato.run.wsd: entries gain "stable").
     return link_branches(list(runs.values()), results)
+
+
+def init_settings(init: dict[str, Any] | None, where: str, **fields: Any) -> dict[str, Any]:
+    """The run settings of a sub-grid's ``init`` (none without one): ``from`` with the
+    run's fields filled in (``results/runs/{tokenizer}/{arch}-{size}-B3M``)."""
+    if not init:
+        return {}
+    try:
+        source = str(init["from"]).format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise SymatoError(f"{where}: init.from {init['from']!r}: {exc} is not one of "
+                          f"{sorted(fields)}") from None
+    out = {INIT_KEYS[k]: v for k, v in init.items() if k in INIT_KEYS}
+    return {**out, "init_from": source}
 
 
 def _fixed(grid: dict) -> dict[str, Any]:

@@ -74,7 +74,9 @@ def run_inputs(settings: Mapping[str, Any]) -> dict[str, str]:
     }
     init = settings.get("init_from")
     if init:
-        inputs["init"] = file_digest(init)
+        from symato.interop.imports import source_digest
+
+        inputs["init"] = source_digest(init)
     branch_from = settings.get("branch_from")
     if branch_from:
         if not Path(branch_from).is_file():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class Setting(Option):
     optional: bool = False
     short: str = ""
     guard: bool = False
-    omit_default: bool = False
+    omit_default: bool = False  # written to settings.json only when not at its default
     from_recipe: bool = False
     wsd_only: bool = False
 
@@ -88,6 +89,15 @@ def _extra(name: str, kind: type, default: Any, help: str) -> Setting:
 
 def _shared(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
     return Setting(name, kind, help, default=default, shared=True, **limits)
+
+
+def _init(name: str, kind: type, default: Any, help: str, **limits: Any) -> Setting:
+    """A shared setting of a run that starts from an existing model (``init_from``,
+    docs/transfer.md). Written to settings.json only when not at its default, so adding
+    these settings reruns no finished run; a run starting elsewhere has another
+    settings.json, hence other params and another checkpoint digest (it reruns)."""
+    return Setting(name, kind, help, default=default, shared=True, optional=True,
+                   omit_default=True, **limits)
 
 
 def _recipe(name: str, kind: type, help: str, **limits: Any) -> Setting:
@@ -184,6 +194,25 @@ SETTINGS: tuple[Setting, ...] = (
     _extra("tensorboard", bool, False, "also write TensorBoard event files of the "
            "metrics.jsonl scalars into the run's tb/ folder (needs the extra "
            "symato[tensorboard])"),
+    _init("init_from", str, "", "start from an existing model instead of random weights: "
+          "run:PATH (a run folder, its model.pt, or a training state checkpoint.pt), "
+          "rwkv-pth:PATH (RWKV-4 / RWKV-7 x070 .pth), hf:PATH (a Hugging Face folder: "
+          "config.json + safetensors); a bare path is recognized. Empty: random init"),
+    _init("init_tokenizer", str, "", "init_from's tokenizer when the source does not carry "
+          "it: rwkv-world, a symato vocabulary file, a tokenizer.json or a folder holding "
+          "one. Empty: the source's own (a run's vocabulary, an HF folder's tokenizer.json)"),
+    _init("init_transplant", str, "compose", "a source tokenizer other than the run's: "
+          "compose (rows of target ids the source spells with several tokens are the mean "
+          "of theirs) or random (the control); copied rows are copied either way",
+          choices=("compose", "random")),
+    _init("init_optimizer", bool, False, "restore the AdamW state of init_from (only a "
+          "training state of this pipeline with the run's vocabulary has one); false: a "
+          "fresh optimizer"),
+    _init("init_warmup", bool, True, "a run from init_from warms its learning rate up "
+          "again (its own schedule from step 0); false: no warmup, the peak lr at once"),
+    _init("train_layers", str, "all", "the parameters trained: all, head (final norm and "
+          "output), embeddings+head, last-N (the last N blocks and the head); the rest "
+          "stay as initialized"),
     Setting("shards_dir", str, "token shards folder (manifest.json, {split}/*.arrow)"),
     Setting("vocab_file", str, "vocabulary file, embedded into the final model"),
 )
@@ -301,6 +330,7 @@ def check_settings(settings: dict[str, Any], where: str, pending: tuple[str, ...
                           f"lr={settings['lr']}")
     check_wsd(settings, where)
     check_unique(settings, where)
+    check_init(settings, where)
     backend, device = settings.get("wkv_backend"), settings.get("device")
     if {backend, device} == {"cpu", "cuda"}:  # caught here, not in the job after queueing
         raise SymatoError(f"{where}: wkv_backend {backend!r} cannot run on device {device!r}; "
@@ -319,6 +349,8 @@ def warmup_steps_of(settings: dict[str, Any]) -> int:
     """
     if "warmup_steps" in settings:
         return int(settings["warmup_steps"])
+    if setting(settings, "init_from") and not setting(settings, "init_warmup"):
+        return 0
     return round(settings["warmup"] * settings["steps"])
 
 
@@ -360,6 +392,34 @@ def check_wsd(settings: dict[str, Any], where: str) -> None:
         raise SymatoError(f"{where}: warmup ({warmup_steps_of(settings)} steps) runs into the "
                           f"decay (from step {decay_start(settings)} of {settings['steps']}); "
                           "lower warmup or decay (WSD: warmup + decay must stay below 1)")
+
+
+TRAIN_LAYERS = re.compile(r"all|head|embeddings\+head|last-([1-9][0-9]*)")
+
+
+def check_train_layers(value: str, n_layer: int, where: str) -> None:
+    """``all``, ``head``, ``embeddings+head`` or ``last-N`` with N <= n_layer."""
+    match = TRAIN_LAYERS.fullmatch(value)
+    if not match:
+        raise SymatoError(f"{where}: train_layers {value!r} is not one of all, head, "
+                          "embeddings+head, last-N")
+    if match.group(1) and int(match.group(1)) > n_layer:
+        raise SymatoError(f"{where}: train_layers {value!r}: the model has {n_layer} layers")
+
+
+def check_init(settings: dict[str, Any], where: str) -> None:
+    """The init settings fit together, and the source's header (a run's settings.json,
+    a Hugging Face config.json; JSON only) fits the run's architecture and shape."""
+    check_train_layers(setting(settings, "train_layers"), settings["n_layer"], where)
+    if not setting(settings, "init_from"):
+        used = sorted(s.name for s in SETTINGS if s.omit_default and s.name != "train_layers"
+                      and s.name in settings and settings[s.name] != s.default)
+        if used:
+            raise SymatoError(f"{where}: {used} need init_from (a model to start from)")
+        return
+    from symato.interop.imports import check_header
+
+    check_header(settings, where)
 
 
 def check_unique(settings: dict[str, Any], where: str) -> None:

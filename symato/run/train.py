@@ -413,7 +413,22 @@ class Trainer:
         s = self.s
         if self.train_ds.vocab_size != self.val_ds.vocab_size:
             raise SymatoError(f"{s['shards_dir']}: train and val vocab sizes differ")
-        return model_for_run(s, self.train_ds.vocab_size).to(self.device)
+        model = model_for_run(s, self.train_ds.vocab_size)
+        # init_from (symato.run.init): the source's weights, before any step; a source
+        # that does not fit the run stops the job here, naming the file and tensor.
+        self.init_record: dict[str, Any] | None = None
+        self.init_optimizer: dict[str, Any] | None = None
+        if s.get("init_from"):
+            from symato.run.init import start_from
+
+            model, self.init_record, self.init_optimizer = start_from(
+                model, s, self.vocab, self.out, self.dist.main, self.log)
+        if s.get("train_layers", "all") != "all":
+            from symato.run.init import apply_train_layers
+
+            trained = apply_train_layers(model, s["train_layers"], s["n_layer"])
+            self.log(f"train_layers {s['train_layers']}: {trained} parameters trained")
+        return model.to(self.device)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """Compile the inner module, then wrap it in DDP: the order PyTorch documents
@@ -443,8 +458,15 @@ class Trainer:
                   for g in parameter_groups(self.model, self.s)]
         # eager runs: the same AdamW without torch._dynamo's import (symato.run.eager)
         adamw = torch.optim.AdamW if self.s["compile"] else eager.AdamW
-        return adamw(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
-                     eps=self.s["eps"], fused=True)
+        optimizer = adamw(groups, lr=self.s["lr"], betas=(self.s["beta1"], self.s["beta2"]),
+                          eps=self.s["eps"], fused=True)
+        if self.init_optimizer is not None:  # init_optimizer: the source run's AdamW state
+            try:
+                optimizer.load_state_dict(self.init_optimizer)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise SymatoError(f"run {self.s['run']}: the optimizer state of init_from "
+                                  f"{self.s['init_from']} does not fit this run: {exc}") from None
+        return optimizer
 
     def _peak_flops(self) -> float | None:
         if self.device.type != "cuda":
@@ -879,6 +901,8 @@ class Trainer:
             "device": str(self.device),
             "backend": self.backend,
             "inputs": self.inputs,
+            # init_from: the source (path, sha256) and the transplant's counts
+            **({"init": self.init_record} if self.init_record else {}),
             # repeated epochs: the unique text (fresh runs: their tokens are all unique)
             **(self.unique or {"unique_tokens": tokens}),
             "epochs": tokens / (self.unique or {"unique_tokens": tokens})["unique_tokens"],
