@@ -43,6 +43,7 @@ class Setting(Option):
     short: str = ""
     guard: bool = False
     omit_default: bool = False  # written to settings.json only when not at its default
+    init: bool = False  # a setting of a run that starts from a model (needs init_from)
     from_recipe: bool = False
     wsd_only: bool = False
 
@@ -97,7 +98,7 @@ def _init(name: str, kind: type, default: Any, help: str, **limits: Any) -> Sett
     these settings reruns no finished run; a run starting elsewhere has another
     settings.json, hence other params and another checkpoint digest (it reruns)."""
     return Setting(name, kind, help, default=default, shared=True, optional=True,
-                   omit_default=True, **limits)
+                   omit_default=True, init=True, **limits)
 
 
 def _recipe(name: str, kind: type, help: str, **limits: Any) -> Setting:
@@ -412,7 +413,7 @@ def check_init(settings: dict[str, Any], where: str) -> None:
     a Hugging Face config.json; JSON only) fits the run's architecture and shape."""
     check_train_layers(setting(settings, "train_layers"), settings["n_layer"], where)
     if not setting(settings, "init_from"):
-        used = sorted(s.name for s in SETTINGS if s.omit_default and s.name != "train_layers"
+        used = sorted(s.name for s in SETTINGS if s.init and s.name != "train_layers"
                       and s.name in settings and settings[s.name] != s.default)
         if used:
             raise SymatoError(f"{where}: {used} need init_from (a model to start from)")
