@@ -26,6 +26,7 @@ def test_an_rnn_state_does_not_grow_with_the_context(arch: str):
                    for n in (8, 600))  # 600: two prefill chunks
     assert short["state_bytes"] == long["state_bytes"] > 0
     assert short["params"] == long["params"] and long["token_ms"] > 0 and long["prefill_s"] > 0
+    assert long["token_cpu_ms"] > 0
 
 
 @pytest.mark.parametrize("arch", ["gpt", "llama"])
@@ -84,8 +85,11 @@ def test_crossover_counts_only_a_lasting_advantage():
     assert context.crossover(ROWS[:1]) == "rwkv7 and llama were not both measured"
     table = context.markdown(ROWS).splitlines()
     assert len(table) == 2 + len(ROWS)
-    assert table[2] == ("| rwkv7 | 1.00M (0.90M) | 256 | 0.50 | 2.00 | 1.00 MiB | "
+    # rows written before the CPU time was measured show "-" there
+    assert table[2] == ("| rwkv7 | 1.00M (0.90M) | 256 | 0.50 | 2.00 | - | 1.00 MiB | "
                         "1,024.00 MiB |")
+    timed = context.markdown([{**ROWS[0], "token_cpu_ms": 1.5}]).splitlines()[2]
+    assert "| 2.00 | 1.50 | 1.00 MiB |" in timed
 
 
 @pytest.mark.slow

@@ -101,13 +101,14 @@ def measure(arch: str, size: str, context: int, tokens: int, device: str = "cpu"
             _, state = step(ids[:, lo : min(lo + PREFILL_CHUNK, context)], state)
         sync(device)
         prefill = time.perf_counter() - t0
-        steps = []
+        steps, cpu = [], []
         for t in range(context, context + tokens + WARMUP_STEPS):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             logits, state = step(ids[:, t : t + 1], state)
             logits.argmax()  # what sampling would read
             sync(device)
             steps.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated()
     else:  # ru_maxrss: kilobytes on Linux, bytes on macOS
@@ -116,6 +117,9 @@ def measure(arch: str, size: str, context: int, tokens: int, device: str = "cpu"
     return {"arch": arch, "impl": impl, "context": context, "params": counts["total"],
             "non_embedding": counts["non_embedding"], "prefill_s": prefill,
             "token_ms": 1e3 * statistics.median(steps[WARMUP_STEPS:]),
+            # the process's CPU time per token: what another job on a shared machine
+            # disturbs least (with one thread it equals the wall time on a quiet one)
+            "token_cpu_ms": 1e3 * statistics.median(cpu[WARMUP_STEPS:]),
             "state_bytes": size_of(state), "peak_bytes": int(peak)}
 
 
@@ -271,7 +275,9 @@ def ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per field, the median over rounds (times vary; sizes are equal in every round)."""
     out = dict(rows[0])
-    for key in ("prefill_s", "token_ms", "peak_bytes"):
+    for key in ("prefill_s", "token_ms", "token_cpu_ms", "peak_bytes"):
+        if key not in rows[0]:  # rows written before the key existed
+            continue
         out[key] = statistics.median(r[key] for r in rows)
     out["rounds"] = len(rows)
     return out
@@ -317,14 +323,20 @@ def crossover(rows: list[dict[str, Any]], fast: str = "rwkv7", slow: str = "llam
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The table for docs/benchmarks.md and summary.md."""
-    lines = ["| arch | params (non-emb.) | context | prefill s | ms / token | state or KV "
-             "cache | peak memory |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| arch | params (non-emb.) | context | prefill s | ms / token | CPU ms / token "
+             "| state or KV cache | peak memory |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         name = series(r["arch"], r.get("impl", "symato"))
         lines.append(f"| {name} | {r['params'] / 1e6:.2f}M ({r['non_embedding'] / 1e6:.2f}M)"
                      f" | {r['context']:,} | {r['prefill_s']:.2f} | {r['token_ms']:.2f} | "
+                     f"{_ms(r.get('token_cpu_ms'))} | "
                      f"{mib(r['state_bytes'])} | {mib(r['peak_bytes'])} |")
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def mib(n: float) -> str:
