@@ -199,7 +199,13 @@ def test_cli_reads_runs_csv_and_writes_strict_json(tmp_path, capsys) -> None:
     # as runs.csv has them: tokens and a tokenizer table, init_from empty for scratch
     frame["tokens"] = frame.pop("text") / 4.0
     frame["run"] = [f"run{i}" for i in range(len(frame))]
+    frame["lr"] = 0.002
     frame.loc[len(frame)] = {**frame.iloc[0].to_dict(), "loss": np.nan, "run": "diverged"}
+    # a learning-rate sweep at a scratch cell: its worse rate is not part of the curve
+    first = frame.iloc[0].to_dict()
+    frame.loc[0, "run"] = "rwkv4-L2-D64-B100k"
+    frame.loc[len(frame)] = {**first, "run": "rwkv4-L2-D64-B100k-lr0.01",
+                             "lr": 0.01, "loss": first["loss"] + 0.3}
     runs = tmp_path / "runs.csv"
     frame.to_csv(runs, index=False)
     toks = tmp_path / "tokenizers.csv"
@@ -210,6 +216,8 @@ def test_cli_reads_runs_csv_and_writes_strict_json(tmp_path, capsys) -> None:
     doc = json.loads(out.read_text(encoding="utf-8"))
     g = doc["groups"]["symato/rwkv4"]
     assert g["n_scratch"] == 18 and g["n_transferred"] == 12  # the diverged run: dropped
+    (sweep,) = doc["lr_choice"]["sweeps"]
+    assert sweep["chosen"] == "rwkv4-L2-D64-B100k"
     assert min(r["D_F"] for r in g["runs"]) == pytest.approx(1e5)
     assert "D_T = k * D_F^alpha * N^beta: k = " in md.read_text(encoding="utf-8")
     # without text, text_bytes or a tokenizer table: a clear error

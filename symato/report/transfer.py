@@ -68,6 +68,7 @@ from symato.report.laws import (
     _fit_weighted,
     interval,
 )
+from symato.report.lrchoice import CHOICE_RULE, choose_runs
 from symato.report.study import bytes_per_token
 from symato.report.tables import GROUP_COLUMNS, PARAMS_COLUMNS
 
@@ -480,6 +481,7 @@ def transfer_fit(runs: pd.DataFrame, params_key: str = "params", n_bootstrap: in
     """The transfer fit of every (tokenizer, arch) group that has transferred runs, as a
     JSON-able dict (``figure_data`` reads it back)."""
     frame = runs_frame(runs, params_key, bpt, where)
+    frame, sweeps, set_aside = choose_scratch(frame)
     groups: dict[str, Any] = {}
     for key, g in frame.groupby(list(GROUP_COLUMNS), sort=True):
         if not g["transferred"].any():
@@ -492,7 +494,23 @@ def transfer_fit(runs: pd.DataFrame, params_key: str = "params", n_bootstrap: in
     return {"law": LAW_NAME, "loss": "bits_per_byte", "text": "bytes of Vietnamese text",
             "params_column": params_key, "bootstrap": n_bootstrap, "seed": seed,
             "scratch_form": form, "saving_fraction": fraction, "ci_level": CI_LEVEL,
-            "statuses": STATUS_RULE, "groups": groups}
+            "statuses": STATUS_RULE, "lr_choice": {"rule": CHOICE_RULE, "sweeps": sweeps},
+            "set_aside": set_aside, "groups": groups}
+
+
+def choose_scratch(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], list[str]]:
+    """The frame with the scratch runs the learning-rate choice keeps
+    (``symato.report.lrchoice.choose_runs``, as ``symato fit``): a from-scratch curve
+    fitted through a sweep's worse learning rates would lie too high, and every D_T
+    would come out too large. The sweep records name each sweep's chosen run.
+    Transferred runs are all kept."""
+    scratch = frame[~frame["transferred"]]
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in scratch.to_dict("records")]
+    kept, sweeps, notes = choose_runs(rows)
+    lines = {r["_line"] for r in kept}
+    keep = frame["transferred"] | frame["_line"].isin(lines)
+    return frame[keep], sweeps, notes
 
 
 def _figure(g: pd.DataFrame, fitted: dict[str, Any], arrays: dict[str, Any]) -> dict:
