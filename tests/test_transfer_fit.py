@@ -49,7 +49,7 @@ def row(n: float, d: float, loss: float, init: str = "", **extra: object) -> dic
 
 
 def synth(seed: int, noise: float = 0.002, sizes: tuple[float, ...] = SIZES,
-          transfer_text: tuple[float, ...] = TRANSFER_TEXT) -> pd.DataFrame:
+          transfer_text: tuple[float, ...] = TRANSFER_TEXT, k: float = K) -> pd.DataFrame:
     """Scratch runs on L(N, D), transferred runs at L(N, D_F + D_T), log-normal noise."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -57,7 +57,8 @@ def synth(seed: int, noise: float = 0.002, sizes: tuple[float, ...] = SIZES,
         for d in SCRATCH_TEXT:
             rows.append(row(n, d, true_loss(n, d) * math.exp(noise * rng.standard_normal())))
         for d in transfer_text:
-            loss = true_loss(n, d + true_dt(d, n)) * math.exp(noise * rng.standard_normal())
+            d_t = k * d ** ALPHA * n ** BETA
+            loss = true_loss(n, d + d_t) * math.exp(noise * rng.standard_normal())
             rows.append(row(n, d, loss, init=f"en-{n:g}/model.pt"))
     return pd.DataFrame(rows)
 
@@ -152,6 +153,21 @@ def test_refusals_say_why() -> None:
     g = group(transfer_fit(synth(0, sizes=SIZES[:2]), n_bootstrap=0, form="joint"))
     assert all("3 model sizes, got 2" in s["reason"] for s in g["scratch"])
     assert g["law"]["status"] == "not_fitted"
+
+
+def test_transplant_variants_are_fitted_apart_against_the_same_scratch_runs() -> None:
+    compose = synth(0, noise=0.0).assign(init_transplant="compose")
+    random = synth(0, noise=0.0, k=1.0).assign(init_transplant="random")
+    runs = pd.concat([compose, random[random["init_from"] != ""]], ignore_index=True)
+    runs.loc[runs["init_from"] == "", "init_transplant"] = np.nan  # scratch: no transplant
+    doc = transfer_fit(runs, n_bootstrap=10)
+    assert sorted(doc["groups"]) == ["symato/rwkv4/init_transplant=compose",
+                                     "symato/rwkv4/init_transplant=random"]
+    for name, k in (("compose", K), ("random", 1.0)):
+        g = doc["groups"][f"symato/rwkv4/init_transplant={name}"]
+        assert g["by"]["init_transplant"] == name
+        assert g["n_scratch"] == 18 and g["n_transferred"] == 12
+        assert g["law"]["k"] == pytest.approx(k, rel=1e-6)
 
 
 def test_one_size_folds_n_into_k() -> None:

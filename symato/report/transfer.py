@@ -74,6 +74,9 @@ from symato.report.tables import GROUP_COLUMNS, PARAMS_COLUMNS
 
 LAW_NAME = "D_T = k * D_F^alpha * N^beta"
 SCRATCH_FORMS = ("per_size", "joint")
+# Run settings (trainer: init_*) whose values make transferred runs different treatments:
+# fitted apart when the runs table has them and they differ.
+VARIANT_COLUMNS = ("init_transplant", "init_tokenizer")
 SAVING_FRACTION = 0.1
 # A scratch curve L(D) = E + B/D^β has 3 parameters: as L(N) in laws.py, 4 runs at 3
 # distinct budgets per size. The transfer law has 3 (k, α, β): 2 more runs than that, at
@@ -479,18 +482,35 @@ def transfer_fit(runs: pd.DataFrame, params_key: str = "params", n_bootstrap: in
                  bpt: dict[str, float] | None = None, where: str = "runs"
                  ) -> dict[str, Any]:
     """The transfer fit of every (tokenizer, arch) group that has transferred runs, as a
-    JSON-able dict (``figure_data`` reads it back)."""
+    JSON-able dict (``figure_data`` reads it back).
+
+    Transferred runs that differ in a VARIANT_COLUMNS setting (``compose`` vs ``random``
+    transplant, another source tokenizer) are fitted apart, each against the same
+    scratch runs of its group: with the same seed their bootstrap replicates draw the
+    same scratch runs, so the variants' replicates pair."""
     frame = runs_frame(runs, params_key, bpt, where)
     frame, sweeps, set_aside = choose_scratch(frame)
+    variants = [c for c in VARIANT_COLUMNS if c in frame.columns]
+    for c in variants:
+        frame[c] = frame[c].fillna("").astype(str).str.strip()
     groups: dict[str, Any] = {}
     for key, g in frame.groupby(list(GROUP_COLUMNS), sort=True):
-        if not g["transferred"].any():
+        moved = g[g["transferred"]]
+        if moved.empty:
             continue
-        name = "/".join(str(v) for v in key)
-        fitted = fit_group(g, n_bootstrap, seed, form, fraction)
-        arrays = fitted.pop("_arrays")
-        fitted["figure"] = _figure(g, fitted, arrays)
-        groups[name] = {"by": dict(zip(GROUP_COLUMNS, map(str, key), strict=True)), **fitted}
+        kinds = moved.groupby(variants, sort=True) if variants else [((), moved)]
+        for values, sub in kinds:
+            values = values if isinstance(values, tuple) else (values,)
+            by = dict(zip(GROUP_COLUMNS, map(str, key), strict=True))
+            name = "/".join(str(v) for v in key)
+            if len(kinds) > 1:
+                by.update(zip(variants, values, strict=True))
+                name += "/" + ",".join(f"{c}={v}" for c, v in zip(variants, values, strict=True))
+            runs_here = pd.concat([g[~g["transferred"]], sub])
+            fitted = fit_group(runs_here, n_bootstrap, seed, form, fraction)
+            arrays = fitted.pop("_arrays")
+            fitted["figure"] = _figure(runs_here, fitted, arrays)
+            groups[name] = {"by": by, **fitted}
     return {"law": LAW_NAME, "loss": "bits_per_byte", "text": "bytes of Vietnamese text",
             "params_column": params_key, "bootstrap": n_bootstrap, "seed": seed,
             "scratch_form": form, "saving_fraction": fraction, "ci_level": CI_LEVEL,
