@@ -232,6 +232,8 @@ def test_cli_reads_runs_csv_and_writes_strict_json(tmp_path, capsys) -> None:
     doc = json.loads(out.read_text(encoding="utf-8"))
     g = doc["groups"]["symato/rwkv4"]
     assert g["n_scratch"] == 18 and g["n_transferred"] == 12  # the diverged run: dropped
+    assert doc["runs_without_loss"] == [f"{runs}:32: run diverged has no loss; not fitted"]
+    assert "run diverged has no loss" in capsys.readouterr().err
     (sweep,) = doc["lr_choice"]["sweeps"]
     assert sweep["chosen"] == "rwkv4-L2-D64-B100k"
     assert min(r["D_F"] for r in g["runs"]) == pytest.approx(1e5)

@@ -103,7 +103,7 @@ def runs_frame(runs: pd.DataFrame, params_key: str,
 
     Text: the ``text`` column when present, else tokens x the tokenizer's train-split
     bytes per token (``bpt``, as the tokenizer study), else ``text_bytes`` (the byte
-    budget). Rows without a loss are dropped (the caller reports them); errors name the
+    budget). Rows without a loss are dropped (``transfer_fit`` lists them); errors name the
     table line (header = line 1).
     """
     missing = [c for c in (params_key, "loss") if c not in runs.columns]
@@ -489,6 +489,7 @@ def transfer_fit(runs: pd.DataFrame, params_key: str = "params", n_bootstrap: in
     scratch runs of its group: with the same seed their bootstrap replicates draw the
     same scratch runs, so the variants' replicates pair."""
     frame = runs_frame(runs, params_key, bpt, where)
+    failed = without_loss(runs, where)
     frame, sweeps, set_aside = choose_scratch(frame)
     variants = [c for c in VARIANT_COLUMNS if c in frame.columns]
     for c in variants:
@@ -515,7 +516,15 @@ def transfer_fit(runs: pd.DataFrame, params_key: str = "params", n_bootstrap: in
             "params_column": params_key, "bootstrap": n_bootstrap, "seed": seed,
             "scratch_form": form, "saving_fraction": fraction, "ci_level": CI_LEVEL,
             "statuses": STATUS_RULE, "lr_choice": {"rule": CHOICE_RULE, "sweeps": sweeps},
-            "set_aside": set_aside, "groups": groups}
+            "runs_without_loss": failed, "set_aside": set_aside, "groups": groups}
+
+
+def without_loss(runs: pd.DataFrame, where: str) -> list[str]:
+    """A note per run without a loss (it diverged or failed): reported, not fitted."""
+    loss = pd.to_numeric(runs["loss"], errors="coerce").to_numpy()
+    names = runs["run"] if "run" in runs.columns else pd.Series("", index=runs.index)
+    return [f"{where}:{i + 2}: run {names.iloc[i]} has no loss; not fitted"
+            for i in np.flatnonzero(np.isnan(loss))]
 
 
 def choose_scratch(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], list[str]]:
@@ -662,6 +671,8 @@ def main(argv: list[str]) -> int:
     doc = transfer_fit(runs, PARAMS_COLUMNS[args.params_column], args.bootstrap, args.seed,
                        args.scratch, args.saving, bpt, str(args.runs))
     write_json_atomic(args.out, doc)
+    for note in doc["runs_without_loss"] + doc["set_aside"]:
+        print(f"symato transfer-fit: {note}", file=sys.stderr)
     if args.markdown:
         from symato.io import write_text_atomic
 
