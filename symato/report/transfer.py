@@ -66,6 +66,7 @@ from symato.report.laws import (
     MIN_RUNS_N,
     MIN_RUNS_ND,
     _fit_weighted,
+    _params_at_bound,
     interval,
 )
 from symato.report.lrchoice import CHOICE_RULE, choose_runs
@@ -199,7 +200,7 @@ def scratch_curves(n: np.ndarray, d: np.ndarray, loss: np.ndarray, sizes: np.nda
         e, a, alpha, b, beta = raw.T
         for j, s in enumerate(sizes):
             curves[:, j] = np.column_stack([e + a * s ** -alpha, b, beta])
-        pinned = _pinned_joint(raw[0], n, d, loss)
+        pinned = _params_at_bound(LAW_ND, raw[0], n, d, loss)
         for j in range(n_sizes):
             records[j].update(_curve_record(curves[:, j], pinned, "L(N,D)"))
         return curves, records
@@ -245,13 +246,6 @@ def _pinned_curve(raw: np.ndarray, d: np.ndarray, loss: np.ndarray) -> list[str]
     if min(beta - lo, hi - beta) <= BOUND_RTOL * (hi - lo):
         pinned.append("beta")
     return pinned
-
-
-def _pinned_joint(raw: np.ndarray, n: np.ndarray, d: np.ndarray, loss: np.ndarray
-                  ) -> list[str]:
-    from symato.report.laws import _params_at_bound
-
-    return _params_at_bound(LAW_ND, raw, n, d, loss)
 
 
 def _curve_record(curves: np.ndarray, pinned: list[str], law: str) -> dict[str, Any]:
