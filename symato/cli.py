@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("symato.report.collect:main", "collect run metrics into one table"),
     "fit": ("symato.report.fit:main", "fit scaling laws to run results"),
     "study": ("symato.report.study:main", "tokenizer study: fits in bytes of text, crossovers"),
+    "transfer-fit": ("symato.report.transfer:main", "transfer study: D_T = k D_F^a N^b, intervals"),
     # the figures and results/summary.md: workflow/scripts/, run by rules/report.smk
 }
 
