@@ -253,3 +253,29 @@ def test_bad_tables_are_errors_naming_the_line(tmp_path) -> None:
         transfer_fit(bad)
     with pytest.raises(SymatoError, match="missing column"):
         transfer_fit(synth(0).drop(columns=["params"]))
+
+
+def test_collect_puts_a_started_runs_init_settings_in_runs_csv(tmp_path):
+    """runs.csv carries init_from (empty: from scratch) and, for a started run, its init
+    settings with the defaults that settings.json leaves out, which the law groups by."""
+    import json
+
+    from symato.report.collect import run_row
+
+    def run(name: str, **settings):
+        folder = tmp_path / "symato" / name
+        folder.mkdir(parents=True)
+        (folder / "settings.json").write_text(json.dumps(
+            {"tokenizer": "symato", "arch": "rwkv4", "run": name, "text_bytes": 100000,
+             "tokens": 44000, **settings}))
+        (folder / "metrics.json").write_text(json.dumps(
+            {"params_total": 1000, "train_tokens": 44032, "bits_per_byte": 2.1}))
+        return run_row(folder)
+
+    scratch = run("rwkv4-L1-D32-B100k")
+    assert scratch["init_from"] is None and scratch["init_transplant"] is None
+    started = run("rwkv4-L1-D32-B100k-from_en", init_from="run:results/runs/en/x",
+                  init_transplant="random")
+    assert started["init_from"] == "run:results/runs/en/x"
+    assert started["init_transplant"] == "random" and started["train_layers"] == "all"
+    assert started["init_tokenizer"] is None  # empty default: the source's own

@@ -99,6 +99,12 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("l2wrap", "l2wrap"),
     ("layerwise_lr", "layerwise_lr"),
     ("head_size", "head_size"),
+    # a run that started from an existing model (docs/transfer.md; empty: from scratch);
+    # the transfer law (symato/report/transfer.py) reads these
+    ("init_from", "init_from"),
+    ("init_tokenizer", "init_tokenizer"),
+    ("init_transplant", "init_transplant"),
+    ("train_layers", "train_layers"),
 ]
 # lm-evaluation-harness numbers of a run (config eval.lm_eval, rule lm_eval_run), read from
 # its lm_eval.json (``symato lm-eval run``) when `symato collect --lm-eval` asks:
@@ -110,7 +116,9 @@ LMEVAL_COLUMNS: list[tuple[str, str, str]] = [
 ]
 # Text columns; RECORDED ones are what training ran, read from metrics.json alone.
 TEXT_COLUMNS = ("tokenizer", "arch", "run", "backend", "precision", "device_name", "recipe",
-                "layerwise_lr")
+                "layerwise_lr", "init_from", "init_tokenizer", "init_transplant", "train_layers")
+# settings.json leaves these out at their defaults; a started run's row shows the default
+INIT_COLUMNS = ("init_tokenizer", "init_transplant", "train_layers")
 RECORDED = ("backend", "precision", "device_name")
 # Without these a run cannot be placed on any figure: missing is an error, not a blank.
 REQUIRED = ("tokenizer", "arch", "run", "params", "tokens")
@@ -163,6 +171,11 @@ def run_row(run_dir: Path) -> dict[str, Any]:
                 f"{metrics_path}: key {key!r} is missing (also not in {settings_path.name})"
             )
     row["arch"] = canonical_name(row["arch"])  # "rwkv" in files written before: rwkv4
+    if row["init_from"]:
+        from symato.run.settings import setting
+
+        for column in INIT_COLUMNS:
+            row[column] = row[column] or (str(setting(settings, column)) or None)
     repetition(row, settings, metrics_path)
     configured = _number(settings.get("tokens"), str(settings_path), "tokens")
     row["budget"] = budget_label(row["text_bytes"], configured or row["tokens"],
