@@ -48,6 +48,9 @@ def main() -> int:
     p.add_argument("--head-size", type=int, default=64)
     p.add_argument("--peers", action="store_true",
                    help="also the reference runtimes (rwkv package, transformers)")
+    p.add_argument("--one-process", action="store_true",
+                   help="instead: each architecture's contexts along one sequence in one "
+                        "process (the flatness of time per token, context.flat)")
     p.add_argument("--markdown", action="store_true", help="print the Markdown table")
     p.add_argument("--json", help="write the rows and the machine here")
     p.add_argument("--figure", help="write the figure here (PNG)")
@@ -56,6 +59,8 @@ def main() -> int:
     print(f"machine: {where}; {args.size}, head size {args.head_size}, vocab {args.vocab}, "
           f"{args.tokens} tokens x {args.rounds} rounds, threads {args.threads or 'default'}",
           flush=True)
+    if args.one_process:
+        return one_process(args, where)
     rows = context.sweep(args.archs, args.contexts, size=args.size, tokens=args.tokens,
                          rounds=args.rounds, device=args.device, threads=args.threads,
                          vocab=args.vocab, head_size=args.head_size, peers=args.peers,
@@ -71,6 +76,21 @@ def main() -> int:
         fig = context.plot(rows, f"{args.size} on {where.split(',')[0]}")
         with atomic_path(args.figure) as tmp:
             fig.savefig(tmp, format="png", dpi=150)
+    return 0
+
+
+def one_process(args: argparse.Namespace, where: str) -> int:
+    """``--one-process``: time per token at every context along one sequence, per
+    architecture (and peer), the spread across contexts; the table and the JSON."""
+    rows = context.flat_sweep(args.archs, args.contexts, size=args.size, tokens=args.tokens,
+                              rounds=args.rounds, device=args.device, threads=args.threads,
+                              vocab=args.vocab, head_size=args.head_size, peers=args.peers)
+    print("\n" + context.flat_markdown(rows) + "\n")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with atomic_path(args.json) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"machine": where, "size": args.size, "tokens": args.tokens,
+                       "one_process": True, "rows": rows}, f, indent=1)
     return 0
 
 

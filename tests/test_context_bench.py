@@ -115,3 +115,22 @@ def test_workflow_rule_measures_draws_and_summarizes(tmp_path: Path):
     assert section.startswith(f"{SIZE}, 2 generated tokens, CPU ")
     assert "| llama |" in section and "than llama" in section
     assert "Not measured" in load_script("summary").context_section(None)
+
+
+def test_one_process_sweep_measures_every_context_along_one_sequence():
+    """context.flat: one process per (arch, runtime), each context reached by prefilling
+    the same sequence further; the RNN state stays one size, the KV cache grows."""
+    rows = context.flat_sweep(["rwkv7", "llama"], [8, 40], size=SIZE, tokens=2, vocab=50,
+                              head_size=HEAD)
+    assert [(r["arch"], r["context"]) for r in rows] == [
+        ("rwkv7", 8), ("rwkv7", 40), ("llama", 8), ("llama", 40)]
+    rnn, attn = rows[:2], rows[2:]
+    assert rnn[0]["state_bytes"] == rnn[1]["state_bytes"]
+    assert attn[0]["state_bytes"] == attn[1]["state_bytes"]  # preallocated for it all
+    assert all(r["spread"] >= 1.0 and r["token_cpu_ms"] > 0 for r in rows)
+    table = context.flat_markdown(rows).splitlines()
+    assert table[0] == "| arch | 8 | 40 | largest / smallest |" and len(table) == 4
+    # a context the decoded tokens already passed is measured where the sequence is
+    (late,) = [r for r in context.flat("rwkv7", SIZE, [8, 9], 2, vocab=50, head_size=HEAD)
+               if r["context"] != 8]
+    assert late["context"] == 8 + 2 + context.WARMUP_STEPS

@@ -233,28 +233,15 @@ def sweep(archs: list[str], contexts: list[int], *, size: str, tokens: int, roun
     ``PEERS`` that covers it."""
     if not archs or not contexts or tokens < 1 or rounds < 1:
         raise SymatoError("context bench: needs archs, contexts, tokens >= 1 and rounds >= 1")
-    env = dict(os.environ)  # the workers import this very package, installed or not
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads))
     pairs = runtimes_for(archs, peers)
     got: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in range(rounds):
         for context in contexts:
             for arch, impl in pairs:
-                cmd = [sys.executable, "-m", "symato.report.context", "--worker", arch,
-                       str(context), "--size", size, "--tokens", str(tokens), "--device",
-                       device, "--vocab", str(vocab), "--head-size", str(head_size),
-                       "--impl", impl]
-                if threads:
-                    cmd += ["--threads", str(threads)]
-                done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if done.returncode:
-                    raise SymatoError(f"context bench: {series(arch, impl)} at context "
-                                      f"{context} failed "
-                                      f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
-                row = json.loads(done.stdout.strip().splitlines()[-1])
+                opts = ["--size", size, "--tokens", str(tokens), "--device", device, "--vocab",
+                        str(vocab), "--head-size", str(head_size), "--impl", impl]
+                row = _run_worker([arch, str(context), *opts], threads,
+                                  f"{series(arch, impl)} at context {context}")
                 got.setdefault((arch, impl, context), []).append(row)
                 if progress:
                     progress(f"round {r + 1}/{rounds} {series(arch, impl)} context {context}: "
@@ -270,6 +257,102 @@ def series(arch: str, impl: str = "symato") -> str:
 def ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of our runtime (files written before peers existed have no ``impl``)."""
     return [r for r in rows if r.get("impl", "symato") == "symato"]
+
+
+def _run_worker(args: list[str], threads: int | None, what: str) -> Any:
+    """Run ``python -m symato.report.context --worker ARGS`` in a fresh process and return
+    the JSON of its last stdout line (peers print their own lines before it)."""
+    env = dict(os.environ)  # the workers import this very package, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "symato.report.context", "--worker", *args]
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads))
+        cmd += ["--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SymatoError(f"context bench: {what} failed (exit {done.returncode}):\n"
+                          f"{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def flat(arch: str, size: str, contexts: list[int], tokens: int, device: str = "cpu",
+         vocab: int = 2816, head_size: int = 64, impl: str = "symato") -> list[dict[str, Any]]:
+    """Time per generated token at each of ``contexts``, in ONE process, along one growing
+    sequence: prefill to the first context, time ``tokens`` decode steps, prefill on to
+    the next context, and so on.
+
+    Why: separate processes place the same weights at other addresses, and on this CPU
+    that alone moves a process's time per token by up to 20% (``measure``'s rows); within
+    one process only the context changes, which is the question "does a token cost more
+    after a longer context?" (issue #28's flatness goal). A context already passed by the
+    decoded tokens is measured where the sequence is (``context`` says where).
+    """
+    contexts = sorted(contexts)
+    total = contexts[-1] + len(contexts) * (tokens + WARMUP_STEPS)
+    model = build(arch, size, vocab, head_size, total).to(device)
+    init, step, size_of = runtime(model, arch, impl, device, total)
+    ids = torch.randint(0, vocab, (1, total), generator=torch.Generator().manual_seed(2))
+    ids, rows, pos = ids.to(device), [], 0
+    with torch.inference_mode():
+        state = init()
+        for context in contexts:
+            while pos < context:
+                hi = min(pos + PREFILL_CHUNK, context)
+                _, state = step(ids[:, pos:hi], state)
+                pos = hi
+            start, wall, cpu = pos, [], []
+            for _ in range(tokens + WARMUP_STEPS):
+                t0, c0 = time.perf_counter(), time.process_time()
+                logits, state = step(ids[:, pos : pos + 1], state)
+                logits.argmax()
+                sync(device)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+                pos += 1
+            rows.append({"arch": arch, "impl": impl, "context": start,
+                         "token_ms": 1e3 * statistics.median(wall[WARMUP_STEPS:]),
+                         "token_cpu_ms": 1e3 * statistics.median(cpu[WARMUP_STEPS:]),
+                         "state_bytes": size_of(state)})
+    return rows
+
+
+def flat_sweep(archs: list[str], contexts: list[int], *, size: str, tokens: int,
+               rounds: int = 1, device: str = "cpu", threads: int | None = None,
+               vocab: int = 2816, head_size: int = 64, peers: bool = False
+               ) -> list[dict[str, Any]]:
+    """``flat`` for every (arch, runtime), one process per round (rounds alternate over
+    them); per context the median over rounds, and per (arch, runtime) ``spread``: the
+    largest time per token over the smallest, across the contexts."""
+    pairs = runtimes_for(archs, peers)
+    got: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
+    for _ in range(rounds):
+        for arch, impl in pairs:
+            opts = ["--size", size, "--tokens", str(tokens), "--device", device, "--vocab",
+                    str(vocab), "--head-size", str(head_size), "--impl", impl]
+            got.setdefault((arch, impl), []).append(_run_worker(
+                [arch, ",".join(map(str, contexts)), *opts, "--flat"], threads,
+                f"{series(arch, impl)} in one process"))
+    out = []
+    for pair in pairs:
+        runs = got[pair]
+        rows = [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]
+        times = [r["token_ms"] for r in rows]
+        out += [{**r, "spread": max(times) / min(times)} for r in rows]
+    return out
+
+
+def flat_markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per (arch, runtime): ms per token at each context, and the spread."""
+    names = list(dict.fromkeys(series(r["arch"], r["impl"]) for r in rows))
+    contexts = list(dict.fromkeys(r["context"] for r in rows))
+    lines = ["| arch | " + " | ".join(f"{c:,}" for c in contexts) + " | largest / smallest |",
+             "| --- |" + " ---: |" * (len(contexts) + 1)]
+    for name in names:
+        mine = [r for r in rows if series(r["arch"], r["impl"]) == name]
+        lines.append(f"| {name} | " + " | ".join(f"{r['token_ms']:.2f}" for r in mine)
+                     + f" | {mine[0]['spread']:.2f} |")
+    return "\n".join(lines)
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -379,7 +462,8 @@ def _worker(argv: list[str]) -> int:
     """``python -m symato.report.context --worker ARCH CONTEXT ...``: one measurement,
     printed as one JSON line."""
     p = argparse.ArgumentParser(prog="symato.report.context")
-    p.add_argument("--worker", nargs=2, metavar=("ARCH", "CONTEXT"), required=True)
+    p.add_argument("--worker", nargs=2, metavar=("ARCH", "CONTEXT"), required=True,
+                   help="CONTEXT: a number (or with --flat a comma list)")
     p.add_argument("--size", required=True)
     p.add_argument("--tokens", type=int, required=True)
     p.add_argument("--device", default="cpu")
@@ -387,12 +471,19 @@ def _worker(argv: list[str]) -> int:
     p.add_argument("--head-size", type=int, default=64)
     p.add_argument("--threads", type=int)
     p.add_argument("--impl", default="symato", help="runtime: symato or a peer of PEERS")
+    p.add_argument("--flat", action="store_true",
+                   help="CONTEXT is a comma list measured along one sequence (flat)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    arch, context = args.worker[0], int(args.worker[1])
-    row = measure(arch, args.size, context, args.tokens, args.device, args.vocab, args.head_size,
-                  args.impl)
+    arch = args.worker[0]
+    if args.flat:
+        contexts = [int(c) for c in args.worker[1].split(",")]
+        print(json.dumps(flat(arch, args.size, contexts, args.tokens, args.device, args.vocab,
+                              args.head_size, args.impl)))
+        return 0
+    row = measure(arch, args.size, int(args.worker[1]), args.tokens, args.device, args.vocab,
+                  args.head_size, args.impl)
     print(json.dumps(row))
     return 0
 
