@@ -428,22 +428,27 @@ def mib(n: float) -> str:
 
 def plot(rows: list[dict[str, Any]], title: str = "") -> Any:
     """The figure: time per generated token and memory (state/KV cache, solid; process
-    peak, dotted) against context, log axes, one line per architecture."""
+    peak, dotted) against context, log axes, one colour per architecture; a peer runtime
+    of the same architecture is dashed in its colour (its state is the same size, so
+    only its process peak is drawn)."""
     from symato.report import figures
 
     plt = figures.pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
-    names = list(dict.fromkeys(series(r["arch"], r.get("impl", "symato")) for r in rows))
-    for i, arch in enumerate(names):
-        mine = sorted((r for r in rows if series(r["arch"], r.get("impl", "symato")) == arch),
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    pairs = list(dict.fromkeys((r["arch"], r.get("impl", "symato")) for r in rows))
+    for arch, impl in pairs:
+        mine = sorted((r for r in rows if (r["arch"], r.get("impl", "symato")) == (arch, impl)),
                       key=lambda r: r["context"])
-        x = [r["context"] for r in mine]
-        color = f"C{i}"
-        a1.plot(x, [r["token_ms"] for r in mine], marker="o", color=color, label=arch)
-        a2.plot(x, [r["state_bytes"] / 2**20 for r in mine], marker="o", color=color,
-                label=f"{arch} state / KV cache")
-        a2.plot(x, [r["peak_bytes"] / 2**20 for r in mine], ls=":", marker=".", color=color,
-                label=f"{arch} process peak")
+        x, name = [r["context"] for r in mine], series(arch, impl)
+        color, ours = f"C{archs.index(arch)}", impl == "symato"
+        a1.plot(x, [r["token_ms"] for r in mine], marker="o" if ours else "x",
+                ls="-" if ours else "--", color=color, label=name)
+        if ours:
+            a2.plot(x, [r["state_bytes"] / 2**20 for r in mine], marker="o", color=color,
+                    label=f"{arch} state / KV cache")
+        a2.plot(x, [r["peak_bytes"] / 2**20 for r in mine], ls=":" if ours else "-.",
+                marker="." if ours else "x", color=color, label=f"{name} process peak")
     for ax, ylabel in ((a1, "ms per generated token"), (a2, "MiB")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
