@@ -220,14 +220,9 @@ def _load_run(spec: str, file: Path, digest: str) -> SourceModel:
     optimizer, settings; its vocabulary file if it is still there)."""
     import torch
 
-    from symato.run.checkpoint import check_payload, load_failure, verify_weights
+    from symato.run.checkpoint import check_payload, load_weights_only, verify_weights
 
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SymatoError(f"init_from: {file} does not exist") from None
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise SymatoError(f"init_from: cannot read {file}: {load_failure(exc)}") from None
+    payload = load_weights_only(file, "init_from source")
     if isinstance(payload, dict) and payload.get("format") == TRAIN_STATE_FORMAT:
         return _from_train_state(spec, file, digest, payload)
     payload = check_payload(payload, str(file))

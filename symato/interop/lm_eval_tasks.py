@@ -27,7 +27,6 @@ atomically, the manifest last. The YAML names its JSONL by absolute path: lm-eva
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import re
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from symato.errors import SymatoError
-from symato.io import write_json_atomic, write_text_atomic
+from symato.io import file_digest, write_json_atomic, write_text_atomic
 
 PPL_TASK = "symato_vi_ppl"
 RESTORE_TASK = "symato_vi_restore"
@@ -92,15 +91,6 @@ def read_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
         for doc_id, text in read_clean_docs(f):
             if text:
                 yield doc_id, text
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- variants
@@ -285,12 +275,12 @@ def write_tasks(val: Iterable[str | Path], out: Path, opts: TaskOptions | None =
     manifest = {
         "format_version": FORMAT_VERSION,
         "tasks": list(TASKS),
-        "sources": [{"path": str(f.resolve()), "sha256": sha256_file(f)} for f in files],
+        "sources": [{"path": str(f.resolve()), "sha256": file_digest(f)} for f in files],
         "options": asdict(opts),
-        PPL_TASK: {"data": ppl_data.name, "sha256": sha256_file(ppl_data),
+        PPL_TASK: {"data": ppl_data.name, "sha256": file_digest(ppl_data),
                    "documents": len(ppl_docs),
                    "bytes": sum(len(t.encode("utf-8")) for _, t in ppl_docs)},
-        RESTORE_TASK: {"data": restore_data.name, "sha256": sha256_file(restore_data),
+        RESTORE_TASK: {"data": restore_data.name, "sha256": file_digest(restore_data),
                        "items": len(items), "choices": opts.choices},
     }
     write_json_atomic(out / "manifest.json", manifest)
@@ -323,7 +313,7 @@ def check_tasks(task_dir: Path) -> dict[str, Any]:
             raise SymatoError(f"{task_dir}/manifest.json has no {task!r} entry: rewrite the "
                               "folder with `symato lm-eval tasks`")
         data = Path(task_dir) / entry["data"]
-        if not data.is_file() or sha256_file(data) != entry["sha256"]:
+        if not data.is_file() or file_digest(data) != entry["sha256"]:
             raise SymatoError(f"{data} is missing or differs from {task_dir}/manifest.json: "
                               "rewrite the folder with `symato lm-eval tasks`")
         config = Path(task_dir) / f"{task}.yaml"

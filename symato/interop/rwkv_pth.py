@@ -82,14 +82,9 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 def read_rwkv_pth(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """The flat ``{name: tensor}`` dict of an RWKV ``.pth``, loaded weights-only: a file
     that would need unpickling code is refused, never executed."""
-    from symato.run.checkpoint import load_failure
+    from symato.run.checkpoint import load_weights_only
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SymatoError(f"RWKV checkpoint not found: {path}") from None
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise SymatoError(f"cannot read RWKV checkpoint {path}: {load_failure(exc)}") from None
+    state = load_weights_only(path, "RWKV checkpoint")
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise SymatoError(f"{path}: not an RWKV checkpoint (a flat dict of named tensors, "

@@ -74,13 +74,19 @@ def resolve_path(path_or_run_dir: str | os.PathLike[str]) -> Path:
 def read_payload(path_or_run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and check a checkpoint dict without building the model."""
     path = resolve_path(path_or_run_dir)
-    if not path.exists():
-        raise SymatoError(f"checkpoint not found: {path}")
+    return check_payload(load_weights_only(path, "checkpoint"), str(path))
+
+
+def load_weights_only(path: str | os.PathLike[str], what: str) -> Any:
+    """``torch.load`` of a file that may hold only tensors and plain data, never code; a
+    missing file or one that would need unpickling is an error naming ``what`` and the
+    path (every checkpoint the project opens comes through here)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SymatoError(f"{what} not found: {path}") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise SymatoError(f"cannot read checkpoint {path}: {load_failure(exc)}") from None
-    return check_payload(payload, str(path))
+        raise SymatoError(f"cannot read {what} {path}: {load_failure(exc)}") from None
 
 
 def load_failure(exc: BaseException) -> str:
